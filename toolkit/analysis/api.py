@@ -1,0 +1,210 @@
+"""Notebook-facing analysis API: frames in, frames out.
+
+Work is split into tasks (one per run and analysis) and run through joblib; every task gets
+its random stream from the run's logical fingerprint, the analysis name and the user seed,
+so results are bit-identical for any number of workers and any backend.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import polars as pl
+from joblib import Parallel, delayed
+
+from ..errors import ToolkitError
+from ..store import Store
+from .cells import load_counts
+from .metrics import bootstrap_se, cell_moments, estimate, group_matrix
+from .seeds import rng_for
+from .selection import require_mode, retained_personas, select_runs
+
+ANALYZE_COLUMNS = [
+    "model", "variant", "temperature", "group", "S", "S_se", "sigma_bar", "sigma_bar_se", "R", "R_se",
+    "personas", "items", "S_se_persona", "S_se_rerun", "sigma_bar_se_persona", "sigma_bar_se_rerun",
+    "min_reps", "median_reps", "max_reps", "run_id",
+]
+DEFAULT_VARIANT_SUFFIXES = ("-misaligned", "-insecure", "-secure")
+
+
+def _parallel(jobs: int, backend: str | None):
+    return Parallel(n_jobs=jobs, backend=backend if jobs != 1 else "sequential")
+
+
+def _metrics_task(counts: np.ndarray, scale: np.ndarray, G: np.ndarray, fingerprint: str, *, bootstrap: int,
+                  rerun_bootstrap: int, seed: int):
+    est = estimate(
+        counts,
+        scale,
+        G,
+        persona_draws=bootstrap,
+        rerun_draws=rerun_bootstrap,
+        rng_persona=rng_for(fingerprint, "metrics", seed, "persona"),
+        rng_rerun=rng_for(fingerprint, "metrics", seed, "rerun"),
+    )
+    return est
+
+
+def analyze(
+    store: Store | None = None,
+    *,
+    by_group: bool = False,
+    bootstrap: int = 2000,
+    rerun_bootstrap: int = 400,
+    seed: int = 0,
+    jobs: int = 1,
+    backend: str | None = "loky",
+    **selection,
+) -> pl.DataFrame:
+    """S, sigma_bar and R with bootstrap SEs for every selected persona (or logprob-sampled) run.
+
+    ``selection`` takes ``model``, ``variant``, ``temperature``, ``mode``, ``run_id``.
+    """
+    store = store or Store()
+    selection.setdefault("mode", "persona")
+    runs = select_runs(store, **selection)
+    require_mode(runs, ("persona",), "analyze")
+    loaded = [load_counts(store, m) for m in runs]
+    keep = retained_personas(store, loaded)
+
+    tasks, meta = [], []
+    for rc in loaded:
+        ids = keep[rc.manifest.run_id]
+        if ids.size < 2:
+            raise ToolkitError(f"run {rc.manifest.run_id}: only {ids.size} persona(s) survive retention; need at least 2")
+        counts = rc.counts[np.isin(rc.persona_ids, ids)]
+        inst = rc.instrument
+        groups = inst.groups
+        G = group_matrix([groups.index(it.group) for it in inst.items], len(groups))
+        tasks.append(delayed(_metrics_task)(counts, inst.scale, G, rc.manifest.fingerprint, bootstrap=bootstrap,
+                                            rerun_bootstrap=rerun_bootstrap, seed=seed))
+        n = counts.sum(axis=2)
+        meta.append((rc.manifest, ["all"] + groups, counts.shape[0], inst, n))
+    results = _parallel(jobs, backend)(tasks)
+
+    rows = []
+    for (m, names, personas, inst, n), est in zip(meta, results):
+        se_sp, se_sr = bootstrap_se(est.S_persona), bootstrap_se(est.S_rerun)
+        se_gp, se_gr = bootstrap_se(est.sigma_persona), bootstrap_se(est.sigma_rerun)
+        for g, name in enumerate(names if by_group else names[:1]):
+            items_in = len(inst.items) if g == 0 else sum(1 for it in inst.items if it.group == name)
+            member = np.ones(len(inst.items), bool) if g == 0 else np.array([it.group == name for it in inst.items])
+            ng = n[:, member]
+            sb = float(est.sigma_bar[g])
+            sig_se = float(np.hypot(se_gp[g], se_gr[g]))
+            rows.append({
+                "model": m.model, "variant": m.variant, "temperature": m.temperature, "group": name,
+                "S": float(est.S[g]), "S_se": float(np.hypot(se_sp[g], se_sr[g])),
+                "sigma_bar": sb, "sigma_bar_se": sig_se,
+                "R": 1.0 / sb if sb > 0 else float("inf"), "R_se": sig_se / sb**2 if sb > 0 else float("nan"),
+                "personas": personas, "items": items_in,
+                "S_se_persona": float(se_sp[g]), "S_se_rerun": float(se_sr[g]),
+                "sigma_bar_se_persona": float(se_gp[g]), "sigma_bar_se_rerun": float(se_gr[g]),
+                "min_reps": int(ng.min()), "median_reps": float(np.median(ng)), "max_reps": int(ng.max()),
+                "run_id": m.run_id,
+            })
+    return pl.DataFrame(rows, schema_overrides={"median_reps": pl.Float64}).select(ANALYZE_COLUMNS)
+
+
+def profiles(store: Store | None = None, **selection) -> pl.DataFrame:
+    """Moral-foundation profile of no-persona ("self") runs (paper Table 3).
+
+    Per group: mean of the item means, and mean of the per-item std over repetitions (ddof=1).
+    """
+    store = store or Store()
+    selection.setdefault("mode", "self")
+    runs = select_runs(store, **selection)
+    require_mode(runs, ("self",), "profiles")
+    rows = []
+    for m in runs:
+        rc = load_counts(store, m)
+        inst = rc.instrument
+        counts = rc.counts.sum(axis=0)  # (Q, K): a self run has one (null) persona
+        n, mu, sigma = cell_moments(counts, inst.scale)
+        for name in ["all"] + inst.groups:
+            member = np.array([name == "all" or it.group == name for it in inst.items]) & (n > 0)
+            rows.append({
+                "model": m.model, "variant": m.variant, "temperature": m.temperature, "group": name,
+                "mean": float(mu[member].mean()) if member.any() else float("nan"),
+                "std": float(sigma[member].mean()) if member.any() else float("nan"),
+                "items": int(member.sum()), "ratings": int(n[member].sum()), "run_id": m.run_id,
+            })
+    return pl.DataFrame(rows)
+
+
+def strip_variant_suffix(model: str, suffixes: Sequence[str] = DEFAULT_VARIANT_SUFFIXES) -> str:
+    """Default model-family key: ``gpt-4o-misaligned`` and ``gpt-4o-secure`` -> ``gpt-4o``."""
+    for suf in suffixes:
+        if model.endswith(suf):
+            return model[: -len(suf)]
+    return model
+
+
+def compare(
+    metrics: pl.DataFrame,
+    *,
+    baseline: str = "base",
+    family: Callable[[str], str] = strip_variant_suffix,
+) -> pl.DataFrame:
+    """Relative change of S, R and sigma_bar against the baseline variant of the same family.
+
+    Delta X = (X - X_base) / X_base in percent, matched on family, temperature and group.
+    """
+    df = metrics.with_columns(pl.col("model").map_elements(family, return_dtype=pl.String).alias("family"))
+    base = df.filter(pl.col("variant") == baseline)
+    if base.is_empty():
+        raise ToolkitError(f"no run of baseline variant {baseline!r} in the selection")
+    keys = ["family", "temperature", "group"]
+    dup = base.group_by(keys).len().filter(pl.col("len") > 1)
+    if not dup.is_empty():
+        raise ToolkitError(f"several baseline runs for family {dup['family'][0]!r}; narrow the selection")
+    joined = df.join(base.select(keys + [pl.col(c).alias(f"{c}_base") for c in ("S", "R", "sigma_bar")]),
+                     on=keys, how="left")
+    if joined["S_base"].null_count():
+        missing = joined.filter(pl.col("S_base").is_null())["model"].unique().to_list()
+        raise ToolkitError(f"no {baseline!r} run to compare with for model(s) {', '.join(missing)}")
+    out = joined.with_columns(
+        [((pl.col(c) - pl.col(f"{c}_base")) / pl.col(f"{c}_base") * 100).alias(f"delta_{c}_pct")
+         for c in ("S", "R", "sigma_bar")]
+    )
+    return out.select(
+        ["family", "model", "variant", "temperature", "group", "S", "S_se", "R", "R_se", "sigma_bar", "sigma_bar_se",
+         "delta_S_pct", "delta_R_pct", "delta_sigma_bar_pct", "personas", "run_id"]
+    ).sort(["group", "family", "variant"], maintain_order=True)
+
+
+def compare_summary(comparison: pl.DataFrame, *, baseline: str = "base") -> pl.DataFrame:
+    """Mean relative changes per variant, and each variant's Delta R minus the others' (pp)."""
+    non_base = comparison.filter(pl.col("variant") != baseline)
+    summary = non_base.group_by(["variant", "group"], maintain_order=True).agg(
+        pl.len().alias("models"),
+        pl.col("delta_S_pct").mean().alias("mean_delta_S_pct"),
+        pl.col("delta_R_pct").mean().alias("mean_delta_R_pct"),
+        pl.col("delta_sigma_bar_pct").mean().alias("mean_delta_sigma_bar_pct"),
+    )
+    return summary.sort(["group", "variant"], maintain_order=True)
+
+
+def excess(comparison: pl.DataFrame, variant: str, control: str, metric: str = "R") -> pl.DataFrame:
+    """Misalignment-specific excess: Delta X(variant) - Delta X(control) per family, in pp."""
+    col = f"delta_{metric}_pct"
+    a = comparison.filter(pl.col("variant") == variant).select("family", "temperature", "group", pl.col(col).alias("a"))
+    b = comparison.filter(pl.col("variant") == control).select("family", "temperature", "group", pl.col(col).alias("b"))
+    return a.join(b, on=["family", "temperature", "group"]).select(
+        "family", "temperature", "group", (pl.col("a") - pl.col("b")).alias(f"excess_{metric}_pp"))
+
+
+def group_cv(metrics: pl.DataFrame, metric: str) -> pl.DataFrame:
+    """Coefficient of variation (sample std / mean) of a metric across the groups of each run."""
+    return (metrics.filter(pl.col("group") != "all")
+            .group_by(["model", "variant", "temperature", "run_id"], maintain_order=True)
+            .agg((pl.col(metric).std(ddof=1) / pl.col(metric).mean()).alias(f"{metric}_cv")))
+
+
+def pearson(frame: pl.DataFrame, x: str, y: str) -> tuple[float, float]:
+    """Pearson r (and two-sided p) between two metric columns across the frame's rows."""
+    from scipy.stats import pearsonr
+
+    res = pearsonr(frame[x].to_numpy(), frame[y].to_numpy())
+    return float(res.statistic), float(res.pvalue)

@@ -1,0 +1,394 @@
+"""Importers for the published CSV formats (persona runs, self runs, digit-logprob runs).
+
+Every file is parsed and validated completely before anything is written, so a bad file in a
+batch leaves the store byte-for-byte unchanged. Rows go through the store's one segment
+writer and one request-key function, like recorded rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from . import __version__
+from .errors import ToolkitError
+from .hashing import sha256_bytes
+from .instrument import Instrument, load_instrument
+from .store import MODES, ROW_SCHEMA, RunManifest, Store, make_run_id
+
+ENDPOINT = "published-csv"
+_TEMP_RE = re.compile(r"_temp(\d+)")
+_SUFFIXES = ("_self", "_logprobs")
+PERSONA_COLUMNS = ["persona_id", "question_id", "run_index", "rating", "failures", "response", "collected_at"]
+SELF_COLUMNS = [c for c in PERSONA_COLUMNS if c != "persona_id"]
+LOGPROB_BASE_COLUMNS = ["persona_id", "question_id"]
+
+
+@dataclass
+class ImportResult:
+    path: str
+    run_id: str
+    rows: int
+    status: str  # added | unchanged | replaced
+
+
+@dataclass
+class _Parsed:
+    path: Path
+    manifest: RunManifest
+    table: pa.Table
+    source: dict
+
+
+def temperature_from_name(stem: str) -> float | None:
+    """``_temp01`` -> 0.1, ``_temp10`` -> 1.0, ``_temp125`` -> 1.25 (first digit is the units)."""
+    m = _TEMP_RE.search(stem)
+    if not m:
+        return None
+    digits = m.group(1)
+    return float(f"{digits[0]}.{digits[1:] or '0'}")
+
+
+def model_from_name(stem: str) -> str:
+    name = _TEMP_RE.sub("", stem)
+    changed = True
+    while changed:
+        changed = False
+        for suf in _SUFFIXES:
+            if name.endswith(suf):
+                name, changed = name[: -len(suf)], True
+    return name
+
+
+def detect_mode(columns: Sequence[str], instrument: Instrument) -> str:
+    if f"digit_{instrument.scale_min}_logprob" in columns:
+        return "logprob"
+    return "persona" if "persona_id" in columns else "self"
+
+
+def _expand(paths: Sequence[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(x for x in p.rglob("*.csv") if x.is_file())
+            if not found:
+                raise ToolkitError("folder holds no .csv files", path=str(p))
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ToolkitError("no such file or folder", path=str(p))
+    return files
+
+
+class _Lines:
+    """Maps data-row indices to 1-based file line numbers, quoted newlines included."""
+
+    def __init__(self, table: pa.Table, data: bytes):
+        n = table.num_rows
+        base = pl.int_range(0, n, dtype=pl.Int64, eager=True) + 2
+        if data.count(b"\n") - data.endswith(b"\n") == n:  # no newline inside any field
+            self.start = base.to_numpy()
+            return
+        df = pl.from_arrow(table)
+        assert isinstance(df, pl.DataFrame)
+        extra = pl.sum_horizontal([pl.col(c).str.count_matches("\n") for c in df.columns])
+        newlines = df.select(extra.alias("n"))["n"].cast(pl.Int64)
+        self.start = (base + newlines.cum_sum() - newlines).to_numpy()
+
+    def __call__(self, row: int) -> int:
+        return int(self.start[row])
+
+
+def _read_csv(path: Path, data: bytes) -> pa.Table:
+    if not data.strip():
+        raise ToolkitError("file is empty", path=str(path))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ToolkitError(f"not valid UTF-8 (byte {exc.start})", path=str(path), line=line) from None
+    header = next(csv.reader(io.StringIO(text)))
+    if len(set(header)) != len(header):
+        raise ToolkitError("duplicate column names in header", path=str(path), line=1)
+    try:
+        return pacsv.read_csv(
+            io.BytesIO(data),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header}, strings_can_be_null=False),
+            read_options=pacsv.ReadOptions(block_size=1 << 26),
+        )
+    except pa.ArrowInvalid as exc:
+        msg = str(exc)
+        m = re.search(r"row (\d+)", msg)
+        line = int(m.group(1)) + 1 if m else None
+        raise ToolkitError(f"malformed CSV: {msg.splitlines()[0]}", path=str(path), line=line) from None
+
+
+def _int_column(df: pl.DataFrame, col: str, path: Path, lines: _Lines, *, allow_empty: bool = False) -> pl.Series:
+    raw = df[col].str.strip_chars()
+    values = raw.cast(pl.Int64, strict=False)
+    bad = values.is_null() & ~(raw == "" if allow_empty else pl.Series([False] * len(raw)))
+    if bad.any():
+        i = int(bad.arg_true()[0])
+        raise ToolkitError(f"column {col!r}: {df[col][i]!r} is not an integer", path=str(path), line=lines(i))
+    return values
+
+
+def _first_bad(mask: pl.Series) -> int | None:
+    return int(mask.arg_true()[0]) if mask.any() else None
+
+
+def _parse_file(
+    path: Path,
+    instrument: Instrument,
+    *,
+    model: str | None,
+    variant: str | None,
+    temperature: float | None,
+    mode: str | None,
+) -> _Parsed:
+    data = path.read_bytes()
+    table = _read_csv(path, data)
+    columns = table.column_names
+    mode = mode or detect_mode(columns, instrument)
+    if mode not in MODES:
+        raise ToolkitError(f"unknown mode {mode!r} (expected one of {', '.join(MODES)})")
+    scale = list(range(instrument.scale_min, instrument.scale_max + 1))
+    if mode == "persona":
+        required = PERSONA_COLUMNS
+    elif mode == "self":
+        required = SELF_COLUMNS
+    else:
+        required = LOGPROB_BASE_COLUMNS + [f"digit_{k}_logprob" for k in scale]
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise ToolkitError(f"missing column(s) {', '.join(missing)} for mode {mode}", path=str(path), line=1)
+    if table.num_rows == 0:
+        raise ToolkitError("file has a header but no rows", path=str(path), line=2)
+
+    df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    lines = _Lines(table, data)
+    n = len(df)
+
+    stem = path.stem
+    model = model or model_from_name(stem)
+    variant = variant or path.resolve().parent.name
+    if temperature is None:
+        temperature = temperature_from_name(stem)
+    if temperature is None and mode == "logprob" and "temperature" in columns:
+        temps = df["temperature"].cast(pl.Float64, strict=False).unique()
+        if len(temps) == 1 and temps[0] is not None:
+            temperature = float(temps[0])
+    if temperature is None:
+        raise ToolkitError("no _tempNN in the file name: give the temperature with --temperature", path=str(path))
+    temperature = float(temperature)
+
+    item = _int_column(df, "question_id", path, lines)
+    if (i := _first_bad(~item.is_in(instrument.item_ids))) is not None:
+        raise ToolkitError(
+            f"question_id {item[i]} is not an item of instrument {instrument.name!r}", path=str(path), line=lines(i)
+        )
+    persona = _int_column(df, "persona_id", path, lines) if mode != "self" else pl.Series([None] * n, dtype=pl.Int64)
+    if mode != "self" and (i := _first_bad(persona < 0)) is not None:
+        raise ToolkitError(f"negative persona_id {persona[i]}", path=str(path), line=lines(i))
+
+    if mode == "logprob":
+        rep = _int_column(df, "run_index", path, lines) if "run_index" in columns else pl.Series([1] * n, dtype=pl.Int64)
+        digit_cols = []
+        for k in scale:
+            raw = df[f"digit_{k}_logprob"].str.strip_chars()
+            val = raw.cast(pl.Float64, strict=False)
+            bad = (val.is_null() & (raw != "")) | val.is_nan() | (val > 0)
+            if (i := _first_bad(bad)) is not None:
+                raise ToolkitError(
+                    f"column 'digit_{k}_logprob': {raw[i]!r} is not a log-probability", path=str(path), line=lines(i)
+                )
+            digit_cols.append(val.alias(f"d{k}"))
+        logprobs = pl.DataFrame(digit_cols).select(pl.concat_list(pl.all()).alias("lp"))["lp"]
+        first = df["first_token"].str.strip_chars() if "first_token" in columns else pl.Series([""] * n)
+        first_int = first.cast(pl.Int64, strict=False)
+        rating = pl.when(first_int.is_between(instrument.scale_min, instrument.scale_max)).then(first_int).otherwise(-1)
+        rating = pl.select(rating.alias("r"))["r"]
+        failures = pl.Series([0] * n, dtype=pl.Int64)
+        response = first
+        top = df["raw_top_logprobs_json"] if "raw_top_logprobs_json" in columns else pl.Series([None] * n, dtype=pl.String)
+    else:
+        rep = _int_column(df, "run_index", path, lines)
+        rating = _int_column(df, "rating", path, lines)
+        ok = rating.is_between(instrument.scale_min, instrument.scale_max) | (rating == -1)
+        if (i := _first_bad(~ok)) is not None:
+            raise ToolkitError(
+                f"rating {rating[i]} is outside the scale {instrument.scale_min}-{instrument.scale_max} (or -1)",
+                path=str(path),
+                line=lines(i),
+            )
+        failures = _int_column(df, "failures", path, lines)
+        if (i := _first_bad(failures < 0)) is not None:
+            raise ToolkitError(f"negative failures {failures[i]}", path=str(path), line=lines(i))
+        logprobs = pl.Series([None] * n, dtype=pl.List(pl.Float64))
+        response = df["response"]
+        top = pl.Series([None] * n, dtype=pl.String)
+
+    rows = pl.DataFrame(
+        {
+            "persona_id": persona,
+            "item_id": item,
+            "repetition": rep,
+            "rating": rating,
+            "failures": failures,
+            "response": response,
+            "digit_logprobs": logprobs,
+            "top_logprobs": top,
+            "collected_at": df["collected_at"] if "collected_at" in columns else pl.Series([None] * n, dtype=pl.String),
+            "source_line": pl.Series(lines.start, dtype=pl.Int64),
+        }
+    ).with_row_index("_row")
+
+    # Duplicate slots: identical copies collapse, conflicting ones are an error.
+    slot = ["persona_id", "item_id", "repetition"]
+    dup = rows.filter(pl.len().over(slot) > 1)
+    if len(dup):
+        distinct = dup.unique(slot + ["rating", "failures", "response"], keep="first", maintain_order=True)
+        conflict = distinct.filter(pl.len().over(slot) > 1).sort("_row")
+        if len(conflict):
+            r = conflict.row(1, named=True) if len(conflict) > 1 else conflict.row(0, named=True)
+            raise ToolkitError(
+                f"slot persona={r['persona_id']} item={r['item_id']} repetition={r['repetition']} "
+                "appears more than once with different values",
+                path=str(path),
+                line=int(r["source_line"]),
+            )
+        rows = rows.unique(slot, keep="first", maintain_order=True)
+    rows = rows.drop("_row")
+
+    digest = instrument.digest
+    run_id = make_run_id(model, variant, temperature, mode, instrument.name)
+    source_sha = sha256_bytes(data)
+    table_out = _to_arrow(rows, run_id=run_id, digest=digest, model=model, mode=mode, temperature=temperature,
+                          provenance=f"{ENDPOINT}:{path.name}@sha256:{source_sha}")
+    manifest = RunManifest(
+        run_id=run_id,
+        model=model,
+        variant=variant,
+        temperature=temperature,
+        mode=mode,
+        instrument={"name": instrument.name, "digest": digest},
+        protocol={"origin": "import", "endpoint": ENDPOINT, "format": f"{mode}-csv"},
+        toolkit_version=__version__,
+    )
+    return _Parsed(path, manifest, table_out, {"file": path.name, "sha256": source_sha, "bytes": len(data)})
+
+
+def _to_arrow(rows: pl.DataFrame, *, run_id: str, digest: str, model: str, mode: str, temperature: float,
+              provenance: str) -> pa.Table:
+    """Attach identity columns and the canonical request / request key of every row.
+
+    The request JSON is assembled column-wise; its keys are written in sorted order so the
+    string is exactly ``canonical_json`` of the same dict (a unit test holds this).
+    """
+    persona_json = pl.col("persona_id").cast(pl.String).fill_null("null")
+    req = pl.concat_str(
+        [
+            pl.lit('{"endpoint":' + json.dumps(ENDPOINT) + ',"instrument":' + json.dumps(digest) + ',"item_id":'),
+            pl.col("item_id").cast(pl.String),
+            pl.lit(',"mode":' + json.dumps(mode, ensure_ascii=False) + ',"model":' + json.dumps(model, ensure_ascii=False)
+                   + ',"persona_id":'),
+            persona_json,
+            pl.lit(',"repetition":'),
+            pl.col("repetition").cast(pl.String),
+            pl.lit(',"temperature":' + json.dumps(float(temperature)) + "}"),
+        ]
+    )
+    out = rows.with_columns(req.alias("request"))
+    sha = hashlib.sha256
+    keys = [sha(r.encode("utf-8")).hexdigest() for r in out["request"].to_list()]
+    n = len(out)
+    out = out.with_columns(
+        pl.Series("request_key", keys, dtype=pl.String),
+        pl.lit(run_id).alias("run_id"),
+        pl.lit(digest).alias("instrument"),
+        pl.lit(provenance).alias("provenance"),
+        pl.Series("attempts", [None] * n, dtype=pl.List(pl.String)),
+        pl.Series("finish_reason", [None] * n, dtype=pl.String),
+        pl.Series("latency_s", [None] * n, dtype=pl.Float64),
+    )
+    return out.select(ROW_SCHEMA.names).to_arrow().cast(ROW_SCHEMA)
+
+
+def import_paths(
+    store: Store,
+    paths: Sequence[str | Path],
+    *,
+    model: str | None = None,
+    variant: str | None = None,
+    temperature: float | None = None,
+    mode: str | None = None,
+    instrument: Instrument | str | None = None,
+    replace: bool = False,
+    jobs: int = 2,
+) -> list[ImportResult]:
+    """Import published CSV files or whole published trees (``<variant>/<model>_tempNN.csv``)."""
+    inst = instrument if isinstance(instrument, Instrument) else load_instrument(instrument)
+    files = _expand(paths)
+    if model is not None and len(files) > 1:
+        raise ToolkitError("--model names one run: give one file, or let model names come from file names")
+    # Files are independent: parse them on threads (polars, pyarrow and zstd release the GIL).
+    workers = max(1, min(jobs, len(files)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parsed = list(
+            pool.map(
+                lambda f: _parse_file(f, inst, model=model, variant=variant, temperature=temperature, mode=mode),
+                files,
+            )
+        )
+
+    seen: dict[str, Path] = {}
+    for p in parsed:
+        rid = p.manifest.run_id
+        if rid in seen:
+            raise ToolkitError(f"run {rid} would come from two files: {seen[rid]} and {p.path}", path=str(p.path))
+        seen[rid] = p.path
+
+    plan: list[tuple[_Parsed, str]] = []
+    for p in parsed:
+        existing = store.get_run(p.manifest.run_id)
+        if existing is None:
+            plan.append((p, "added"))
+        elif [s.get("sha256") for s in existing.sources] == [p.source["sha256"]]:
+            plan.append((p, "unchanged"))
+        elif replace:
+            plan.append((p, "replaced"))
+        else:
+            raise ToolkitError(
+                f"run {p.manifest.run_id} already holds different data ({existing.sources[0]['file'] if existing.sources else 'recorded'});"
+                " use --replace to overwrite it",
+                path=str(p.path),
+            )
+
+    if any(status != "unchanged" for _, status in plan):
+        store.put_instrument(inst)
+
+    def commit(item: tuple[_Parsed, str]) -> ImportResult:
+        p, status = item
+        if status != "unchanged":
+            p.manifest.sources = [p.source]
+            store.commit_run(p.manifest, [p.table])
+        return ImportResult(str(p.path), p.manifest.run_id, p.table.num_rows, status)
+
+    # Runs are independent files in the store: commit them on threads too.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(commit, plan))
+    return results

@@ -1,0 +1,83 @@
+"""One frame, five renderings: table (terminal), csv, json, markdown, latex.
+
+csv and json keep full float precision (shortest round-trip repr) because their numbers feed
+other programs; table, markdown and latex round for human eyes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import polars as pl
+
+FORMATS = ("table", "csv", "json", "markdown", "latex")
+
+
+def _human(value: Any, digits: int) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        return f"{value:.{digits}g}" if abs(value) >= 10 ** digits or (value != 0 and abs(value) < 1e-4) else _fixed(value, digits)
+    return str(value)
+
+
+def _fixed(value: float, digits: int) -> str:
+    """Fixed-point with ``digits`` significant digits, never scientific for ordinary magnitudes."""
+    if value == 0:
+        return "0"
+    magnitude = int(math.floor(math.log10(abs(value))))
+    decimals = max(0, digits - 1 - magnitude)
+    return f"{value:.{decimals}f}"
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    return value
+
+
+def format_frame(df: pl.DataFrame, fmt: str = "table", *, digits: int = 4, caption: str | None = None) -> str:
+    if fmt == "csv":
+        return df.write_csv()
+    if fmt == "json":
+        rows = [{k: _json_value(v) for k, v in row.items()} for row in df.iter_rows(named=True)]
+        return json.dumps(rows, indent=1, ensure_ascii=False) + "\n"
+    cells = [[_human(v, digits) for v in row] for row in df.iter_rows()]
+    header = df.columns
+    numeric = [dt.is_numeric() for dt in df.dtypes]
+    if fmt == "table":
+        widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
+
+        def line(vals: list[str]) -> str:
+            return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(vals, widths, numeric)).rstrip()
+
+        out = [line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in cells]
+        return "\n".join(out) + "\n"
+    if fmt == "markdown":
+        align = ["---:" if num else ":---" for num in numeric]
+        out = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+        out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in cells]
+        return "\n".join(out) + "\n"
+    if fmt == "latex":
+        spec = "".join("r" if num else "l" for num in numeric)
+        esc = _latex_escape
+        out = ["\\begin{table}[t]", "\\centering", f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
+        out.append(" & ".join(esc(h) for h in header) + " \\\\")
+        out.append("\\midrule")
+        out += [" & ".join(esc(c) for c in r) + " \\\\" for r in cells]
+        out += ["\\bottomrule", "\\end{tabular}"]
+        if caption:
+            out.append(f"\\caption{{{esc(caption)}}}")
+        out.append("\\end{table}")
+        return "\n".join(out) + "\n"
+    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def _latex_escape(text: str) -> str:
+    repl = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    return "".join(repl.get(ch, ch) for ch in text)
