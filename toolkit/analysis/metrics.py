@@ -13,8 +13,11 @@ per bootstrap draw.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import combinations
 
 import numpy as np
+from scipy.special import gammaln
 
 
 @dataclass
@@ -57,14 +60,20 @@ def group_matrix(groups_of_items: list[int], n_groups: int) -> np.ndarray:
     return M
 
 
+def _group_mean(x: np.ndarray, G: np.ndarray) -> np.ndarray:
+    """Average the item axis into groups. einsum (not BLAS) so the sums are done in one fixed
+    order whatever the thread count: results stay bit-identical across workers."""
+    return np.einsum("...q,qg->...g", x, G)
+
+
 def _tau(mu: np.ndarray) -> np.ndarray:
     """Sample std over personas (axis -2), ddof=1."""
     return np.std(mu, axis=-2, ddof=1)
 
 
 def point_estimates(mu: np.ndarray, sigma: np.ndarray, G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    S = _tau(mu) @ G
-    sigma_bar = sigma.mean(axis=0) @ G
+    S = _group_mean(_tau(mu), G)
+    sigma_bar = _group_mean(sigma.mean(axis=0), G)
     return S, sigma_bar
 
 
@@ -81,57 +90,130 @@ def persona_bootstrap(mu: np.ndarray, sigma: np.ndarray, G: np.ndarray, draws: i
     W = np.bincount((idx + P * np.arange(draws)[:, None]).ravel(), minlength=draws * P)
     W = W.reshape(draws, P).astype(np.float64)
     centred = mu - mu.mean(axis=0)
-    m1 = W @ centred
-    m2 = W @ (centred * centred)
+    Q = mu.shape[1]
+    sums = np.einsum("bp,pq->bq", W, np.concatenate([centred, centred * centred, sigma], axis=1))
+    m1, m2, sig = sums[:, :Q], sums[:, Q : 2 * Q], sums[:, 2 * Q :]
     var = (m2 - m1 * m1 / P) / (P - 1)
-    S_b = np.sqrt(np.maximum(var, 0.0)) @ G
-    sig_b = (W @ sigma) / P @ G
+    S_b = _group_mean(np.sqrt(np.maximum(var, 0.0)), G)
+    sig_b = _group_mean(sig / P, G)
     return S_b, sig_b
+
+
+@lru_cache(maxsize=None)
+def compositions(n: int, parts: int) -> np.ndarray:
+    """All ways to split n repetitions over ``parts`` categories, each >= 0: (M, parts)."""
+    bars = np.array(list(combinations(range(n + parts - 1), parts - 1)), dtype=np.int64).reshape(-1, parts - 1)
+    edges = np.concatenate([np.full((len(bars), 1), -1), bars, np.full((len(bars), 1), n + parts - 1)], axis=1)
+    out = np.diff(edges, axis=1) - 1
+    out.setflags(write=False)
+    return out
+
+
+LUT_BINS = 1024
+
+
+def inverse_cdf(steps: np.ndarray, inv: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Outcome index ``#(steps[inv[v]] <= u[b, v])`` for every draw b and cell v, exactly.
+
+    ``steps`` (patterns, M-1) are the inner CDF values of each pattern. A lookup table over
+    LUT_BINS equal bins of [0, 1) answers every uniform whose bin holds no CDF step; the few
+    that fall in a bin holding a step are counted exactly.
+    """
+    # table[k, j] = #(steps[k] <= j / LUT_BINS): a step s counts from bin ceil(s * LUT_BINS)
+    # on (exact: LUT_BINS is a power of two), so the table is a cumulative histogram.
+    n_pat, width = steps.shape[0], LUT_BINS + 1
+    first = np.ceil(steps * LUT_BINS).astype(np.int64)
+    hist = np.bincount((first + width * np.arange(n_pat)[:, None]).ravel(), minlength=n_pat * width)
+    table = np.cumsum(hist.reshape(n_pat, width), axis=1)
+    flat_table = table.ravel()
+    at = (u * LUT_BINS).astype(np.int64) + (inv * width)[None, :]
+    pick = np.take(flat_table, at)
+    unsure = np.take(flat_table, at + 1) != pick
+    if unsure.any():
+        bi, vi = np.nonzero(unsure)
+        pick[bi, vi] = np.count_nonzero(steps[inv[vi]] <= u[bi, vi][:, None], axis=1)
+    return pick
+
+
+def _draw_resampled_cells(cells: np.ndarray, scale: np.ndarray, u: np.ndarray):
+    """Mean and std of one resample per (draw, cell), by inverse CDF on exact outcome tables.
+
+    ``cells`` (V, K) are count vectors that all split the same n over the same number of
+    nonzero categories, so they share one list of outcomes (the compositions of n); each
+    distinct count vector gets its multinomial CDF over those outcomes, and a uniform
+    ``u[b, v]`` picks the outcome by counting the CDF steps it passes.
+    """
+    n = int(cells[0].sum())
+    used_n = int((cells[0] > 0).sum())
+    comp = compositions(n, used_n)  # (M, nz)
+    pats, inv = np.unique(cells, axis=0, return_inverse=True)
+    inv = inv.ravel()
+    used = np.nonzero(pats)[1].reshape(len(pats), used_n)  # nonzero categories, per pattern
+    c_used = np.take_along_axis(pats, used, axis=1)
+    logp = gammaln(n + 1) - gammaln(comp + 1).sum(axis=1) + np.einsum("mk,uk->um", comp, np.log(c_used / n))
+    prob = np.exp(logp - logp.max(axis=1, keepdims=True))
+    cdf = np.cumsum(prob, axis=1)
+    cdf /= cdf[:, -1:]
+    vals = np.asarray(scale, dtype=np.int64)[used]
+    s1 = np.einsum("mk,uk->um", comp, vals)
+    s2 = np.einsum("mk,uk->um", comp, vals * vals)
+    mu_tab = s1 / n
+    sig_tab = np.sqrt(np.maximum((n * s2 - s1 * s1) / (n * (n - 1.0)), 0.0))
+
+    pick = inverse_cdf(cdf[:, :-1], inv, u)
+    at = pick + (inv * comp.shape[0])[None, :]
+    mu_out = np.take(mu_tab, at)
+    sig_out = np.take(sig_tab, at)
+    return mu_out, sig_out
 
 
 def rerun_bootstrap(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma: np.ndarray, G: np.ndarray,
                     draws: int, rng: np.random.Generator):
     """Resample the repetitions inside every cell with replacement.
 
-    A resampled cell is Multinomial(n, counts/n). Cells with a single distinct rating never
-    change, so only cells with >= 2 distinct values are drawn, by a chain of conditional
-    binomials over their nonzero categories only (one binomial for a two-valued cell).
+    Cells with a single distinct rating never change. Every other cell is drawn from the
+    exact distribution of its resample (Multinomial(n, counts/n)) with one uniform number per
+    cell and draw; cells are handled in a few batches of equal (n, distinct ratings). Per-item
+    sums over personas are then updated by the drawn cells' deltas only: no (draws, P, Q)
+    tensor is ever built.
     """
     P, Q, K = counts.shape
     if draws <= 0:
         return np.empty((0, G.shape[1])), np.empty((0, G.shape[1]))
+    col_mean = mu.mean(axis=0)
+    centred = mu - col_mean  # centring keeps the sum-of-squares variance well conditioned
+    sum1 = np.broadcast_to(centred.sum(axis=0), (draws, Q)).copy()
+    sum2 = np.broadcast_to((centred * centred).sum(axis=0), (draws, Q)).copy()
+    sig_sum = np.broadcast_to(sigma.sum(axis=0), (draws, Q)).copy()
+
     flat = counts.reshape(-1, K)
-    nonzero = flat > 0
-    nz = nonzero.sum(axis=1)
-    var_idx = np.flatnonzero(nz >= 2)
-    mu_star = np.broadcast_to(mu.reshape(-1), (draws, P * Q)).copy()
-    sig_star = np.broadcast_to(sigma.reshape(-1), (draws, P * Q)).copy()
+    distinct = (flat > 0).sum(axis=1)
+    var_idx = np.flatnonzero(distinct >= 2)
     if var_idx.size:
-        cv = flat[var_idx]
-        nzv = nz[var_idx]
-        order = np.argsort(~nonzero[var_idx], axis=1, kind="stable")  # nonzero categories first
-        cs = np.take_along_axis(cv, order, axis=1)
-        vals = np.asarray(scale, dtype=np.int64)[order]
-        n = cv.sum(axis=1)
-        V = var_idx.size
-        drawn = np.zeros((draws, V, K), dtype=np.int64)
-        rem_n = np.broadcast_to(n, (draws, V)).copy()
-        rem_c = n.astype(np.float64).copy()
-        for j in range(int(nzv.max()) - 1):
-            active = np.flatnonzero(nzv > j + 1)
-            p = cs[active, j] / rem_c[active]
-            x = rng.binomial(rem_n[:, active], p)
-            drawn[:, active, j] = x
-            rem_n[:, active] -= x
-            rem_c[active] -= cs[active, j]
-        drawn[:, np.arange(V), nzv - 1] = rem_n
-        s1 = np.einsum("bvk,vk->bv", drawn, vals)
-        s2 = np.einsum("bvk,vk->bv", drawn, vals * vals)
-        mu_star[:, var_idx] = s1 / n
-        sig_star[:, var_idx] = np.sqrt(np.maximum((n * s2 - s1 * s1) / (n * (n - 1.0)), 0.0))
-    mu_star = mu_star.reshape(draws, P, Q)
-    S_r = _tau(mu_star) @ G
-    sig_r = sig_star.reshape(draws, P, Q).mean(axis=1) @ G
+        # Draw in batches of equal (n, distinct ratings): contiguous slices after this sort.
+        signature = flat[var_idx].sum(axis=1) * (K + 1) + distinct[var_idx]
+        by_sig = np.argsort(signature, kind="stable")
+        var_idx, signature = var_idx[by_sig], signature[by_sig]
+        u = rng.random((draws, var_idx.size))
+        mu_new = np.empty_like(u)
+        sig_new = np.empty_like(u)
+        bounds = np.flatnonzero(np.r_[True, signature[1:] != signature[:-1], True])
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            mu_new[:, lo:hi], sig_new[:, lo:hi] = _draw_resampled_cells(flat[var_idx[lo:hi]], scale, u[:, lo:hi])
+        # Then regroup by item so per-item sums are one reduceat.
+        by_item = np.argsort(var_idx % Q, kind="stable")
+        var_idx, mu_new, sig_new = var_idx[by_item], mu_new[:, by_item], sig_new[:, by_item]
+        p_idx, q_idx = np.divmod(var_idx, Q)
+        c_new = mu_new - col_mean[q_idx]
+        c_old = centred[p_idx, q_idx]
+        item_starts = np.flatnonzero(np.r_[True, q_idx[1:] != q_idx[:-1]])
+        items = q_idx[item_starts]
+        sum1[:, items] += np.add.reduceat(c_new - c_old, item_starts, axis=1)
+        sum2[:, items] += np.add.reduceat(c_new * c_new - c_old * c_old, item_starts, axis=1)
+        sig_sum[:, items] += np.add.reduceat(sig_new - sigma[p_idx, q_idx], item_starts, axis=1)
+    var = (sum2 - sum1 * sum1 / P) / (P - 1)
+    S_r = _group_mean(np.sqrt(np.maximum(var, 0.0)), G)
+    sig_r = _group_mean(sig_sum / P, G)
     return S_r, sig_r
 
 
