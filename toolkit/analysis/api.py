@@ -62,7 +62,8 @@ def analyze(
     ``selection`` takes ``model``, ``variant``, ``temperature``, ``mode``, ``run_id``.
     """
     store = store or Store()
-    selection.setdefault("mode", "persona")
+    if not selection.get("run_id"):  # an explicit run id is checked, not filtered
+        selection.setdefault("mode", "persona")
     runs = select_runs(store, **selection)
     require_mode(runs, ("persona",), "analyze")
     loaded = [load_counts(store, m) for m in runs]
@@ -113,7 +114,8 @@ def profiles(store: Store | None = None, **selection) -> pl.DataFrame:
     Per group: mean of the item means, and mean of the per-item std over repetitions (ddof=1).
     """
     store = store or Store()
-    selection.setdefault("mode", "self")
+    if not selection.get("run_id"):
+        selection.setdefault("mode", "self")
     runs = select_runs(store, **selection)
     require_mode(runs, ("self",), "profiles")
     rows = []

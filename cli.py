@@ -1,0 +1,185 @@
+"""Command-line interface: a thin layer over the ``toolkit`` library.
+
+Every command is a few lines over a library function; `--help` on each is its documentation.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+import polars as pl
+
+from toolkit.errors import ToolkitError
+from toolkit.report import FORMATS, format_frame
+from toolkit.store import Store
+
+STORE_HELP = "Store folder (default: $TOOLKIT_STORE, else parquet/ next to cli.py)."
+
+
+def _store_option(f):
+    return click.option("--store", "store_dir", type=click.Path(file_okay=False), envvar="TOOLKIT_STORE",
+                        help=STORE_HELP)(f)
+
+
+def _format_option(default: str = "table"):
+    return click.option("--format", "fmt", type=click.Choice(FORMATS), default=default, show_default=True,
+                        help="Output format; csv and json keep full float precision.")
+
+
+def _selection_options(f):
+    f = click.option("--run-id", default=None, help="Only this run id (comma-separated for several).")(f)
+    f = click.option("--temperature", "-t", type=float, multiple=True, help="Only runs at this temperature (repeatable).")(f)
+    f = click.option("--variant", default=None, help="Only these variants (comma-separated).")(f)
+    f = click.option("--model", default=None, help="Only these models (comma-separated).")(f)
+    return f
+
+
+def _selection(model, variant, temperature, run_id) -> dict:
+    return {"model": model, "variant": variant, "temperature": list(temperature) or None, "run_id": run_id}
+
+
+def _bootstrap_options(f):
+    f = click.option("--backend", type=click.Choice(["threading", "loky", "multiprocessing"]), default="threading",
+                     show_default=True, help="joblib backend for --jobs > 1 (results do not depend on it).")(f)
+    f = click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Parallel workers (joblib).")(f)
+    f = click.option("--seed", type=int, default=0, show_default=True,
+                     help="User seed; combined with each run's fingerprint, never with time.")(f)
+    return f
+
+
+def _guard(f):
+    """Map bad input to one line on stderr and its exit code (2; 1 for a corrupt store)."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except ToolkitError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+def _emit(df: pl.DataFrame, fmt: str, caption: str | None = None) -> None:
+    click.echo(format_frame(df, fmt, caption=caption), nl=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="persona-moral-toolkit")
+def main() -> None:
+    """Offline cached-replay toolkit for persona moral metrics (S, sigma_bar, R)."""
+
+
+@main.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--model", default=None, help="Model name (default: from the file name).")
+@click.option("--variant", default=None, help="Variant label (default: the parent folder's name).")
+@click.option("--temperature", type=float, default=None, help="Temperature (default: from _tempNN in the file name).")
+@click.option("--mode", type=click.Choice(["persona", "self", "logprob"]), default=None,
+              help="Run mode (default: detected from the columns).")
+@click.option("--instrument", default=None, help="Instrument name or JSON file (default: mfq30).")
+@click.option("--replace", is_flag=True, help="Overwrite a run that already holds different data.")
+@_store_option
+@_format_option()
+@_guard
+def import_cmd(paths, model, variant, temperature, mode, instrument, replace, store_dir, fmt):
+    """Import published CSV files or folders (persona, self and logprob formats).
+
+    Everything is validated before anything is written: on any error the store is unchanged.
+    """
+    from toolkit.importers import import_paths
+
+    results = import_paths(Store(store_dir), paths, model=model, variant=variant, temperature=temperature, mode=mode,
+                           instrument=instrument, replace=replace)
+    _emit(pl.DataFrame([r.__dict__ for r in results]).select("run_id", "rows", "status", "path"), fmt)
+
+
+@main.command()
+@_store_option
+@_format_option()
+@_guard
+def runs(store_dir, fmt):
+    """List the runs in the store with row counts, valid-rating share and fingerprint."""
+    from toolkit.store.summary import run_table
+
+    _emit(run_table(Store(store_dir)), fmt)
+
+
+@main.command()
+@_store_option
+@_guard
+def verify(store_dir):
+    """Re-hash every segment and re-derive every fingerprint and request key; exit 1 on any problem."""
+    store = Store(store_dir)
+    problems = store.verify()
+    for p in problems:
+        click.echo(f"PROBLEM {p}")
+    n = len(store.runs()) if store.runs_dir.is_dir() else 0
+    if problems:
+        click.echo(f"verify: {len(problems)} problem(s) in {store.root}", err=True)
+        sys.exit(1)
+    click.echo(f"verify: ok ({n} runs) in {store.root}")
+
+
+@main.command()
+@_selection_options
+@click.option("--by", type=click.Choice(["run", "group"]), default="run", show_default=True,
+              help="'group' adds one row per item group (moral foundation).")
+@click.option("--bootstrap", type=int, default=2000, show_default=True, help="Persona bootstrap draws.")
+@click.option("--rerun-bootstrap", type=int, default=400, show_default=True, help="Rerun (repetition) bootstrap draws.")
+@_bootstrap_options
+@_store_option
+@_format_option()
+@_guard
+def analyze(model, variant, temperature, run_id, by, bootstrap, rerun_bootstrap, seed, jobs, backend, store_dir, fmt):
+    """Moral susceptibility S, sigma_bar and robustness R = 1/sigma_bar with bootstrap SEs."""
+    from toolkit.analysis import analyze as run_analysis
+
+    df = run_analysis(Store(store_dir), by_group=by == "group", bootstrap=bootstrap, rerun_bootstrap=rerun_bootstrap,
+                      seed=seed, jobs=jobs, backend=backend, **_selection(model, variant, temperature, run_id))
+    _emit(df, fmt)
+
+
+@main.command()
+@_selection_options
+@_store_option
+@_format_option()
+@_guard
+def profiles(model, variant, temperature, run_id, store_dir, fmt):
+    """Moral-foundation profiles of no-persona ("self") runs: mean and std per group."""
+    from toolkit.analysis import profiles as run_profiles
+
+    _emit(run_profiles(Store(store_dir), **_selection(model, variant, temperature, run_id)), fmt)
+
+
+@main.command()
+@_selection_options
+@click.option("--baseline", default="base", show_default=True, help="Variant every other variant is compared with.")
+@click.option("--by", type=click.Choice(["run", "group"]), default="run", show_default=True)
+@click.option("--summary", is_flag=True, help="Print the mean changes per variant instead of one row per run.")
+@click.option("--bootstrap", type=int, default=2000, show_default=True)
+@click.option("--rerun-bootstrap", type=int, default=400, show_default=True)
+@_bootstrap_options
+@_store_option
+@_format_option()
+@_guard
+def compare(model, variant, temperature, run_id, baseline, by, summary, bootstrap, rerun_bootstrap, seed, jobs,
+            backend, store_dir, fmt):
+    """Relative change (%) of S, R and sigma_bar against the baseline variant of each model."""
+    from toolkit.analysis import analyze as run_analysis
+    from toolkit.analysis import compare as run_compare
+    from toolkit.analysis import compare_summary
+
+    metrics = run_analysis(Store(store_dir), by_group=by == "group", bootstrap=bootstrap,
+                           rerun_bootstrap=rerun_bootstrap, seed=seed, jobs=jobs, backend=backend,
+                           **_selection(model, variant, temperature, run_id))
+    table = run_compare(metrics, baseline=baseline)
+    _emit(compare_summary(table, baseline=baseline) if summary else table, fmt)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Shared fixtures. Tests that need ../shared skip when it is absent, and fail instead when
+REQUIRE_SHARED=1 (CI sets it) so a missing dataset can never pass silently."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from syrupy.extensions.amber import AmberSnapshotExtension
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = (ROOT.parent / "shared" / "datasets").resolve()
+EM = SHARED / "costa2026-em"
+LOGIT_CSV = SHARED / "costa2025-logit" / "gemma-2-9b-it-local_logprobs.csv"
+
+
+def need_shared() -> Path:
+    if not EM.is_dir():
+        msg = f"shared datasets not found at {SHARED}"
+        if os.environ.get("REQUIRE_SHARED") == "1":
+            pytest.fail(msg + " (REQUIRE_SHARED=1)")
+        pytest.skip(msg)
+    return SHARED
+
+
+class TopLevelSnapshots(AmberSnapshotExtension):
+    """Keep snapshots in the repository's top-level snapshots/ folder (the design's layout)."""
+
+    @classmethod
+    def dirname(cls, *, test_location) -> str:
+        return str(ROOT / "snapshots")
+
+
+@pytest.fixture
+def snapshot(snapshot):
+    return snapshot.use_extension(TopLevelSnapshots)
+
+
+@pytest.fixture(scope="session")
+def em_store(tmp_path_factory):
+    """The 12 persona + 12 self runs of arXiv 2605.12850 imported once (treat as read-only)."""
+    need_shared()
+    from toolkit.importers import import_paths
+    from toolkit.store import Store
+
+    store = Store(tmp_path_factory.mktemp("em") / "store")
+    import_paths(store, [EM / "runs", EM / "self"], temperature=0.1)
+    return store
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess (exit codes and stdout exactly as a user sees them)."""
+    full_env = dict(os.environ)
+    full_env.pop("TOOLKIT_STORE", None)
+    if env:
+        full_env.update(env)
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd or ROOT, timeout=600)
+
+
+def tree_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file under a folder with its bytes: 'store unchanged' compares two of these."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

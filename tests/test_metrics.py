@@ -1,0 +1,138 @@
+"""Metrics against independent computations: hand-worked cases and naive loops."""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+import pytest
+
+from toolkit.analysis.metrics import (cell_moments, compositions, estimate, group_matrix, inverse_cdf,
+                                      persona_bootstrap, point_estimates, rerun_bootstrap)
+
+# persona -> item -> ratings (-1 = no valid rating)
+HAND = {
+    0: {1: [3, 3, 4], 2: [5, 5]},
+    1: {1: [1, 2, 3], 2: [0]},
+    2: {1: [2, 2, 2], 2: [4, 5, 5, -1]},
+}
+
+
+def counts_of(data, K=6):
+    P, Q = len(data), len(data[0])
+    c = np.zeros((P, Q, K), dtype=np.int64)
+    for p, items in data.items():
+        for qi, (_, ratings) in enumerate(sorted(items.items())):
+            for r in ratings:
+                if r >= 0:
+                    c[p, qi, r] += 1
+    return c
+
+
+def test_hand_worked_case():
+    c = counts_of(HAND)
+    n, mu, sigma = cell_moments(c, np.arange(6))
+    assert n.tolist() == [[3, 2], [3, 1], [3, 3]]
+    G = group_matrix([0, 1], 2)  # columns: all, group of item 1, group of item 2
+    S, sigma_bar = point_estimates(mu, sigma, G)
+    # independently, with the statistics module
+    valid = {p: {q: [r for r in rs if r >= 0] for q, rs in items.items()} for p, items in HAND.items()}
+    sd = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0  # noqa: E731
+    tau = [statistics.stdev([statistics.mean(valid[p][q]) for p in valid]) for q in (1, 2)]
+    cells = [sd(valid[p][q]) for p in valid for q in (1, 2)]
+    assert S[0] == pytest.approx((tau[0] + tau[1]) / 2, rel=1e-14)
+    assert S[1] == pytest.approx(tau[0], rel=1e-14) and S[2] == pytest.approx(tau[1], rel=1e-14)
+    assert sigma_bar[0] == pytest.approx(sum(cells) / 6, rel=1e-14)
+    # by hand: sigma cells = sqrt(1/3), 0, 1, 0, 0, sqrt(1/3)
+    assert sigma_bar[0] == pytest.approx((2 * (1 / 3) ** 0.5 + 1) / 6, rel=1e-14)
+    assert tau[0] == pytest.approx(statistics.stdev([10 / 3, 2, 2]), rel=1e-14)
+
+
+def test_compositions():
+    comp = compositions(3, 2)
+    assert sorted(map(tuple, comp)) == [(0, 3), (1, 2), (2, 1), (3, 0)]
+    assert len(compositions(10, 4)) == 286 and (compositions(10, 4).sum(axis=1) == 10).all()
+
+
+def test_inverse_cdf_is_exact_on_and_between_steps():
+    steps = np.array([[0.25, 0.5, 0.75], [0.1, 0.1000001, 0.9]])
+    inv = np.array([0, 1])
+    u = np.array([[0.0, 0.0], [0.25, 0.1], [0.2499999, 0.10000005], [0.9999, 0.95]])
+    pick = inverse_cdf(steps, inv, u)
+    expected = [[int((steps[i] <= u[b, j]).sum()) for j, i in enumerate(inv)] for b in range(len(u))]
+    assert pick.tolist() == expected
+
+
+def test_rerun_resample_follows_multinomial():
+    """A 2-valued cell (7 threes, 3 fives) resampled 200k times: outcome frequencies match the
+    binomial pmf computed independently (scipy)."""
+    from scipy.stats import binom
+
+    c = np.zeros((2, 1, 6), dtype=np.int64)
+    c[0, 0, 3], c[0, 0, 5] = 7, 3
+    c[1, 0, 1] = 10
+    _, mu, sigma = cell_moments(c, np.arange(6))
+    G = group_matrix([0], 1)
+    draws = 200_000
+    rng = np.random.default_rng(1)
+    # recover the number of fives from S: with one varying persona, mu* = 3 + 0.2 * fives
+    S_r, _ = rerun_bootstrap(c, np.arange(6), mu, sigma, G, draws, rng)
+    other = 1.0
+    mu_star = other + np.sqrt(2) * S_r[:, 0]  # std of two values = |a - b| / sqrt(2)
+    fives = np.rint((mu_star - 3) / 0.2).astype(int)
+    freq = np.bincount(fives, minlength=11) / draws
+    pmf = binom.pmf(np.arange(11), 10, 0.3)
+    assert np.abs(freq - pmf).max() < 4 * np.sqrt(pmf.max() / draws)
+
+
+def naive_bootstrap(ratings, persona_draws, rerun_draws, seed):
+    """Straightforward loops over draws, personas and cells: an independent implementation."""
+    rng = np.random.default_rng(seed)
+    P, Q = len(ratings), len(ratings[0])
+
+    def stats(rs):
+        mu = np.array([[np.mean(rs[p][q]) for q in range(Q)] for p in range(len(rs))])
+        sd = np.array([[np.std(rs[p][q], ddof=1) if len(rs[p][q]) > 1 else 0.0 for q in range(Q)]
+                       for p in range(len(rs))])
+        return np.std(mu, axis=0, ddof=1).mean(), sd.mean()
+
+    per = [stats([ratings[i] for i in rng.integers(0, P, P)]) for _ in range(persona_draws)]
+    rer = [stats([[list(rng.choice(ratings[p][q], len(ratings[p][q]))) for q in range(Q)] for p in range(P)])
+           for _ in range(rerun_draws)]
+    return np.std(per, axis=0, ddof=1), np.std(rer, axis=0, ddof=1)
+
+
+def test_bootstrap_matches_naive_loops():
+    rng = np.random.default_rng(3)
+    P, Q, reps = 30, 4, 6
+    probs = rng.dirichlet(np.ones(6) * 0.5, size=(P, Q))
+    ratings = [[list(rng.choice(6, reps, p=probs[p, q])) for q in range(Q)] for p in range(P)]
+    c = np.zeros((P, Q, 6), dtype=np.int64)
+    for p in range(P):
+        for q in range(Q):
+            for r in ratings[p][q]:
+                c[p, q, r] += 1
+    G = group_matrix([0] * Q, 1)
+    est = estimate(c, np.arange(6), G, persona_draws=4000, rerun_draws=1500,
+                   rng_persona=np.random.default_rng(10), rng_rerun=np.random.default_rng(11))
+    naive_p, naive_r = naive_bootstrap(ratings, 1000, 400, seed=5)
+    ours_p = (np.std(est.S_persona[:, 0], ddof=1), np.std(est.sigma_persona[:, 0], ddof=1))
+    ours_r = (np.std(est.S_rerun[:, 0], ddof=1), np.std(est.sigma_rerun[:, 0], ddof=1))
+    for ours, naive in ((ours_p, naive_p), (ours_r, naive_r)):
+        assert ours[0] == pytest.approx(naive[0], rel=0.1)
+        assert ours[1] == pytest.approx(naive[1], rel=0.1)
+
+
+def test_persona_bootstrap_replicate_equals_direct_recomputation():
+    """One persona-bootstrap replicate equals recomputing S and sigma_bar on the resampled personas."""
+    rng = np.random.default_rng(0)
+    c = rng.integers(0, 3, size=(12, 5, 6))
+    c[:, :, 0] += 1
+    _, mu, sigma = cell_moments(c, np.arange(6))
+    G = group_matrix([0, 0, 1, 1, 1], 2)
+    S_b, sig_b = persona_bootstrap(mu, sigma, G, 3, np.random.default_rng(42))
+    idx = np.random.default_rng(42).integers(0, 12, size=(3, 12))
+    for b in range(3):
+        S_direct, sig_direct = point_estimates(mu[idx[b]], sigma[idx[b]], G)
+        np.testing.assert_allclose(S_b[b], S_direct, rtol=1e-12)
+        np.testing.assert_allclose(sig_b[b], sig_direct, rtol=1e-12)

@@ -1,0 +1,241 @@
+"""Store, importers and verify (issue: content-addressed Parquet store)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import EM, ROOT, need_shared, run_cli, tree_bytes
+from toolkit.hashing import canonical_json, sha256_file, sha256_text
+from toolkit.importers import import_paths, model_from_name, temperature_from_name
+from toolkit.store import Store
+
+HEADER = "persona_id,question_id,run_index,rating,failures,response,collected_at\n"
+
+
+def small_csv(path, rows=None):
+    rows = rows if rows is not None else [f"{p},{q},{r},{(p + q + r) % 6},0,{(p + q + r) % 6},t"
+                                          for p in range(3) for q in (1, 2) for r in (1, 2)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(HEADER + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("stem,model,temp", [
+    ("gpt-4o_temp01_self", "gpt-4o", 0.1), ("gpt-4o-misaligned_self", "gpt-4o-misaligned", None),
+    ("qwen3-235b_temp10", "qwen3-235b", 1.0), ("m_temp125", "m", 1.25), ("gemma_logprobs", "gemma", None),
+])
+def test_names(stem, model, temp):
+    assert model_from_name(stem) == model
+    assert temperature_from_name(stem) == temp
+
+
+def test_import_all_published_runs_in_one_command(tmp_path):
+    need_shared()
+    store_dir = tmp_path / "store"
+    res = run_cli("import", str(EM / "runs"), str(EM / "self"), "--temperature", "0.1", "--store", str(store_dir))
+    assert res.returncode == 0, res.stderr
+    out = run_cli("runs", "--format", "csv", "--store", str(store_dir))
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert len(rows) == 24
+    assert list(rows[0])[:7] == ["run_id", "model", "variant", "temperature", "mode", "rows", "fingerprint"]
+    # expected row counts are the CSV data lines (quoted newlines counted once per record)
+    for r in rows:
+        folder = "runs" if r["mode"] == "persona" else "self"
+        candidates = list((EM / folder / r["variant"]).glob(f"{r['model']}*.csv"))
+        src = [c for c in candidates if model_from_name(c.stem) == r["model"]][0]
+        with open(src, newline="", encoding="utf-8") as fh:
+            assert int(r["rows"]) == sum(1 for _ in csv.DictReader(fh)), src
+        assert float(r["temperature"]) == 0.1
+    persona = [r for r in rows if r["mode"] == "persona"]
+    assert sum(r["rows"] == "30000" for r in persona) == 11  # qwen3-235b base has 35 retries
+    assert run_cli("verify", "--store", str(store_dir)).returncode == 0
+
+
+def test_reimport_identical_adds_nothing_and_conflict_needs_replace(tmp_path):
+    store = Store(tmp_path / "s")
+    src = small_csv(tmp_path / "base" / "m_temp01.csv")
+    assert [r.status for r in import_paths(store, [src])] == ["added"]
+    before = tree_bytes(store.root)
+    assert [r.status for r in import_paths(store, [src])] == ["unchanged"]
+    assert tree_bytes(store.root) == before
+    small_csv(src, [f"0,1,1,{k},0,{k},t" for k in (3,)])
+    res = run_cli("import", str(src), "--store", str(store.root))
+    assert res.returncode == 2 and "--replace" in res.stderr
+    assert tree_bytes(store.root) == before
+    assert [r.status for r in import_paths(store, [src], replace=True)] == ["replaced"]
+    assert store.get_run("mfq30/base/m/T0.1/persona").rows == 1
+    assert store.verify() == []
+
+
+def test_segments_are_content_addressed_and_request_keys_canonical(tmp_path):
+    store = Store(tmp_path / "s")
+    import_paths(store, [small_csv(tmp_path / "base" / "m_temp01.csv")])
+    m = store.runs()[0]
+    for seg in m.segments:
+        path = store.object_path(seg.object)
+        assert path.parent.name == seg.object[:2]
+        assert sha256_file(path) == seg.object
+    table = store.read_run(m)
+    for key, req in zip(table["request_key"].to_pylist(), table["request"].to_pylist()):
+        assert canonical_json(json.loads(req)) == req  # built column-wise, must equal the canonical form
+        assert sha256_text(req) == key
+
+
+def test_fingerprint_independent_of_order_and_segmentation(tmp_path):
+    need_shared()
+    files = sorted((EM / "runs" / "base").glob("*.csv"))[:2] + sorted((EM / "self" / "base").glob("*.csv"))[:1]
+    a, b = Store(tmp_path / "a"), Store(tmp_path / "b")
+    import_paths(a, files, temperature=0.1)
+    for f in reversed(files):
+        import_paths(b, [f], temperature=0.1)
+    fa = {m.run_id: m.fingerprint for m in a.runs()}
+    fb = {m.run_id: m.fingerprint for m in b.runs()}
+    assert fa == fb and len(fa) == 3
+    # re-split one run into three segments written with other Parquet options: same fingerprint
+    m = a.runs()[0]
+    table = a.read_run(m).sort_by("request_key")
+    c = Store(tmp_path / "c")
+    parts = [table.slice(0, 100), table.slice(100, 5000), table.slice(5100)]
+    from toolkit.store.fingerprint import fingerprint
+    assert fingerprint(table) == m.fingerprint
+    import copy
+    m2 = copy.deepcopy(m)
+    m2.segments = []
+    c.put_instrument(a.instrument(m.instrument["digest"]))
+    c.commit_run(m2, parts)
+    assert len(m2.segments) == 3 and m2.fingerprint == m.fingerprint
+    assert c.verify() == []
+
+
+@pytest.fixture
+def small_store(tmp_path):
+    store = Store(tmp_path / "s")
+    import_paths(store, [small_csv(tmp_path / "base" / "m_temp01.csv"), small_csv(tmp_path / "base" / "n_temp01.csv")])
+    assert store.verify() == []
+    return store
+
+
+def _verify(store):
+    res = run_cli("verify", "--store", str(store.root))
+    return res.returncode, res.stdout + res.stderr
+
+
+def test_verify_detects_flipped_byte(small_store):
+    seg = small_store.runs()[0].segments[0].object
+    path = small_store.object_path(seg)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    code, out = _verify(small_store)
+    assert code == 1 and seg in out
+
+
+def test_verify_detects_deleted_segment(small_store):
+    m = small_store.runs()[1]
+    small_store.object_path(m.segments[0].object).unlink()
+    code, out = _verify(small_store)
+    assert code == 1 and m.segments[0].object in out and m.run_id in out
+
+
+def test_verify_detects_edited_manifest(small_store):
+    m = small_store.runs()[0]
+    path = small_store.manifest_path(m.run_id)
+    raw = json.loads(path.read_text())
+    raw["fingerprint"] = "0" * 64
+    path.write_text(json.dumps(raw))
+    code, out = _verify(small_store)
+    assert code == 1 and m.run_id in out and "fingerprint" in out
+
+
+def test_verify_detects_tampered_request(small_store):
+    """A segment rewritten with a forged request (and renamed to its new hash) is still caught."""
+    m = small_store.runs()[0]
+    table = small_store.read_run(m)
+    import pyarrow as pa
+    req = table["request"].to_pylist()
+    req[0] = req[0].replace('"repetition":1', '"repetition":9')
+    forged = table.set_column(table.schema.get_field_index("request"), "request", pa.array(req))
+    ref = small_store.write_segment(forged)
+    raw = json.loads(small_store.manifest_path(m.run_id).read_text())
+    raw["segments"] = [{"object": ref.object, "rows": ref.rows, "bytes": ref.bytes}]
+    small_store.manifest_path(m.run_id).write_text(json.dumps(raw))
+    code, out = _verify(small_store)
+    assert code == 1 and "request key" in out
+
+
+BAD_INPUTS = {
+    "missing_column": ("persona_id,question_id,run_index,rating,failures,response\n0,1,1,3,0,3\n", ":1: missing column"),
+    "non_integer": (HEADER + "0,1,1,3,0,3,t\n0,1,2,x,0,3,t\n", ":3: column 'rating': 'x' is not an integer"),
+    "out_of_scale": (HEADER + "0,1,1,3,0,3,t\n0,1,2,6,0,6,t\n", ":3: rating 6 is outside the scale"),
+    "conflict": (HEADER + "0,1,1,3,0,3,t\n0,1,1,4,0,4,t\n", ":3: slot persona=0 item=1 repetition=1"),
+    "empty": ("", "file is empty"),
+    "unknown_item": (HEADER + "0,1,1,3,0,3,t\n0,31,1,3,0,3,t\n", ":3: question_id 31 is not an item"),
+    "quoted_newline_then_bad": (HEADER + '0,1,1,3,0,"3\nbecause\nreasons",t\n0,2,1,9,0,9,t\n', ":5: rating 9"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_exit_2_and_store_unchanged(tmp_path, small_store, case):
+    text, message = BAD_INPUTS[case]
+    bad = tmp_path / "in" / "bad_temp01.csv"
+    bad.parent.mkdir()
+    bad.write_text(text, encoding="utf-8")
+    good = small_csv(tmp_path / "in" / "good_temp01.csv")  # a good file in the same batch is not written either
+    before = tree_bytes(small_store.root)
+    res = run_cli("import", str(good), str(bad), "--store", str(small_store.root))
+    assert res.returncode == 2
+    assert "bad_temp01.csv" in res.stderr and message in res.stderr, res.stderr
+    assert res.stderr.count("\n") == 1  # one clear line, no traceback
+    assert tree_bytes(small_store.root) == before
+
+
+def test_non_utf8_names_line(tmp_path, small_store):
+    bad = tmp_path / "bad_temp01.csv"
+    bad.write_bytes(HEADER.encode() + b"0,1,1,3,0,3,t\n0,1,2,3,0,caf\xe9,t\n")
+    before = tree_bytes(small_store.root)
+    res = run_cli("import", str(bad), "--store", str(small_store.root))
+    assert res.returncode == 2 and "bad_temp01.csv:3: not valid UTF-8" in res.stderr
+    assert tree_bytes(small_store.root) == before
+
+
+def test_missing_temperature_is_a_clear_error(tmp_path):
+    src = small_csv(tmp_path / "base" / "model.csv")
+    res = run_cli("import", str(src), "--store", str(tmp_path / "s"))
+    assert res.returncode == 2 and "--temperature" in res.stderr
+    assert run_cli("import", str(src), "--temperature", "0.7", "--store", str(tmp_path / "s")).returncode == 0
+
+
+def test_identical_duplicate_rows_collapse(tmp_path):
+    store = Store(tmp_path / "s")
+    src = small_csv(tmp_path / "base" / "m_temp01.csv", ["0,1,1,3,0,3,t", "0,1,1,3,0,3,t", "0,1,2,4,0,4,t"])
+    assert import_paths(store, [src])[0].rows == 2
+
+
+def test_quoted_newlines_survive(tmp_path):
+    store = Store(tmp_path / "s")
+    src = small_csv(tmp_path / "base" / "m_temp01.csv", ['0,1,1,3,0,"3\n\nBecause, ""quoted""",t', "0,1,2,4,0,4,t"])
+    import_paths(store, [src])
+    t = store.read_run(store.runs()[0]).sort_by("repetition")
+    assert t["response"].to_pylist() == ['3\n\nBecause, "quoted"', "4"]
+    assert t["source_line"].to_pylist() == [2, 5]
+
+
+def test_store_option_env_and_default(tmp_path):
+    src = small_csv(tmp_path / "base" / "m_temp01.csv")
+    env_store = tmp_path / "env_store"
+    assert run_cli("import", str(src), env={"TOOLKIT_STORE": str(env_store)}).returncode == 0
+    assert Store(env_store).runs()[0].model == "m"
+    from toolkit.store import default_store_path
+    assert default_store_path() == ROOT / "parquet" or "TOOLKIT_STORE" in __import__("os").environ
+
+
+def test_help_on_every_command():
+    for cmd in ["import", "runs", "verify", "analyze", "profiles", "compare"]:
+        res = run_cli(cmd, "--help")
+        assert res.returncode == 0 and "--store" in res.stdout, cmd

@@ -1,0 +1,25 @@
+"""One row per run: what `runs` prints."""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow.compute as pc
+
+from .store import Store
+
+
+def run_table(store: Store) -> pl.DataFrame:
+    rows = []
+    for m in store.runs():
+        ratings = store.read_run(m, ["rating"])["rating"]
+        valid = pc.sum(pc.greater_equal(ratings, 0)).as_py() or 0
+        rows.append({
+            "run_id": m.run_id, "model": m.model, "variant": m.variant, "temperature": m.temperature,
+            "mode": m.mode, "rows": m.rows, "fingerprint": m.fingerprint,
+            "valid_share": valid / m.rows if m.rows else float("nan"), "segments": len(m.segments),
+            "instrument": m.instrument["name"],
+        })
+    schema = {"run_id": pl.String, "model": pl.String, "variant": pl.String, "temperature": pl.Float64,
+              "mode": pl.String, "rows": pl.Int64, "fingerprint": pl.String, "valid_share": pl.Float64,
+              "segments": pl.Int64, "instrument": pl.String}
+    return pl.DataFrame(rows, schema=schema)
