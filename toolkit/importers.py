@@ -139,11 +139,15 @@ def _read_csv(path: Path, data: bytes) -> pa.Table:
 def _int_column(df: pl.DataFrame, col: str, path: Path, lines: _Lines, *, allow_empty: bool = False) -> pl.Series:
     raw = df[col].str.strip_chars()
     values = raw.cast(pl.Int64, strict=False)
-    bad = values.is_null() & ~(raw == "" if allow_empty else pl.Series([False] * len(raw)))
+    bad = values.is_null() & (raw != "") if allow_empty else values.is_null()
     if bad.any():
         i = int(bad.arg_true()[0])
         raise ToolkitError(f"column {col!r}: {df[col][i]!r} is not an integer", path=str(path), line=lines(i))
     return values
+
+
+def _nulls(n: int, dtype: pl.DataType) -> pl.Series:
+    return pl.repeat(None, n, dtype=dtype, eager=True)
 
 
 def _first_bad(mask: pl.Series) -> int | None:
@@ -201,12 +205,12 @@ def _parse_file(
         raise ToolkitError(
             f"question_id {item[i]} is not an item of instrument {instrument.name!r}", path=str(path), line=lines(i)
         )
-    persona = _int_column(df, "persona_id", path, lines) if mode != "self" else pl.Series([None] * n, dtype=pl.Int64)
+    persona = _int_column(df, "persona_id", path, lines) if mode != "self" else _nulls(n, pl.Int64)
     if mode != "self" and (i := _first_bad(persona < 0)) is not None:
         raise ToolkitError(f"negative persona_id {persona[i]}", path=str(path), line=lines(i))
 
     if mode == "logprob":
-        rep = _int_column(df, "run_index", path, lines) if "run_index" in columns else pl.Series([1] * n, dtype=pl.Int64)
+        rep = _int_column(df, "run_index", path, lines) if "run_index" in columns else pl.repeat(1, n, dtype=pl.Int64, eager=True)
         digit_cols = []
         for k in scale:
             raw = df[f"digit_{k}_logprob"].str.strip_chars()
@@ -218,13 +222,13 @@ def _parse_file(
                 )
             digit_cols.append(val.alias(f"d{k}"))
         logprobs = pl.DataFrame(digit_cols).select(pl.concat_list(pl.all()).alias("lp"))["lp"]
-        first = df["first_token"].str.strip_chars() if "first_token" in columns else pl.Series([""] * n)
+        first = df["first_token"].str.strip_chars() if "first_token" in columns else pl.repeat("", n, dtype=pl.String, eager=True)
         first_int = first.cast(pl.Int64, strict=False)
         rating = pl.when(first_int.is_between(instrument.scale_min, instrument.scale_max)).then(first_int).otherwise(-1)
         rating = pl.select(rating.alias("r"))["r"]
-        failures = pl.Series([0] * n, dtype=pl.Int64)
+        failures = pl.repeat(0, n, dtype=pl.Int64, eager=True)
         response = first
-        top = df["raw_top_logprobs_json"] if "raw_top_logprobs_json" in columns else pl.Series([None] * n, dtype=pl.String)
+        top = df["raw_top_logprobs_json"] if "raw_top_logprobs_json" in columns else _nulls(n, pl.String)
     else:
         rep = _int_column(df, "run_index", path, lines)
         rating = _int_column(df, "rating", path, lines)
@@ -238,9 +242,9 @@ def _parse_file(
         failures = _int_column(df, "failures", path, lines)
         if (i := _first_bad(failures < 0)) is not None:
             raise ToolkitError(f"negative failures {failures[i]}", path=str(path), line=lines(i))
-        logprobs = pl.Series([None] * n, dtype=pl.List(pl.Float64))
+        logprobs = _nulls(n, pl.List(pl.Float64))
         response = df["response"]
-        top = pl.Series([None] * n, dtype=pl.String)
+        top = _nulls(n, pl.String)
 
     rows = pl.DataFrame(
         {
@@ -252,7 +256,7 @@ def _parse_file(
             "response": response,
             "digit_logprobs": logprobs,
             "top_logprobs": top,
-            "collected_at": df["collected_at"] if "collected_at" in columns else pl.Series([None] * n, dtype=pl.String),
+            "collected_at": df["collected_at"] if "collected_at" in columns else _nulls(n, pl.String),
             "source_line": pl.Series(lines.start, dtype=pl.Int64),
         }
     ).with_row_index("_row")
@@ -315,15 +319,14 @@ def _to_arrow(rows: pl.DataFrame, *, run_id: str, digest: str, model: str, mode:
     out = rows.with_columns(req.alias("request"))
     sha = hashlib.sha256
     keys = [sha(r.encode("utf-8")).hexdigest() for r in out["request"].to_list()]
-    n = len(out)
     out = out.with_columns(
         pl.Series("request_key", keys, dtype=pl.String),
         pl.lit(run_id).alias("run_id"),
         pl.lit(digest).alias("instrument"),
         pl.lit(provenance).alias("provenance"),
-        pl.Series("attempts", [None] * n, dtype=pl.List(pl.String)),
-        pl.Series("finish_reason", [None] * n, dtype=pl.String),
-        pl.Series("latency_s", [None] * n, dtype=pl.Float64),
+        pl.lit(None, dtype=pl.List(pl.String)).alias("attempts"),
+        pl.lit(None, dtype=pl.String).alias("finish_reason"),
+        pl.lit(None, dtype=pl.Float64).alias("latency_s"),
     )
     return out.select(ROW_SCHEMA.names).to_arrow().cast(ROW_SCHEMA)
 

@@ -35,7 +35,7 @@ def fingerprint(table: pa.Table) -> str:
     df = df.sort("request_key")
     lp = df["digit_logprobs"]
     if lp.null_count() == len(lp):
-        lp_text = pl.Series("lp", ["~"] * len(df), dtype=pl.String)
+        lp_text = pl.repeat("~", len(df), dtype=pl.String, eager=True).alias("lp")
     else:
         lp_text = pl.Series("lp", [_logprob_text(v) for v in lp.to_list()], dtype=pl.String)
     resp = pl.col("response")
