@@ -181,5 +181,58 @@ def compare(model, variant, temperature, run_id, baseline, by, summary, bootstra
     _emit(compare_summary(table, baseline=baseline) if summary else table, fmt)
 
 
+@main.command()
+@_selection_options
+@click.option("--tmin", type=float, default=0.35, show_default=True)
+@click.option("--tmax", type=float, default=1.25, show_default=True)
+@click.option("--points", type=int, default=201, show_default=True)
+@click.option("--temperatures", default=None, help="Explicit comma-separated temperatures (overrides the grid).")
+@click.option("--by", type=click.Choice(["run", "group"]), default="run", show_default=True)
+@click.option("--bootstrap", type=int, default=2000, show_default=True, help="Persona bootstrap draws.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write a PNG figure of R(T) and S(T) (needs the [plot] extra).")
+@_bootstrap_options
+@_store_option
+@_format_option()
+@_guard
+def curves(model, variant, temperature, run_id, tmin, tmax, points, temperatures, by, bootstrap, plot_path, seed, jobs,
+           backend, store_dir, fmt):
+    """R(T), S(T), sigma_bar(T) of logprob runs by the logit method (exact distributions)."""
+    from toolkit.analysis import curves as run_curves
+
+    temps = None
+    if temperatures:
+        try:
+            temps = [float(t) for t in temperatures.split(",") if t.strip()]
+        except ValueError:
+            raise ToolkitError(f"--temperatures: {temperatures!r} is not a comma-separated list of numbers") from None
+    df = run_curves(Store(store_dir), tmin=tmin, tmax=tmax, points=points, temperatures=temps, by_group=by == "group",
+                    bootstrap=bootstrap, seed=seed, jobs=jobs, backend=backend,
+                    **_selection(model, variant, temperature, run_id))
+    _emit(df, fmt)
+    if plot_path:
+        from toolkit.report.figures import plot_curves
+
+        plot_curves(df, plot_path)
+
+
+@main.command()
+@_selection_options
+@click.option("--bootstrap", type=int, default=2000, show_default=True)
+@click.option("--rerun-bootstrap", type=int, default=400, show_default=True)
+@_bootstrap_options
+@_store_option
+@_format_option()
+@_guard
+def consistency(model, variant, temperature, run_id, bootstrap, rerun_bootstrap, seed, jobs, backend, store_dir, fmt):
+    """Sampled and logit estimates side by side, for models with both kinds of run."""
+    from toolkit.analysis import consistency as run_consistency
+
+    sel = _selection(model, variant, temperature, run_id)
+    sel.pop("temperature")
+    _emit(run_consistency(Store(store_dir), bootstrap=bootstrap, rerun_bootstrap=rerun_bootstrap, seed=seed, jobs=jobs,
+                          backend=backend, **sel), fmt)
+
+
 if __name__ == "__main__":
     main()

@@ -16,6 +16,8 @@ from joblib import Parallel, delayed
 from ..errors import ToolkitError
 from ..store import Store
 from .cells import load_counts
+from .logit import curve_frames as curves_for
+from .logit import load_logprobs, temperature_grid
 from .metrics import bootstrap_se, cell_moments, estimate, group_matrix
 from .seeds import rng_for
 from .selection import require_mode, retained_personas, select_runs
@@ -63,9 +65,14 @@ def analyze(
     """
     store = store or Store()
     if not selection.get("run_id"):  # an explicit run id is checked, not filtered
-        selection.setdefault("mode", "persona")
+        selection.setdefault("mode", ["persona", "logprob"])
     runs = select_runs(store, **selection)
-    require_mode(runs, ("persona",), "analyze")
+    require_mode(runs, ("persona", "logprob"), "analyze")
+    logprob_runs = [m for m in runs if m.mode == "logprob"]
+    runs = [m for m in runs if m.mode == "persona"]
+    logit_rows = _logprob_point_rows(store, logprob_runs, by_group, bootstrap, seed, jobs, backend)
+    if not runs:
+        return logit_rows
     loaded = [load_counts(store, m) for m in runs]
     keep = retained_personas(store, loaded)
 
@@ -105,7 +112,85 @@ def analyze(
                 "min_reps": int(ng.min()), "median_reps": float(np.median(ng)), "max_reps": int(ng.max()),
                 "run_id": m.run_id,
             })
-    return pl.DataFrame(rows, schema_overrides={"median_reps": pl.Float64}).select(ANALYZE_COLUMNS)
+    sampled = pl.DataFrame(rows, schema_overrides={"median_reps": pl.Float64}).select(ANALYZE_COLUMNS)
+    return pl.concat([sampled, logit_rows]) if len(logit_rows) else sampled
+
+
+def _logprob_point_rows(store: Store, runs, by_group: bool, bootstrap: int, seed: int, jobs: int,
+                        backend: str | None) -> pl.DataFrame:
+    """Logprob runs in `analyze`: the logit-method values at the run's own temperature.
+
+    The SE is the persona bootstrap alone: the rating distribution is exact, so there is no
+    repetition noise to resample.
+    """
+    schema = {c: t for c, t in zip(ANALYZE_COLUMNS, [
+        pl.String, pl.String, pl.Float64, pl.String] + [pl.Float64] * 6 + [pl.Int64, pl.Int64] + [pl.Float64] * 4
+        + [pl.Int64, pl.Float64, pl.Int64, pl.String])}
+    frames = []
+    for m in runs:
+        curve = curves_for([load_logprobs(store, m)], temperature_grid(temperatures=[m.temperature]), by_group=by_group,
+                           bootstrap=bootstrap, seed=seed, jobs=jobs, backend=backend)
+        frames.append(curve.with_columns(
+            pl.lit(m.temperature).alias("temperature"), pl.col("S_se").alias("S_se_persona"),
+            pl.lit(float("nan")).alias("S_se_rerun"), pl.col("sigma_bar_se").alias("sigma_bar_se_persona"),
+            pl.lit(float("nan")).alias("sigma_bar_se_rerun"), pl.lit(None, pl.Int64).alias("min_reps"),
+            pl.lit(None, pl.Float64).alias("median_reps"), pl.lit(None, pl.Int64).alias("max_reps"),
+        ).select(ANALYZE_COLUMNS).cast(schema))
+    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+
+
+def curves(
+    store: Store | None = None,
+    *,
+    tmin: float = 0.35,
+    tmax: float = 1.25,
+    points: int = 201,
+    temperatures: Sequence[float] | None = None,
+    by_group: bool = False,
+    bootstrap: int = 2000,
+    seed: int = 0,
+    jobs: int = 1,
+    backend: str | None = "threading",
+    **selection,
+) -> pl.DataFrame:
+    """R(T), S(T) and sigma_bar(T) with persona-bootstrap SEs for logprob runs (logit method)."""
+    store = store or Store()
+    temps = temperature_grid(tmin, tmax, points, list(temperatures) if temperatures else None)
+    if not selection.get("run_id"):
+        selection.setdefault("mode", "logprob")
+    runs = select_runs(store, **selection)
+    require_mode(runs, ("logprob",), "curves")
+    return curves_for([load_logprobs(store, m) for m in runs], temps, by_group=by_group, bootstrap=bootstrap,
+                      seed=seed, jobs=jobs, backend=backend)
+
+
+def consistency(store: Store | None = None, *, bootstrap: int = 2000, rerun_bootstrap: int = 400, seed: int = 0,
+                jobs: int = 1, backend: str | None = "threading", **selection) -> pl.DataFrame:
+    """The two estimation methods side by side: for every logprob run and every sampled
+    (persona) run of the same model and variant, S and R from sampling at the run's
+    temperature next to the logit-method values at that temperature."""
+    store = store or Store()
+    selection.pop("mode", None)
+    logit_runs = select_runs(store, mode="logprob", **selection)
+    rows = []
+    for lr in logit_runs:
+        try:
+            sampled = analyze(store, model=lr.model, variant=lr.variant, mode="persona", bootstrap=bootstrap,
+                              rerun_bootstrap=rerun_bootstrap, seed=seed, jobs=jobs, backend=backend)
+        except ToolkitError:
+            continue
+        temps = sampled["temperature"].unique().sort().to_list()
+        curve = curves_for([load_logprobs(store, lr)], temperature_grid(temperatures=temps), by_group=False,
+                           bootstrap=bootstrap, seed=seed, jobs=jobs, backend=backend)
+        joined = sampled.select("model", "variant", "temperature", "S", "S_se", "R", "R_se", "personas").join(
+            curve.select("temperature", pl.col("S").alias("S_logit"), pl.col("S_se").alias("S_logit_se"),
+                         pl.col("R").alias("R_logit"), pl.col("R_se").alias("R_logit_se"),
+                         pl.col("personas").alias("personas_logit")), on="temperature")
+        rows.append(joined.rename({"S": "S_sampled", "S_se": "S_sampled_se", "R": "R_sampled", "R_se": "R_sampled_se",
+                                   "personas": "personas_sampled"}))
+    if not rows:
+        raise ToolkitError("no model has both a logprob run and a sampled persona run in the selection")
+    return pl.concat(rows)
 
 
 def profiles(store: Store | None = None, **selection) -> pl.DataFrame:
