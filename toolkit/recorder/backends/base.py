@@ -1,0 +1,53 @@
+"""The one small interface every model backend implements.
+
+A backend turns chat messages into text (``generate``) or into the log-probabilities of the
+scale's digits as the next token (``digit_logprobs``). Retries, rate limits and transport
+details stay inside the backend; the recorder only sees results or a ``BackendError``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+
+class BackendError(Exception):
+    """A request that could not be completed (after the backend's own retries)."""
+
+
+@dataclass
+class Generation:
+    text: str
+    finish_reason: str | None
+    latency_s: float
+
+
+@dataclass
+class DigitLogprobs:
+    logprobs: list[float | None]  # one per scale point; None = not in the returned top-k list
+    top_text: str  # the most likely next token
+    top_logprobs_json: str  # the raw top-k list, JSON
+    latency_s: float
+
+
+class Backend(Protocol):
+    name: str
+    endpoint: str  # identity of where requests go; part of every request key
+
+    def generate(self, messages: Sequence[dict], *, temperature: float, max_tokens: int, seed: int) -> Generation: ...
+
+    def digit_logprobs(self, messages: Sequence[dict], scale: Sequence[int], *, seed: int) -> DigitLogprobs: ...
+
+    def close(self) -> None: ...
+
+
+def digits_from_top(top: Sequence[tuple[str, float]], scale: Sequence[int]) -> list[float | None]:
+    """Total probability of every listed token that reads as each digit once whitespace is
+    stripped (" 3", "3", "3\\n" all count for 3), as a log-probability; None when absent."""
+    totals: dict[int, float] = {}
+    for token, logprob in top:
+        text = token.strip()
+        if text.isdigit() and int(text) in scale and str(int(text)) == text:
+            totals[int(text)] = totals.get(int(text), 0.0) + math.exp(logprob)
+    return [math.log(totals[r]) if totals.get(r, 0.0) > 0 else None for r in scale]

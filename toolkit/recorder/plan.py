@@ -1,0 +1,141 @@
+"""Planning: every request of the protocol with its request key, before anything is sent.
+
+A slot is one (persona, item, repetition) of a persona run, one (item, repetition) of a self
+run, or one (persona, item) cell of a logprob run. Its request is everything that determines
+what the model is asked: endpoint, model, messages, sampling parameters, repetition. The
+request key is the SHA-256 of its canonical JSON, the same function the importer uses.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import ToolkitError
+from ..hashing import canonical_json, request_key, sha256_text
+from ..instrument import Instrument
+from ..store import MODES
+
+
+@dataclass(frozen=True)
+class PersonaSet:
+    name: str
+    personas: tuple[str, ...]
+
+    @property
+    def digest(self) -> str:
+        return sha256_text(canonical_json(list(self.personas)))
+
+
+def load_personas(source: str | Path | None = None) -> PersonaSet:
+    """A JSON list of persona descriptions, or ``{"name": …, "personas": [...]}``; persona
+    id = position in the list. Without a source, the shipped ``demo20`` set."""
+    if source is None or (isinstance(source, str) and not source.endswith(".json") and not Path(source).exists()):
+        name = source or "demo20"
+        res = resources.files("toolkit") / "personas" / f"{name}.json"
+        if not res.is_file():
+            raise ToolkitError(f"unknown persona set {name!r}")
+        raw, label = json.loads(res.read_text(encoding="utf-8")), name
+    else:
+        path = Path(source)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ToolkitError(f"cannot read persona file: {exc}", path=str(path)) from None
+        label = path.stem
+    if isinstance(raw, dict):
+        label = str(raw.get("name", label))
+        raw = raw.get("personas")
+    if not isinstance(raw, list) or not raw or not all(isinstance(p, str) and p.strip() for p in raw):
+        raise ToolkitError("a persona file holds a non-empty JSON list of persona descriptions", path=str(source))
+    return PersonaSet(label, tuple(raw))
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Everything besides the model that shapes the requests (recorded in the run manifest)."""
+
+    mode: str
+    temperature: float
+    repetitions: int = 10
+    max_tokens: int = 2
+    long_max_tokens: int = 64
+    max_attempts: int = 10
+    top_logprobs: int = 20
+
+    def sampling(self) -> dict[str, Any]:
+        if self.mode == "logprob":
+            return {"logprobs": True, "max_tokens": 1, "top_logprobs": self.top_logprobs}
+        return {"long_max_tokens": self.long_max_tokens, "max_attempts": self.max_attempts,
+                "max_tokens": self.max_tokens, "temperature": self.temperature}
+
+
+@dataclass(frozen=True)
+class Slot:
+    persona_id: int | None
+    item_id: int
+    repetition: int
+    messages: tuple[dict[str, str], ...]
+    request: str  # canonical JSON
+    key: str
+
+    @property
+    def seed(self) -> int:
+        """Sampling seed sent with the request: derived from content, never from time."""
+        return int(self.key[:8], 16)
+
+
+@dataclass
+class Plan:
+    slots: list[Slot]
+    endpoint: str
+    model: str
+    protocol: Protocol
+    personas: PersonaSet | None
+    cached: int = 0
+    to_send: list[Slot] = field(default_factory=list)
+
+
+def build_plan(
+    instrument: Instrument,
+    *,
+    endpoint: str,
+    model: str,
+    protocol: Protocol,
+    personas: PersonaSet | None,
+    limit_personas: int | None = None,
+    items: list[int] | None = None,
+) -> Plan:
+    if protocol.mode not in MODES:
+        raise ToolkitError(f"unknown mode {protocol.mode!r}")
+    if protocol.mode in ("persona", "logprob") and personas is None:
+        raise ToolkitError(f"mode {protocol.mode} needs a persona set")
+    if protocol.repetitions < 1 or protocol.max_attempts < 1:
+        raise ToolkitError("repetitions and attempts must be >= 1")
+    if protocol.temperature < 0:
+        raise ToolkitError("temperature must be >= 0")
+    item_ids = instrument.item_ids if items is None else items
+    unknown = sorted(set(item_ids) - set(instrument.item_ids))
+    if unknown:
+        raise ToolkitError(f"items {unknown} are not in instrument {instrument.name!r}")
+    if protocol.mode == "self":
+        persona_ids: list[int | None] = [None]
+    else:
+        assert personas is not None
+        n = len(personas.personas) if limit_personas is None else min(limit_personas, len(personas.personas))
+        persona_ids = list(range(n))
+    reps = [1] if protocol.mode == "logprob" else list(range(1, protocol.repetitions + 1))
+    sampling = protocol.sampling()
+    slots = []
+    for pid in persona_ids:
+        persona = None if pid is None else personas.personas[pid]  # type: ignore[union-attr]
+        for iid in item_ids:
+            messages = ({"role": "user", "content": instrument.prompt(iid, persona)},)
+            for rep in reps:
+                key, text = request_key({"endpoint": endpoint, "messages": list(messages), "mode": protocol.mode,
+                                         "model": model, "repetition": rep, "sampling": sampling})
+                slots.append(Slot(pid, iid, rep, messages, text, key))
+    return Plan(slots, endpoint, model, protocol, personas)

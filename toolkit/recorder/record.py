@@ -1,0 +1,163 @@
+"""The recording loop: plan, skip what the store holds, send the rest, flush in batches.
+
+The published sampling protocol (arXiv 2605.12850, Appendix A), per slot: ask for a short
+answer (max_tokens 2) and accept it when it parses to a valid rating; otherwise ask again,
+counting failures, up to ``max_attempts`` times; then one longer generation and take the
+first standalone integer in range; else store rating -1. Every failed attempt's raw text is
+kept. A slot whose request fails at the transport level (after the backend's retries) is
+not stored at all: the next invocation sends it again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from .. import __version__
+from ..errors import ToolkitError
+from ..instrument import Instrument
+from ..store import RunManifest, Store, make_run_id
+from .backends.base import Backend
+from .plan import Plan, Slot
+from .progress import Progress
+from .writer import RunWriter, existing_keys
+
+
+@dataclass
+class RecordSummary:
+    run_id: str
+    planned: int
+    cached: int
+    to_send: int
+    sent: int = 0
+    failed: int = 0
+    duplicates: int = 0
+    invalid: int = 0  # stored with rating -1
+    seconds: float = 0.0
+    errors: tuple[str, ...] = ()
+
+    def line(self) -> str:
+        return (f"run {self.run_id}: planned {self.planned}, cached {self.cached}, sent {self.sent}, "
+                f"failed {self.failed}, rating -1 {self.invalid}, duplicates dropped {self.duplicates}, "
+                f"{self.seconds:.1f} s")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def run_slot(backend: Backend, instrument: Instrument, plan: Plan, slot: Slot, run_id: str) -> dict[str, Any]:
+    """Carry out one slot of the protocol and return its row."""
+    proto = plan.protocol
+    row: dict[str, Any] = {
+        "run_id": run_id, "instrument": instrument.digest, "persona_id": slot.persona_id, "item_id": slot.item_id,
+        "repetition": slot.repetition, "request_key": slot.key, "request": slot.request,
+        "provenance": f"recorder:{backend.name}:{backend.endpoint}:toolkit-{__version__}", "source_line": None,
+        "attempts": None, "digit_logprobs": None, "top_logprobs": None,
+    }
+    if proto.mode == "logprob":
+        d = backend.digit_logprobs(slot.messages, list(instrument.scale), seed=slot.seed)
+        row.update(response=d.top_text, rating=instrument.extract_rating(d.top_text), failures=0,
+                   digit_logprobs=d.logprobs, top_logprobs=d.top_logprobs_json, finish_reason="length",
+                   latency_s=d.latency_s, collected_at=_now())
+        return row
+    failed: list[str] = []
+    latency = 0.0
+    for attempt in range(proto.max_attempts):
+        g = backend.generate(slot.messages, temperature=proto.temperature, max_tokens=proto.max_tokens,
+                             seed=slot.seed + attempt)
+        latency += g.latency_s
+        rating = instrument.extract_rating(g.text)
+        if rating != -1:
+            row.update(response=g.text, rating=rating, failures=attempt, attempts=failed or None,
+                       finish_reason=g.finish_reason, latency_s=latency, collected_at=_now())
+            return row
+        failed.append(g.text)
+    g = backend.generate(slot.messages, temperature=proto.temperature, max_tokens=proto.long_max_tokens,
+                         seed=slot.seed + proto.max_attempts)
+    row.update(response=g.text, rating=instrument.extract_rating(g.text), failures=proto.max_attempts,
+               attempts=failed, finish_reason=g.finish_reason, latency_s=latency + g.latency_s, collected_at=_now())
+    return row
+
+
+def run_template(plan: Plan, instrument: Instrument, backend: Backend, variant: str) -> RunManifest:
+    proto = plan.protocol
+    protocol: dict[str, Any] = {
+        "origin": "recorder", "backend": backend.name, "endpoint": plan.endpoint,
+        "sampling": proto.sampling(), "repetitions": 1 if proto.mode == "logprob" else proto.repetitions,
+    }
+    if plan.personas is not None and proto.mode != "self":
+        protocol["personas"] = {"name": plan.personas.name, "digest": plan.personas.digest,
+                                "count": len(plan.personas.personas)}
+    return RunManifest(run_id=make_run_id(plan.model, variant, proto.temperature, proto.mode, instrument.name),
+                       model=plan.model, variant=variant, temperature=proto.temperature, mode=proto.mode,
+                       instrument={"name": instrument.name, "digest": instrument.digest}, protocol=protocol,
+                       toolkit_version=__version__)
+
+
+def _check_compatible(existing: RunManifest | None, template: RunManifest) -> None:
+    if existing is None:
+        return
+    old, new = existing.protocol, template.protocol
+    keys = ("origin", "endpoint", "sampling", "personas")
+    if any(old.get(k) != new.get(k) for k in keys) or existing.instrument != template.instrument:
+        raise ToolkitError(f"run {template.run_id} already exists with another protocol, endpoint, persona set or "
+                           "instrument; record under another --variant label")
+
+
+def prepare(store: Store, plan: Plan, instrument: Instrument, backend: Backend, variant: str) -> RunManifest:
+    """Fill ``plan.cached`` / ``plan.to_send`` against the store; nothing is sent."""
+    template = run_template(plan, instrument, backend, variant)
+    _check_compatible(store.get_run(template.run_id), template)
+    have = existing_keys(store, template.run_id)
+    plan.to_send = [s for s in plan.slots if s.key not in have]
+    plan.cached = len(plan.slots) - len(plan.to_send)
+    return template
+
+
+def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *, variant: str,
+           concurrency: int = 4, flush_rows: int = 1000, flush_seconds: float = 5.0,
+           progress: bool = True) -> RecordSummary:
+    t0 = time.monotonic()
+    template = prepare(store, plan, instrument, backend, variant)
+    summary = RecordSummary(template.run_id, len(plan.slots), plan.cached, len(plan.to_send))
+    if not plan.to_send:
+        summary.seconds = time.monotonic() - t0
+        return summary
+    writer = RunWriter(store, template, instrument, flush_rows=flush_rows, flush_seconds=flush_seconds)
+    bar = Progress(len(plan.to_send), plan.cached, enabled=progress)
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def one(slot: Slot) -> dict[str, Any]:
+        return run_slot(backend, instrument, plan, slot, template.run_id)
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            futures = {pool.submit(one, s): s for s in plan.to_send}
+            for fut in as_completed(futures):
+                try:
+                    row = fut.result()
+                except Exception as exc:  # noqa: BLE001 - a failed slot is counted, never fatal
+                    with lock:
+                        summary.failed += 1
+                        if len(errors) < 5:
+                            s = futures[fut]
+                            errors.append(f"persona {s.persona_id} item {s.item_id} rep {s.repetition}: {exc}")
+                    bar.update(ok=False)
+                    continue
+                summary.sent += 1
+                summary.invalid += row["rating"] == -1
+                writer.add(row)
+                bar.update(ok=True)
+    finally:
+        writer.close()
+        bar.close()
+    summary.duplicates = writer.duplicates
+    summary.errors = tuple(errors)
+    summary.seconds = time.monotonic() - t0
+    return summary
