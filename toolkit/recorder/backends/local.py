@@ -51,7 +51,7 @@ class LocalBackend:
         kwargs = {"gguf_file": path.name} if path.is_file() else {}
         folder = path.parent if path.is_file() else path
         self.tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-        self.model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32, **kwargs)
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
         self.model.eval()
         self.model_name = path.stem
         self.endpoint = f"local-transformers:sha256:{model_digest(path)}"

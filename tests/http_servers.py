@@ -1,0 +1,103 @@
+"""Real HTTP servers on 127.0.0.1 for recorder tests: a deterministic OpenAI-compatible one
+and a deliberately misbehaving one (429 + Retry-After, 500, malformed JSON, slow, reset)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import socket
+import struct
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def answer_for(body: dict) -> str:
+    """Deterministic answer from the request: a digit, or (1 time in 4) an unparseable text."""
+    h = int(hashlib.sha256(json.dumps([body["messages"], body.get("seed"), body.get("max_tokens")],
+                                      sort_keys=True).encode()).hexdigest()[:8], 16)
+    if body.get("max_tokens", 16) <= 2 and h % 4 == 0:
+        return "Well"
+    return f"{h % 6} because"
+
+
+class Behaviour:
+    """Per-request script: the n-th POST (counted from 0) gets ``plan[n % len(plan)]``."""
+
+    def __init__(self, plan=("ok",), delay: float = 0.0):
+        self.plan = list(plan)
+        self.delay = delay
+        self.count = 0
+        self.ok = 0
+        self.auth: set[str] = set()
+        self.lock = threading.Lock()
+
+    def next(self) -> str:
+        with self.lock:
+            action = self.plan[self.count % len(self.plan)]
+            self.count += 1
+            return action
+
+
+def make_handler(behaviour: Behaviour):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def _json(self, code, obj, extra=None, raw=None):
+            data = raw if raw is not None else json.dumps(obj).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (extra or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            behaviour.auth.add(self.headers.get("Authorization", ""))
+            action = behaviour.next()
+            if behaviour.delay:
+                time.sleep(behaviour.delay)
+            if action == "429":
+                return self._json(429, {"error": "slow down"}, {"Retry-After": "0.05"})
+            if action == "500":
+                return self._json(500, {"error": "boom"})
+            if action == "malformed":
+                return self._json(200, None, raw=b'{"choices": [ this is not json')
+            if action == "slow":
+                time.sleep(1.5)  # longer than the client's timeout in the tests
+                return self._json(200, {"choices": [{"message": {"content": "5"}, "finish_reason": "stop"}]})
+            if action == "reset":
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()  # RST instead of a response
+                return None
+            if action == "400":
+                return self._json(400, {"error": "bad request"})
+            with behaviour.lock:
+                behaviour.ok += 1
+            if body.get("logprobs"):
+                h = int(hashlib.sha256(json.dumps(body["messages"]).encode()).hexdigest()[:8], 16)
+                weights = [1 + (h >> (3 * k)) % 7 for k in range(6)]
+                tot = sum(weights) + 3
+                top = [{"token": str(k), "logprob": math.log(w / tot)} for k, w in enumerate(weights) if k != h % 6]
+                top.append({"token": " maybe", "logprob": math.log(3 / tot)})
+                choice = {"message": {"content": top[0]["token"]}, "finish_reason": "length",
+                          "logprobs": {"content": [{"token": top[0]["token"], "logprob": top[0]["logprob"],
+                                                    "top_logprobs": top}]}}
+            else:
+                choice = {"message": {"role": "assistant", "content": answer_for(body)}, "finish_reason": "stop"}
+            return self._json(200, {"id": "x", "object": "chat.completion", "choices": [choice]})
+
+    return Handler
+
+
+def start(behaviour: Behaviour):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(behaviour))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}/v1"
