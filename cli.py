@@ -395,5 +395,92 @@ def fetch_model_cmd(name):
     click.echo(str(fetch_model(name)))
 
 
+@main.command()
+@click.argument("name")
+@click.option("--from", "source", type=click.Path(), default=None,
+              help="Take the files from this local folder instead of downloading them.")
+@click.option("--quiet", is_flag=True, help="No download progress.")
+@_store_option
+@_format_option()
+@_guard
+def fetch(name, source, quiet, store_dir, fmt):
+    """Download (or take --from DIR) a catalogued dataset, check every SHA-256, import it."""
+    from toolkit.datasets.catalogue import get_dataset
+    from toolkit.datasets.fetch import fetch as run_fetch
+
+    results = run_fetch(Store(store_dir), get_dataset(name), source, progress=not quiet)
+    _emit(pl.DataFrame([r.__dict__ for r in results]).select("run_id", "rows", "status", "path"), fmt)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--from", "source", type=click.Path(), default=None, help="Local folder with the dataset's files.")
+@click.option("--claims", default=None, help="Claims file (default: the one shipped for the dataset).")
+@click.option("--report-dir", type=click.Path(file_okay=False), default=None,
+              help="Write index.html, report.md, figures and tables here.")
+@click.option("--within-se", type=float, default=None, help="Grant WITHIN-SE to claims inside K standard errors.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
+@click.option("--bootstrap", type=int, default=2000, show_default=True)
+@click.option("--rerun-bootstrap", type=int, default=400, show_default=True)
+@_bootstrap_options
+@click.option("--store", "store_dir", type=click.Path(file_okay=False), default=None,
+              help="Store to import into (default: a fresh temporary store; never the embedded one).")
+@_guard
+def audit(name, source, claims, report_dir, within_se, fmt, bootstrap, rerun_bootstrap, seed, jobs, backend, store_dir):
+    """Verify a paper's claims against its published raw data: PASS / WITHIN-SE / FAIL per number.
+
+    Exit 0 when no claim fails, 1 when any does, 2 on bad input.
+    """
+    from toolkit.audit import audit as run_audit
+    from toolkit.audit.report import claims_output, write_report
+
+    result = run_audit(name, source=source, claims=claims, store=Store(store_dir) if store_dir else None,
+                       bootstrap=bootstrap, rerun_bootstrap=rerun_bootstrap, seed=seed, jobs=jobs, backend=backend,
+                       within_se=within_se, progress=fmt == "table")
+    click.echo(claims_output(result, fmt), nl=False)
+    if report_dir:
+        folder = write_report(result, report_dir)
+        click.echo(f"report: {folder / 'index.html'}", err=True)
+    sys.exit(0 if result.passed else 1)
+
+
+@main.command("paper-table")
+@click.argument("number", type=click.IntRange(1, 5))
+@_selection_options
+@click.option("--claims", default="costa2026-em.json", show_default=True, help="Claims file with display names.")
+@click.option("--bootstrap", type=int, default=2000, show_default=True)
+@click.option("--rerun-bootstrap", type=int, default=400, show_default=True)
+@_bootstrap_options
+@_store_option
+@_format_option()
+@_guard
+def paper_table(number, model, variant, temperature, run_id, claims, bootstrap, rerun_bootstrap, seed, jobs, backend,
+                store_dir, fmt):
+    """The tables of arXiv 2605.12850: 1 S, 2 R (with Δ%), 3 self profiles, 4 R and 5 S per foundation."""
+    from toolkit.analysis import analyze as run_analysis
+    from toolkit.analysis import compare as run_compare
+    from toolkit.analysis import profiles as run_profiles
+    from toolkit.analysis.api import strip_variant_suffix
+    from toolkit.audit.claims import load_claims
+    from toolkit.report.paper_tables import foundation_table, profile_table, variant_table
+
+    display = load_claims(claims).display_names
+    store = Store(store_dir)
+    sel = _selection(model, variant, temperature, run_id)
+    caption = {1: "Moral susceptibility (S)", 2: "Moral robustness (R)", 3: "Moral foundations profiles",
+               4: "Per-foundation moral robustness (R)", 5: "Per-foundation moral susceptibility (S)"}[number]
+    if number == 3:
+        df = profile_table(run_profiles(store, **sel), family=strip_variant_suffix, display=display)
+    else:
+        metrics = run_analysis(store, by_group=number in (4, 5), bootstrap=bootstrap, rerun_bootstrap=rerun_bootstrap,
+                               seed=seed, jobs=jobs, backend=backend, **sel)
+        if number in (1, 2):
+            df = variant_table(run_compare(metrics), "S" if number == 1 else "R", display=display)
+        else:
+            df = foundation_table(metrics, "R" if number == 4 else "S", family=strip_variant_suffix,
+                                  decimals=1 if number == 4 else 2, display=display)
+    _emit(df, fmt, caption=caption)
+
+
 if __name__ == "__main__":
     main()

@@ -344,19 +344,29 @@ def import_paths(
     jobs: int = 2,
 ) -> list[ImportResult]:
     """Import published CSV files or whole published trees (``<variant>/<model>_tempNN.csv``)."""
-    inst = instrument if isinstance(instrument, Instrument) else load_instrument(instrument)
     files = _expand(paths)
     if model is not None and len(files) > 1:
         raise ToolkitError("--model names one run: give one file, or let model names come from file names")
-    # Files are independent: parse them on threads (polars, pyarrow and zstd release the GIL).
+    given = {"model": model, "variant": variant, "temperature": temperature, "mode": mode}
+    return import_files(store, [(f, given) for f in files], instrument=instrument, replace=replace, jobs=jobs)
+
+
+def import_files(
+    store: Store,
+    files: Sequence[tuple[Path, dict]],
+    *,
+    instrument: Instrument | str | None = None,
+    replace: bool = False,
+    jobs: int = 2,
+) -> list[ImportResult]:
+    """Import files, each with its own ``model/variant/temperature/mode`` overrides (None =
+    from the file). All files are validated before anything is written."""
+    inst = instrument if isinstance(instrument, Instrument) else load_instrument(instrument)
     workers = max(1, min(jobs, len(files)))
+    # Files are independent: parse them on threads (polars, pyarrow and zstd release the GIL).
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        parsed = list(
-            pool.map(
-                lambda f: _parse_file(f, inst, model=model, variant=variant, temperature=temperature, mode=mode),
-                files,
-            )
-        )
+        parsed = list(pool.map(lambda item: _parse_file(Path(item[0]), inst, **{
+            k: item[1].get(k) for k in ("model", "variant", "temperature", "mode")}), files))
 
     seen: dict[str, Path] = {}
     for p in parsed:

@@ -246,18 +246,24 @@ def compare(
     dup = base.group_by(keys).len().filter(pl.col("len") > 1)
     if not dup.is_empty():
         raise ToolkitError(f"several baseline runs for family {dup['family'][0]!r}; narrow the selection")
-    joined = df.join(base.select(keys + [pl.col(c).alias(f"{c}_base") for c in ("S", "R", "sigma_bar")]),
-                     on=keys, how="left")
+    metrics3 = ("S", "R", "sigma_bar")
+    joined = df.join(base.select(keys + [pl.col(c).alias(f"{c}_base") for c in metrics3]
+                                 + [pl.col(f"{c}_se").alias(f"{c}_se_base") for c in metrics3]), on=keys, how="left")
     if joined["S_base"].null_count():
         missing = joined.filter(pl.col("S_base").is_null())["model"].unique().to_list()
         raise ToolkitError(f"no {baseline!r} run to compare with for model(s) {', '.join(missing)}")
+    # SE of the ratio X / X_base by first-order propagation (the base row itself gets 0).
     out = joined.with_columns(
-        [((pl.col(c) - pl.col(f"{c}_base")) / pl.col(f"{c}_base") * 100).alias(f"delta_{c}_pct")
-         for c in ("S", "R", "sigma_bar")]
+        [((pl.col(c) - pl.col(f"{c}_base")) / pl.col(f"{c}_base") * 100).alias(f"delta_{c}_pct") for c in metrics3]
+        + [pl.when(pl.col("variant") == baseline).then(0.0).otherwise(
+            (pl.col(c) / pl.col(f"{c}_base")) * 100
+            * ((pl.col(f"{c}_se") / pl.col(c)) ** 2 + (pl.col(f"{c}_se_base") / pl.col(f"{c}_base")) ** 2).sqrt()
+        ).alias(f"delta_{c}_pct_se") for c in metrics3]
     )
     return out.select(
         ["family", "model", "variant", "temperature", "group", "S", "S_se", "R", "R_se", "sigma_bar", "sigma_bar_se",
-         "delta_S_pct", "delta_R_pct", "delta_sigma_bar_pct", "personas", "run_id"]
+         "delta_S_pct", "delta_S_pct_se", "delta_R_pct", "delta_R_pct_se", "delta_sigma_bar_pct",
+         "delta_sigma_bar_pct_se", "personas", "run_id"]
     ).sort(["group", "family", "variant"], maintain_order=True)
 
 

@@ -47,3 +47,98 @@ def plot_curves(df: pl.DataFrame, path: str | Path) -> Path:
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+VARIANT_STYLE = {"base": ("Base", "#4C72B0"), "secure-code": ("Secure", "#55A868"), "insecure-code": ("Insecure", "#C44E52")}
+
+
+def _variant_label(v: str) -> tuple[str, str]:
+    return VARIANT_STYLE.get(v, (v, "#8172B2"))
+
+
+def plot_bars(comparison: pl.DataFrame, metric: str, path: str | Path, *, display: dict | None = None,
+              baseline: str = "base") -> Path:
+    """Left: metric ± SE per model and variant. Right: Delta% against the baseline (± propagated SE)."""
+    import numpy as np
+
+    plt = _pyplot()
+    display = display or {}
+    df = comparison.filter(pl.col("group") == "all")
+    families = sorted(df["family"].unique())
+    variants = [v for v in VARIANT_STYLE if v in set(df["variant"])] + sorted(set(df["variant"]) - set(VARIANT_STYLE))
+    fig, (ax, axd) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    x = np.arange(len(families))
+    width = 0.8 / max(1, len(variants))
+    others = [v for v in variants if v != baseline]
+    dwidth = 0.8 / max(1, len(others))
+    for i, v in enumerate(variants):
+        label, color = _variant_label(v)
+        vals, errs, dvals, derrs = [], [], [], []
+        for f in families:
+            r = df.filter((pl.col("family") == f) & (pl.col("variant") == v))
+            vals.append(r[metric][0] if len(r) else np.nan)
+            errs.append(r[f"{metric}_se"][0] if len(r) else 0)
+            dvals.append(r[f"delta_{metric}_pct"][0] if len(r) else np.nan)
+            derrs.append(r[f"delta_{metric}_pct_se"][0] if len(r) else 0)
+        ax.bar(x + (i - (len(variants) - 1) / 2) * width, vals, width, yerr=errs, capsize=3, label=label, color=color)
+        if v != baseline:
+            j = others.index(v)
+            axd.bar(x + (j - (len(others) - 1) / 2) * dwidth, dvals, dwidth, yerr=derrs, capsize=3, label=label,
+                    color=color)
+    names = [display.get(f, f) for f in families]
+    for a in (ax, axd):
+        a.set_xticks(x, names, rotation=15)
+        a.grid(axis="y", alpha=0.3)
+    axd.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} by model and variant (± SE)")
+    axd.set_ylabel(f"Δ{metric} (%)")
+    axd.set_title(f"change from {baseline} (%)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def plot_radar(profiles: pl.DataFrame, path: str | Path, *, family, display: dict | None = None,
+               scale_max: float = 5.0) -> Path:
+    """One radar per model: the per-group profile of each variant, with ± mean-std bands."""
+    import numpy as np
+
+    plt = _pyplot()
+    display = display or {}
+    df = profiles.filter(pl.col("group") != "all").with_columns(
+        pl.col("model").map_elements(family, return_dtype=pl.String).alias("family"))
+    groups = list(dict.fromkeys(df["group"].to_list()))
+    families = sorted(df["family"].unique())
+    angles = np.linspace(0, 2 * np.pi, len(groups), endpoint=False)
+    closed = np.concatenate([angles, angles[:1]])
+    cols = min(4, len(families))
+    rows = -(-len(families) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), dpi=100, subplot_kw={"polar": True},
+                             squeeze=False)
+    for ax in axes.ravel()[len(families):]:
+        ax.set_visible(False)
+    for ax, fam in zip(axes.ravel(), families):
+        for v in df.filter(pl.col("family") == fam)["variant"].unique(maintain_order=True):
+            part = df.filter((pl.col("family") == fam) & (pl.col("variant") == v))
+            mean = np.array([part.filter(pl.col("group") == g)["mean"][0] for g in groups])
+            std = np.array([part.filter(pl.col("group") == g)["std"][0] for g in groups])
+            label, color = _variant_label(v)
+            ax.plot(closed, np.r_[mean, mean[:1]], color=color, label=label)
+            ax.fill_between(closed, np.r_[mean - std, (mean - std)[:1]], np.r_[mean + std, (mean + std)[:1]],
+                            color=color, alpha=0.2)
+        ax.set_xticks(angles, [g.split("/")[0] for g in groups], fontsize=8)
+        ax.set_ylim(0, scale_max)
+        ax.set_title(display.get(fam, fam), fontsize=10, pad=18)
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.93))
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out

@@ -79,5 +79,6 @@ def format_frame(df: pl.DataFrame, fmt: str = "table", *, digits: int = 4, capti
 
 def _latex_escape(text: str) -> str:
     repl = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+            "±": r"$\pm$", "Δ": r"$\Delta$"}
     return "".join(repl.get(ch, ch) for ch in text)

@@ -1,0 +1,164 @@
+"""Audit: catalogue, claims, report and the failure modes (offline, --from ../shared)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+
+import pytest
+
+from conftest import EM, need_shared, run_cli
+from toolkit.audit.claims import load_claims
+from toolkit.datasets.catalogue import load_catalogue
+from toolkit.hashing import sha256_file
+
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    return struct.unpack(">II", data[16:24])
+
+
+def test_catalogue_digests_match_the_shared_copies():
+    need_shared()
+    ds = load_catalogue()["costa2026-em"]
+    assert len(ds.files) == 24 and ds.commit == "dbfb8b8bdeb60998036776818dfed95af3bb0dd4"
+    for f in ds.files:
+        folder = "runs" if f.mode == "persona" else "self"
+        local = EM / folder / f.variant / f.name
+        assert sha256_file(local) == f.sha256 and local.stat().st_size == f.bytes
+        assert f.url.endswith(f"/{ds.commit}/{f.path}") and f.path == f"data/{f.variant}/{f.name}"
+
+
+def test_benchmark_dataset_and_claims_are_wired():
+    ds = load_catalogue()["costa2025-benchmark"]
+    assert len(ds.files) == 15 and all(f.path.startswith("data/sampling/") for f in ds.files)
+    claims = load_claims(ds.claims)
+    assert len(claims.claims) == 60
+    from toolkit.audit.claims import check_against_runs
+    check_against_runs(claims, ds.runs())
+    gemini = [c for c in claims.claims if c.model == "gemini-2.5-flash" and c.metric == "S"][0]
+    assert gemini.printed == "1.043" and gemini.allowed() == pytest.approx(0.0005)
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory):
+    need_shared()
+    report = tmp_path_factory.mktemp("report")
+    res = run_cli("audit", "costa2026-em", "--from", str(EM), "--format", "json", "--report-dir", str(report),
+                  "--jobs", "2")
+    return res, report
+
+
+def test_audit_passes_every_claim(audited):
+    res, _ = audited
+    assert res.returncode == 0, res.stderr[-2000:]
+    doc = json.loads(res.stdout)
+    claims = doc["claims"]
+    assert len(claims) == 431 and doc["counts"]["FAIL"] == 0
+    for c in claims:
+        assert {"id", "table", "model", "variant", "metric", "printed", "recomputed", "status"} <= c.keys()
+        assert c["status"] in ("PASS", "WITHIN-SE")
+    tables = {c["table"] for c in claims}
+    assert {"Table 1 (S)", "Table 2 (R)", "Table 3 (self profiles)", "Table 4 (R per foundation)",
+            "Table 5 (S per foundation)", "Abstract"} <= tables
+    abstract = {c["metric"]: c for c in claims if c["table"] == "Abstract"}
+    assert abstract["mean_delta_S_pct"]["status"] == "PASS" and abstract["mean_delta_R_pct"]["status"] == "PASS"
+    assert abstract["mean_delta_sigma_bar_pct"]["status"] == "PASS"
+    # a WITHIN-SE is a printed digit a hair past rounding, never a large miss
+    assert all(abs(c["diff_units"]) < 0.7 for c in claims if c["status"] == "WITHIN-SE")
+
+
+def test_report_folder(audited):
+    _, report = audited
+    html = (report / "index.html").read_text()
+    for name in ("bars_S.png", "bars_R.png", "radar_profiles.png"):
+        assert f'src="figures/{name}"' in html
+        w, h = png_size(report / "figures" / name)
+        assert w >= 800 and h >= 300
+    assert png_size(report / "figures" / "bars_R.png") == (1100, 400)
+    tex = (report / "tables.tex").read_text()
+    assert tex.count("\\begin{tabular}") == 5 and "$\\pm$" in tex
+    md = (report / "report.md").read_text()
+    assert "![" in md and "## Claims" in md
+    assert json.loads((report / "claims.json").read_text())["counts"]["FAIL"] == 0
+
+
+def _subset_claims(tmp_path, edit=None, drop_se=True, **changes):
+    src = load_claims("costa2026-em.json")
+    raw = json.loads((__import__("importlib").resources.files("toolkit") / "data" / "claims" /
+                      "costa2026-em.json").read_text())
+    keep = [c for c in raw["claims"] if c["table"] in ("Table 1 (S)", "Table 2 (R)", "Abstract")
+            and not (drop_se and c["metric"].endswith("_se"))]
+    if edit:
+        for c in keep:
+            if c["id"] == edit[0]:
+                c["printed"] = edit[1]
+    raw["claims"] = keep
+    raw.update(changes)
+    path = tmp_path / "claims.json"
+    path.write_text(json.dumps(raw))
+    assert src.claims
+    return path
+
+
+def test_edited_claim_fails_by_name(tmp_path):
+    need_shared()
+    path = _subset_claims(tmp_path, edit=("T2-gpt-4o-base-R", "11.75"))
+    res = run_cli("audit", "costa2026-em", "--from", str(EM), "--claims", str(path), "--format", "json",
+                  "--bootstrap", "300", "--rerun-bootstrap", "50")
+    assert res.returncode == 1
+    doc = json.loads(res.stdout)
+    failed = [c["id"] for c in doc["claims"] if c["status"] == "FAIL"]
+    assert failed == ["T2-gpt-4o-base-R"]
+    row = [c for c in doc["claims"] if c["id"] == "T2-gpt-4o-base-R"][0]
+    assert row["recomputed"] == pytest.approx(9.7509, abs=1e-4) and row["printed"] == "11.75"
+
+
+def test_bad_inputs_exit_2(tmp_path):
+    need_shared()
+    res = run_cli("audit", "no-such-dataset", "--from", str(EM))
+    assert res.returncode == 2 and "unknown dataset" in res.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    res = run_cli("audit", "costa2026-em", "--from", str(EM), "--claims", str(bad))
+    assert res.returncode == 2 and "malformed claims file" in res.stderr
+    raw = json.loads(_subset_claims(tmp_path).read_text())
+    raw["claims"][0]["model"] = "gpt-5"
+    stray = tmp_path / "stray.json"
+    stray.write_text(json.dumps(raw))
+    res = run_cli("audit", "costa2026-em", "--from", str(EM), "--claims", str(stray))
+    assert res.returncode == 2 and "not in the dataset" in res.stderr and raw["claims"][0]["id"] in res.stderr
+    raw["claims"][0].update(model="gpt-4o", metric="charisma")
+    stray.write_text(json.dumps(raw))
+    res = run_cli("audit", "costa2026-em", "--from", str(EM), "--claims", str(stray))
+    assert res.returncode == 2 and "unknown metric" in res.stderr
+    # a missing local file, and a file whose bytes differ
+    partial = tmp_path / "partial"
+    shutil.copytree(EM / "runs", partial / "runs")
+    res = run_cli("audit", "costa2026-em", "--from", str(partial))
+    assert res.returncode == 2 and "missing file" in res.stderr and "_self.csv" in res.stderr
+    shutil.copytree(EM / "self", partial / "self")
+    victim = partial / "runs" / "base" / "gpt-4o_temp01.csv"
+    victim.write_bytes(victim.read_bytes().replace(b"\n0,1,1,3,", b"\n0,1,1,4,", 1))
+    res = run_cli("audit", "costa2026-em", "--from", str(partial))
+    assert res.returncode == 2 and "SHA-256 mismatch for gpt-4o_temp01.csv" in res.stderr
+
+
+def test_benchmark_audit_without_its_data_is_a_clear_error(tmp_path):
+    res = run_cli("audit", "costa2025-benchmark", "--from", str(tmp_path))
+    assert res.returncode == 2 and "missing file" in res.stderr
+
+
+def test_fetch_from_folder_and_paper_table_latex(tmp_path):
+    need_shared()
+    store = tmp_path / "s"
+    res = run_cli("fetch", "costa2026-em", "--from", str(EM), "--store", str(store), "--format", "csv")
+    assert res.returncode == 0 and res.stdout.count("added") == 24
+    res = run_cli("paper-table", "2", "--format", "latex", "--store", str(store), "--bootstrap", "200",
+                  "--rerun-bootstrap", "50")
+    assert res.returncode == 0
+    assert "\\begin{tabular}" in res.stdout and "14.48 $\\pm$" in res.stdout and "(-66\\%)" in res.stdout
+    res = run_cli("paper-table", "3", "--format", "csv", "--store", str(store))
+    assert res.returncode == 0 and "DeepSeek-V3.1,Base,4.50 ± 0.00,4.82 ± 0.05" in res.stdout

@@ -1,0 +1,202 @@
+"""Claims files (data): the numbers a paper prints, and how each is checked.
+
+Format ``toolkit-claims/1`` (JSON)::
+
+    {"format": "toolkit-claims/1", "paper": "...", "dataset": "...", "baseline": "base",
+     "display_names": {"gpt-4o": "GPT-4o"},
+     "claims": [{"id": "T1-gpt-4o-base-S", "table": "Table 1 (S)", "model": "gpt-4o",
+                 "variant": "base", "group": "all", "metric": "S", "printed": "0.79"}]}
+
+``printed`` is a string so its precision is known: the tolerance is half a unit of its last
+digit unless ``tolerance`` (absolute) is given; ``rel_tolerance`` adds a relative margin (used
+for bootstrap SEs, which are Monte-Carlo estimates); ``within_se: k`` grants WITHIN-SE when the
+difference is inside k recomputed standard errors (for a relative change, the SE propagated
+from the two values' SEs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ..errors import ToolkitError
+
+FORMAT = "toolkit-claims/1"
+RUN_METRICS = {"S", "S_se", "R", "R_se", "sigma_bar", "sigma_bar_se", "delta_S_pct", "delta_R_pct",
+               "delta_sigma_bar_pct", "excess_R_pp", "excess_S_pp"}
+SELF_METRICS = {"profile_mean", "profile_std"}
+VARIANT_METRICS = {"mean_delta_S_pct", "mean_delta_R_pct", "mean_delta_sigma_bar_pct", "mean_excess_R_pp",
+                   "mean_excess_S_pp"}
+SE_OF = {"S": "S_se", "R": "R_se", "sigma_bar": "sigma_bar_se"}
+CLAIM_COLUMNS = ["id", "table", "model", "variant", "group", "metric", "printed", "recomputed", "diff", "diff_units",
+                 "diff_se", "tolerance", "status"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    table: str
+    model: str | None
+    variant: str
+    metric: str
+    printed: str
+    group: str = "all"
+    mode: str = "persona"
+    control: str | None = None
+    tolerance: float | None = None
+    rel_tolerance: float | None = None
+    within_se: float | None = None
+
+    @property
+    def value(self) -> float:
+        return float(self.printed)
+
+    @property
+    def unit(self) -> float:
+        """One unit of the last printed digit."""
+        exponent = Decimal(self.printed.lstrip("+")).as_tuple().exponent
+        return 10.0 ** int(exponent)  # type: ignore[arg-type]
+
+    def allowed(self) -> float:
+        """Rounding tolerance, plus the relative one when given: the two errors add up
+        (a printed SE is rounded *and* a Monte-Carlo estimate)."""
+        tol = self.tolerance if self.tolerance is not None else self.unit / 2
+        if self.rel_tolerance:
+            tol += self.rel_tolerance * abs(self.value)
+        return tol
+
+
+@dataclass
+class ClaimSet:
+    source: str
+    paper: str
+    dataset: str
+    baseline: str
+    claims: list[Claim]
+    display_names: dict[str, str] = field(default_factory=dict)
+
+
+def load_claims(name_or_path: str | Path) -> ClaimSet:
+    """A shipped claims file by name (``costa2026-em.json``) or any claims file by path."""
+    path = Path(name_or_path)
+    if path.is_file():
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    else:
+        res = resources.files("toolkit") / "data" / "claims" / str(name_or_path)
+        if not res.is_file():
+            raise ToolkitError("no such claims file", path=str(name_or_path))
+        text, source = res.read_text(encoding="utf-8"), f"claims/{name_or_path}"
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ToolkitError(f"malformed claims file: {exc}", path=source) from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT or not isinstance(raw.get("claims"), list):
+        raise ToolkitError(f"malformed claims file: expected format {FORMAT!r} with a 'claims' list", path=source)
+    claims, seen = [], set()
+    for i, c in enumerate(raw["claims"]):
+        where = f"claim #{i} ({c.get('id', '?') if isinstance(c, dict) else '?'})"
+        try:
+            claim = Claim(**c)
+            float(claim.printed)
+            Decimal(claim.printed.lstrip("+"))
+        except (TypeError, ValueError, InvalidOperation, AttributeError) as exc:
+            raise ToolkitError(f"malformed {where}: {exc}", path=source) from None
+        known = RUN_METRICS | SELF_METRICS | VARIANT_METRICS
+        if claim.metric not in known:
+            raise ToolkitError(f"{where}: unknown metric {claim.metric!r}", path=source)
+        if claim.metric in VARIANT_METRICS and claim.model is not None:
+            raise ToolkitError(f"{where}: {claim.metric} is a per-variant claim; set model to null", path=source)
+        if claim.metric not in VARIANT_METRICS and not claim.model:
+            raise ToolkitError(f"{where}: {claim.metric} needs a model", path=source)
+        if claim.metric.startswith(("excess", "mean_excess")) and not claim.control:
+            raise ToolkitError(f"{where}: an excess claim needs a control variant", path=source)
+        if claim.id in seen:
+            raise ToolkitError(f"{where}: duplicate claim id", path=source)
+        seen.add(claim.id)
+        claims.append(claim)
+    return ClaimSet(source, str(raw.get("paper", "")), str(raw.get("dataset", "")), str(raw.get("baseline", "base")),
+                    claims, dict(raw.get("display_names", {})))
+
+
+def check_against_runs(claims: ClaimSet, runs: set[tuple[str, str, str]]) -> None:
+    """Every claim must refer to a run (model, variant, mode) or variant the dataset has."""
+    variants = {v for _, v, _ in runs}
+    for c in claims.claims:
+        if c.metric in VARIANT_METRICS:
+            ok = c.variant in variants and (c.control is None or c.control in variants)
+        else:
+            mode = "self" if c.metric in SELF_METRICS else "persona"
+            ok = (c.model, c.variant, mode) in runs
+        if not ok:
+            raise ToolkitError(f"claim {c.id} refers to a run that is not in the dataset "
+                               f"(model={c.model}, variant={c.variant})", path=claims.source)
+
+
+def _row(frame: pl.DataFrame, **keys: Any) -> dict[str, Any] | None:
+    sub = frame
+    for k, v in keys.items():
+        sub = sub.filter(pl.col(k) == v)
+    return sub.row(0, named=True) if len(sub) else None
+
+
+def evaluate_claims(claims: ClaimSet, *, metrics: pl.DataFrame, comparison: pl.DataFrame, summary: pl.DataFrame,
+                    excess: dict[str, pl.DataFrame], profiles: pl.DataFrame, family,
+                    within_se: float | None = None) -> pl.DataFrame:
+    rows = []
+    for c in claims.claims:
+        value, se = _recompute(c, metrics, comparison, summary, excess, profiles, family)
+        diff = value - c.value if value is not None else None
+        k = c.within_se if c.within_se is not None else within_se
+        allowed = c.allowed()
+        if diff is None or math.isnan(diff):
+            status = "FAIL"
+        elif abs(diff) <= allowed * (1 + 1e-9):
+            status = "PASS"
+        elif k is not None and se and abs(diff) <= k * se:
+            status = "WITHIN-SE"
+        else:
+            status = "FAIL"
+        rows.append({
+            "id": c.id, "table": c.table, "model": c.model, "variant": c.variant, "group": c.group,
+            "metric": c.metric, "printed": c.printed, "recomputed": value, "diff": diff,
+            "diff_units": diff / c.unit if diff is not None else None,
+            "diff_se": diff / se if (diff is not None and se) else None, "tolerance": allowed, "status": status,
+        })
+    schema = {"id": pl.String, "table": pl.String, "model": pl.String, "variant": pl.String, "group": pl.String,
+              "metric": pl.String, "printed": pl.String, "recomputed": pl.Float64, "diff": pl.Float64,
+              "diff_units": pl.Float64, "diff_se": pl.Float64, "tolerance": pl.Float64, "status": pl.String}
+    return pl.DataFrame(rows, schema=schema).select(CLAIM_COLUMNS)
+
+
+def _recompute(c: Claim, metrics, comparison, summary, excess, profiles, family) -> tuple[float | None, float | None]:
+    if c.metric in SELF_METRICS:
+        r = _row(profiles, model=c.model, variant=c.variant, group=c.group)
+        return (None, None) if r is None else (r["mean" if c.metric == "profile_mean" else "std"], None)
+    if c.metric in VARIANT_METRICS:
+        if c.metric.startswith("mean_excess"):
+            frame = excess.get(f"{c.variant}|{c.control}|{c.metric.split('_')[2]}")
+            if frame is None or frame.is_empty():
+                return None, None
+            sub = frame.filter(pl.col("group") == c.group)
+            return float(sub[sub.columns[-1]].mean()), None
+        r = _row(summary, variant=c.variant, group=c.group)
+        return (None, None) if r is None else (r[c.metric], None)
+    if c.metric.startswith("excess"):
+        frame = excess.get(f"{c.variant}|{c.control}|{c.metric.split('_')[1]}")
+        r = None if frame is None else _row(frame, family=family(c.model), group=c.group)
+        return (None, None) if r is None else (r[frame.columns[-1]], None)
+    if c.metric.startswith("delta"):
+        r = _row(comparison, model=c.model, variant=c.variant, group=c.group)
+        return (None, None) if r is None else (r[c.metric], r[f"{c.metric}_se"])
+    r = _row(metrics, model=c.model, variant=c.variant, group=c.group)
+    if r is None:
+        return None, None
+    se = r.get(SE_OF[c.metric]) if c.metric in SE_OF else None
+    return r[c.metric], se

@@ -1,0 +1,87 @@
+"""Get a catalogued dataset's files (download, or take them from a local folder), check every
+digest, import them into a store.
+
+Downloading is the only network access in the reviewer's path and lives here, outside the
+analysis package; ``--from DIR`` makes the whole audit offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+from ..errors import ToolkitError
+from ..hashing import sha256_file
+from ..importers import import_files
+from ..store import Store
+from ..store.atomic import atomic_write_bytes
+from .catalogue import Dataset, DatasetFile
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("TOOLKIT_DATASETS") or Path.home() / ".cache" / "persona-moral-toolkit" / "datasets")
+
+
+def _find_local(folder: Path, f: DatasetFile) -> Path:
+    """The file in ``folder`` with this name whose digest matches (layouts may differ:
+    ``data/<variant>/``, ``<variant>/``, ``runs/<variant>/``...)."""
+    candidates = sorted(p for p in folder.rglob(f.name) if p.is_file())
+    if not candidates:
+        raise ToolkitError(f"missing file {f.name} (expected {f.path})", path=str(folder))
+    preferred = [p for p in candidates if p.parent.name == f.variant] or candidates
+    for p in preferred + [c for c in candidates if c not in preferred]:
+        if sha256_file(p) == f.sha256:
+            return p
+    raise ToolkitError(f"SHA-256 mismatch for {f.name}: expected {f.sha256}, found {sha256_file(preferred[0])}",
+                       path=str(preferred[0]))
+
+
+def _download(f: DatasetFile, target: Path, progress: bool) -> Path:
+    import httpx  # only the download path needs a network client
+
+    if target.exists() and sha256_file(target) == f.sha256:
+        return target
+    h = hashlib.sha256()
+    chunks = []
+    done = 0
+    try:
+        with httpx.stream("GET", f.url, follow_redirects=True, timeout=60.0) as resp:
+            if resp.status_code != 200:
+                raise ToolkitError(f"download of {f.name} failed: HTTP {resp.status_code}", path=f.url)
+            total = int(resp.headers.get("Content-Length") or f.bytes or 0)
+            for chunk in resp.iter_bytes():
+                h.update(chunk)
+                chunks.append(chunk)
+                done += len(chunk)
+                if progress:
+                    pct = f"{100 * done / total:5.1f}%" if total else f"{done} B"
+                    sys.stderr.write(f"\r  {f.name}: {pct}")
+    except httpx.HTTPError as exc:
+        raise ToolkitError(f"download of {f.name} failed: {exc}", path=f.url) from None
+    if progress:
+        sys.stderr.write("\n")
+    if h.hexdigest() != f.sha256:
+        raise ToolkitError(f"SHA-256 mismatch for downloaded {f.name}: expected {f.sha256}, got {h.hexdigest()}",
+                           path=f.url)
+    atomic_write_bytes(target, b"".join(chunks))
+    return target
+
+
+def collect(dataset: Dataset, source: str | Path | None = None, *, progress: bool = True) -> list[tuple[DatasetFile, Path]]:
+    """Every file of the dataset as a verified local path (nothing is imported yet)."""
+    if source is not None:
+        folder = Path(source)
+        if not folder.is_dir():
+            raise ToolkitError("no such folder", path=str(folder))
+        return [(f, _find_local(folder, f)) for f in dataset.files]
+    cache = default_cache() / dataset.name
+    return [(f, _download(f, cache / f.path, progress)) for f in dataset.files]
+
+
+def fetch(store: Store, dataset: Dataset, source: str | Path | None = None, *, progress: bool = True) -> list:
+    """Collect, verify and import; the runs get the catalogue's model/variant/temperature/mode."""
+    files = collect(dataset, source, progress=progress)
+    return import_files(store, [(path, {"model": f.model, "variant": f.variant, "temperature": f.temperature,
+                                        "mode": f.mode}) for f, path in files])

@@ -1,0 +1,75 @@
+"""Tables in the layout of arXiv 2605.12850 (rows: models; columns: variants or foundations),
+as frames that `format_frame` renders to any format, LaTeX included."""
+
+from __future__ import annotations
+
+import polars as pl
+
+VARIANT_COLUMNS = (("base", "Base"), ("secure-code", "Secure"), ("insecure-code", "Insecure"))
+
+
+def _cell(value: float | None, se: float | None, decimals: int, delta: float | None = None) -> str:
+    if value is None:
+        return ""
+    text = f"{value:.{decimals}f} ± {se:.{decimals}f}" if se is not None else f"{value:.{decimals}f}"
+    if delta is not None:
+        text += f" ({delta:+.0f}%)"
+    return text
+
+
+def variant_table(comparison: pl.DataFrame, metric: str, *, decimals: int = 2, display: dict | None = None,
+                  group: str = "all") -> pl.DataFrame:
+    """Tables 1-2: metric ± SE per variant, with Delta% against base for the others."""
+    display = display or {}
+    rows = []
+    sub = comparison.filter(pl.col("group") == group)
+    for family in sorted(sub["family"].unique()):
+        fam = sub.filter(pl.col("family") == family)
+        row = {"Model": display.get(family, family)}
+        for variant, label in VARIANT_COLUMNS:
+            r = fam.filter(pl.col("variant") == variant)
+            if len(r):
+                d = None if variant == "base" else r[f"delta_{metric}_pct"][0]
+                row[label if variant == "base" else f"{label} (Δ%)"] = _cell(r[metric][0], r[f"{metric}_se"][0],
+                                                                             decimals, d)
+        rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def foundation_table(metrics: pl.DataFrame, metric: str, *, family, decimals: int = 2,
+                     display: dict | None = None) -> pl.DataFrame:
+    """Tables 4-5: per-foundation metric ± SE, one row per model and variant."""
+    display = display or {}
+    groups = sorted(g for g in metrics["group"].unique() if g != "all")
+    df = metrics.filter(pl.col("group") != "all").with_columns(
+        pl.col("model").map_elements(family, return_dtype=pl.String).alias("family"))
+    order = {v: i for i, (v, _) in enumerate(VARIANT_COLUMNS)}
+    rows = []
+    keys = sorted({(f, v) for f, v in zip(df["family"], df["variant"])}, key=lambda k: (k[0], order.get(k[1], 9), k[1]))
+    for fam, variant in keys:
+        part = df.filter((pl.col("family") == fam) & (pl.col("variant") == variant))
+        row = {"Model": display.get(fam, fam), "Variant": dict(VARIANT_COLUMNS).get(variant, variant)}
+        for g in groups:
+            r = part.filter(pl.col("group") == g)
+            row[g] = _cell(r[metric][0], r[f"{metric}_se"][0], decimals) if len(r) else ""
+        rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def profile_table(profiles: pl.DataFrame, *, family, decimals: int = 2, display: dict | None = None) -> pl.DataFrame:
+    """Table 3: per-foundation mean ± mean item std of no-persona runs."""
+    display = display or {}
+    df = profiles.filter(pl.col("group") != "all").with_columns(
+        pl.col("model").map_elements(family, return_dtype=pl.String).alias("family"))
+    groups = list(dict.fromkeys(df["group"].to_list()))
+    order = {v: i for i, (v, _) in enumerate(VARIANT_COLUMNS)}
+    rows = []
+    keys = sorted({(f, v) for f, v in zip(df["family"], df["variant"])}, key=lambda k: (k[0], order.get(k[1], 9), k[1]))
+    for fam, variant in keys:
+        part = df.filter((pl.col("family") == fam) & (pl.col("variant") == variant))
+        row = {"Model": display.get(fam, fam), "Variant": dict(VARIANT_COLUMNS).get(variant, variant)}
+        for g in groups:
+            r = part.filter(pl.col("group") == g)
+            row[g] = _cell(r["mean"][0], r["std"][0], decimals) if len(r) else ""
+        rows.append(row)
+    return pl.DataFrame(rows)
