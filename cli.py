@@ -41,6 +41,13 @@ def _selection(model, variant, temperature, run_id) -> dict:
     return {"model": model, "variant": variant, "temperature": list(temperature) or None, "run_id": run_id}
 
 
+def _draws_options(f):
+    f = click.option("--rerun-bootstrap", type=int, default=400, show_default=True,
+                     help="Rerun (repetition) bootstrap draws.")(f)
+    f = click.option("--bootstrap", type=int, default=2000, show_default=True, help="Persona bootstrap draws.")(f)
+    return f
+
+
 def _bootstrap_options(f):
     f = click.option("--backend", type=click.Choice(["threading", "loky", "multiprocessing"]), default="threading",
                      show_default=True, help="joblib backend for --jobs > 1 (results do not depend on it).")(f)
@@ -129,8 +136,7 @@ def verify(store_dir):
 @_selection_options
 @click.option("--by", type=click.Choice(["run", "group"]), default="run", show_default=True,
               help="'group' adds one row per item group (moral foundation).")
-@click.option("--bootstrap", type=int, default=2000, show_default=True, help="Persona bootstrap draws.")
-@click.option("--rerun-bootstrap", type=int, default=400, show_default=True, help="Rerun (repetition) bootstrap draws.")
+@_draws_options
 @_bootstrap_options
 @_store_option
 @_format_option()
@@ -161,8 +167,7 @@ def profiles(model, variant, temperature, run_id, store_dir, fmt):
 @click.option("--baseline", default="base", show_default=True, help="Variant every other variant is compared with.")
 @click.option("--by", type=click.Choice(["run", "group"]), default="run", show_default=True)
 @click.option("--summary", is_flag=True, help="Print the mean changes per variant instead of one row per run.")
-@click.option("--bootstrap", type=int, default=2000, show_default=True)
-@click.option("--rerun-bootstrap", type=int, default=400, show_default=True)
+@_draws_options
 @_bootstrap_options
 @_store_option
 @_format_option()
@@ -218,8 +223,7 @@ def curves(model, variant, temperature, run_id, tmin, tmax, points, temperatures
 
 @main.command()
 @_selection_options
-@click.option("--bootstrap", type=int, default=2000, show_default=True)
-@click.option("--rerun-bootstrap", type=int, default=400, show_default=True)
+@_draws_options
 @_bootstrap_options
 @_store_option
 @_format_option()
@@ -420,8 +424,7 @@ def fetch(name, source, quiet, store_dir, fmt):
               help="Write index.html, report.md, figures and tables here.")
 @click.option("--within-se", type=float, default=None, help="Grant WITHIN-SE to claims inside K standard errors.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
-@click.option("--bootstrap", type=int, default=2000, show_default=True)
-@click.option("--rerun-bootstrap", type=int, default=400, show_default=True)
+@_draws_options
 @_bootstrap_options
 @click.option("--store", "store_dir", type=click.Path(file_okay=False), default=None,
               help="Store to import into (default: a fresh temporary store; never the embedded one).")
@@ -448,8 +451,7 @@ def audit(name, source, claims, report_dir, within_se, fmt, bootstrap, rerun_boo
 @click.argument("number", type=click.IntRange(1, 5))
 @_selection_options
 @click.option("--claims", default="costa2026-em.json", show_default=True, help="Claims file with display names.")
-@click.option("--bootstrap", type=int, default=2000, show_default=True)
-@click.option("--rerun-bootstrap", type=int, default=400, show_default=True)
+@_draws_options
 @_bootstrap_options
 @_store_option
 @_format_option()

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from conftest import EM, ROOT, need_shared, run_cli
+from conftest import ROOT, run_cli
 from toolkit.analysis import analyze
 from toolkit.importers import import_paths
 from toolkit.report import format_frame
@@ -103,12 +103,10 @@ def test_retention_intersects_temperatures(tmp_path):
     assert one["personas"].to_list() == [52] and one["S"][0] == df["S"][0]
 
 
-@pytest.fixture(scope="module")
-def pipeline_store(tmp_path_factory):
-    need_shared()
-    store = Store(tmp_path_factory.mktemp("pipe") / "store")
-    import_paths(store, [EM / "runs", EM / "self"], temperature=0.1)
-    return store
+@pytest.fixture
+def pipeline_store(em_store):
+    """The whole pipeline: the 24 shared CSVs imported by the session fixture (read-only)."""
+    return em_store
 
 
 def test_snapshot_analyze_by_group(pipeline_store, snapshot):

@@ -20,6 +20,14 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str | Path) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
 def plot_curves(df: pl.DataFrame, path: str | Path) -> Path:
     """R(T) and S(T) with ±1 SE bands, one line per run (overall group)."""
     plt = _pyplot()
@@ -42,11 +50,7 @@ def plot_curves(df: pl.DataFrame, path: str | Path) -> Path:
     axes[1].set_title("moral susceptibility S(T)")
     axes[1].legend(fontsize=8)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, path)
 
 
 VARIANT_STYLE = {"base": ("Base", "#4C72B0"), "secure-code": ("Secure", "#55A868"), "insecure-code": ("Insecure", "#C44E52")}
@@ -96,11 +100,7 @@ def plot_bars(comparison: pl.DataFrame, metric: str, path: str | Path, *, displa
     axd.set_title(f"change from {baseline} (%)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, path)
 
 
 def plot_radar(profiles: pl.DataFrame, path: str | Path, *, family, display: dict | None = None,
@@ -137,8 +137,4 @@ def plot_radar(profiles: pl.DataFrame, path: str | Path, *, family, display: dic
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
     fig.tight_layout(rect=(0, 0.07, 1, 0.93))
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, path)

@@ -36,40 +36,34 @@ def variant_table(comparison: pl.DataFrame, metric: str, *, decimals: int = 2, d
     return pl.DataFrame(rows)
 
 
-def foundation_table(metrics: pl.DataFrame, metric: str, *, family, decimals: int = 2,
-                     display: dict | None = None) -> pl.DataFrame:
-    """Tables 4-5: per-foundation metric ± SE, one row per model and variant."""
+def _rows_by_family_variant(frame: pl.DataFrame, family, display: dict | None, cell) -> pl.DataFrame:
+    """One row per (model family, variant), variants in base/secure/insecure order, one column
+    per group; ``cell(rows_of_that_group)`` renders each entry."""
     display = display or {}
-    groups = sorted(g for g in metrics["group"].unique() if g != "all")
-    df = metrics.filter(pl.col("group") != "all").with_columns(
-        pl.col("model").map_elements(family, return_dtype=pl.String).alias("family"))
-    order = {v: i for i, (v, _) in enumerate(VARIANT_COLUMNS)}
-    rows = []
-    keys = sorted({(f, v) for f, v in zip(df["family"], df["variant"])}, key=lambda k: (k[0], order.get(k[1], 9), k[1]))
-    for fam, variant in keys:
-        part = df.filter((pl.col("family") == fam) & (pl.col("variant") == variant))
-        row = {"Model": display.get(fam, fam), "Variant": dict(VARIANT_COLUMNS).get(variant, variant)}
-        for g in groups:
-            r = part.filter(pl.col("group") == g)
-            row[g] = _cell(r[metric][0], r[f"{metric}_se"][0], decimals) if len(r) else ""
-        rows.append(row)
-    return pl.DataFrame(rows)
-
-
-def profile_table(profiles: pl.DataFrame, *, family, decimals: int = 2, display: dict | None = None) -> pl.DataFrame:
-    """Table 3: per-foundation mean ± mean item std of no-persona runs."""
-    display = display or {}
-    df = profiles.filter(pl.col("group") != "all").with_columns(
+    df = frame.filter(pl.col("group") != "all").with_columns(
         pl.col("model").map_elements(family, return_dtype=pl.String).alias("family"))
     groups = list(dict.fromkeys(df["group"].to_list()))
     order = {v: i for i, (v, _) in enumerate(VARIANT_COLUMNS)}
-    rows = []
     keys = sorted({(f, v) for f, v in zip(df["family"], df["variant"])}, key=lambda k: (k[0], order.get(k[1], 9), k[1]))
+    rows = []
     for fam, variant in keys:
         part = df.filter((pl.col("family") == fam) & (pl.col("variant") == variant))
         row = {"Model": display.get(fam, fam), "Variant": dict(VARIANT_COLUMNS).get(variant, variant)}
         for g in groups:
             r = part.filter(pl.col("group") == g)
-            row[g] = _cell(r["mean"][0], r["std"][0], decimals) if len(r) else ""
+            row[g] = cell(r) if len(r) else ""
         rows.append(row)
     return pl.DataFrame(rows)
+
+
+def foundation_table(metrics: pl.DataFrame, metric: str, *, family, decimals: int = 2,
+                     display: dict | None = None) -> pl.DataFrame:
+    """Tables 4-5: per-foundation metric ± SE, one row per model and variant (foundations A-Z)."""
+    ordered = metrics.sort("group", maintain_order=True)
+    return _rows_by_family_variant(ordered, family, display,
+                                   lambda r: _cell(r[metric][0], r[f"{metric}_se"][0], decimals))
+
+
+def profile_table(profiles: pl.DataFrame, *, family, decimals: int = 2, display: dict | None = None) -> pl.DataFrame:
+    """Table 3: per-foundation mean ± mean item std of no-persona runs (instrument order)."""
+    return _rows_by_family_variant(profiles, family, display, lambda r: _cell(r["mean"][0], r["std"][0], decimals))
