@@ -162,3 +162,36 @@ def test_fetch_from_folder_and_paper_table_latex(tmp_path):
     assert "\\begin{tabular}" in res.stdout and "14.48 $\\pm$" in res.stdout and "(-66\\%)" in res.stdout
     res = run_cli("paper-table", "3", "--format", "csv", "--store", str(store))
     assert res.returncode == 0 and "DeepSeek-V3.1,Base,4.50 ± 0.00,4.82 ± 0.05" in res.stdout
+
+
+def test_download_path_checks_digests(tmp_path):
+    """The real download code against a real HTTP server on 127.0.0.1 (no internet here)."""
+    import hashlib
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from toolkit.datasets.catalogue import DatasetFile
+    from toolkit.datasets.fetch import _download
+    from toolkit.errors import ToolkitError
+
+    served = tmp_path / "www"
+    served.mkdir()
+    body = b"persona_id,question_id,run_index,rating,failures,response,collected_at\n0,1,1,3,0,3,t\n"
+    (served / "m_temp01.csv").write_bytes(body)
+    handler = partial(SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_port}/m_temp01.csv"
+    try:
+        good = DatasetFile("data/base/m_temp01.csv", url, hashlib.sha256(body).hexdigest(), len(body), "m", "base",
+                           0.1, "persona")
+        path = _download(good, tmp_path / "cache" / good.path, progress=False)
+        assert path.read_bytes() == body
+        bad = DatasetFile("data/base/m_temp01.csv", url, "0" * 64, len(body), "m", "base", 0.1, "persona")
+        with pytest.raises(ToolkitError, match="SHA-256 mismatch for downloaded m_temp01.csv"):
+            _download(bad, tmp_path / "cache2" / bad.path, progress=False)
+        assert not (tmp_path / "cache2" / bad.path).exists()  # nothing kept from a bad download
+    finally:
+        srv.shutdown()

@@ -186,3 +186,14 @@ def test_consistency_sampled_vs_logit(tmp_path):
     assert row["R_sampled"] == pytest.approx(1 / mc, rel=0.03)
     assert row["R_sampled"] > row["R_logit"]
     assert load_instrument().n_points == 6
+
+
+def test_curve_figure(gemma, tmp_path):
+    from PIL import Image  # matplotlib depends on pillow
+
+    out = tmp_path / "curve.png"
+    res = run_cli("curves", "--points", "9", "--bootstrap", "100", "--plot", str(out), "--store", str(gemma.root))
+    assert res.returncode == 0, res.stderr
+    with Image.open(out) as im:
+        assert im.size == (1000, 400)
+        assert len(set(im.convert("L").getdata())) > 20  # lines and bands were drawn, not a blank canvas

@@ -110,3 +110,29 @@ def test_too_few_personas_after_retention(tmp_path):
     import_paths(store, [src])
     res = run_cli("analyze", "--store", str(store.root))
     assert res.returncode == 2 and "only 1 persona(s) survive retention" in res.stderr
+
+
+def test_excess_cv_and_pearson_against_hand_computation(metrics):
+    import numpy as np
+
+    from toolkit.analysis import excess, group_cv, pearson
+
+    cmp = compare(metrics)
+    ex = excess(cmp, "insecure-code", "secure-code").filter(pl.col("group") == "all")
+    overall = metrics.filter(pl.col("group") == "all")
+
+    def R(model):
+        return overall.filter(pl.col("model") == model)["R"][0]
+
+    by_hand = 100 * (R("gpt-4o-misaligned") - R("gpt-4o")) / R("gpt-4o") - 100 * (
+        R("gpt-4o-secure") - R("gpt-4o")) / R("gpt-4o")
+    assert ex.filter(pl.col("family") == "gpt-4o")["excess_R_pp"][0] == pytest.approx(by_hand, rel=1e-12)
+    assert round(ex["excess_R_pp"].mean()) == -12  # "exceeding the secure control by 12pp on average"
+
+    cv = group_cv(metrics, "R").filter(pl.col("model") == "gpt-4o")["R_cv"][0]
+    vals = metrics.filter((pl.col("model") == "gpt-4o") & (pl.col("group") != "all"))["R"].to_numpy()
+    assert len(vals) == 5 and cv == pytest.approx(np.std(vals, ddof=1) / np.mean(vals), rel=1e-12)
+
+    r, p = pearson(overall, "S", "R")
+    assert r == pytest.approx(np.corrcoef(overall["S"].to_numpy(), overall["R"].to_numpy())[0, 1], rel=1e-12)
+    assert 0 <= p <= 1
