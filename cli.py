@@ -133,6 +133,25 @@ def verify(store_dir):
 
 
 @main.command()
+@click.option("--run-id", default=None, help="Only this run (default: every run).")
+@click.option("--grace", type=float, default=3600.0, show_default=True,
+              help="Delete unreferenced objects older than this many seconds.")
+@_store_option
+@_guard
+def compact(run_id, grace, store_dir):
+    """Rewrite each run's segments as one (fingerprints unchanged), then delete unreferenced objects."""
+    store = Store(store_dir)
+    for m in [store.get_run(run_id)] if run_id else store.runs():
+        if m is None:
+            raise ToolkitError(f"no run {run_id!r} in store {store.root}")
+        before = len(m.segments)
+        store.compact(m.run_id)
+        click.echo(f"{m.run_id}: {before} segment(s) -> 1, fingerprint {m.fingerprint[:16]}… unchanged")
+    removed = store.gc(grace)
+    click.echo(f"removed {len(removed)} unreferenced object(s)")
+
+
+@main.command()
 @_selection_options
 @click.option("--by", type=click.Choice(["run", "group"]), default="run", show_default=True,
               help="'group' adds one row per item group (moral foundation).")

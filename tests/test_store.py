@@ -239,3 +239,24 @@ def test_help_on_every_command():
     for cmd in ["import", "runs", "verify", "analyze", "profiles", "compare"]:
         res = run_cli(cmd, "--help")
         assert res.returncode == 0 and "--store" in res.stdout, cmd
+
+
+def test_compact_keeps_the_fingerprint_and_gc_keeps_named_objects(tmp_path):
+    store = Store(tmp_path / "s")
+    import_paths(store, [small_csv(tmp_path / "base" / "m_temp01.csv")])
+    m = store.runs()[0]
+    table = store.read_run(m)
+    import copy
+    split = copy.deepcopy(m)
+    split.segments = []
+    store.commit_run(split, [table.slice(0, 3), table.slice(3, 4), table.slice(7)])
+    assert len(store.get_run(m.run_id).segments) == 3
+    res = run_cli("compact", "--grace", "0", "--store", str(store.root))
+    assert res.returncode == 0 and "3 segment(s) -> 1" in res.stdout
+    after = store.get_run(m.run_id)
+    assert len(after.segments) == 1 and after.fingerprint == m.fingerprint
+    named = {s.object for s in after.segments}
+    on_disk = {p.stem for p in store.objects_dir.glob("*/*.parquet")}
+    assert on_disk == named  # the three old segments and the original one are gone
+    assert store.verify() == []
+    assert store.gc(0) == []

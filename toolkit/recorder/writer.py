@@ -11,11 +11,9 @@ left by a kill between the two steps is harmless (it is content-addressed and un
 
 from __future__ import annotations
 
-import fcntl
 import threading
 import time
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,19 +21,6 @@ import pyarrow.compute as pc
 from ..instrument import Instrument
 from ..store import ROW_SCHEMA, RunManifest, Store
 from ..store.fingerprint import FINGERPRINT_COLUMNS, FINGERPRINT_VERSION, fingerprint
-from ..store.manifest import manifest_filename
-
-
-@contextmanager
-def run_lock(store: Store, run_id: str) -> Iterator[None]:
-    lock_dir = store.root / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / (manifest_filename(run_id) + ".lock"), "a+b") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)  # released by the kernel even on kill -9
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 class RunWriter:
@@ -92,7 +77,7 @@ class RunWriter:
                 return 0
             table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
             run_id = self.template.run_id
-            with run_lock(self.store, run_id):
+            with self.store.run_lock(run_id):
                 manifest = self.store.get_run(run_id) or self._fresh_manifest()
                 self._sync_known(manifest)
                 if self.known is not None and self.known.num_rows:

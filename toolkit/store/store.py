@@ -11,17 +11,20 @@ The store knows rows, segments and manifests; it knows nothing of S or R.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import ToolkitError
+from ..errors import StoreCorrupt, ToolkitError
 from ..hashing import canonical_json, sha256_bytes, sha256_text
 from ..instrument import Instrument, parse_instrument
 from .atomic import TMP_PREFIX, atomic_write_bytes
@@ -173,6 +176,45 @@ class Store:
         manifest.fingerprint_version = FINGERPRINT_VERSION
         self.save_manifest(manifest)
         return manifest
+
+    @contextmanager
+    def run_lock(self, run_id: str) -> Iterator[None]:
+        """Exclusive lock on one run's manifest (released by the kernel even on kill -9)."""
+        lock_dir = self.root / "locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(lock_dir / (manifest_filename(run_id) + ".lock"), "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def compact(self, run_id: str) -> RunManifest:
+        """Rewrite a run's segments as one; the logical fingerprint must not change."""
+        with self.run_lock(run_id):
+            m = self.get_run(run_id)
+            if m is None:
+                raise ToolkitError(f"no run {run_id!r} in store {self.root}")
+            table = self.read_run(m).sort_by([("persona_id", "ascending"), ("item_id", "ascending"),
+                                               ("repetition", "ascending")])
+            before = m.fingerprint
+            m.segments = [self.write_segment(table)] if table.num_rows else []
+            if fingerprint(table) != before:
+                raise StoreCorrupt(f"run {run_id}: fingerprint changed on compaction (run verify)")
+            self.save_manifest(m)
+            return m
+
+    def gc(self, grace_seconds: float = 3600.0) -> list[str]:
+        """Delete objects no manifest names, older than ``grace_seconds`` (a recorder writes its
+        segment a moment before naming it in the manifest; the grace keeps those)."""
+        named = {s.object for m in self.runs() for s in m.segments}
+        removed = []
+        now = time.time()
+        for path in sorted(self.objects_dir.glob("*/*.parquet")) if self.objects_dir.is_dir() else []:
+            if path.stem not in named and now - path.stat().st_mtime >= grace_seconds:
+                path.unlink()
+                removed.append(path.stem)
+        return removed
 
     # ----- integrity ---------------------------------------------------------------------
     def verify(self) -> list[Problem]:

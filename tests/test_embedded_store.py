@@ -1,0 +1,30 @@
+"""The embedded default store (parquet/): a real SmolLM2 recording made with the recorder."""
+
+from __future__ import annotations
+
+from conftest import ROOT, run_cli
+from toolkit.store import Store
+
+
+def test_embedded_store_is_sound_and_analyzable():
+    store = Store(ROOT / "parquet")
+    assert store.verify() == []
+    runs = {m.mode: m for m in store.runs()}
+    assert set(runs) == {"logprob", "self"}
+    lp = runs["logprob"]
+    assert lp.model == "SmolLM2-135M-Instruct" and lp.rows == 20 * 30
+    assert lp.protocol["origin"] == "recorder" and lp.protocol["personas"]["name"] == "demo20"
+    assert lp.protocol["endpoint"].startswith("local-transformers:sha256:b179c952")  # the pinned GGUF
+    assert runs["self"].rows == 30 * 5
+    # the README's main command, on the default store (no --store, no TOOLKIT_STORE)
+    res = run_cli("verify")
+    assert res.returncode == 0, res.stderr
+    res = run_cli("analyze", "--by", "group", "--format", "csv")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert len(lines) == 1 + 6 and ",20,30," in lines[1]
+    assert run_cli("profiles", "--format", "csv").returncode == 0
+    # nothing from ../shared: every row was recorded, none imported
+    for m in store.runs():
+        provenance = set(store.read_run(m, ["provenance"])["provenance"].to_pylist())
+        assert all(p.startswith("recorder:local:") for p in provenance)
