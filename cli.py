@@ -257,6 +257,16 @@ def consistency(model, variant, temperature, run_id, bootstrap, rerun_bootstrap,
                           backend=backend, **sel), fmt)
 
 
+def _local_model_path(path: str | None) -> str:
+    if not path:
+        raise ToolkitError("--backend local needs --model-path (a model folder or a .gguf file)")
+    if path == "smollm2":
+        from toolkit.recorder.models import fetch_model
+
+        return str(fetch_model("smollm2"))
+    return path
+
+
 def _make_backend(backend: str, model: str | None, base_url: str | None, api_key_env: str | None,
                   model_path: str | None, rpm: float | None, timeout: float, max_retries: int, endpoint_label: str | None):
     if backend == "openai":
@@ -269,14 +279,7 @@ def _make_backend(backend: str, model: str | None, base_url: str | None, api_key
     if backend == "local":
         from toolkit.recorder.backends.local import LocalBackend
 
-        path = model_path or model
-        if not path:
-            raise ToolkitError("--backend local needs --model-path (a model folder or a .gguf file)")
-        if path == "smollm2":
-            from toolkit.recorder.models import fetch_model
-
-            path = str(fetch_model("smollm2"))
-        b = LocalBackend(path)
+        b = LocalBackend(_local_model_path(model_path or model))
         return b, model or b.model_name
     from toolkit.recorder.backends.instant import InstantBackend
 
@@ -342,17 +345,11 @@ def record(backend, model, model_path, base_url, api_key_env, endpoint_label, mo
         except ValueError:
             raise ToolkitError(f"--items: {items!r} is not a comma-separated list of item ids") from None
     persona_set = None if mode == "self" else load_personas(personas)
-    if plan_only and backend == "local":
+    if plan_only and backend == "local":  # the endpoint is the weights' digest: no need to load them
         from toolkit.recorder.backends.local import model_digest
-        from pathlib import Path as _P
 
-        path = model_path or model
-        if path == "smollm2":
-            from toolkit.recorder.models import fetch_model
-
-            path = str(fetch_model("smollm2"))
-        endpoint = f"local-transformers:sha256:{model_digest(_P(path))}"
-        b, model_name = None, model or _P(path).stem
+        path = _local_model_path(model_path or model)
+        b, model_name, endpoint = None, model or Path(path).stem, f"local-transformers:sha256:{model_digest(Path(path))}"
     else:
         b, model_name = _make_backend(backend, model, base_url, api_key_env, model_path, rpm, timeout, max_retries,
                                       endpoint_label)
@@ -361,11 +358,9 @@ def record(backend, model, model_path, base_url, api_key_env, endpoint_label, mo
     plan = build_plan(inst, endpoint=endpoint, model=model_name, protocol=proto, personas=persona_set,
                       limit_personas=limit_personas, items=item_list)
     if plan_only:
-        class _Ident:  # what prepare() needs from a backend, without loading a model
-            name = backend
-
-        _Ident.endpoint = endpoint
-        template = prepare(store, plan, inst, b or _Ident(), variant)
+        template = prepare(store, plan, inst, backend, variant)
+        if b is not None:
+            b.close()
         click.echo(f"run {template.run_id}")
         click.echo(f"planned {len(plan.slots)}")
         click.echo(f"cached {plan.cached}")
@@ -395,11 +390,7 @@ def serve(model_path, model_name, host, port):
     from toolkit.recorder.backends.local import LocalBackend
     from toolkit.recorder.server import make_server
 
-    if model_path == "smollm2":
-        from toolkit.recorder.models import fetch_model
-
-        model_path = str(fetch_model("smollm2"))
-    backend = LocalBackend(model_path)
+    backend = LocalBackend(_local_model_path(model_path))
     server = make_server(backend, model_name or backend.model_name, host, port)
     click.echo(f"serving {model_name or backend.model_name} on http://{host}:{server.server_port}/v1", err=True)
     try:

@@ -84,10 +84,10 @@ def run_slot(backend: Backend, instrument: Instrument, plan: Plan, slot: Slot, r
     return row
 
 
-def run_template(plan: Plan, instrument: Instrument, backend: Backend, variant: str) -> RunManifest:
+def run_template(plan: Plan, instrument: Instrument, backend_name: str, variant: str) -> RunManifest:
     proto = plan.protocol
     protocol: dict[str, Any] = {
-        "origin": "recorder", "backend": backend.name, "endpoint": plan.endpoint,
+        "origin": "recorder", "backend": backend_name, "endpoint": plan.endpoint,
         "sampling": proto.sampling(), "repetitions": 1 if proto.mode == "logprob" else proto.repetitions,
     }
     if plan.personas is not None and proto.mode != "self":
@@ -109,9 +109,10 @@ def _check_compatible(existing: RunManifest | None, template: RunManifest) -> No
                            "instrument; record under another --variant label")
 
 
-def prepare(store: Store, plan: Plan, instrument: Instrument, backend: Backend, variant: str) -> RunManifest:
-    """Fill ``plan.cached`` / ``plan.to_send`` against the store; nothing is sent."""
-    template = run_template(plan, instrument, backend, variant)
+def prepare(store: Store, plan: Plan, instrument: Instrument, backend_name: str, variant: str) -> RunManifest:
+    """Fill ``plan.cached`` / ``plan.to_send`` against the store; nothing is sent, and no
+    backend is needed (the plan carries the endpoint identity)."""
+    template = run_template(plan, instrument, backend_name, variant)
     _check_compatible(store.get_run(template.run_id), template)
     have = existing_keys(store, template.run_id)
     plan.to_send = [s for s in plan.slots if s.key not in have]
@@ -123,7 +124,7 @@ def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *
            concurrency: int = 4, flush_rows: int = 1000, flush_seconds: float = 5.0,
            progress: bool = True) -> RecordSummary:
     t0 = time.monotonic()
-    template = prepare(store, plan, instrument, backend, variant)
+    template = prepare(store, plan, instrument, backend.name, variant)
     summary = RecordSummary(template.run_id, len(plan.slots), plan.cached, len(plan.to_send))
     if not plan.to_send:
         summary.seconds = time.monotonic() - t0
