@@ -123,7 +123,8 @@ def plot_radar(profiles: pl.DataFrame, path: str | Path, *, family, display: dic
     for ax in axes.ravel()[len(families):]:
         ax.set_visible(False)
     for ax, fam in zip(axes.ravel(), families):
-        for v in df.filter(pl.col("family") == fam)["variant"].unique(maintain_order=True):
+        present = set(df.filter(pl.col("family") == fam)["variant"])
+        for v in [v for v in VARIANT_STYLE if v in present] + sorted(present - set(VARIANT_STYLE)):
             part = df.filter((pl.col("family") == fam) & (pl.col("variant") == v))
             mean = np.array([part.filter(pl.col("group") == g)["mean"][0] for g in groups])
             std = np.array([part.filter(pl.col("group") == g)["std"][0] for g in groups])
