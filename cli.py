@@ -447,13 +447,17 @@ def audit(name, source, claims, report_dir, within_se, fmt, bootstrap, rerun_boo
     from toolkit.audit import audit as run_audit
     from toolkit.audit.report import claims_output, write_report
 
-    result = run_audit(name, source=source, claims=claims, store=Store(store_dir) if store_dir else None,
-                       bootstrap=bootstrap, rerun_bootstrap=rerun_bootstrap, seed=seed, jobs=jobs, backend=backend,
-                       within_se=within_se, progress=fmt == "table")
-    click.echo(claims_output(result, fmt), nl=False)
-    if report_dir:
-        folder = write_report(result, report_dir)
-        click.echo(f"report: {folder / 'index.html'}", err=True)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=f"audit-{name}-") as tmp:  # removed afterwards unless --store
+        store = Store(store_dir) if store_dir else Store(Path(tmp) / "store")
+        result = run_audit(name, source=source, claims=claims, store=store, bootstrap=bootstrap,
+                           rerun_bootstrap=rerun_bootstrap, seed=seed, jobs=jobs, backend=backend,
+                           within_se=within_se, progress=fmt == "table")
+        click.echo(claims_output(result, fmt), nl=False)
+        if report_dir:
+            folder = write_report(result, report_dir)
+            click.echo(f"report: {folder / 'index.html'}", err=True)
     sys.exit(0 if result.passed else 1)
 
 
