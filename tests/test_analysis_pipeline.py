@@ -7,7 +7,6 @@ import sys
 import textwrap
 
 import numpy as np
-import polars as pl
 import pytest
 
 from conftest import ROOT, run_cli

@@ -6,7 +6,6 @@ import json
 import math
 
 import numpy as np
-import polars as pl
 import pytest
 
 from conftest import LOGIT_CSV, need_shared, run_cli

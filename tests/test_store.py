@@ -5,9 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 
-import pyarrow.parquet as pq
 import pytest
 
 from conftest import EM, ROOT, need_shared, run_cli, tree_bytes
