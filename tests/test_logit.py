@@ -77,8 +77,10 @@ def test_published_point_and_monotonic_curve(gemma):
 def test_curves_bit_identical_across_jobs(gemma):
     a = curves(gemma, points=41, by_group=True, jobs=1)
     b = curves(gemma, points=41, by_group=True, jobs=2, backend="loky")
-    c = curves(gemma, points=41, by_group=True, jobs=2, backend="threading")
-    assert format_frame(a, "csv") == format_frame(b, "csv") == format_frame(c, "csv")
+    assert format_frame(a, "csv") == format_frame(b, "csv")
+    for _ in range(5):  # threads race for the process-wide BLAS limit: repeat to catch it
+        c = curves(gemma, points=41, by_group=True, jobs=2, backend="threading")
+        assert format_frame(c, "csv") == format_frame(a, "csv")
 
 
 def test_curve_snapshot(gemma, snapshot):

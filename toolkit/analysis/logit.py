@@ -122,7 +122,7 @@ def cell_moments_at(L: np.ndarray, temps: np.ndarray, scale: np.ndarray) -> tupl
 def _curve_chunk(L: np.ndarray, temps: np.ndarray, scale: np.ndarray, G: np.ndarray, draws: int, fingerprint: str,
                  seed: int):
     """Point values and persona-bootstrap SEs of S and sigma_bar, shape (G+1, T) each."""
-    with threadpool_limits(limits=1, user_api="blas"):
+    with threadpool_limits(limits=1, user_api="blas"):  # also inside: loky workers are other processes
         P, Q, _ = L.shape
         nT = len(temps)
         mu, sigma = cell_moments_at(L, temps, scale)
@@ -176,7 +176,11 @@ def curve_frames(runs: list[LogprobRun], temps: np.ndarray, *, by_group: bool, b
                                                run.manifest.fingerprint, seed))
             where.append((i, lo))
     parallel = Parallel(n_jobs=jobs, backend=backend if jobs != 1 else "sequential")
-    results = parallel(tasks)
+    # threadpool_limits is process-wide: with the threading backend one task leaving its limit
+    # would restore multi-threaded BLAS under another task still running. Holding the limit
+    # here for the whole batch makes every task's inner limit a no-op restore to 1.
+    with threadpool_limits(limits=1, user_api="blas"):
+        results = parallel(tasks)
     parts: dict[int, list] = {}
     for (i, lo), res in zip(where, results):
         parts.setdefault(i, []).append(res)
