@@ -71,6 +71,16 @@ def _guard(f):
     return wrapper
 
 
+def _number_list(text: str | None, kind, option: str, what: str) -> list | None:
+    """Parse a comma-separated option value; None when the option was not given."""
+    if not text:
+        return None
+    try:
+        return [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ToolkitError(f"{option}: {text!r} is not a comma-separated list of {what}") from None
+
+
 def _emit(df: pl.DataFrame, fmt: str, caption: str | None = None) -> None:
     click.echo(format_frame(df, fmt, caption=caption), nl=False)
 
@@ -224,12 +234,7 @@ def curves(model, variant, temperature, run_id, tmin, tmax, points, temperatures
     """R(T), S(T), sigma_bar(T) of logprob runs by the logit method (exact distributions)."""
     from toolkit.analysis import curves as run_curves
 
-    temps = None
-    if temperatures:
-        try:
-            temps = [float(t) for t in temperatures.split(",") if t.strip()]
-        except ValueError:
-            raise ToolkitError(f"--temperatures: {temperatures!r} is not a comma-separated list of numbers") from None
+    temps = _number_list(temperatures, float, "--temperatures", "numbers")
     df = run_curves(Store(store_dir), tmin=tmin, tmax=tmax, points=points, temperatures=temps, by_group=by == "group",
                     bootstrap=bootstrap, seed=seed, jobs=jobs, backend=backend,
                     **_selection(model, variant, temperature, run_id))
@@ -338,12 +343,7 @@ def record(backend, model, model_path, base_url, api_key_env, endpoint_label, mo
         long_max_tokens=long_max_tokens or int(d.get("long_max_tokens", 64)),
         max_attempts=max_attempts or int(d.get("max_attempts_per_slot", 10)),
     )
-    item_list = None
-    if items:
-        try:
-            item_list = [int(x) for x in items.split(",") if x.strip()]
-        except ValueError:
-            raise ToolkitError(f"--items: {items!r} is not a comma-separated list of item ids") from None
+    item_list = _number_list(items, int, "--items", "item ids")
     persona_set = None if mode == "self" else load_personas(personas)
     if plan_only and backend == "local":  # the endpoint is the weights' digest: no need to load them
         from toolkit.recorder.backends.local import model_digest

@@ -11,13 +11,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 import polars as pl
-from joblib import Parallel, delayed
+from joblib import delayed
 
 from ..errors import ToolkitError
 from ..store import Store
 from .cells import load_counts
 from .logit import curve_frames as curves_for
-from .logit import load_logprobs, temperature_grid
+from .logit import load_logprobs, parallel_runner, temperature_grid
 from .metrics import bootstrap_se, cell_moments, estimate, group_matrix
 from .seeds import rng_for
 from .selection import require_mode, retained_personas, select_runs
@@ -28,10 +28,6 @@ ANALYZE_COLUMNS = [
     "min_reps", "median_reps", "max_reps", "run_id",
 ]
 DEFAULT_VARIANT_SUFFIXES = ("-misaligned", "-insecure", "-secure")
-
-
-def _parallel(jobs: int, backend: str | None):
-    return Parallel(n_jobs=jobs, backend=backend if jobs != 1 else "sequential")
 
 
 def _metrics_task(counts: np.ndarray, scale: np.ndarray, G: np.ndarray, fingerprint: str, *, bootstrap: int,
@@ -89,7 +85,7 @@ def analyze(
                                             rerun_bootstrap=rerun_bootstrap, seed=seed))
         n = counts.sum(axis=2)
         meta.append((rc.manifest, ["all"] + groups, counts.shape[0], inst, n))
-    results = _parallel(jobs, backend)(tasks)
+    results = parallel_runner(jobs, backend)(tasks)
 
     rows = []
     for (m, names, personas, inst, n), est in zip(meta, results):

@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from ..errors import ToolkitError
 from ..instrument import Instrument
 from ..store import RunManifest, Store
-from .metrics import group_matrix
+from .metrics import group_matrix, resample_weights
 from .seeds import rng_for
 
 CHUNK = 16  # temperatures per task; fixed so that results never depend on --jobs
@@ -132,9 +132,7 @@ def _curve_chunk(L: np.ndarray, temps: np.ndarray, scale: np.ndarray, G: np.ndar
             nan = np.full_like(S, np.nan)
             return S, sig, nan, nan
         rng = rng_for(fingerprint, "curves", seed, "persona")  # same draws for every chunk
-        idx = rng.integers(0, P, size=(draws, P))
-        W = np.bincount((idx + P * np.arange(draws)[:, None]).ravel(), minlength=draws * P)
-        W = W.reshape(draws, P).astype(np.float64)
+        W = resample_weights(P, draws, rng)
         centred = mu - mu.mean(axis=0)
         sig_pg = np.einsum("pqt,qg->pgt", sigma, G)
         X = np.concatenate([centred.reshape(P, -1), (centred * centred).reshape(P, -1), sig_pg.reshape(P, -1)], axis=1)
@@ -153,6 +151,11 @@ def _curve_chunk(L: np.ndarray, temps: np.ndarray, scale: np.ndarray, G: np.ndar
         S_b = np.moveaxis(np.moveaxis(tau, 1, 2) @ G.astype(np.float32), 2, 1)  # (B, G+1, T)
         sig_b = sums[:, 2 * Q * nT :].reshape(draws, G.shape[1], nT) / np.float32(P)
         return S, sig, np.std(S_b, axis=0, ddof=1, dtype=np.float64), np.std(sig_b, axis=0, ddof=1, dtype=np.float64)
+
+
+def parallel_runner(jobs: int, backend: str | None) -> Parallel:
+    """joblib runner for analysis tasks; one job runs in-process (no pool start-up)."""
+    return Parallel(n_jobs=jobs, backend=backend if jobs != 1 else "sequential")
 
 
 def temperature_grid(tmin: float = 0.35, tmax: float = 1.25, points: int = 201,
@@ -175,7 +178,7 @@ def curve_frames(runs: list[LogprobRun], temps: np.ndarray, *, by_group: bool, b
             tasks.append(delayed(_curve_chunk)(run.logprobs, temps[lo : lo + CHUNK], inst.scale, G, bootstrap,
                                                run.manifest.fingerprint, seed))
             where.append((i, lo))
-    parallel = Parallel(n_jobs=jobs, backend=backend if jobs != 1 else "sequential")
+    parallel = parallel_runner(jobs, backend)
     # threadpool_limits is process-wide: with the threading backend one task leaving its limit
     # would restore multi-threaded BLAS under another task still running. Holding the limit
     # here for the whole batch makes every task's inner limit a no-op restore to 1.

@@ -43,9 +43,21 @@ def cell_moments(counts: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.
     s2 = counts @ (scale * scale)
     with np.errstate(invalid="ignore", divide="ignore"):
         mu = s1 / n
+    return n, mu, sample_sd(n, s1, s2)
+
+
+def sample_sd(n, s1, s2) -> np.ndarray:
+    """ddof=1 std from integer count, sum and sum of squares; 0 when fewer than 2 values."""
+    with np.errstate(invalid="ignore", divide="ignore"):
         var = (n * s2 - s1 * s1) / (n * (n - 1.0))
-    sigma = np.sqrt(np.where(n >= 2, var, 0.0))
-    return n, mu, sigma
+    return np.sqrt(np.where(n >= 2, np.maximum(var, 0.0), 0.0))
+
+
+def resample_weights(P: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Persona bootstrap draws as multiplicities: W[b, p] = times persona p is drawn in draw b."""
+    idx = rng.integers(0, P, size=(draws, P))
+    W = np.bincount((idx + P * np.arange(draws)[:, None]).ravel(), minlength=draws * P)
+    return W.reshape(draws, P).astype(np.float64)
 
 
 def group_matrix(groups_of_items: list[int], n_groups: int) -> np.ndarray:
@@ -86,9 +98,7 @@ def persona_bootstrap(mu: np.ndarray, sigma: np.ndarray, G: np.ndarray, draws: i
     P = mu.shape[0]
     if draws <= 0:
         return np.empty((0, G.shape[1])), np.empty((0, G.shape[1]))
-    idx = rng.integers(0, P, size=(draws, P))
-    W = np.bincount((idx + P * np.arange(draws)[:, None]).ravel(), minlength=draws * P)
-    W = W.reshape(draws, P).astype(np.float64)
+    W = resample_weights(P, draws, rng)
     centred = mu - mu.mean(axis=0)
     Q = mu.shape[1]
     sums = np.einsum("bp,pq->bq", W, np.concatenate([centred, centred * centred, sigma], axis=1))
@@ -158,7 +168,7 @@ def _draw_resampled_cells(cells: np.ndarray, scale: np.ndarray, u: np.ndarray):
     s1 = np.einsum("mk,uk->um", comp, vals)
     s2 = np.einsum("mk,uk->um", comp, vals * vals)
     mu_tab = s1 / n
-    sig_tab = np.sqrt(np.maximum((n * s2 - s1 * s1) / (n * (n - 1.0)), 0.0))
+    sig_tab = sample_sd(n, s1, s2)
 
     pick = inverse_cdf(cdf[:, :-1], inv, u)
     at = pick + (inv * comp.shape[0])[None, :]

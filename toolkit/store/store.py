@@ -222,11 +222,13 @@ class Store:
         problems: list[Problem] = []
         if not self.root.is_dir():
             return [Problem(str(self.root), "store folder does not exist")]
+        damaged: set[str] = set()  # every object is hashed once, here; manifests reuse the verdict
         for path in sorted(self.objects_dir.glob("*/*.parquet")) if self.objects_dir.is_dir() else []:
             digest = path.stem
             if path.parent.name != digest[:2]:
                 problems.append(Problem(f"object {digest}", "stored under the wrong prefix folder"))
             if sha256_bytes(path.read_bytes()) != digest:
+                damaged.add(digest)
                 problems.append(Problem(f"object {digest}", "content does not match its SHA-256 name"))
         for path in sorted(self.instruments_dir.glob("*.json")) if self.instruments_dir.is_dir() else []:
             if path.name.startswith(TMP_PREFIX):
@@ -239,10 +241,10 @@ class Store:
             if not ok:
                 problems.append(Problem(f"instrument {path.stem}", "content does not match its digest"))
         for path in self._manifest_files():
-            problems.extend(self._verify_manifest(path))
+            problems.extend(self._verify_manifest(path, damaged))
         return problems
 
-    def _verify_manifest(self, path: Path) -> list[Problem]:
+    def _verify_manifest(self, path: Path, damaged: set[str]) -> list[Problem]:
         try:
             m = RunManifest.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
@@ -259,7 +261,7 @@ class Store:
             if not opath.exists():
                 out.append(Problem(name, f"segment {seg.object} is missing"))
                 continue
-            if sha256_bytes(opath.read_bytes()) != seg.object:
+            if seg.object in damaged:
                 out.append(Problem(name, f"segment {seg.object} is damaged"))
                 continue
             try:
