@@ -31,7 +31,8 @@ def _format_option(default: str = "table"):
 
 def _selection_options(f):
     f = click.option("--run-id", default=None, help="Only this run id (comma-separated for several).")(f)
-    f = click.option("--temperature", "-t", type=float, multiple=True, help="Only runs at this temperature (repeatable).")(f)
+    f = click.option("--temperature", "-t", type=float, multiple=True,
+                     help="Only runs at this temperature (repeatable).")(f)
     f = click.option("--variant", default=None, help="Only these variants (comma-separated).")(f)
     f = click.option("--model", default=None, help="Only these models (comma-separated).")(f)
     return f
@@ -273,7 +274,8 @@ def _local_model_path(path: str | None) -> str:
 
 
 def _make_backend(backend: str, model: str | None, base_url: str | None, api_key_env: str | None,
-                  model_path: str | None, rpm: float | None, timeout: float, max_retries: int, endpoint_label: str | None):
+                  model_path: str | None, rpm: float | None, timeout: float, max_retries: int,
+                  endpoint_label: str | None):
     if backend == "openai":
         from toolkit.recorder.backends.openai import OpenAIBackend
 
@@ -293,12 +295,14 @@ def _make_backend(backend: str, model: str | None, base_url: str | None, api_key
 
 @main.command()
 @click.option("--backend", type=click.Choice(["openai", "local", "instant"]), required=True,
-              help="openai: any OpenAI-compatible server; local: transformers in-process; instant: hash answers (tests).")
+              help="openai: any OpenAI-compatible server; local: transformers in-process; "
+                   "instant: hash answers (tests).")
 @click.option("--model", default=None, help="Model name sent to the server (and stored as the run's model).")
 @click.option("--model-path", default=None, help="local: model folder or .gguf file ('smollm2' fetches SmolLM2-135M).")
 @click.option("--base-url", default=None, help="openai: e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1")
 @click.option("--api-key-env", default=None, help="openai: NAME of the environment variable holding the API key.")
-@click.option("--endpoint-label", default=None, help="Identity of the endpoint in request keys (default: the base URL).")
+@click.option("--endpoint-label", default=None,
+              help="Identity of the endpoint in request keys (default: the base URL).")
 @click.option("--mode", type=click.Choice(["persona", "self", "logprob"]), default="persona", show_default=True)
 @click.option("--instrument", default=None, help="Instrument name or JSON file (default: mfq30).")
 @click.option("--personas", default=None, help="Persona JSON file (default: the shipped demo20 set).")
@@ -349,7 +353,8 @@ def record(backend, model, model_path, base_url, api_key_env, endpoint_label, mo
         from toolkit.recorder.backends.local import model_digest
 
         path = _local_model_path(model_path or model)
-        b, model_name, endpoint = None, model or Path(path).stem, f"local-transformers:sha256:{model_digest(Path(path))}"
+        endpoint = f"local-transformers:sha256:{model_digest(Path(path))}"
+        b, model_name = None, model or Path(path).stem
     else:
         b, model_name = _make_backend(backend, model, base_url, api_key_env, model_path, rpm, timeout, max_retries,
                                       endpoint_label)
@@ -366,6 +371,7 @@ def record(backend, model, model_path, base_url, api_key_env, endpoint_label, mo
         click.echo(f"cached {plan.cached}")
         click.echo(f"to_send {len(plan.to_send)}")
         return
+    assert b is not None  # only a --plan run skips building the backend
     try:
         summary = run_record(store, plan, inst, b, variant=variant, concurrency=concurrency, flush_rows=flush_rows,
                              flush_seconds=flush_seconds, progress=not quiet)
@@ -444,10 +450,10 @@ def audit(name, source, claims, report_dir, within_se, fmt, bootstrap, rerun_boo
 
     Exit 0 when no claim fails, 1 when any does, 2 on bad input.
     """
+    import tempfile
+
     from toolkit.audit import audit as run_audit
     from toolkit.audit.report import claims_output, write_report
-
-    import tempfile
 
     with tempfile.TemporaryDirectory(prefix=f"audit-{name}-") as tmp:  # removed afterwards unless --store
         store = Store(store_dir) if store_dir else Store(Path(tmp) / "store")

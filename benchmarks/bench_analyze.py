@@ -45,7 +45,7 @@ def main() -> None:
         print(f"import 12 persona CSVs (360k rows): best {best:.3f} s, median {med:.3f} s")
         store = Store(tmp / "store")
         for jobs in (1, 2):
-            best, med = timed(lambda: analyze(store, by_group=True, jobs=jobs, backend="threading"), args.repeat)
+            best, med = timed(lambda j=jobs: analyze(store, by_group=True, jobs=j, backend="threading"), args.repeat)
             print(f"analyze 12 runs x 6 groups, 2000+400 draws, --jobs {jobs}: best {best:.3f} s, median {med:.3f} s")
         for jobs in (1, 2):
             t0 = time.perf_counter()

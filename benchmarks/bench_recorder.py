@@ -26,7 +26,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=4)
     args = ap.parse_args()
     inst = load_instrument()
-    personas = PersonaSet("bench100", tuple(f"Benchmark persona number {i}, a person of type {i % 7}" for i in range(100)))
+    texts = tuple(f"Benchmark persona number {i}, a person of type {i % 7}" for i in range(100))
+    personas = PersonaSet("bench100", texts)
     proto = Protocol(mode="persona", temperature=0.1, repetitions=10)
     tmp = Path(tempfile.mkdtemp())
     try:

@@ -23,10 +23,12 @@ def answer_for(body: dict) -> str:
 
 
 class Behaviour:
-    """Per-request script: the n-th POST (counted from 0) gets ``plan[n % len(plan)]``."""
+    """Per-request script: the n-th POST (counted from 0) gets ``plan[n % len(plan)]``, or with
+    ``repeat=False`` ``plan[n]`` and "ok" once the plan is used up."""
 
-    def __init__(self, plan=("ok",), delay: float = 0.0):
+    def __init__(self, plan=("ok",), delay: float = 0.0, repeat: bool = True):
         self.plan = list(plan)
+        self.repeat = repeat
         self.delay = delay
         self.count = 0
         self.ok = 0
@@ -35,7 +37,10 @@ class Behaviour:
 
     def next(self) -> str:
         with self.lock:
-            action = self.plan[self.count % len(self.plan)]
+            if self.repeat:
+                action = self.plan[self.count % len(self.plan)]
+            else:
+                action = self.plan[self.count] if self.count < len(self.plan) else "ok"
             self.count += 1
             return action
 
@@ -43,6 +48,7 @@ class Behaviour:
 def make_handler(behaviour: Behaviour):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
         def log_message(self, *args):
             pass
@@ -57,7 +63,7 @@ def make_handler(behaviour: Behaviour):
             self.end_headers()
             self.wfile.write(data)
 
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
             behaviour.auth.add(self.headers.get("Authorization", ""))
             action = behaviour.next()

@@ -91,9 +91,9 @@ def _write_run(path, personas_valid, n_personas=60, seed=0):
 
 def test_retention_intersects_temperatures(tmp_path):
     store = Store(tmp_path / "s")
-    _write_run(tmp_path / "base" / "m_temp01.csv", set(range(0, 55)))  # 55 valid
+    _write_run(tmp_path / "base" / "m_temp01.csv", set(range(55)))  # 55 valid
     _write_run(tmp_path / "base" / "m_temp05.csv", set(range(3, 60)))  # 57 valid
-    _write_run(tmp_path / "base" / "m_temp10.csv", set(range(0, 20)))  # 20 valid: left out of the intersection
+    _write_run(tmp_path / "base" / "m_temp10.csv", set(range(20)))  # 20 valid: left out of the intersection
     import_paths(store, [tmp_path / "base"])
     df = analyze(store, bootstrap=10, rerun_bootstrap=5).sort("temperature")
     assert df["personas"].to_list() == [52, 52, 20]

@@ -38,7 +38,7 @@ def test_benchmark_dataset_and_claims_are_wired():
     assert len(claims.claims) == 60
     from toolkit.audit.claims import check_against_runs
     check_against_runs(claims, ds.runs())
-    gemini = [c for c in claims.claims if c.model == "gemini-2.5-flash" and c.metric == "S"][0]
+    gemini = next(c for c in claims.claims if c.model == "gemini-2.5-flash" and c.metric == "S")
     assert gemini.printed == "1.043" and gemini.allowed() == pytest.approx(0.0005)
 
 
@@ -112,7 +112,7 @@ def test_edited_claim_fails_by_name(tmp_path):
     doc = json.loads(res.stdout)
     failed = [c["id"] for c in doc["claims"] if c["status"] == "FAIL"]
     assert failed == ["T2-gpt-4o-base-R"]
-    row = [c for c in doc["claims"] if c["id"] == "T2-gpt-4o-base-R"][0]
+    row = next(c for c in doc["claims"] if c["id"] == "T2-gpt-4o-base-R")
     assert row["recomputed"] == pytest.approx(9.7509, abs=1e-4) and row["printed"] == "11.75"
 
 
@@ -190,7 +190,7 @@ def test_download_path_checks_digests(tmp_path):
         path = _download(good, tmp_path / "cache" / good.path, progress=False)
         assert path.read_bytes() == body
         bad = DatasetFile("data/base/m_temp01.csv", url, "0" * 64, len(body), "m", "base", 0.1, "persona")
-        with pytest.raises(ToolkitError, match="SHA-256 mismatch for downloaded m_temp01.csv"):
+        with pytest.raises(ToolkitError, match=r"SHA-256 mismatch for downloaded m_temp01\.csv"):
             _download(bad, tmp_path / "cache2" / bad.path, progress=False)
         assert not (tmp_path / "cache2" / bad.path).exists()  # nothing kept from a bad download
     finally:

@@ -7,8 +7,16 @@ import statistics
 import numpy as np
 import pytest
 
-from toolkit.analysis.metrics import (cell_moments, compositions, estimate, group_matrix, inverse_cdf,
-                                      persona_bootstrap, point_estimates, rerun_bootstrap)
+from toolkit.analysis.metrics import (
+    cell_moments,
+    compositions,
+    estimate,
+    group_matrix,
+    inverse_cdf,
+    persona_bootstrap,
+    point_estimates,
+    rerun_bootstrap,
+)
 
 # persona -> item -> ratings (-1 = no valid rating)
 HAND = {
@@ -37,7 +45,7 @@ def test_hand_worked_case():
     S, sigma_bar = point_estimates(mu, sigma, G)
     # independently, with the statistics module
     valid = {p: {q: [r for r in rs if r >= 0] for q, rs in items.items()} for p, items in HAND.items()}
-    sd = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0  # noqa: E731
+    sd = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0
     tau = [statistics.stdev([statistics.mean(valid[p][q]) for p in valid]) for q in (1, 2)]
     cells = [sd(valid[p][q]) for p in valid for q in (1, 2)]
     assert S[0] == pytest.approx((tau[0] + tau[1]) / 2, rel=1e-14)
@@ -55,34 +63,49 @@ def test_compositions():
 
 
 def test_inverse_cdf_is_exact_on_and_between_steps():
-    steps = np.array([[0.25, 0.5, 0.75], [0.1, 0.1000001, 0.9]])
-    inv = np.array([0, 1])
-    u = np.array([[0.0, 0.0], [0.25, 0.1], [0.2499999, 0.10000005], [0.9999, 0.95]])
-    pick = inverse_cdf(steps, inv, u)
+    total = 10**10
+    steps = np.array([[2_500_000_000, 5_000_000_000, 7_500_000_000], [1_000_000_000, 1_000_000_001, 9_000_000_000]])
+    inv = np.array([0, 1, 1])
+    u = np.array([[0, 0, 0], [2_500_000_000, 1_000_000_000, 999_999_999], [2_499_999_999, 1_000_000_000, 1_000_000_001],
+                  [total - 1, 9_500_000_000, 8_999_999_999]])
+    pick = inverse_cdf(steps, total, inv, u)
     expected = [[int((steps[i] <= u[b, j]).sum()) for j, i in enumerate(inv)] for b in range(len(u))]
     assert pick.tolist() == expected
 
 
-def test_rerun_resample_follows_multinomial():
-    """A 2-valued cell (7 threes, 3 fives) resampled 200k times: outcome frequencies match the
+@pytest.mark.parametrize("n", [10, 30, 100])  # 10: exact integer CDF; 30, 100: direct resampling
+def test_rerun_resample_follows_multinomial(n):
+    """A 2-valued cell (70% threes, 30% fives) resampled 200k times: outcome frequencies match the
     binomial pmf computed independently (scipy)."""
     from scipy.stats import binom
 
     c = np.zeros((2, 1, 6), dtype=np.int64)
-    c[0, 0, 3], c[0, 0, 5] = 7, 3
-    c[1, 0, 1] = 10
+    c[0, 0, 3], c[0, 0, 5] = 7 * n // 10, 3 * n // 10
+    c[1, 0, 1] = n
     _, mu, sigma = cell_moments(c, np.arange(6))
     G = group_matrix([0], 1)
-    draws = 200_000
+    draws = 200_000 if n < 100 else 40_000
     rng = np.random.default_rng(1)
-    # recover the number of fives from S: with one varying persona, mu* = 3 + 0.2 * fives
+    # recover the number of fives from S: with one varying persona, mu* = 3 + 2 * fives / n
     S_r, _ = rerun_bootstrap(c, np.arange(6), mu, sigma, G, draws, rng)
     other = 1.0
     mu_star = other + np.sqrt(2) * S_r[:, 0]  # std of two values = |a - b| / sqrt(2)
-    fives = np.rint((mu_star - 3) / 0.2).astype(int)
-    freq = np.bincount(fives, minlength=11) / draws
-    pmf = binom.pmf(np.arange(11), 10, 0.3)
+    fives = np.rint((mu_star - 3) * n / 2).astype(int)
+    freq = np.bincount(fives, minlength=n + 1) / draws
+    pmf = binom.pmf(np.arange(n + 1), n, 0.3)
     assert np.abs(freq - pmf).max() < 4 * np.sqrt(pmf.max() / draws)
+
+
+def test_exact_and_direct_resampling_agree_on_a_six_valued_cell():
+    """Both samplers draw the same distribution: mean and std of the resampled cell std."""
+    from toolkit.analysis.metrics import _resample_direct, _resample_exact
+
+    cell = np.array([[1, 2, 3, 1, 2, 1]])  # n = 10 over six ratings: 3003 outcomes
+    a_mu, a_sig = _resample_exact(cell, np.arange(6), 100_000, np.random.default_rng(0))
+    b_mu, b_sig = _resample_direct(cell, np.arange(6), 100_000, np.random.default_rng(1))
+    assert a_mu.mean() == pytest.approx(2.4, abs=0.01) and b_mu.mean() == pytest.approx(2.4, abs=0.01)
+    assert a_mu.std() == pytest.approx(b_mu.std(), rel=0.02)
+    assert a_sig.mean() == pytest.approx(b_sig.mean(), rel=0.01)
 
 
 def naive_bootstrap(ratings, persona_draws, rerun_draws, seed):

@@ -17,7 +17,8 @@ def metrics(em_store):
 def expected_rows() -> pl.DataFrame:
     frames = []
     for variant in ("base", "insecure-code", "secure-code"):
-        overall = pl.read_csv(EM / "expected" / f"metrics_{variant}.csv").with_columns(pl.lit("all").alias("foundation"))
+        overall = pl.read_csv(EM / "expected" / f"metrics_{variant}.csv")
+        overall = overall.with_columns(pl.lit("all").alias("foundation"))
         found = pl.read_csv(EM / "expected" / f"metrics_{variant}_foundation.csv")
         for f in (overall, found):
             frames.append(f.select("model", "foundation", "uncertainty", "uncertainty_uncertainty", "robustness",

@@ -185,7 +185,7 @@ def test_two_recorders_at_once(tmp_path):
 
 
 def test_logprob_mode_over_http(server, tmp_path):
-    behaviour, url = server
+    _, url = server
     res = run_cli("record", "--backend", "openai", "--model", "m", "--base-url", url, "--mode", "logprob",
                   "--limit-personas", "4", "--store", str(tmp_path / "s"), "--quiet", "--temperature", "1")
     assert res.returncode == 0, res.stderr

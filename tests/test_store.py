@@ -46,7 +46,7 @@ def test_import_all_published_runs_in_one_command(tmp_path):
     for r in rows:
         folder = "runs" if r["mode"] == "persona" else "self"
         candidates = list((EM / folder / r["variant"]).glob(f"{r['model']}*.csv"))
-        src = [c for c in candidates if model_from_name(c.stem) == r["model"]][0]
+        src = next(c for c in candidates if model_from_name(c.stem) == r["model"])
         with open(src, newline="", encoding="utf-8") as fh:
             assert int(r["rows"]) == sum(1 for _ in csv.DictReader(fh)), src
         assert float(r["temperature"]) == 0.1
@@ -168,7 +168,8 @@ def test_verify_detects_tampered_request(small_store):
 
 
 BAD_INPUTS = {
-    "missing_column": ("persona_id,question_id,run_index,rating,failures,response\n0,1,1,3,0,3\n", ":1: missing column"),
+    "missing_column": ("persona_id,question_id,run_index,rating,failures,response\n0,1,1,3,0,3\n",
+                       ":1: missing column"),
     "non_integer": (HEADER + "0,1,1,3,0,3,t\n0,1,2,x,0,3,t\n", ":3: column 'rating': 'x' is not an integer"),
     "out_of_scale": (HEADER + "0,1,1,3,0,3,t\n0,1,2,6,0,6,t\n", ":3: rating 6 is outside the scale"),
     "conflict": (HEADER + "0,1,1,3,0,3,t\n0,1,1,4,0,4,t\n", ":3: slot persona=0 item=1 repetition=1"),

@@ -12,10 +12,10 @@ import hashlib
 import io
 import json
 import re
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import polars as pl
 import pyarrow as pa
@@ -126,14 +126,15 @@ def _read_csv(path: Path, data: bytes) -> pa.Table:
         return pacsv.read_csv(
             io.BytesIO(data),
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header}, strings_can_be_null=False),
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
+                                                 strings_can_be_null=False),
             read_options=pacsv.ReadOptions(block_size=1 << 26),
         )
     except pa.ArrowInvalid as exc:
         msg = str(exc)
         m = re.search(r"row (\d+)", msg)
-        line = int(m.group(1)) + 1 if m else None
-        raise ToolkitError(f"malformed CSV: {msg.splitlines()[0]}", path=str(path), line=line) from None
+        raise ToolkitError(f"malformed CSV: {msg.splitlines()[0]}", path=str(path),
+                           line=int(m.group(1)) + 1 if m else None) from None
 
 
 def _int_column(df: pl.DataFrame, col: str, path: Path, lines: _Lines, *, allow_empty: bool = False) -> pl.Series:
@@ -146,7 +147,7 @@ def _int_column(df: pl.DataFrame, col: str, path: Path, lines: _Lines, *, allow_
     return values
 
 
-def _nulls(n: int, dtype: pl.DataType) -> pl.Series:
+def _nulls(n: int, dtype: pl.DataType | type[pl.DataType]) -> pl.Series:
     return pl.repeat(None, n, dtype=dtype, eager=True)
 
 
@@ -210,7 +211,8 @@ def _parse_file(
         raise ToolkitError(f"negative persona_id {persona[i]}", path=str(path), line=lines(i))
 
     if mode == "logprob":
-        rep = _int_column(df, "run_index", path, lines) if "run_index" in columns else pl.repeat(1, n, dtype=pl.Int64, eager=True)
+        rep = (_int_column(df, "run_index", path, lines) if "run_index" in columns
+               else pl.repeat(1, n, dtype=pl.Int64, eager=True))
         digit_cols = []
         for k in scale:
             raw = df[f"digit_{k}_logprob"].str.strip_chars()
@@ -222,10 +224,11 @@ def _parse_file(
                 )
             digit_cols.append(val.alias(f"d{k}"))
         logprobs = pl.DataFrame(digit_cols).select(pl.concat_list(pl.all()).alias("lp"))["lp"]
-        first = df["first_token"].str.strip_chars() if "first_token" in columns else pl.repeat("", n, dtype=pl.String, eager=True)
+        first = (df["first_token"].str.strip_chars() if "first_token" in columns
+                 else pl.repeat("", n, dtype=pl.String, eager=True))
         first_int = first.cast(pl.Int64, strict=False)
-        rating = pl.when(first_int.is_between(instrument.scale_min, instrument.scale_max)).then(first_int).otherwise(-1)
-        rating = pl.select(rating.alias("r"))["r"]
+        in_scale = first_int.is_between(instrument.scale_min, instrument.scale_max)
+        rating = pl.select(pl.when(in_scale).then(first_int).otherwise(-1).alias("r"))["r"]
         failures = pl.repeat(0, n, dtype=pl.Int64, eager=True)
         response = first
         top = df["raw_top_logprobs_json"] if "raw_top_logprobs_json" in columns else _nulls(n, pl.String)
@@ -308,7 +311,8 @@ def _to_arrow(rows: pl.DataFrame, *, run_id: str, digest: str, model: str, mode:
         [
             pl.lit('{"endpoint":' + json.dumps(ENDPOINT) + ',"instrument":' + json.dumps(digest) + ',"item_id":'),
             pl.col("item_id").cast(pl.String),
-            pl.lit(',"mode":' + json.dumps(mode, ensure_ascii=False) + ',"model":' + json.dumps(model, ensure_ascii=False)
+            pl.lit(',"mode":' + json.dumps(mode, ensure_ascii=False)
+                   + ',"model":' + json.dumps(model, ensure_ascii=False)
                    + ',"persona_id":'),
             persona_json,
             pl.lit(',"repetition":'),
@@ -386,7 +390,8 @@ def import_files(
             plan.append((p, "replaced"))
         else:
             raise ToolkitError(
-                f"run {p.manifest.run_id} already holds different data ({existing.sources[0]['file'] if existing.sources else 'recorded'});"
+                f"run {p.manifest.run_id} already holds different data "
+                f"({existing.sources[0]['file'] if existing.sources else 'recorded'});"
                 " use --replace to overwrite it",
                 path=str(p.path),
             )

@@ -7,4 +7,5 @@ import graph (a test holds it).
 from .api import analyze, compare, compare_summary, consistency, curves, excess, group_cv, pearson, profiles
 from .selection import select_runs
 
-__all__ = ["analyze", "compare", "consistency", "curves", "compare_summary", "excess", "group_cv", "pearson", "profiles", "select_runs"]
+__all__ = ["analyze", "compare", "compare_summary", "consistency", "curves", "excess", "group_cv", "pearson",
+           "profiles", "select_runs"]

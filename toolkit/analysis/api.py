@@ -7,7 +7,8 @@ so results are bit-identical for any number of workers and any backend.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -17,8 +18,9 @@ from ..errors import ToolkitError
 from ..store import Store
 from .cells import load_counts
 from .logit import curve_frames as curves_for
-from .logit import load_logprobs, parallel_runner, temperature_grid
-from .metrics import bootstrap_se, cell_moments, estimate, group_matrix
+from .logit import load_logprobs, run_parallel, temperature_grid
+from .metrics import ItemGroups, bootstrap_se, cell_moments, estimate, group_matrix
+from .numerics import fmean, fstd
 from .seeds import rng_for
 from .selection import require_mode, retained_personas, select_runs
 
@@ -30,7 +32,7 @@ ANALYZE_COLUMNS = [
 DEFAULT_VARIANT_SUFFIXES = ("-misaligned", "-insecure", "-secure")
 
 
-def _metrics_task(counts: np.ndarray, scale: np.ndarray, G: np.ndarray, fingerprint: str, *, bootstrap: int,
+def _metrics_task(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, fingerprint: str, *, bootstrap: int,
                   rerun_bootstrap: int, seed: int):
     est = estimate(
         counts,
@@ -76,7 +78,8 @@ def analyze(
     for rc in loaded:
         ids = keep[rc.manifest.run_id]
         if ids.size < 2:
-            raise ToolkitError(f"run {rc.manifest.run_id}: only {ids.size} persona(s) survive retention; need at least 2")
+            raise ToolkitError(f"run {rc.manifest.run_id}: only {ids.size} persona(s) survive retention; "
+                               "need at least 2")
         counts = rc.counts[np.isin(rc.persona_ids, ids)]
         inst = rc.instrument
         groups = inst.groups
@@ -85,7 +88,7 @@ def analyze(
                                             rerun_bootstrap=rerun_bootstrap, seed=seed))
         n = counts.sum(axis=2)
         meta.append((rc.manifest, ["all"] + groups, counts.shape[0], inst, n))
-    results = parallel_runner(jobs, backend)(tasks)
+    results = run_parallel(tasks, jobs, backend)
 
     rows = []
     for (m, names, personas, inst, n), est in zip(meta, results):
@@ -119,9 +122,9 @@ def _logprob_point_rows(store: Store, runs, by_group: bool, bootstrap: int, seed
     The SE is the persona bootstrap alone: the rating distribution is exact, so there is no
     repetition noise to resample.
     """
-    schema = {c: t for c, t in zip(ANALYZE_COLUMNS, [
+    schema: Any = dict(zip(ANALYZE_COLUMNS, [
         pl.String, pl.String, pl.Float64, pl.String] + [pl.Float64] * 6 + [pl.Int64, pl.Int64] + [pl.Float64] * 4
-        + [pl.Int64, pl.Float64, pl.Int64, pl.String])}
+        + [pl.Int64, pl.Float64, pl.Int64, pl.String]))
     frames = []
     for m in runs:
         curve = curves_for([load_logprobs(store, m)], temperature_grid(temperatures=[m.temperature]), by_group=by_group,
@@ -266,12 +269,10 @@ def compare(
 def compare_summary(comparison: pl.DataFrame, *, baseline: str = "base") -> pl.DataFrame:
     """Mean relative changes per variant, and each variant's Delta R minus the others' (pp)."""
     non_base = comparison.filter(pl.col("variant") != baseline)
+    cols = ["delta_S_pct", "delta_R_pct", "delta_sigma_bar_pct"]
     summary = non_base.group_by(["variant", "group"], maintain_order=True).agg(
-        pl.len().alias("models"),
-        pl.col("delta_S_pct").mean().alias("mean_delta_S_pct"),
-        pl.col("delta_R_pct").mean().alias("mean_delta_R_pct"),
-        pl.col("delta_sigma_bar_pct").mean().alias("mean_delta_sigma_bar_pct"),
-    )
+        pl.len().alias("models"), *[pl.col(c).alias(f"mean_{c}") for c in cols])
+    summary = summary.with_columns(pl.col(f"mean_{c}").map_elements(fmean, return_dtype=pl.Float64) for c in cols)
     return summary.sort(["group", "variant"], maintain_order=True)
 
 
@@ -288,7 +289,8 @@ def group_cv(metrics: pl.DataFrame, metric: str) -> pl.DataFrame:
     """Coefficient of variation (sample std / mean) of a metric across the groups of each run."""
     return (metrics.filter(pl.col("group") != "all")
             .group_by(["model", "variant", "temperature", "run_id"], maintain_order=True)
-            .agg((pl.col(metric).std(ddof=1) / pl.col(metric).mean()).alias(f"{metric}_cv")))
+            .agg(pl.col(metric).alias(f"{metric}_cv"))
+            .with_columns(pl.col(f"{metric}_cv").map_elements(lambda v: fstd(v) / fmean(v), return_dtype=pl.Float64)))
 
 
 def pearson(frame: pl.DataFrame, x: str, y: str) -> tuple[float, float]:

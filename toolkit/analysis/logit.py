@@ -7,9 +7,9 @@ from one recording. Digits missing from an API's top-k list are imputed with the
 log-probability of that cell's top-k list (the published rule); every imputation is counted.
 
 Numerics are one tensor computation per chunk of temperatures: cells x temperatures x
-bootstrap draws, with the persona resampling written as a matrix product. BLAS runs on one
-thread inside each task and chunks have a fixed size, so the sums are done in the same order
-whatever the number of workers: results are bit-identical for any --jobs.
+bootstrap draws, with the persona resampling written as a matrix product on integer-valued
+operands (numerics.exact_products) and the exponential computed by numerics.exp: results
+are bit-identical for any --jobs, thread count, BLAS kernel and CPU.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from threadpoolctl import threadpool_limits
 from ..errors import ToolkitError
 from ..instrument import Instrument
 from ..store import RunManifest, Store
-from .metrics import group_matrix, resample_weights
+from .metrics import ItemGroups, group_matrix, resample_weights
+from .numerics import exact_products, exp
 from .seeds import rng_for
 
 CHUNK = 16  # temperatures per task; fixed so that results never depend on --jobs
@@ -106,56 +107,63 @@ def load_logprobs(store: Store, manifest: RunManifest) -> LogprobRun:
 
 
 def cell_moments_at(L: np.ndarray, temps: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """mu and sigma of softmax(L / T) for every cell and temperature: (P, Q, T) each."""
+    """mu and sigma of softmax(L / T) for every cell and temperature: (P, Q, T) each.
+
+    The exponential and the sums over the scale are the machine-independent ones of
+    numerics (no SIMD exp, no einsum), so curves are bit-identical on every CPU."""
     shifted = L - L.max(axis=2, keepdims=True)  # <= 0: exp never overflows
-    w = shifted[..., None] * (1.0 / temps)  # (P, Q, K, T)
-    np.exp(w, out=w)
+    w = exp(shifted[..., None] * (1.0 / temps))  # (P, Q, K, T)
     w /= w.sum(axis=2, keepdims=True)
-    r = np.asarray(scale, dtype=np.float64)
-    mu = np.einsum("pqkt,k->pqt", w, r)
-    dev = r[None, None, :, None] - mu[:, :, None, :]
+    r = np.asarray(scale, dtype=np.float64)[None, None, :, None]
+    mu = (w * r).sum(axis=2)
+    dev = r - mu[:, :, None, :]
     dev *= dev
-    var = np.einsum("pqkt,pqkt->pqt", w, dev)  # two-pass: exact even for near-deterministic cells
+    var = (w * dev).sum(axis=2)  # two-pass: exact even for near-deterministic cells
     return mu, np.sqrt(var)
 
 
-def _curve_chunk(L: np.ndarray, temps: np.ndarray, scale: np.ndarray, G: np.ndarray, draws: int, fingerprint: str,
-                 seed: int):
+def _curve_chunk(L: np.ndarray, temps: np.ndarray, scale: np.ndarray, G: ItemGroups, W: np.ndarray | None):
     """Point values and persona-bootstrap SEs of S and sigma_bar, shape (G+1, T) each."""
-    with threadpool_limits(limits=1, user_api="blas"):  # also inside: loky workers are other processes
-        P, Q, _ = L.shape
-        nT = len(temps)
-        mu, sigma = cell_moments_at(L, temps, scale)
-        S = np.einsum("qt,qg->gt", np.std(mu, axis=0, ddof=1), G)
-        sig = np.einsum("qt,qg->gt", sigma.mean(axis=0), G)
-        if draws < 2:
-            nan = np.full_like(S, np.nan)
-            return S, sig, nan, nan
-        rng = rng_for(fingerprint, "curves", seed, "persona")  # same draws for every chunk
-        W = resample_weights(P, draws, rng)
-        centred = mu - mu.mean(axis=0)
-        sig_pg = np.einsum("pqt,qg->pgt", sigma, G)
-        X = np.concatenate([centred.reshape(P, -1), (centred * centred).reshape(P, -1), sig_pg.reshape(P, -1)], axis=1)
-        # Replicate sums in float32: their rounding (~1e-7 relative) is five orders of magnitude
-        # below the bootstrap's own Monte-Carlo error, and it halves the dominant cost.
-        # Point values above stay float64.
-        sums = W.astype(np.float32) @ X.astype(np.float32)
-        m1 = sums[:, : Q * nT].reshape(draws, Q, nT)
-        m2 = sums[:, Q * nT : 2 * Q * nT].reshape(draws, Q, nT)
-        tau = m1 * m1  # in place from here: this tensor is draws x items x temperatures
-        tau *= np.float32(-1.0 / P)
-        tau += m2
-        tau *= np.float32(1.0 / (P - 1))
-        np.maximum(tau, 0.0, out=tau)
-        np.sqrt(tau, out=tau)
-        S_b = np.moveaxis(np.moveaxis(tau, 1, 2) @ G.astype(np.float32), 2, 1)  # (B, G+1, T)
-        sig_b = sums[:, 2 * Q * nT :].reshape(draws, G.shape[1], nT) / np.float32(P)
-        return S, sig, np.std(S_b, axis=0, ddof=1, dtype=np.float64), np.std(sig_b, axis=0, ddof=1, dtype=np.float64)
+    P, Q, _ = L.shape
+    nT = len(temps)
+    mu, sigma = cell_moments_at(L, temps, scale)
+    S = G.means(np.std(mu, axis=0, ddof=1), axis=0)  # (G+1, T)
+    sig = G.means(sigma.mean(axis=0), axis=0)
+    if W is None:
+        nan = np.full_like(S, np.nan)
+        return S, sig, nan, nan
+    draws = W.shape[0]
+    centred = (mu - mu.mean(axis=0))[:, G.order]  # items in group order: the group means need no copy
+    sig_pg = G.means(sigma, axis=1)  # (P, G+1, T)
+    X = np.concatenate([centred.reshape(P, -1), (centred * centred).reshape(P, -1), sig_pg.reshape(P, -1)], axis=1)
+    # Exact integer products in float32 BLAS (bit-identical on every kernel), then the
+    # replicate arithmetic in float32 too: IEEE elementwise operations round the same way
+    # everywhere, and their ~1e-7 relative error is far below the bootstrap's own. Point
+    # values above stay float64.
+    sums = exact_products(W, X, allow_single=True)
+    f = sums.dtype.type
+    m1 = sums[:, : Q * nT].reshape(draws, Q, nT)
+    m2 = sums[:, Q * nT : 2 * Q * nT].reshape(draws, Q, nT)
+    tau = m1 * m1  # in place from here: this tensor is draws x items x temperatures
+    tau *= f(-1.0 / P)
+    tau += m2
+    tau *= f(1.0 / (P - 1))
+    np.maximum(tau, f(0.0), out=tau)
+    np.sqrt(tau, out=tau)
+    S_b = G.means(tau, axis=1, presorted=True)  # (B, G+1, T)
+    sig_b = sums[:, 2 * Q * nT :].reshape(draws, G.width, nT) / f(P)
+    return S, sig, np.std(S_b, axis=0, ddof=1, dtype=np.float64), np.std(sig_b, axis=0, ddof=1, dtype=np.float64)
 
 
-def parallel_runner(jobs: int, backend: str | None) -> Parallel:
-    """joblib runner for analysis tasks; one job runs in-process (no pool start-up)."""
-    return Parallel(n_jobs=jobs, backend=backend if jobs != 1 else "sequential")
+def run_parallel(tasks: list, jobs: int, backend: str | None) -> list:
+    """Run analysis tasks through joblib; one job runs in-process (no pool start-up).
+
+    With several workers each gets one BLAS thread, so they do not fight over the cores.
+    Bootstrap products are exact (numerics.exact_products), so this is a speed choice only:
+    the bits are the same with any thread count."""
+    parallel = Parallel(n_jobs=jobs, backend=backend if jobs != 1 else "sequential")
+    with threadpool_limits(limits=1 if jobs != 1 else None, user_api="blas"):
+        return parallel(tasks)
 
 
 def temperature_grid(tmin: float = 0.35, tmax: float = 1.25, points: int = 201,
@@ -174,18 +182,14 @@ def curve_frames(runs: list[LogprobRun], temps: np.ndarray, *, by_group: bool, b
             raise ToolkitError(f"run {run.manifest.run_id}: fewer than 2 personas have every item")
         inst = run.instrument
         G = group_matrix([inst.groups.index(it.group) for it in inst.items], len(inst.groups))
+        rng = rng_for(run.manifest.fingerprint, "curves", seed, "persona")  # the same draws for every chunk
+        W = resample_weights(run.persona_ids.size, bootstrap, rng) if bootstrap >= 2 else None
         for lo in range(0, len(temps), CHUNK):
-            tasks.append(delayed(_curve_chunk)(run.logprobs, temps[lo : lo + CHUNK], inst.scale, G, bootstrap,
-                                               run.manifest.fingerprint, seed))
+            tasks.append(delayed(_curve_chunk)(run.logprobs, temps[lo : lo + CHUNK], inst.scale, G, W))
             where.append((i, lo))
-    parallel = parallel_runner(jobs, backend)
-    # threadpool_limits is process-wide: with the threading backend one task leaving its limit
-    # would restore multi-threaded BLAS under another task still running. Holding the limit
-    # here for the whole batch makes every task's inner limit a no-op restore to 1.
-    with threadpool_limits(limits=1, user_api="blas"):
-        results = parallel(tasks)
+    results = run_parallel(tasks, jobs, backend)
     parts: dict[int, list] = {}
-    for (i, lo), res in zip(where, results):
+    for (i, _), res in zip(where, results):
         parts.setdefault(i, []).append(res)
     frames = []
     for i, run in enumerate(runs):

@@ -13,11 +13,13 @@ per bootstrap draw.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from itertools import combinations
+from functools import cache
+from itertools import combinations, pairwise
+from math import comb
 
 import numpy as np
-from scipy.special import gammaln
+
+from .numerics import exact_products, group_means
 
 
 @dataclass
@@ -60,22 +62,30 @@ def resample_weights(P: int, draws: int, rng: np.random.Generator) -> np.ndarray
     return W.reshape(draws, P).astype(np.float64)
 
 
-def group_matrix(groups_of_items: list[int], n_groups: int) -> np.ndarray:
-    """(Q, G+1) averaging matrix: column 0 averages all items, column g+1 the items of group g."""
-    Q = len(groups_of_items)
-    M = np.zeros((Q, n_groups + 1))
-    M[:, 0] = 1.0 / Q
-    gi = np.asarray(groups_of_items)
-    for g in range(n_groups):
-        members = gi == g
-        M[members, g + 1] = 1.0 / members.sum()
-    return M
+class ItemGroups:
+    """Which group each item belongs to; column 0 of every group-wise result is "all items"."""
+
+    def __init__(self, groups_of_items: list[int] | np.ndarray, n_groups: int):
+        self.of_items = np.asarray(groups_of_items, dtype=np.int64)
+        self.n = n_groups
+
+    @property
+    def width(self) -> int:
+        return self.n + 1
+
+    @property
+    def order(self) -> np.ndarray:
+        """Item positions sorted by group (stable): ``means(..., presorted=True)`` expects it."""
+        return np.argsort(self.of_items, kind="stable")
+
+    def means(self, x: np.ndarray, axis: int = -1, *, presorted: bool = False) -> np.ndarray:
+        """Average the item axis into G+1 values (all, then each group), machine-independently."""
+        return group_means(x, self.of_items, self.n, axis, presorted=presorted)
 
 
-def _group_mean(x: np.ndarray, G: np.ndarray) -> np.ndarray:
-    """Average the item axis into groups. einsum (not BLAS) so the sums are done in one fixed
-    order whatever the thread count: results stay bit-identical across workers."""
-    return np.einsum("...q,qg->...g", x, G)
+def group_matrix(groups_of_items: list[int], n_groups: int) -> ItemGroups:
+    """The item-to-group map of an instrument (kept under its old name for callers)."""
+    return ItemGroups(groups_of_items, n_groups)
 
 
 def _tau(mu: np.ndarray) -> np.ndarray:
@@ -83,33 +93,34 @@ def _tau(mu: np.ndarray) -> np.ndarray:
     return np.std(mu, axis=-2, ddof=1)
 
 
-def point_estimates(mu: np.ndarray, sigma: np.ndarray, G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    S = _group_mean(_tau(mu), G)
-    sigma_bar = _group_mean(sigma.mean(axis=0), G)
+def point_estimates(mu: np.ndarray, sigma: np.ndarray, G: ItemGroups) -> tuple[np.ndarray, np.ndarray]:
+    S = G.means(_tau(mu))
+    sigma_bar = G.means(sigma.mean(axis=0))
     return S, sigma_bar
 
 
-def persona_bootstrap(mu: np.ndarray, sigma: np.ndarray, G: np.ndarray, draws: int, rng: np.random.Generator):
+def persona_bootstrap(mu: np.ndarray, sigma: np.ndarray, G: ItemGroups, draws: int, rng: np.random.Generator):
     """Resample personas with replacement; a draw is a multiplicity vector w (sum P), so
 
     sum_p w_p x_p and sum_p w_p x_p^2 give each draw's mean and ddof=1 variance by one
-    matrix product for all draws and items at once.
+    matrix product for all draws and items at once (exact integer arithmetic in BLAS, see
+    numerics.exact_products, so the kernel and thread count cannot change a bit).
     """
     P = mu.shape[0]
     if draws <= 0:
-        return np.empty((0, G.shape[1])), np.empty((0, G.shape[1]))
+        return np.empty((0, G.width)), np.empty((0, G.width))
     W = resample_weights(P, draws, rng)
     centred = mu - mu.mean(axis=0)
     Q = mu.shape[1]
-    sums = np.einsum("bp,pq->bq", W, np.concatenate([centred, centred * centred, sigma], axis=1))
+    sums = exact_products(W, np.concatenate([centred, centred * centred, sigma], axis=1))
     m1, m2, sig = sums[:, :Q], sums[:, Q : 2 * Q], sums[:, 2 * Q :]
     var = (m2 - m1 * m1 / P) / (P - 1)
-    S_b = _group_mean(np.sqrt(np.maximum(var, 0.0)), G)
-    sig_b = _group_mean(sig / P, G)
+    S_b = G.means(np.sqrt(np.maximum(var, 0.0)))
+    sig_b = G.means(sig / P)
     return S_b, sig_b
 
 
-@lru_cache(maxsize=None)
+@cache
 def compositions(n: int, parts: int) -> np.ndarray:
     """All ways to split n repetitions over ``parts`` categories, each >= 0: (M, parts)."""
     bars = np.array(list(combinations(range(n + parts - 1), parts - 1)), dtype=np.int64).reshape(-1, parts - 1)
@@ -120,23 +131,27 @@ def compositions(n: int, parts: int) -> np.ndarray:
 
 
 LUT_BINS = 1024
+EXACT_MAX_N = 12  # n**n and every CDF value stay integers below 2**53 up to here
+EXACT_MAX_OUTCOMES = 5000  # beyond this many outcomes per cell, direct resampling is cheaper
+DIRECT_BLOCK = 1 << 22  # (draws x cells x repetitions) indices drawn at once: bounds memory
 
 
-def inverse_cdf(steps: np.ndarray, inv: np.ndarray, u: np.ndarray) -> np.ndarray:
+def inverse_cdf(steps: np.ndarray, total: int, inv: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Outcome index ``#(steps[inv[v]] <= u[b, v])`` for every draw b and cell v, exactly.
 
-    ``steps`` (patterns, M-1) are the inner CDF values of each pattern. A lookup table over
-    LUT_BINS equal bins of [0, 1) answers every uniform whose bin holds no CDF step; the few
-    that fall in a bin holding a step are counted exactly.
+    ``steps`` (patterns, M-1) are the inner values of each pattern's integer CDF, whose last
+    value is ``total``; ``u`` are integers uniform on [0, total). A lookup table over
+    LUT_BINS equal bins answers every draw whose bin holds no CDF step; the few that fall in
+    a bin holding a step are counted exactly. Integer arithmetic throughout: no rounding.
     """
-    # table[k, j] = #(steps[k] <= j / LUT_BINS): a step s counts from bin ceil(s * LUT_BINS)
-    # on (exact: LUT_BINS is a power of two), so the table is a cumulative histogram.
+    # table[k, j] = #(steps[k] <= j * total / LUT_BINS): step s counts from bin
+    # ceil(s * LUT_BINS / total) on, so the table is a cumulative histogram.
     n_pat, width = steps.shape[0], LUT_BINS + 1
-    first = np.ceil(steps * LUT_BINS).astype(np.int64)
+    first = (steps * LUT_BINS + (total - 1)) // total
     hist = np.bincount((first + width * np.arange(n_pat)[:, None]).ravel(), minlength=n_pat * width)
     table = np.cumsum(hist.reshape(n_pat, width), axis=1)
     flat_table = table.ravel()
-    at = (u * LUT_BINS).astype(np.int64) + (inv * width)[None, :]
+    at = (u * LUT_BINS) // total + (inv * width)[None, :]
     pick = np.take(flat_table, at)
     unsure = np.take(flat_table, at + 1) != pick
     if unsure.any():
@@ -145,13 +160,17 @@ def inverse_cdf(steps: np.ndarray, inv: np.ndarray, u: np.ndarray) -> np.ndarray
     return pick
 
 
-def _draw_resampled_cells(cells: np.ndarray, scale: np.ndarray, u: np.ndarray):
-    """Mean and std of one resample per (draw, cell), by inverse CDF on exact outcome tables.
+_FACTORIAL = np.array([1] + [int(np.prod(np.arange(1, k + 1, dtype=np.int64))) for k in range(1, EXACT_MAX_N + 1)],
+                      dtype=np.int64)
+
+
+def _resample_exact(cells: np.ndarray, scale: np.ndarray, draws: int, rng: np.random.Generator):
+    """Mean and std of one resample per (draw, cell), from exact integer outcome tables.
 
     ``cells`` (V, K) are count vectors that all split the same n over the same number of
-    nonzero categories, so they share one list of outcomes (the compositions of n); each
-    distinct count vector gets its multinomial CDF over those outcomes, and a uniform
-    ``u[b, v]`` picks the outcome by counting the CDF steps it passes.
+    nonzero categories, so they share one list of outcomes (the compositions of n). Each
+    distinct count vector c gets its multinomial weights n!/prod(k!) * prod(c^k), integers
+    summing to n**n; an integer uniform on [0, n**n) picks the outcome. Nothing is rounded.
     """
     n = int(cells[0].sum())
     used_n = int((cells[0] > 0).sum())
@@ -160,36 +179,68 @@ def _draw_resampled_cells(cells: np.ndarray, scale: np.ndarray, u: np.ndarray):
     inv = inv.ravel()
     used = np.nonzero(pats)[1].reshape(len(pats), used_n)  # nonzero categories, per pattern
     c_used = np.take_along_axis(pats, used, axis=1)
-    logp = gammaln(n + 1) - gammaln(comp + 1).sum(axis=1) + np.einsum("mk,uk->um", comp, np.log(c_used / n))
-    prob = np.exp(logp - logp.max(axis=1, keepdims=True))
-    cdf = np.cumsum(prob, axis=1)
-    cdf /= cdf[:, -1:]
+    coef = _FACTORIAL[n] // np.prod(_FACTORIAL[comp], axis=1)
+    weights = coef[None, :] * np.prod(np.power(c_used[:, None, :], comp[None, :, :]), axis=2)
+    cdf = np.cumsum(weights, axis=1)
+    total = n**n
+    assert (cdf[:, -1] == total).all()
     vals = np.asarray(scale, dtype=np.int64)[used]
-    s1 = np.einsum("mk,uk->um", comp, vals)
-    s2 = np.einsum("mk,uk->um", comp, vals * vals)
-    mu_tab = s1 / n
-    sig_tab = sample_sd(n, s1, s2)
+    s1 = comp @ vals.T  # (M, patterns), integer
+    s2 = comp @ (vals * vals).T
+    mu_tab = (s1 / n).T
+    sig_tab = sample_sd(n, s1, s2).T
 
-    pick = inverse_cdf(cdf[:, :-1], inv, u)
+    u = rng.integers(0, total, size=(draws, len(cells)), dtype=np.int64)
+    pick = inverse_cdf(cdf[:, :-1], total, inv, u)
     at = pick + (inv * comp.shape[0])[None, :]
-    mu_out = np.take(mu_tab, at)
-    sig_out = np.take(sig_tab, at)
+    return np.take(mu_tab, at), np.take(sig_tab, at)
+
+
+def _resample_direct(cells: np.ndarray, scale: np.ndarray, draws: int, rng: np.random.Generator):
+    """The bootstrap itself: draw n of a cell's n ratings with replacement, for any n.
+
+    Memory is bounded by DIRECT_BLOCK indices at a time, whatever n or the number of
+    outcomes; sums are integers, so the moments are exact.
+    """
+    V = cells.shape[0]
+    n = int(cells[0].sum())
+    values = np.repeat(np.tile(np.asarray(scale, dtype=np.int64), V), cells.ravel()).reshape(V, n)
+    mu_out = np.empty((draws, V))
+    sig_out = np.empty((draws, V))
+    step = max(1, DIRECT_BLOCK // (V * n))
+    for lo in range(0, draws, step):
+        hi = min(draws, lo + step)
+        idx = rng.integers(0, n, size=(hi - lo, V, n))
+        picked = np.take_along_axis(np.broadcast_to(values, (hi - lo, V, n)), idx, axis=2)
+        s1 = picked.sum(axis=2)
+        s2 = (picked * picked).sum(axis=2)
+        mu_out[lo:hi] = s1 / n
+        sig_out[lo:hi] = sample_sd(n, s1, s2)
     return mu_out, sig_out
 
 
-def rerun_bootstrap(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma: np.ndarray, G: np.ndarray,
+def _draw_resampled_cells(cells: np.ndarray, scale: np.ndarray, draws: int, rng: np.random.Generator):
+    n = int(cells[0].sum())
+    used_n = int((cells[0] > 0).sum())
+    if n <= EXACT_MAX_N and comb(n + used_n - 1, used_n - 1) <= EXACT_MAX_OUTCOMES:
+        return _resample_exact(cells, scale, draws, rng)
+    return _resample_direct(cells, scale, draws, rng)
+
+
+def rerun_bootstrap(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma: np.ndarray, G: ItemGroups,
                     draws: int, rng: np.random.Generator):
     """Resample the repetitions inside every cell with replacement.
 
     Cells with a single distinct rating never change. Every other cell is drawn from the
-    exact distribution of its resample (Multinomial(n, counts/n)) with one uniform number per
-    cell and draw; cells are handled in a few batches of equal (n, distinct ratings). Per-item
-    sums over personas are then updated by the drawn cells' deltas only: no (draws, P, Q)
-    tensor is ever built.
+    exact distribution of its resample (Multinomial(n, counts/n)), in batches of equal
+    (n, distinct ratings): by one integer uniform per cell and draw against an exact integer
+    CDF when n is small, by drawing the n repetitions themselves otherwise. Per-item sums
+    over personas are then updated by the drawn cells' deltas only: no (draws, P, Q) tensor
+    is ever built.
     """
     P, Q, K = counts.shape
     if draws <= 0:
-        return np.empty((0, G.shape[1])), np.empty((0, G.shape[1]))
+        return np.empty((0, G.width)), np.empty((0, G.width))
     col_mean = mu.mean(axis=0)
     centred = mu - col_mean  # centring keeps the sum-of-squares variance well conditioned
     sum1 = np.broadcast_to(centred.sum(axis=0), (draws, Q)).copy()
@@ -204,12 +255,11 @@ def rerun_bootstrap(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma
         signature = flat[var_idx].sum(axis=1) * (K + 1) + distinct[var_idx]
         by_sig = np.argsort(signature, kind="stable")
         var_idx, signature = var_idx[by_sig], signature[by_sig]
-        u = rng.random((draws, var_idx.size))
-        mu_new = np.empty_like(u)
-        sig_new = np.empty_like(u)
+        mu_new = np.empty((draws, var_idx.size))
+        sig_new = np.empty_like(mu_new)
         bounds = np.flatnonzero(np.r_[True, signature[1:] != signature[:-1], True])
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            mu_new[:, lo:hi], sig_new[:, lo:hi] = _draw_resampled_cells(flat[var_idx[lo:hi]], scale, u[:, lo:hi])
+        for lo, hi in pairwise(bounds):
+            mu_new[:, lo:hi], sig_new[:, lo:hi] = _draw_resampled_cells(flat[var_idx[lo:hi]], scale, draws, rng)
         # Then regroup by item so per-item sums are one reduceat.
         by_item = np.argsort(var_idx % Q, kind="stable")
         var_idx, mu_new, sig_new = var_idx[by_item], mu_new[:, by_item], sig_new[:, by_item]
@@ -222,12 +272,12 @@ def rerun_bootstrap(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma
         sum2[:, items] += np.add.reduceat(c_new * c_new - c_old * c_old, item_starts, axis=1)
         sig_sum[:, items] += np.add.reduceat(sig_new - sigma[p_idx, q_idx], item_starts, axis=1)
     var = (sum2 - sum1 * sum1 / P) / (P - 1)
-    S_r = _group_mean(np.sqrt(np.maximum(var, 0.0)), G)
-    sig_r = _group_mean(sig_sum / P, G)
+    S_r = G.means(np.sqrt(np.maximum(var, 0.0)))
+    sig_r = G.means(sig_sum / P)
     return S_r, sig_r
 
 
-def estimate(counts: np.ndarray, scale: np.ndarray, G: np.ndarray, *, persona_draws: int, rerun_draws: int,
+def estimate(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, *, persona_draws: int, rerun_draws: int,
              rng_persona: np.random.Generator, rng_rerun: np.random.Generator) -> Estimates:
     _, mu, sigma = cell_moments(counts, scale)
     S, sigma_bar = point_estimates(mu, sigma, G)

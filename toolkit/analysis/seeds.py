@@ -9,6 +9,6 @@ import numpy as np
 
 
 def rng_for(fingerprint: str, analysis: str, seed: int, stream: str = "") -> np.random.Generator:
-    material = f"{fingerprint}\x1f{analysis}\x1f{seed}\x1f{stream}".encode("utf-8")
+    material = f"{fingerprint}\x1f{analysis}\x1f{seed}\x1f{stream}".encode()
     entropy = int.from_bytes(hashlib.sha256(material).digest(), "big")
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -35,7 +35,8 @@ def select_runs(
     models, variants, modes, ids = _as_list(model), _as_list(variant), _as_list(mode), _as_list(run_id)
     temps = None
     if temperature is not None:
-        temps = [float(t) for t in (temperature if isinstance(temperature, (list, tuple)) else [temperature])]
+        listed = [temperature] if isinstance(temperature, (int, float)) else list(temperature)
+        temps = [float(t) for t in listed]
     out = []
     for m in store.runs():
         if models is not None and m.model not in models:
@@ -83,18 +84,21 @@ def retained_personas(store: Store, selected: list[RunCounts]) -> dict[str, np.n
             siblings[family(m)].append(m)
 
     out: dict[str, np.ndarray] = {}
-    for fam, members in siblings.items():
+    for members in siblings.values():
         valid = {}
         for m in members:
             rc = by_id.get(m.run_id) or load_counts(store, m)
             valid[m.run_id] = rc.persona_ids[rc.valid_personas]
         eligible = [v for v in valid.values() if v.size >= MIN_PERSONAS_FOR_INTERSECTION]
-        common = eligible[0] if eligible else None
-        for v in eligible[1:]:
-            common = np.intersect1d(common, v)
+        common: np.ndarray | None = None
+        if eligible:
+            common = eligible[0]
+            for v in eligible[1:]:
+                common = np.intersect1d(common, v)
         for m in members:
             if m.run_id not in by_id:
                 continue
             own = valid[m.run_id]
-            out[m.run_id] = np.intersect1d(own, common) if (common is not None and own.size >= MIN_PERSONAS_FOR_INTERSECTION) else own
+            keep_common = common is not None and own.size >= MIN_PERSONAS_FOR_INTERSECTION
+            out[m.run_id] = np.intersect1d(own, common) if keep_common and common is not None else own
     return out

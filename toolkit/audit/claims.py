@@ -26,6 +26,7 @@ from typing import Any
 
 import polars as pl
 
+from ..analysis.numerics import fmean
 from ..errors import ToolkitError
 
 FORMAT = "toolkit-claims/1"
@@ -62,7 +63,7 @@ class Claim:
     def unit(self) -> float:
         """One unit of the last printed digit."""
         exponent = Decimal(self.printed.lstrip("+")).as_tuple().exponent
-        return 10.0 ** int(exponent)  # type: ignore[arg-type]
+        return 10.0 ** int(exponent)
 
     def allowed(self) -> float:
         """Rounding tolerance, plus the relative one when given: the two errors add up
@@ -185,7 +186,7 @@ def _recompute(c: Claim, metrics, comparison, summary, excess, profiles, family)
             if frame is None or frame.is_empty():
                 return None, None
             sub = frame.filter(pl.col("group") == c.group)
-            return float(sub[sub.columns[-1]].mean()), None
+            return fmean(sub[sub.columns[-1]].to_list()), None
         r = _row(summary, variant=c.variant, group=c.group)
         return (None, None) if r is None else (r[c.metric], None)
     if c.metric.startswith("excess"):

@@ -22,7 +22,7 @@ def claims_output(result: AuditResult, fmt: str) -> str:
     if fmt == "json":
         doc = {"dataset": result.dataset.name, "paper": result.dataset.paper, "counts": result.counts,
                "passed": result.passed,
-               "claims": [{k: v for k, v in row.items()} for row in table.iter_rows(named=True)]}
+               "claims": [dict(row) for row in table.iter_rows(named=True)]}
         return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
     shown = table.select("id", "table", "printed", "recomputed", "diff_units", "diff_se", "status")
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
@@ -65,7 +65,7 @@ def write_report(result: AuditResult, folder: str | Path) -> Path:
             plot_radar(result.profiles, folder / "figures" / "radar_profiles.png", family=strip_variant_suffix,
                        display=display)
             figures.append(("figures/radar_profiles.png", "Moral foundations profiles without persona (mean ± std)"))
-    except Exception as exc:  # noqa: BLE001 - figures are optional (the [plot] extra)
+    except Exception as exc:
         figures.append(("", f"figures not drawn: {exc}"))
     tables = paper_tables(result)
     (folder / "claims.json").write_text(claims_output(result, "json"), encoding="utf-8")
@@ -115,7 +115,8 @@ def _html(result: AuditResult, figures, tables) -> str:
 table{{border-collapse:collapse;font-size:13px;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 6px}}
 th{{background:#f3f3f3}}img{{max-width:100%}}figure{{margin:1em 0}}</style></head><body>
 <h1>Audit of {html.escape(d.name)} ({html.escape(d.paper)})</h1>
-<p>{html.escape(d.title)}. Source: <code>{html.escape(d.repository)}</code> at commit <code>{html.escape(d.commit)}</code>;
+<p>{html.escape(d.title)}. Source: <code>{html.escape(d.repository)}</code>
+at commit <code>{html.escape(d.commit)}</code>;
 {len(result.files)} files, every SHA-256 checked; store verified.</p>
 <p><strong>{counts}</strong> (claims file: <code>{html.escape(result.claims.source)}</code>)</p>
 <h2>Figures</h2>{figs}{tabs}

@@ -69,7 +69,8 @@ def _download(f: DatasetFile, target: Path, progress: bool) -> Path:
     return target
 
 
-def collect(dataset: Dataset, source: str | Path | None = None, *, progress: bool = True) -> list[tuple[DatasetFile, Path]]:
+def collect(dataset: Dataset, source: str | Path | None = None, *,
+            progress: bool = True) -> list[tuple[DatasetFile, Path]]:
     """Every file of the dataset as a verified local path (nothing is imported yet)."""
     if source is not None:
         folder = Path(source)

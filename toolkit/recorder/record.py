@@ -143,7 +143,7 @@ def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *
             for fut in as_completed(futures):
                 try:
                     row = fut.result()
-                except Exception as exc:  # noqa: BLE001 - a failed slot is counted, never fatal
+                except Exception as exc:
                     with lock:
                         summary.failed += 1
                         if len(errors) < 5:

@@ -20,6 +20,7 @@ from .backends.base import Backend
 def _handler(backend: Backend, model_name: str):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
         def log_message(self, fmt: str, *args: Any) -> None:  # quiet by default
             pass
@@ -32,13 +33,13 @@ def _handler(backend: Backend, model_name: str):
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.path.rstrip("/") in ("/v1/models", "/models"):
                 self._send(200, {"object": "list", "data": [{"id": model_name, "object": "model"}]})
             else:
                 self._send(404, {"error": {"message": "not found"}})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
                 self._send(404, {"error": {"message": "not found"}})
                 return
@@ -60,7 +61,8 @@ def _handler(backend: Backend, model_name: str):
                 g = backend.generate(messages, temperature=float(req.get("temperature", 1.0)),
                                      max_tokens=int(req.get("max_tokens") or 16), seed=seed)
                 choice.update(message={"role": "assistant", "content": g.text}, finish_reason=g.finish_reason)
-            self._send(200, {"id": f"chatcmpl-{time.time_ns()}", "object": "chat.completion", "created": int(time.time()),
+            self._send(200, {"id": f"chatcmpl-{time.time_ns()}", "object": "chat.completion",
+                             "created": int(time.time()),
                              "model": model_name, "choices": [choice]})
 
     return Handler

@@ -53,7 +53,8 @@ def plot_curves(df: pl.DataFrame, path: str | Path) -> Path:
     return _save(plt, fig, path)
 
 
-VARIANT_STYLE = {"base": ("Base", "#4C72B0"), "secure-code": ("Secure", "#55A868"), "insecure-code": ("Insecure", "#C44E52")}
+VARIANT_STYLE = {"base": ("Base", "#4C72B0"), "secure-code": ("Secure", "#55A868"),
+                 "insecure-code": ("Insecure", "#C44E52")}
 
 
 def _variant_label(v: str) -> tuple[str, str]:

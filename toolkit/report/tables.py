@@ -21,7 +21,9 @@ def _human(value: Any, digits: int) -> str:
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return str(value)
-        return f"{value:.{digits}g}" if abs(value) >= 10 ** digits or (value != 0 and abs(value) < 1e-4) else _fixed(value, digits)
+        if abs(value) >= 10**digits or (value != 0 and abs(value) < 1e-4):
+            return f"{value:.{digits}g}"
+        return _fixed(value, digits)
     return str(value)
 
 
@@ -29,7 +31,7 @@ def _fixed(value: float, digits: int) -> str:
     """Fixed-point with ``digits`` significant digits, never scientific for ordinary magnitudes."""
     if value == 0:
         return "0"
-    magnitude = int(math.floor(math.log10(abs(value))))
+    magnitude = math.floor(math.log10(abs(value)))
     decimals = max(0, digits - 1 - magnitude)
     return f"{value:.{decimals}f}"
 

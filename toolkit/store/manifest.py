@@ -57,7 +57,7 @@ class RunManifest:
         return json.dumps(asdict(self), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "RunManifest":
+    def from_dict(cls, raw: dict[str, Any]) -> RunManifest:
         if raw.get("format") != MANIFEST_FORMAT:
             raise ValueError(f"manifest format is {raw.get('format')!r}, expected {MANIFEST_FORMAT!r}")
         data = dict(raw)

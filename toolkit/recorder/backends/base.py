@@ -8,8 +8,9 @@ details stay inside the backend; the recorder only sees results or a ``BackendEr
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 
 class BackendError(Exception):
@@ -25,7 +26,7 @@ class Generation:
 
 @dataclass
 class DigitLogprobs:
-    logprobs: list[float | None]  # one per scale point; None = not in the returned top-k list
+    logprobs: Sequence[float | None]  # one per scale point; None = not in the returned top-k list
     top_text: str  # the most likely next token
     top_logprobs_json: str  # the raw top-k list, JSON
     latency_s: float

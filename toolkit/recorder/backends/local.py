@@ -12,8 +12,8 @@ import json
 import os
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ...errors import ToolkitError
 from ...hashing import sha256_file
@@ -61,7 +61,7 @@ class LocalBackend:
     def _inputs(self, messages: Sequence[dict]):
         enc = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, return_tensors="pt",
                                                  return_dict=True)
-        return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}  # type: ignore[union-attr]
 
     def generate(self, messages, *, temperature: float, max_tokens: int, seed: int) -> Generation:
         torch = self.torch
@@ -90,7 +90,7 @@ class LocalBackend:
                 out_ids.append(nxt)
                 ids = torch.tensor([[nxt]])
                 attn = torch.cat([attn, torch.ones((1, 1), dtype=attn.dtype)], dim=1)
-            text = self.tokenizer.decode(out_ids, skip_special_tokens=True)
+            text = str(self.tokenizer.decode(out_ids, skip_special_tokens=True))
             return Generation(text, finish, time.perf_counter() - t0)
 
     def _digits(self, scale: Sequence[int]) -> dict[int, list[int]]:
@@ -98,7 +98,7 @@ class LocalBackend:
             wanted = {str(r): r for r in scale}
             ids: dict[int, list[int]] = {r: [] for r in scale}
             for tid in range(len(self.tokenizer)):
-                text = self.tokenizer.decode([tid]).strip()
+                text = str(self.tokenizer.decode([tid])).strip()
                 if text in wanted:
                     ids[wanted[text]].append(tid)
             self._digit_ids = ids
@@ -115,7 +115,7 @@ class LocalBackend:
             top = torch.topk(logp, 20)
             listed = [{"token": self.tokenizer.decode([int(i)]), "logprob": float(v)}
                       for v, i in zip(top.values, top.indices)]
-            return DigitLogprobs(values, listed[0]["token"], json.dumps(listed, ensure_ascii=False),
+            return DigitLogprobs(values, str(listed[0]["token"]), json.dumps(listed, ensure_ascii=False),
                                  time.perf_counter() - t0)
 
     def close(self) -> None:
