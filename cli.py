@@ -6,6 +6,7 @@ Every command is a few lines over a library function; `--help` on each is its do
 from __future__ import annotations
 
 import functools
+import gc
 import sys
 from pathlib import Path
 
@@ -58,16 +59,25 @@ def _bootstrap_options(f):
     return f
 
 
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    gc.collect()  # let Arrow's background threads finish while Arrow is alive (no abort at exit)
+    sys.exit(code)
+
+
 def _guard(f):
-    """Map bad input to one line on stderr and its exit code (2; 1 for a corrupt store)."""
+    """Map bad input to one line on stderr and its exit code (2; 1 for a corrupt store), and an
+    operating-system failure (disk full, read-only folder, unreadable file) to one line and 2."""
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
         try:
             return f(*args, **kwargs)
         except ToolkitError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            _fail(str(exc), exc.exit_code)
+        except OSError as exc:
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            _fail(f"{where}{exc.strerror or exc}", 2)
 
     return wrapper
 

@@ -101,7 +101,7 @@ def test_fingerprint_independent_of_order_and_segmentation(tmp_path):
     c = Store(tmp_path / "c")
     parts = [table.slice(0, 100), table.slice(100, 5000), table.slice(5100)]
     from toolkit.store.fingerprint import fingerprint
-    assert fingerprint(table) == m.fingerprint
+    assert fingerprint(table, m) == m.fingerprint
     import copy
     m2 = copy.deepcopy(m)
     m2.segments = []

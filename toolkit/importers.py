@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from .errors import ToolkitError
 from .hashing import sha256_bytes
 from .instrument import Instrument, load_instrument
 from .store import MODES, ROW_SCHEMA, RunManifest, Store, make_run_id
+from .store.manifest import check_run_fields
 
 ENDPOINT = "published-csv"
 _TEMP_RE = re.compile(r"_temp(\d+)")
@@ -77,11 +79,29 @@ def detect_mode(columns: Sequence[str], instrument: Instrument) -> str:
     return "persona" if "persona_id" in columns else "self"
 
 
+def _walk_csv(folder: Path) -> list[Path]:
+    """Every .csv file under a folder; a link that loops or leads nowhere is an error, not a
+    file silently left out of an import."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        for name in sorted(dirnames + filenames):
+            entry = Path(dirpath) / name
+            if entry.is_symlink():
+                try:
+                    entry.resolve(strict=True)
+                except (OSError, RuntimeError):
+                    raise ToolkitError("symbolic link loops or leads nowhere", path=str(entry)) from None
+        found.extend(Path(dirpath) / f for f in filenames if f.endswith(".csv") and (Path(dirpath) / f).is_file())
+    return sorted(found)
+
+
 def _expand(paths: Sequence[str | Path]) -> list[Path]:
     files: list[Path] = []
     for p in map(Path, paths):
+        if p.is_symlink() and not p.exists():
+            raise ToolkitError("symbolic link loops or leads nowhere", path=str(p))
         if p.is_dir():
-            found = sorted(x for x in p.rglob("*.csv") if x.is_file())
+            found = _walk_csv(p)
             if not found:
                 raise ToolkitError("folder holds no .csv files", path=str(p))
             files.extend(found)
@@ -111,39 +131,92 @@ class _Lines:
         return int(self.start[row])
 
 
+def read_source(path: Path) -> bytes:
+    """A source file's bytes, read once (they are hashed and parsed from this one copy)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ToolkitError("file vanished before it could be read", path=str(path)) from None
+    except IsADirectoryError:
+        raise ToolkitError("is a folder, not a file", path=str(path)) from None
+    except OSError as exc:
+        raise ToolkitError(f"cannot be read: {exc.strerror or exc}", path=str(path)) from None
+
+
+def normalise_text(data: bytes) -> bytes:
+    """UTF-8 BOM dropped, old-Mac CR-only line ends made LF (CRLF is read as is)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if b"\r" in data and b"\n" not in data:
+        data = data.replace(b"\r", b"\n")
+    return data
+
+
+def _csv_error_line(text: str, width: int) -> int | None:
+    """Where the Python csv module first sees a row of the wrong width or a broken quote."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        for row in reader:
+            if len(row) != width:
+                return reader.line_num
+    except csv.Error:
+        return reader.line_num
+    return None
+
+
 def _read_csv(path: Path, data: bytes) -> pa.Table:
+    data = normalise_text(data)
     if not data.strip():
         raise ToolkitError("file is empty", path=str(path))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ToolkitError(f"not valid UTF-8 (byte {exc.start})", path=str(path), line=line) from None
-    header = next(csv.reader(io.StringIO(text)))
+        bad_line = data[: exc.start].count(b"\n") + 1
+        raise ToolkitError(f"not valid UTF-8 (byte {exc.start})", path=str(path), line=bad_line) from None
+    try:
+        header = next(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise ToolkitError(f"malformed CSV header: {exc}", path=str(path), line=1) from None
     if len(set(header)) != len(header):
         raise ToolkitError("duplicate column names in header", path=str(path), line=1)
     try:
+        # One thread: files are already parsed in parallel, and Arrow's own CSV threads were
+        # seen to outlive an error and abort the interpreter at exit.
         return pacsv.read_csv(
             io.BytesIO(data),
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
                                                  strings_can_be_null=False),
-            read_options=pacsv.ReadOptions(block_size=1 << 26),
+            read_options=pacsv.ReadOptions(block_size=1 << 26, use_threads=False),
         )
     except pa.ArrowInvalid as exc:
-        msg = str(exc)
-        m = re.search(r"row (\d+)", msg)
-        raise ToolkitError(f"malformed CSV: {msg.splitlines()[0]}", path=str(path),
-                           line=int(m.group(1)) + 1 if m else None) from None
+        msg = str(exc).splitlines()[0]
+        line: int | None = _csv_error_line(text, len(header))
+        if line is None:
+            m = re.search(r"row (\d+)", msg)
+            line = int(m.group(1)) + 1 if m else None
+        raise ToolkitError(f"malformed CSV: {msg}", path=str(path), line=line) from None
 
 
-def _int_column(df: pl.DataFrame, col: str, path: Path, lines: _Lines, *, allow_empty: bool = False) -> pl.Series:
+INT32_MAX = 2**31 - 1
+INT16_MAX = 2**15 - 1
+
+
+def _int_column(df: pl.DataFrame, col: str, path: Path, lines: _Lines, *, lo: int | None = 0,
+                hi: int | None = INT32_MAX) -> pl.Series:
+    """An integer column, every value within [lo, hi] (the store's integer types)."""
     raw = df[col].str.strip_chars()
     values = raw.cast(pl.Int64, strict=False)
-    bad = values.is_null() & (raw != "") if allow_empty else values.is_null()
+    bad = values.is_null()
     if bad.any():
         i = int(bad.arg_true()[0])
         raise ToolkitError(f"column {col!r}: {df[col][i]!r} is not an integer", path=str(path), line=lines(i))
+    out = (values < lo) if lo is not None else pl.repeat(False, len(values), eager=True)
+    if hi is not None:
+        out = out | (values > hi)
+    if out.any():
+        i = int(out.arg_true()[0])
+        raise ToolkitError(f"column {col!r}: {values[i]} is outside {lo}..{hi}", path=str(path), line=lines(i))
     return values
 
 
@@ -163,8 +236,11 @@ def _parse_file(
     variant: str | None,
     temperature: float | None,
     mode: str | None,
+    expect_sha256: str | None = None,
 ) -> _Parsed:
-    data = path.read_bytes()
+    data = read_source(path)
+    if expect_sha256 is not None and sha256_bytes(data) != expect_sha256:  # the very bytes parsed below
+        raise ToolkitError(f"SHA-256 mismatch: expected {expect_sha256}, read {sha256_bytes(data)}", path=str(path))
     table = _read_csv(path, data)
     columns = table.column_names
     mode = mode or detect_mode(columns, instrument)
@@ -200,6 +276,10 @@ def _parse_file(
     if temperature is None:
         raise ToolkitError("no _tempNN in the file name: give the temperature with --temperature", path=str(path))
     temperature = float(temperature)
+    try:
+        check_run_fields(model, variant, temperature, mode)
+    except ValueError as exc:
+        raise ToolkitError(str(exc), path=str(path)) from None
 
     item = _int_column(df, "question_id", path, lines)
     if (i := _first_bad(~item.is_in(instrument.item_ids))) is not None:
@@ -207,23 +287,33 @@ def _parse_file(
             f"question_id {item[i]} is not an item of instrument {instrument.name!r}", path=str(path), line=lines(i)
         )
     persona = _int_column(df, "persona_id", path, lines) if mode != "self" else _nulls(n, pl.Int64)
-    if mode != "self" and (i := _first_bad(persona < 0)) is not None:
-        raise ToolkitError(f"negative persona_id {persona[i]}", path=str(path), line=lines(i))
 
     if mode == "logprob":
-        rep = (_int_column(df, "run_index", path, lines) if "run_index" in columns
+        rep = (_int_column(df, "run_index", path, lines, lo=1) if "run_index" in columns
                else pl.repeat(1, n, dtype=pl.Int64, eager=True))
         digit_cols = []
         for k in scale:
             raw = df[f"digit_{k}_logprob"].str.strip_chars()
             val = raw.cast(pl.Float64, strict=False)
-            bad = (val.is_null() & (raw != "")) | val.is_nan() | (val > 0)
+            bad = (val.is_null() & (raw != "")) | val.is_nan() | (val > 0) | (val == float("inf"))
             if (i := _first_bad(bad)) is not None:
                 raise ToolkitError(
                     f"column 'digit_{k}_logprob': {raw[i]!r} is not a log-probability", path=str(path), line=lines(i)
                 )
             digit_cols.append(val.alias(f"d{k}"))
-        logprobs = pl.DataFrame(digit_cols).select(pl.concat_list(pl.all()).alias("lp"))["lp"]
+        digits = pl.DataFrame(digit_cols)
+        # A digit absent from the top-k list is empty (imputed later); one given as -inf claims
+        # probability 0, which finite logits cannot produce for every digit at once.
+        finite = digits.select(pl.sum_horizontal([pl.col(c).is_finite().fill_null(False) for c in digits.columns]))
+        given = digits.select(pl.sum_horizontal([pl.col(c).is_not_null() for c in digits.columns]))
+        if (i := _first_bad((finite.to_series() == 0) & (given.to_series() > 0))) is not None:
+            raise ToolkitError("every digit log-probability is -inf (probability 0 for the whole scale)",
+                               path=str(path), line=lines(i))
+        mass = digits.select(pl.sum_horizontal([pl.col(c).exp().fill_null(0.0) for c in digits.columns]))
+        if (i := _first_bad(mass.to_series() > 1.0 + 1e-6)) is not None:
+            raise ToolkitError(f"digit probabilities sum to {mass.to_series()[i]:.6g} > 1", path=str(path),
+                               line=lines(i))
+        logprobs = digits.select(pl.concat_list(pl.all()).alias("lp"))["lp"]
         first = (df["first_token"].str.strip_chars() if "first_token" in columns
                  else pl.repeat("", n, dtype=pl.String, eager=True))
         first_int = first.cast(pl.Int64, strict=False)
@@ -233,8 +323,8 @@ def _parse_file(
         response = first
         top = df["raw_top_logprobs_json"] if "raw_top_logprobs_json" in columns else _nulls(n, pl.String)
     else:
-        rep = _int_column(df, "run_index", path, lines)
-        rating = _int_column(df, "rating", path, lines)
+        rep = _int_column(df, "run_index", path, lines, lo=1)
+        rating = _int_column(df, "rating", path, lines, lo=None, hi=None)
         ok = rating.is_between(instrument.scale_min, instrument.scale_max) | (rating == -1)
         if (i := _first_bad(~ok)) is not None:
             raise ToolkitError(
@@ -242,9 +332,7 @@ def _parse_file(
                 path=str(path),
                 line=lines(i),
             )
-        failures = _int_column(df, "failures", path, lines)
-        if (i := _first_bad(failures < 0)) is not None:
-            raise ToolkitError(f"negative failures {failures[i]}", path=str(path), line=lines(i))
+        failures = _int_column(df, "failures", path, lines, hi=INT16_MAX)
         logprobs = _nulls(n, pl.List(pl.Float64))
         response = df["response"]
         top = _nulls(n, pl.String)
@@ -268,7 +356,8 @@ def _parse_file(
     slot = ["persona_id", "item_id", "repetition"]
     dup = rows.filter(pl.len().over(slot) > 1)
     if len(dup):
-        distinct = dup.unique(slot + ["rating", "failures", "response"], keep="first", maintain_order=True)
+        content = ["rating", "failures", "response", "digit_logprobs", "top_logprobs"]
+        distinct = dup.unique(slot + content, keep="first", maintain_order=True)
         conflict = distinct.filter(pl.len().over(slot) > 1).sort("_row")
         if len(conflict):
             r = conflict.row(1, named=True) if len(conflict) > 1 else conflict.row(0, named=True)
@@ -370,7 +459,7 @@ def import_files(
     # Files are independent: parse them on threads (polars, pyarrow and zstd release the GIL).
     with ThreadPoolExecutor(max_workers=workers) as pool:
         parsed = list(pool.map(lambda item: _parse_file(Path(item[0]), inst, **{
-            k: item[1].get(k) for k in ("model", "variant", "temperature", "mode")}), files))
+            k: item[1].get(k) for k in ("model", "variant", "temperature", "mode", "expect_sha256")}), files))
 
     seen: dict[str, Path] = {}
     for p in parsed:

@@ -1,7 +1,7 @@
 """Notebook-facing analysis API: frames in, frames out.
 
 Work is split into tasks (one per run and analysis) and run through joblib; every task gets
-its random stream from the run's logical fingerprint, the analysis name and the user seed,
+its random stream from a digest of the run's analysis input, the analysis name and the user seed,
 so results are bit-identical for any number of workers and any backend.
 """
 
@@ -32,7 +32,7 @@ ANALYZE_COLUMNS = [
 DEFAULT_VARIANT_SUFFIXES = ("-misaligned", "-insecure", "-secure")
 
 
-def _metrics_task(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, fingerprint: str, *, bootstrap: int,
+def _metrics_task(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, content: str, *, bootstrap: int,
                   rerun_bootstrap: int, seed: int):
     est = estimate(
         counts,
@@ -40,8 +40,8 @@ def _metrics_task(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, fingerpr
         G,
         persona_draws=bootstrap,
         rerun_draws=rerun_bootstrap,
-        rng_persona=rng_for(fingerprint, "metrics", seed, "persona"),
-        rng_rerun=rng_for(fingerprint, "metrics", seed, "rerun"),
+        rng_persona=rng_for(content, "metrics", seed, "persona"),
+        rng_rerun=rng_for(content, "metrics", seed, "rerun"),
     )
     return est
 
@@ -84,7 +84,7 @@ def analyze(
         inst = rc.instrument
         groups = inst.groups
         G = group_matrix([groups.index(it.group) for it in inst.items], len(groups))
-        tasks.append(delayed(_metrics_task)(counts, inst.scale, G, rc.manifest.fingerprint, bootstrap=bootstrap,
+        tasks.append(delayed(_metrics_task)(counts, inst.scale, G, rc.input_digest, bootstrap=bootstrap,
                                             rerun_bootstrap=rerun_bootstrap, seed=seed))
         n = counts.sum(axis=2)
         meta.append((rc.manifest, ["all"] + groups, counts.shape[0], inst, n))

@@ -15,6 +15,7 @@ import polars as pl
 from ..errors import ToolkitError
 from ..instrument import Instrument
 from ..store import RunManifest, Store
+from .seeds import input_digest
 
 
 @dataclass
@@ -23,6 +24,11 @@ class RunCounts:
     instrument: Instrument
     persona_ids: np.ndarray  # (P,) every persona id seen in the run, sorted
     counts: np.ndarray  # (P, Q, K) int64, items in instrument order
+
+    @property
+    def input_digest(self) -> str:
+        """What the seeds derive from: the count tensor itself, never a manifest field."""
+        return input_digest(self.instrument.digest, self.persona_ids.astype(np.int64), self.counts.astype(np.int64))
 
     @property
     def valid_personas(self) -> np.ndarray:

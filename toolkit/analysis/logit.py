@@ -27,7 +27,7 @@ from ..instrument import Instrument
 from ..store import RunManifest, Store
 from .metrics import ItemGroups, group_matrix, resample_weights
 from .numerics import exact_products, exp
-from .seeds import rng_for
+from .seeds import input_digest, rng_for
 
 CHUNK = 16  # temperatures per task; fixed so that results never depend on --jobs
 CURVE_COLUMNS = ["model", "variant", "group", "temperature", "S", "S_se", "sigma_bar", "sigma_bar_se", "R", "R_se",
@@ -41,6 +41,11 @@ class LogprobRun:
     persona_ids: np.ndarray  # (P,) personas with every item present
     logprobs: np.ndarray  # (P, Q, K) after imputation
     imputed: int  # digits imputed in the kept cells
+
+    @property
+    def input_digest(self) -> str:
+        """What the seeds derive from: the analysis input, never a manifest field."""
+        return input_digest(self.instrument.digest, self.persona_ids.astype(np.int64), self.logprobs)
 
 
 def _topk_min(raw: str | None) -> float | None:
@@ -182,7 +187,7 @@ def curve_frames(runs: list[LogprobRun], temps: np.ndarray, *, by_group: bool, b
             raise ToolkitError(f"run {run.manifest.run_id}: fewer than 2 personas have every item")
         inst = run.instrument
         G = group_matrix([inst.groups.index(it.group) for it in inst.items], len(inst.groups))
-        rng = rng_for(run.manifest.fingerprint, "curves", seed, "persona")  # the same draws for every chunk
+        rng = rng_for(run.input_digest, "curves", seed, "persona")  # the same draws for every chunk
         W = resample_weights(run.persona_ids.size, bootstrap, rng) if bootstrap >= 2 else None
         for lo in range(0, len(temps), CHUNK):
             tasks.append(delayed(_curve_chunk)(run.logprobs, temps[lo : lo + CHUNK], inst.scale, G, W))

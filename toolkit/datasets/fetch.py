@@ -82,7 +82,10 @@ def collect(dataset: Dataset, source: str | Path | None = None, *,
 
 
 def fetch(store: Store, dataset: Dataset, source: str | Path | None = None, *, progress: bool = True) -> list:
-    """Collect, verify and import; the runs get the catalogue's model/variant/temperature/mode."""
+    """Collect, verify and import; the runs get the catalogue's model/variant/temperature/mode.
+
+    The importer checks each file's digest again on the one copy of its bytes it parses, so a
+    file changed between collection and import is refused, never imported."""
     files = collect(dataset, source, progress=progress)
     return import_files(store, [(path, {"model": f.model, "variant": f.variant, "temperature": f.temperature,
-                                        "mode": f.mode}) for f, path in files])
+                                        "mode": f.mode, "expect_sha256": f.sha256}) for f, path in files])

@@ -21,7 +21,8 @@ from .. import __version__
 from ..errors import ToolkitError
 from ..instrument import Instrument
 from ..store import RunManifest, Store, make_run_id
-from .backends.base import Backend
+from ..store.manifest import check_run_fields
+from .backends.base import Backend, BackendError
 from .plan import Plan, Slot
 from .progress import Progress
 from .writer import RunWriter, existing_keys
@@ -33,8 +34,9 @@ class RecordSummary:
     planned: int
     cached: int
     to_send: int
-    sent: int = 0
-    failed: int = 0
+    sent: int = 0  # slots answered by the backend
+    stored: int = 0  # rows durably written by this invocation
+    failed: int = 0  # slots not stored: request failed, row unstorable, or the store unwritable
     duplicates: int = 0
     invalid: int = 0  # stored with rating -1
     seconds: float = 0.0
@@ -42,8 +44,8 @@ class RecordSummary:
 
     def line(self) -> str:
         return (f"run {self.run_id}: planned {self.planned}, cached {self.cached}, sent {self.sent}, "
-                f"failed {self.failed}, rating -1 {self.invalid}, duplicates dropped {self.duplicates}, "
-                f"{self.seconds:.1f} s")
+                f"stored {self.stored}, failed {self.failed}, rating -1 {self.invalid}, "
+                f"duplicates dropped {self.duplicates}, {self.seconds:.1f} s")
 
 
 def _now() -> str:
@@ -112,6 +114,10 @@ def _check_compatible(existing: RunManifest | None, template: RunManifest) -> No
 def prepare(store: Store, plan: Plan, instrument: Instrument, backend_name: str, variant: str) -> RunManifest:
     """Fill ``plan.cached`` / ``plan.to_send`` against the store; nothing is sent, and no
     backend is needed (the plan carries the endpoint identity)."""
+    try:
+        check_run_fields(plan.model, variant, plan.protocol.temperature, plan.protocol.mode)
+    except ValueError as exc:
+        raise ToolkitError(str(exc)) from None
     template = run_template(plan, instrument, backend_name, variant)
     _check_compatible(store.get_run(template.run_id), template)
     have = existing_keys(store, template.run_id)
@@ -137,28 +143,41 @@ def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *
     def one(slot: Slot) -> dict[str, Any]:
         return run_slot(backend, instrument, plan, slot, template.run_id)
 
+    def note(text: str) -> None:
+        with lock:
+            if len(errors) < 5:
+                errors.append(text)
+
     try:
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             futures = {pool.submit(one, s): s for s in plan.to_send}
             for fut in as_completed(futures):
+                s = futures[fut]
                 try:
                     row = fut.result()
-                except Exception as exc:
-                    with lock:
-                        summary.failed += 1
-                        if len(errors) < 5:
-                            s = futures[fut]
-                            errors.append(f"persona {s.persona_id} item {s.item_id} rep {s.repetition}: {exc}")
+                except BackendError as exc:
+                    summary.failed += 1
+                    note(f"persona {s.persona_id} item {s.item_id} rep {s.repetition}: {exc}")
                     bar.update(ok=False)
                     continue
                 summary.sent += 1
-                summary.invalid += row["rating"] == -1
                 writer.add(row)
                 bar.update(ok=True)
     finally:
-        writer.close()
+        try:
+            writer.close()
+        except Exception as exc:
+            note(f"could not write to the store: {type(exc).__name__}: {exc}")
         bar.close()
+    lost = writer.unflushed
+    for u in writer.unstorable:
+        note(f"persona {u.persona_id} item {u.item_id} rep {u.repetition}: {u.error}")
+    for e in writer.flush_errors:
+        note(f"a timed flush failed (rows kept for the next one): {e}")
+    summary.stored = writer.written
+    summary.failed += len(writer.unstorable) + lost
     summary.duplicates = writer.duplicates
+    summary.invalid = writer.invalid_written
     summary.errors = tuple(errors)
     summary.seconds = time.monotonic() - t0
     return summary

@@ -2,18 +2,29 @@
 
 Like git refs over git objects, a manifest is the only thing that changes when a run grows
 (the recorder appends segments) and the only place run metadata lives. JSON, format
-``toolkit-run/1``, documented in docs/store-format.md.
+``toolkit-run/2`` (``toolkit-run/1`` still read), documented in docs/store-format.md.
+Parsing is strict: a manifest is trusted data, so anything unexpected in it is an error.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import quote
 
-MANIFEST_FORMAT = "toolkit-run/1"
+MANIFEST_FORMAT = "toolkit-run/2"
+READABLE_FORMATS = ("toolkit-run/1", "toolkit-run/2")
+FINGERPRINT_FOR_FORMAT = {"toolkit-run/1": "fp1", "toolkit-run/2": "fp2"}
 MODES = ("persona", "self", "logprob")
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+MAX_NAME_BYTES = 200  # a run id is a file name once quoted: keep it well inside 255 bytes
+
+
+class ManifestError(ValueError):
+    """A manifest that does not parse or does not hold together."""
 
 
 def make_run_id(model: str, variant: str, temperature: float, mode: str, instrument: str) -> str:
@@ -27,6 +38,22 @@ def format_temperature(t: float) -> str:
 
 def manifest_filename(run_id: str) -> str:
     return quote(run_id, safe="") + ".json"
+
+
+def check_run_fields(model: str, variant: str, temperature: float, mode: str) -> None:
+    """Refuse names and values that cannot make a sound run id (raised as ValueError)."""
+    for what, name in (("model", model), ("variant", variant)):
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{what} name must be a non-empty string")
+        if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+            raise ValueError(f"{what} name is {len(name.encode('utf-8'))} bytes long; at most {MAX_NAME_BYTES}")
+        if any(ord(ch) < 32 for ch in name):
+            raise ValueError(f"{what} name contains a control character")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
+            or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0, not {temperature!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
 
 
 @dataclass
@@ -54,12 +81,57 @@ class RunManifest:
     format: str = MANIFEST_FORMAT
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+        return json.dumps(asdict(self), indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> RunManifest:
-        if raw.get("format") != MANIFEST_FORMAT:
-            raise ValueError(f"manifest format is {raw.get('format')!r}, expected {MANIFEST_FORMAT!r}")
+    def from_dict(cls, raw: Any) -> RunManifest:
+        """Parse and check a manifest; every problem is a ManifestError naming the field."""
+        if not isinstance(raw, dict):
+            raise ManifestError("a manifest is a JSON object")
+        if raw.get("format") not in READABLE_FORMATS:
+            raise ManifestError(f"manifest format is {raw.get('format')!r}, this release reads "
+                                f"{', '.join(READABLE_FORMATS)}")
+        names = {f.name for f in fields(cls)}
+        extra = sorted(set(raw) - names)
+        if extra:
+            raise ManifestError(f"unknown field(s) {', '.join(extra)}")
+        missing = sorted(f.name for f in fields(cls) if f.name not in raw and f.name not in (
+            "segments", "rows", "fingerprint", "fingerprint_version", "sources", "format"))
+        if missing:
+            raise ManifestError(f"missing field(s) {', '.join(missing)}")
         data = dict(raw)
-        data["segments"] = [SegmentRef(**s) for s in raw["segments"]]
-        return cls(**data)
+        segs = raw.get("segments", [])
+        if not isinstance(segs, list):
+            raise ManifestError("segments must be a list")
+        refs = []
+        for s in segs:
+            if not isinstance(s, dict) or set(s) != {"object", "rows", "bytes"}:
+                raise ManifestError("each segment is {object, rows, bytes}")
+            if not isinstance(s["object"], str) or not DIGEST_RE.match(s["object"]):
+                raise ManifestError(f"segment object {s['object']!r} is not a SHA-256 digest")
+            if not all(isinstance(s[k], int) and not isinstance(s[k], bool) and s[k] >= 0 for k in ("rows", "bytes")):
+                raise ManifestError("segment rows and bytes must be non-negative integers")
+            refs.append(SegmentRef(**s))
+        data["segments"] = refs
+        for key in ("run_id", "model", "variant", "mode", "toolkit_version", "fingerprint", "fingerprint_version"):
+            if key in data and not isinstance(data[key], str):
+                raise ManifestError(f"{key} must be a string")
+        if not isinstance(data.get("instrument"), dict) or not isinstance(data["instrument"].get("name"), str) \
+                or not DIGEST_RE.match(str(data["instrument"].get("digest"))):
+            raise ManifestError("instrument must be {name, digest}")
+        if not isinstance(data.get("protocol"), dict) or not isinstance(data.get("sources", []), list):
+            raise ManifestError("protocol must be an object and sources a list")
+        rows = data.get("rows", 0)
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+            raise ManifestError("rows must be a non-negative integer")
+        try:
+            check_run_fields(data["model"], data["variant"], data["temperature"], data["mode"])
+        except ValueError as exc:
+            raise ManifestError(str(exc)) from None
+        m = cls(**data)
+        expected = make_run_id(m.model, m.variant, m.temperature, m.mode, m.instrument["name"])
+        if m.run_id != expected:
+            raise ManifestError(f"run_id {m.run_id!r} does not match its fields (expected {expected!r})")
+        if m.fingerprint_version and m.fingerprint_version != FINGERPRINT_FOR_FORMAT[m.format]:
+            raise ManifestError(f"fingerprint version {m.fingerprint_version!r} does not belong to {m.format}")
+        return m

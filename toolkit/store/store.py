@@ -5,6 +5,14 @@ Layout (docs/store-format.md)::
     <store>/objects/ab/abcdef....parquet   immutable row segments, named by SHA-256 of bytes
     <store>/instruments/<digest>.json      instrument files, named by their digest
     <store>/runs/<quoted run_id>.json      run manifests (the only mutable files)
+    <store>/locks/                         flock files (never committed, never read as data)
+
+Trust nothing that was read: every segment's bytes are hashed before they are parsed, every
+manifest is parsed strictly and checked against the rows it names, and ``verify``
+re-derives every request key and fingerprint. Writers meet under locks: a per-run lock for
+a manifest's read-modify-write, and a store lock that writers hold shared from the moment
+they write a segment until the manifest naming it is saved, and that garbage collection
+holds exclusively, so it can never delete an object a writer is about to reference.
 
 The store knows rows, segments and manifests; it knows nothing of S or R.
 """
@@ -12,7 +20,6 @@ The store knows rows, segments and manifests; it knows nothing of S or R.
 from __future__ import annotations
 
 import fcntl
-import io
 import json
 import os
 import time
@@ -21,21 +28,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import StoreCorrupt, ToolkitError
 from ..hashing import canonical_json, sha256_bytes, sha256_text
 from ..instrument import Instrument, parse_instrument
 from .atomic import TMP_PREFIX, atomic_write_bytes
-from .fingerprint import FINGERPRINT_COLUMNS, FINGERPRINT_VERSION, fingerprint
-from .manifest import RunManifest, SegmentRef, manifest_filename
-from .schema import ROW_SCHEMA
+from .fingerprint import FINGERPRINT_VERSION, fingerprint, fingerprint_v1
+from .manifest import DIGEST_RE, MANIFEST_FORMAT, ManifestError, RunManifest, SegmentRef, manifest_filename
+from .schema import ROW_SCHEMA, to_current, to_disk, version_of
 
 ENV_VAR = "TOOLKIT_STORE"
 DEFAULT_DIRNAME = "parquet"
 # Low-cardinality columns only: dictionary-encoding random keys costs time and space.
 DICTIONARY_COLUMNS = ["run_id", "instrument", "provenance", "response", "finish_reason", "collected_at"]
+# Test hook: seconds a writer waits between writing a segment and saving the manifest that
+# names it (widens the window a garbage collector would have to hit). Never set in use.
+_TEST_DELAY_ENV = "TOOLKIT_TEST_WRITER_DELAY"
 
 
 def default_store_path() -> Path:
@@ -75,40 +87,96 @@ class Store:
         return self.root / "instruments"
 
     def object_path(self, digest: str) -> Path:
+        if not DIGEST_RE.match(digest):  # never a path outside objects/
+            raise StoreCorrupt(f"{digest!r} is not an object name")
         return self.objects_dir / digest[:2] / f"{digest}.parquet"
 
     def manifest_path(self, run_id: str) -> Path:
         return self.runs_dir / manifest_filename(run_id)
 
+    # ----- locks -------------------------------------------------------------------------
+    @contextmanager
+    def _flock(self, name: str, mode: int) -> Iterator[None]:
+        lock_dir = self.root / "locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(lock_dir / name, "a+b") as fh:
+            fcntl.flock(fh, mode)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @contextmanager
+    def run_lock(self, run_id: str) -> Iterator[None]:
+        """Exclusive lock on one run's manifest (released by the kernel even on kill -9)."""
+        with self._flock(manifest_filename(run_id) + ".lock", fcntl.LOCK_EX):
+            yield
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Held (shared) from writing a segment until the manifest naming it is saved."""
+        with self._flock("store.lock", fcntl.LOCK_SH):
+            yield
+
+    @contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Held (exclusive) by garbage collection: no writer is between segment and manifest."""
+        with self._flock("store.lock", fcntl.LOCK_EX):
+            yield
+
     # ----- segments ----------------------------------------------------------------------
     @staticmethod
     def encode_segment(table: pa.Table) -> bytes:
-        table = table.cast(ROW_SCHEMA)
-        buf = io.BytesIO()
-        pq.write_table(
-            table,
-            buf,
-            compression="zstd",
-            compression_level=1,
-            use_dictionary=DICTIONARY_COLUMNS,
-            row_group_size=1 << 20,
-        )
-        return buf.getvalue()
+        disk = to_disk(table)
+        sink = pa.BufferOutputStream()
+        pq.write_table(disk, sink, compression="zstd", compression_level=1, use_dictionary=DICTIONARY_COLUMNS,
+                       row_group_size=1 << 20)
+        return sink.getvalue().to_pybytes()
 
     def write_segment(self, table: pa.Table) -> SegmentRef:
-        """Write rows as one immutable segment; an identical segment is stored once."""
+        """Write rows as one immutable segment; an identical segment is stored once.
+
+        Call it inside ``writing()``: a re-used object gets a fresh modification time, and the
+        shared lock keeps garbage collection away until the manifest names it."""
         data = self.encode_segment(table)
         digest = sha256_bytes(data)
         path = self.object_path(digest)
-        if not path.exists():
+        if path.exists():
+            os.utime(path)
+        else:
             atomic_write_bytes(path, data, exclusive=True)
+        delay = os.environ.get(_TEST_DELAY_ENV)
+        if delay:
+            time.sleep(float(delay))
         return SegmentRef(object=digest, rows=table.num_rows, bytes=len(data))
 
-    def read_segment(self, digest: str, columns: list[str] | None = None) -> pa.Table:
+    def _verified_bytes(self, digest: str, run_id: str | None = None) -> bytes:
         path = self.object_path(digest)
-        if not path.exists():
-            raise ToolkitError(f"segment {digest} is missing from the store (run `verify`)", path=str(path))
-        return pq.read_table(path, columns=columns)
+        where = f" (run {run_id})" if run_id else ""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise StoreCorrupt(f"segment {digest}{where} is missing from the store (run `verify`)",
+                               path=str(path)) from None
+        except OSError as exc:
+            raise StoreCorrupt(f"segment {digest}{where} cannot be read: {exc.strerror or exc}",
+                               path=str(path)) from None
+        if sha256_bytes(data) != digest:
+            raise StoreCorrupt(f"segment {digest}{where} is damaged: its bytes do not match its SHA-256 name",
+                               path=str(path))
+        return data
+
+    def read_segment(self, digest: str, columns: list[str] | None = None, *, run_id: str | None = None) -> pa.Table:
+        """The rows of one segment, from bytes whose hash was just checked."""
+        data = self._verified_bytes(digest, run_id)
+        try:
+            reader = pq.ParquetFile(pa.BufferReader(data))
+            version = version_of(reader.schema_arrow)
+            table = reader.read(columns=columns)
+            return to_current(table, version)
+        except (pa.ArrowException, ValueError, OSError) as exc:
+            raise StoreCorrupt(f"segment {digest} cannot be read: {exc}", path=str(self.object_path(digest))) \
+                from None
 
     # ----- instruments -------------------------------------------------------------------
     def put_instrument(self, instrument: Instrument) -> None:
@@ -121,25 +189,37 @@ class Store:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ToolkitError(f"instrument {digest} is missing from the store", path=str(path)) from None
+            raise StoreCorrupt(f"instrument {digest} is missing from the store", path=str(path)) from None
+        except (ValueError, UnicodeDecodeError, OSError) as exc:
+            raise StoreCorrupt(f"instrument {digest} is unreadable: {exc}", path=str(path)) from None
+        if sha256_text(canonical_json(raw)) != digest:
+            raise StoreCorrupt(f"instrument {digest} is damaged: its content does not match its name", path=str(path))
         return parse_instrument(raw, str(path))
 
     # ----- manifests ---------------------------------------------------------------------
     def _manifest_files(self) -> list[Path]:
-        if not self.runs_dir.is_dir():
+        if not self.runs_dir.exists():
             return []
-        return sorted(p for p in self.runs_dir.glob("*.json") if not p.name.startswith(TMP_PREFIX))
+        if not self.runs_dir.is_dir():
+            raise StoreCorrupt("runs/ is not a folder", path=str(self.runs_dir))
+        return sorted(p for p in self.runs_dir.iterdir() if not p.name.startswith(TMP_PREFIX))
 
     def runs(self) -> list[RunManifest]:
-        """All run manifests, sorted by run id."""
+        """All run manifests, sorted by run id; any unreadable one is StoreCorrupt (exit 1)."""
         out = [self._load_manifest(p) for p in self._manifest_files()]
         return sorted(out, key=lambda m: m.run_id)
 
     def _load_manifest(self, path: Path) -> RunManifest:
         try:
-            return RunManifest.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ToolkitError(f"unreadable run manifest: {exc}", path=str(path)) from None
+            if not path.is_file() or path.suffix != ".json":
+                raise ManifestError("not a manifest file")
+            m = RunManifest.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, UnicodeDecodeError, OSError) as exc:
+            raise StoreCorrupt(f"unreadable run manifest: {exc}", path=str(path)) from None
+        if path.name != manifest_filename(m.run_id):
+            raise StoreCorrupt(f"manifest of run {m.run_id} is stored under another run's file name",
+                               path=str(path))
+        return m
 
     def get_run(self, run_id: str) -> RunManifest | None:
         path = self.manifest_path(run_id)
@@ -149,144 +229,164 @@ class Store:
         atomic_write_bytes(self.manifest_path(manifest.run_id), manifest.to_json().encode("utf-8"))
 
     def read_run(self, run: RunManifest | str, columns: list[str] | None = None) -> pa.Table:
+        """A run's rows from verified segments, checked against its manifest: every row carries
+        the run's id and instrument, and the row counts are the manifest's."""
         manifest = run if isinstance(run, RunManifest) else self.get_run(run)
         if manifest is None:
             raise ToolkitError(f"no run {run!r} in store {self.root}")
-        tables = [self.read_segment(s.object, columns) for s in manifest.segments]
+        try:
+            return self._read_checked(manifest, columns)
+        except StoreCorrupt:
+            fresh = self.get_run(manifest.run_id)  # a concurrent compact may have replaced it
+            if fresh is None or fresh.segments == manifest.segments:
+                raise
+            return self._read_checked(fresh, columns)
+
+    def _read_checked(self, m: RunManifest, columns: list[str] | None) -> pa.Table:
+        wanted = list(ROW_SCHEMA.names) if columns is None else list(columns)
+        need = wanted + [c for c in ("run_id", "instrument") if c not in wanted]
+        tables = []
+        for seg in m.segments:
+            t = self.read_segment(seg.object, need, run_id=m.run_id)
+            if t.num_rows != seg.rows:
+                raise StoreCorrupt(f"run {m.run_id}: segment {seg.object} has {t.num_rows} rows, its manifest "
+                                   f"says {seg.rows}")
+            for col, value in (("run_id", m.run_id), ("instrument", m.instrument["digest"])):
+                if t.num_rows and not pc.all(pc.equal(t[col], value)).as_py():
+                    raise StoreCorrupt(f"run {m.run_id}: segment {seg.object} holds rows of another {col} "
+                                       "(a manifest naming another run's segment?)")
+            tables.append(t.select(wanted))
+        total = sum(t.num_rows for t in tables)
+        if total != m.rows:
+            raise StoreCorrupt(f"run {m.run_id} has {total} rows, its manifest says {m.rows}")
         if not tables:
-            schema = ROW_SCHEMA if columns is None else pa.schema([ROW_SCHEMA.field(c) for c in columns])
-            return schema.empty_table()
+            return pa.schema([ROW_SCHEMA.field(c) for c in wanted]).empty_table()
         return pa.concat_tables(tables)
 
     def commit_run(self, manifest: RunManifest, tables: Iterable[pa.Table]) -> RunManifest:
         """Write segments, then the manifest naming them (manifest last: readers never see a
-        manifest whose segments are not all on disk)."""
-        fresh = not manifest.segments
-        written = []
-        for table in tables:
-            if table.num_rows:
-                manifest.segments.append(self.write_segment(table))
-                written.append(table)
-        if fresh and written:  # the rows are all in memory: no need to read them back
-            full = pa.concat_tables(written)
-        else:
-            full = self.read_run(manifest, FINGERPRINT_COLUMNS)
-        manifest.rows = full.num_rows
-        manifest.fingerprint = fingerprint(full)
-        manifest.fingerprint_version = FINGERPRINT_VERSION
-        self.save_manifest(manifest)
+        manifest whose segments are not all on disk), under the run lock."""
+        with self.run_lock(manifest.run_id), self.writing():
+            written = []
+            for table in tables:
+                if table.num_rows:
+                    manifest.segments.append(self.write_segment(table))
+                    written.append(table)
+            full = pa.concat_tables(written) if written else ROW_SCHEMA.empty_table()
+            self.seal(manifest, full)
+            self.save_manifest(manifest)
         return manifest
 
-    @contextmanager
-    def run_lock(self, run_id: str) -> Iterator[None]:
-        """Exclusive lock on one run's manifest (released by the kernel even on kill -9)."""
-        lock_dir = self.root / "locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(lock_dir / (manifest_filename(run_id) + ".lock"), "a+b") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    @staticmethod
+    def seal(manifest: RunManifest, table: pa.Table) -> None:
+        """Current format, row count and fingerprint of a manifest over all its rows."""
+        manifest.format = MANIFEST_FORMAT
+        manifest.rows = table.num_rows
+        manifest.fingerprint = fingerprint(table, manifest)
+        manifest.fingerprint_version = FINGERPRINT_VERSION
 
     def compact(self, run_id: str) -> RunManifest:
-        """Rewrite a run's segments as one; the logical fingerprint must not change."""
-        with self.run_lock(run_id):
+        """Rewrite a run's segments as one in the current format, after verifying the run.
+
+        A run that fails verification is refused (nothing is rewritten or deleted): compaction
+        must never turn damaged bytes into a clean-looking segment. The rewritten rows must
+        read back equal to the verified ones."""
+        with self.run_lock(run_id), self.writing():
             m = self.get_run(run_id)
             if m is None:
                 raise ToolkitError(f"no run {run_id!r} in store {self.root}")
+            problems = self.verify_run(m)
+            if problems:
+                raise StoreCorrupt(f"run {run_id} fails verification; not compacting it: {problems[0].message}")
             table = self.read_run(m).sort_by([("persona_id", "ascending"), ("item_id", "ascending"),
-                                               ("repetition", "ascending")])
-            before = m.fingerprint
+                                               ("repetition", "ascending"), ("request_key", "ascending")])
             m.segments = [self.write_segment(table)] if table.num_rows else []
-            if fingerprint(table) != before:
-                raise StoreCorrupt(f"run {run_id}: fingerprint changed on compaction (run verify)")
+            if table.num_rows and not self._read_checked(m, None).equals(table):
+                raise StoreCorrupt(f"run {run_id}: the compacted segment does not read back as written")
+            self.seal(m, table)
             self.save_manifest(m)
             return m
 
     def gc(self, grace_seconds: float = 3600.0) -> list[str]:
-        """Delete objects no manifest names, older than ``grace_seconds`` (a recorder writes its
-        segment a moment before naming it in the manifest; the grace keeps those)."""
-        named = {s.object for m in self.runs() for s in m.segments}
+        """Delete objects no manifest names, older than ``grace_seconds``, under the exclusive
+        store lock (no writer can be between writing a segment and naming it)."""
         removed = []
-        now = time.time()
-        for path in sorted(self.objects_dir.glob("*/*.parquet")) if self.objects_dir.is_dir() else []:
-            if path.stem not in named and now - path.stat().st_mtime >= grace_seconds:
-                path.unlink()
-                removed.append(path.stem)
+        with self.collecting():
+            named = {s.object for m in self.runs() for s in m.segments}
+            now = time.time()
+            for path in sorted(self.objects_dir.glob("*/*.parquet")) if self.objects_dir.is_dir() else []:
+                if path.stem not in named and path.is_file() and now - path.stat().st_mtime >= grace_seconds:
+                    path.unlink()
+                    removed.append(path.stem)
         return removed
 
     # ----- integrity ---------------------------------------------------------------------
     def verify(self) -> list[Problem]:
         """Trust nothing: re-hash every object, re-derive every fingerprint and request key."""
-        problems: list[Problem] = []
         if not self.root.is_dir():
             return [Problem(str(self.root), "store folder does not exist")]
-        damaged: set[str] = set()  # every object is hashed once, here; manifests reuse the verdict
-        for path in sorted(self.objects_dir.glob("*/*.parquet")) if self.objects_dir.is_dir() else []:
-            digest = path.stem
-            if path.parent.name != digest[:2]:
-                problems.append(Problem(f"object {digest}", "stored under the wrong prefix folder"))
-            if sha256_bytes(path.read_bytes()) != digest:
-                damaged.add(digest)
-                problems.append(Problem(f"object {digest}", "content does not match its SHA-256 name"))
-        for path in sorted(self.instruments_dir.glob("*.json")) if self.instruments_dir.is_dir() else []:
+        problems: list[Problem] = []
+        for path in sorted(self.objects_dir.glob("*/*")) if self.objects_dir.is_dir() else []:
+            if path.name.startswith(TMP_PREFIX):
+                continue
+            name = f"object {path.name}"
+            if not path.is_file() or path.suffix != ".parquet" or not DIGEST_RE.match(path.stem):
+                problems.append(Problem(name, "is not a segment file"))
+                continue
+            if path.parent.name != path.stem[:2]:
+                problems.append(Problem(name, "stored under the wrong prefix folder"))
+            try:
+                ok = sha256_bytes(path.read_bytes()) == path.stem
+            except OSError as exc:
+                problems.append(Problem(name, f"cannot be read: {exc.strerror or exc}"))
+                continue
+            if not ok:
+                problems.append(Problem(name, "content does not match its SHA-256 name"))
+        for path in sorted(self.instruments_dir.glob("*")) if self.instruments_dir.is_dir() else []:
             if path.name.startswith(TMP_PREFIX):
                 continue
             try:
-                text = json.loads(path.read_text(encoding="utf-8"))
-                ok = sha256_text(canonical_json(text)) == path.stem
-            except (ValueError, UnicodeDecodeError):
+                ok = sha256_text(canonical_json(json.loads(path.read_text(encoding="utf-8")))) + ".json" == path.name
+            except (ValueError, UnicodeDecodeError, OSError):
                 ok = False
             if not ok:
-                problems.append(Problem(f"instrument {path.stem}", "content does not match its digest"))
-        for path in self._manifest_files():
-            problems.extend(self._verify_manifest(path, damaged))
+                problems.append(Problem(f"instrument {path.name}", "content does not match its digest"))
+        try:
+            files = self._manifest_files()
+        except StoreCorrupt as exc:
+            return [*problems, Problem(str(self.runs_dir), exc.reason)]
+        for path in files:
+            try:
+                m = self._load_manifest(path)
+            except StoreCorrupt as exc:
+                problems.append(Problem(f"manifest {path.name}", exc.reason))
+                continue
+            problems.extend(self.verify_run(m))
         return problems
 
-    def _verify_manifest(self, path: Path, damaged: set[str]) -> list[Problem]:
-        try:
-            m = RunManifest.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-            return [Problem(f"manifest {path.name}", f"unreadable: {exc}")]
+    def verify_run(self, m: RunManifest) -> list[Problem]:
+        """Every check on one run: segments intact and consistent, request keys, fingerprint."""
         name = f"run {m.run_id}"
+        try:
+            self.instrument(m.instrument["digest"])
+            table = self._read_checked(m, None)
+        except (StoreCorrupt, ToolkitError) as exc:
+            return [Problem(name, exc.reason)]
         out: list[Problem] = []
-        if path.name != manifest_filename(m.run_id):
-            out.append(Problem(name, f"manifest file name {path.name} does not match its run id"))
-        if not (self.instruments_dir / f"{m.instrument.get('digest')}.json").exists():
-            out.append(Problem(name, f"instrument {m.instrument.get('digest')} is missing"))
-        tables = []
-        for seg in m.segments:
-            opath = self.object_path(seg.object)
-            if not opath.exists():
-                out.append(Problem(name, f"segment {seg.object} is missing"))
-                continue
-            if seg.object in damaged:
-                out.append(Problem(name, f"segment {seg.object} is damaged"))
-                continue
-            try:
-                t = pq.read_table(opath)
-            except Exception as exc:
-                out.append(Problem(name, f"segment {seg.object} cannot be read: {exc}"))
-                continue
-            if t.num_rows != seg.rows:
-                out.append(Problem(name, f"segment {seg.object} has {t.num_rows} rows, manifest says {seg.rows}"))
-            tables.append(t)
-        if out:
-            return out
-        table = pa.concat_tables(tables) if tables else ROW_SCHEMA.empty_table()
-        if table.num_rows != m.rows:
-            out.append(Problem(name, f"has {table.num_rows} rows, manifest says {m.rows}"))
-        bad_run = pa.compute.sum(pa.compute.not_equal(table["run_id"], m.run_id)).as_py() or 0
-        if bad_run:
-            out.append(Problem(name, f"{bad_run} rows carry another run id"))
-        keys = table["request_key"].to_pylist()
-        requests = table["request"].to_pylist()
-        bad = sum(1 for k, r in zip(keys, requests) if sha256_text(r) != k)
+        keys = pl.Series(table["request_key"])
+        derived = [sha256_text(r) for r in table["request"].to_pylist()]
+        bad = int((keys != pl.Series(derived, dtype=pl.String)).sum()) if len(keys) else 0
         if bad:
             out.append(Problem(name, f"{bad} rows have a request key that does not match their request"))
-        if len(set(keys)) != len(keys):
+        if keys.n_unique() != len(keys):
             out.append(Problem(name, "duplicate request keys"))
-        if fingerprint(table) != m.fingerprint:
+        persona_null = pc.sum(pc.is_null(table["persona_id"])).as_py() or 0
+        if (m.mode == "self") != (persona_null == table.num_rows) and table.num_rows:
+            out.append(Problem(name, "persona ids do not match the run's mode (null exactly for self runs)"))
+        if m.format == "toolkit-run/1":
+            ok = fingerprint_v1(table) == m.fingerprint
+        else:
+            ok = fingerprint(table, m) == m.fingerprint
+        if not ok:
             out.append(Problem(name, "logical fingerprint does not match the manifest"))
         return out

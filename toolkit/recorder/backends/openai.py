@@ -2,22 +2,31 @@
 Ollama, transformers serve, `toolkit serve`, ...).
 
 Retries with exponential backoff and full jitter on 429 (honouring Retry-After), 5xx,
-timeouts, connection errors and malformed bodies; other 4xx fail at once. An optional
-requests-per-minute limit is shared by all threads. The API key is read from an environment
-variable named by the user and lives only in this client's headers: it is never part of a
-request description, so it can never reach the store.
+timeouts, connection errors and malformed bodies; other 4xx and redirects fail at once. An
+optional requests-per-minute limit is shared by all threads. The API key is read from an
+environment variable named by the user and lives only in this client's headers: it is never
+part of a request description, so it can never reach the store, and it is blanked out of any
+server text we print. Credentials in the base URL are refused.
+
+A server is not trusted: every reply must be a 2xx JSON chat completion whose content is a
+string, finish reason a string or null, and log-probabilities finite, <= 0 and summing to at
+most 1; a reply larger than ``max_reply_bytes`` or slower than ``timeout`` seconds in total
+(connect, send and every byte of the body) is a failed attempt.
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
+import math
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
@@ -25,6 +34,40 @@ from ...errors import ToolkitError
 from .base import BackendError, DigitLogprobs, Generation, digits_from_top
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+DEFAULT_MAX_REPLY_BYTES = 1 << 20  # a chat completion of --long-max-tokens 64 is a few kB
+_SECRET_PARAM = re.compile(r"key|token|secret|auth|passw|signature|sig$", re.IGNORECASE)
+_BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
+LOGPROB_SLACK = 1e-6  # rounding in a server's log-probabilities: a top-k list may sum to 1 + this
+
+
+class _Retryable(Exception):
+    """One failed attempt that may succeed if sent again."""
+
+
+def check_base_url(url: str) -> str:
+    """Refuse a base URL that carries credentials: keys come from --api-key-env only, and a
+    URL is written into request keys, manifests and provenance."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ToolkitError(f"--base-url must be an http(s) URL with a host, not {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ToolkitError("--base-url carries credentials (user:password@host); pass the key with --api-key-env")
+    secret = [k for k, _ in parse_qsl(parts.query, keep_blank_values=True) if _SECRET_PARAM.search(k)]
+    if secret:
+        raise ToolkitError(f"--base-url carries a credential-like query parameter ({secret[0]}); pass the key "
+                           "with --api-key-env")
+    return url
+
+
+def check_top_logprobs(top: list[tuple[str, float]]) -> None:
+    """Log-probabilities a model could have produced: finite, <= 0, total probability <= 1."""
+    total = 0.0
+    for _, lp in top:
+        if not math.isfinite(lp) or lp > LOGPROB_SLACK:
+            raise ValueError(f"impossible log-probability {lp!r}")
+        total += math.exp(min(lp, 0.0))
+    if total > 1.0 + LOGPROB_SLACK:
+        raise ValueError(f"top log-probabilities sum to probability {total:.6g} > 1")
 
 
 class RateLimiter:
@@ -44,6 +87,14 @@ class RateLimiter:
             self.next_time = start + self.interval
         if start > now:
             time.sleep(start - now)
+
+
+class _RetryAfter(Exception):
+    """Carries a server's Retry-After (seconds) along with a retryable failure."""
+
+    def __init__(self, seconds: float | None):
+        super().__init__(seconds)
+        self.seconds = seconds
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -76,17 +127,23 @@ class OpenAIBackend:
         top_logprobs: int = 20,
         endpoint_label: str | None = None,
         send_seed: bool = True,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
     ):
         headers = {"Content-Type": "application/json"}
+        self._secret: str | None = None
         if api_key_env:
             key = os.environ.get(api_key_env)
             if not key:
                 raise ToolkitError(f"environment variable {api_key_env} (named by --api-key-env) is not set")
             headers["Authorization"] = f"Bearer {key}"
+            self._secret = key
         self.model = model
-        self.base_url = base_url.rstrip("/")
+        self.base_url = check_base_url(base_url).rstrip("/")
         self.endpoint = endpoint_label or f"openai-chat:{self.base_url}"
-        self.client = httpx.Client(base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout))
+        self.timeout = timeout
+        self.max_reply_bytes = max_reply_bytes
+        self.client = httpx.Client(base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout),
+                                   follow_redirects=False)
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
@@ -105,36 +162,69 @@ class OpenAIBackend:
             delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))  # full jitter
         time.sleep(delay)
 
+    def redact(self, text: str) -> str:
+        """Server text as we may print it: never the key, nor any bearer token."""
+        if self._secret:
+            text = text.replace(self._secret, "***")
+        return _BEARER.sub(r"\1***", text)
+
+    def _attempt(self, payload: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        """One request under a wall-clock deadline and a size cap; the parsed, checked body."""
+        t0 = time.monotonic()
+        deadline = t0 + self.timeout
+        with self.client.stream("POST", "/chat/completions", json=payload) as resp:
+            status = resp.status_code
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in resp.iter_bytes():
+                size += len(chunk)
+                if size > self.max_reply_bytes:
+                    raise _Retryable(f"reply larger than {self.max_reply_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise _Retryable(f"reply took longer than {self.timeout:g} s")
+                chunks.append(chunk)
+            retry_after = _retry_after(resp.headers.get("Retry-After"))
+        latency = time.monotonic() - t0
+        text = b"".join(chunks).decode("utf-8", errors="replace")
+        if status in RETRY_STATUS or status >= 500:
+            raise _Retryable(f"HTTP {status}") from _RetryAfter(retry_after)
+        if 300 <= status < 400:
+            raise BackendError(f"HTTP {status}: the server redirects; give the final URL as --base-url")
+        if status >= 400:
+            raise BackendError(f"HTTP {status}: {self.redact(text[:200])}")
+        if not 200 <= status < 300:
+            raise _Retryable(f"unexpected HTTP status {status}")
+        try:
+            body = json.loads(text)
+            choice = body["choices"][0]
+            content = choice["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise _Retryable("malformed response body (not a chat completion)") from None
+        if not isinstance(content, str) and not (content is None and payload.get("logprobs")):
+            raise _Retryable("malformed response body (message content is not text)")
+        finish = choice.get("finish_reason")
+        if finish is not None and not isinstance(finish, str):
+            raise _Retryable("malformed response body (finish_reason is not text)")
+        return body, latency
+
     def _post(self, payload: dict[str, Any]) -> tuple[dict[str, Any], float]:
         last = "no attempt"
         for attempt in range(self.max_retries + 1):
             self.limiter.wait()
-            t0 = time.perf_counter()
+            retry_after = None
             try:
-                resp = self.client.post("/chat/completions", json=payload)
+                return self._attempt(payload)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
-                if attempt < self.max_retries:
-                    self._sleep_before_retry(attempt, None)
-                continue
-            latency = time.perf_counter() - t0
-            if resp.status_code in RETRY_STATUS or resp.status_code >= 500:
-                last = f"HTTP {resp.status_code}"
-                if attempt < self.max_retries:
-                    self._sleep_before_retry(attempt, _retry_after(resp.headers.get("Retry-After")))
-                continue
-            if resp.status_code >= 400:
-                raise BackendError(f"HTTP {resp.status_code}: {resp.text[:200]}")
-            try:
-                body = resp.json()
-                body["choices"][0]["message"]
-            except (ValueError, KeyError, IndexError, TypeError):
-                last = "malformed response body"
-                if attempt < self.max_retries:
-                    self._sleep_before_retry(attempt, None)
-                continue
-            return body, latency
-        raise BackendError(f"gave up after {self.max_retries + 1} attempts: {last}")
+            except httpx.HTTPError as exc:  # anything else httpx raises (e.g. a bad header)
+                last = f"{type(exc).__name__}: {exc}"
+            except _Retryable as exc:
+                last = str(exc)
+                if isinstance(exc.__cause__, _RetryAfter):
+                    retry_after = exc.__cause__.seconds
+            if attempt < self.max_retries:
+                self._sleep_before_retry(attempt, retry_after)
+        raise BackendError(f"gave up after {self.max_retries + 1} attempts: {self.redact(last)}")
 
     def generate(self, messages: Sequence[dict], *, temperature: float, max_tokens: int, seed: int) -> Generation:
         payload: dict[str, Any] = {"model": self.model, "messages": list(messages), "temperature": temperature,
@@ -143,8 +233,7 @@ class OpenAIBackend:
             payload["seed"] = seed
         body, latency = self._post(payload)
         choice = body["choices"][0]
-        content = choice["message"].get("content")
-        return Generation(content if isinstance(content, str) else "", choice.get("finish_reason"), latency)
+        return Generation(choice["message"]["content"], choice.get("finish_reason"), latency)
 
     def digit_logprobs(self, messages: Sequence[dict], scale: Sequence[int], *, seed: int) -> DigitLogprobs:
         payload: dict[str, Any] = {"model": self.model, "messages": list(messages), "max_tokens": 1,
@@ -155,10 +244,23 @@ class OpenAIBackend:
         choice = body["choices"][0]
         try:
             first = choice["logprobs"]["content"][0]
-            top = [(str(e["token"]), float(e["logprob"])) for e in first["top_logprobs"]]
+            entries = first["top_logprobs"]
+            if not isinstance(entries, list) or not entries:
+                raise TypeError
+            top = []
+            for e in entries:
+                token, lp = e["token"], e["logprob"]
+                if not isinstance(token, str) or isinstance(lp, bool) or not isinstance(lp, (int, float)):
+                    raise TypeError
+                top.append((token, float(lp)))
         except (KeyError, IndexError, TypeError, ValueError):
-            raise BackendError("the server returned no top_logprobs (it may not support logprobs)") from None
-        text = choice["message"].get("content") or str(first.get("token", ""))
+            raise BackendError("the server returned no usable top_logprobs (it may not support logprobs)") from None
+        try:
+            check_top_logprobs(top)
+        except ValueError as exc:
+            raise BackendError(f"the server returned {exc}") from None
+        content = choice["message"].get("content")
+        text = content if isinstance(content, str) and content else str(first.get("token", ""))
         return DigitLogprobs(digits_from_top(top, scale), text,
                              json.dumps([{"token": t, "logprob": lp} for t, lp in top], ensure_ascii=False), latency)
 
