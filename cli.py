@@ -514,5 +514,32 @@ def paper_table(number, model, variant, temperature, run_id, claims, bootstrap, 
     _emit(df, fmt, caption=caption)
 
 
+def entry() -> None:
+    """Console entry point: run the command, then leave without C++ static destructors.
+
+    Arrow (and polars) keep native worker threads; when the interpreter finalises while one is
+    still winding down, libstdc++ aborts the process (exit 134, "terminate called without an
+    active exception") after the command has already printed its result. So: run the Python
+    exit handlers ourselves, flush, and end the process with the command's own exit code."""
+    import atexit
+    import os
+
+    code = 0
+    try:
+        main(standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            click.echo(str(exc.code), err=True)
+    finally:
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    entry()

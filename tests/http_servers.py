@@ -84,6 +84,9 @@ def make_handler(behaviour: Behaviour):
                 return None
             if action == "400":
                 return self._json(400, {"error": "bad request"})
+            hostile = self._hostile(action, body)
+            if hostile is not False:
+                return hostile
             with behaviour.lock:
                 behaviour.ok += 1
             if body.get("logprobs"):
@@ -98,6 +101,52 @@ def make_handler(behaviour: Behaviour):
             else:
                 choice = {"message": {"role": "assistant", "content": answer_for(body)}, "finish_reason": "stop"}
             return self._json(200, {"id": "x", "object": "chat.completion", "choices": [choice]})
+
+        def _hostile(self, action, body):
+            """Replies an attacker or a broken server might send (see tests/test_integrity.py)."""
+            good = {"choices": [{"message": {"content": "3"}, "finish_reason": "stop"}]}
+            if action == "finish_int":
+                return self._json(200, {"choices": [{"message": {"content": "3"}, "finish_reason": 5}]})
+            if action == "redirect":
+                return self._json(302, good, {"Location": "http://127.0.0.1:9/elsewhere"})
+            if action == "error200":
+                return self._json(200, {"error": {"message": "quota exceeded"}})
+            if action == "content_list":
+                return self._json(200, {"choices": [{"message": {"content": ["3"]}, "finish_reason": "stop"}]})
+            if action == "huge":
+                text = "3 " + "x" * (10 << 20)
+                return self._json(200, {"choices": [{"message": {"content": text}, "finish_reason": "stop"}]})
+            if action in ("endless", "drip"):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                deadline = time.time() + 20  # bounded: the test server stops by itself
+                piece = b"x" * (65536 if action == "endless" else 1)
+                try:
+                    while time.time() < deadline:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                        self.wfile.flush()
+                        if action == "drip":
+                            time.sleep(0.5)
+                except OSError:
+                    pass
+                self.close_connection = True
+                return None
+            if action == "echo401":
+                return self._json(401, {"error": f"invalid key: {self.headers.get('Authorization')}"})
+            if action.startswith("lp_"):
+                top = {"lp_inf": [{"token": "3", "logprob": float("inf")}],
+                       "lp_pos": [{"token": "3", "logprob": 0.5}, {"token": "2", "logprob": -1.0}],
+                       "lp_bool": [{"token": "3", "logprob": True}],
+                       "lp_dup": [{"token": "3", "logprob": -0.1}, {"token": "3", "logprob": -0.2}],
+                       "lp_none": None}[action]
+                choice = {"message": {"content": "3"}, "finish_reason": "length"}
+                if top is not None:
+                    choice["logprobs"] = {"content": [{"token": "3", "logprob": -0.1, "top_logprobs": top}]}
+                raw = json.dumps({"choices": [choice]}).replace("Infinity", "Infinity").encode()
+                return self._json(200, None, raw=raw)
+            return False
 
     return Handler
 

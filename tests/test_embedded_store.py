@@ -28,3 +28,31 @@ def test_embedded_store_is_sound_and_analyzable():
     for m in store.runs():
         provenance = set(store.read_run(m, ["provenance"])["provenance"].to_pylist())
         assert all(p.startswith("recorder:local:") for p in provenance)
+
+
+def test_a_format_1_store_reads_as_is_and_compact_migrates_it(tmp_path):
+    """The embedded store was written by the first release (segments v1, manifests toolkit-run/1,
+    fingerprint fp1): it verifies and analyzes as it is, and `compact` rewrites it in the
+    current format without moving a single printed number."""
+    import shutil
+
+    src = ROOT / "parquet"
+    copy = tmp_path / "store"
+    shutil.copytree(src, copy, ignore=shutil.ignore_patterns("locks", "tmp"))
+    store = Store(copy)
+    assert {m.format for m in store.runs()} == {"toolkit-run/1"}
+    before = [run_cli(*cmd, "--format", "csv", "--store", str(copy)).stdout
+              for cmd in (["analyze", "--by", "group"], ["profiles"], ["curves", "--points", "5"])]
+    res = run_cli("compact", "--grace", "0", "--store", str(copy))
+    assert res.returncode == 0, res.stderr
+    assert {(m.format, m.fingerprint_version) for m in store.runs()} == {("toolkit-run/2", "fp2")}
+    assert store.verify() == []
+    after = [run_cli(*cmd, "--format", "csv", "--store", str(copy)).stdout
+             for cmd in (["analyze", "--by", "group"], ["profiles"], ["curves", "--points", "5"])]
+    assert after == before
+    import pyarrow.parquet as pq
+
+    for m in store.runs():
+        schema = pq.read_schema(store.object_path(m.segments[0].object))
+        assert schema.metadata[b"toolkit.schema_version"] == b"2"
+        assert str(schema.field("request_key").type) == "fixed_size_binary[32]"

@@ -153,14 +153,17 @@ def normalise_text(data: bytes) -> bytes:
 
 
 def _csv_error_line(text: str, width: int) -> int | None:
-    """Where the Python csv module first sees a row of the wrong width or a broken quote."""
+    """The first line of the first row the Python csv module finds of the wrong width, or
+    where a broken quote (one never closed swallows the rest of the file) begins."""
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = 1
     try:
         for row in reader:
             if len(row) != width:
-                return reader.line_num
+                return start
+            start = reader.line_num + 1
     except csv.Error:
-        return reader.line_num
+        return start
     return None
 
 

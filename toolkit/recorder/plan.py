@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import ToolkitError
 from ..hashing import canonical_json, request_key, sha256_text
 from ..instrument import Instrument
-from ..store import MODES
+from ..store.manifest import check_run_fields
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,10 @@ def build_plan(
     limit_personas: int | None = None,
     items: list[int] | None = None,
 ) -> Plan:
-    if protocol.mode not in MODES:
-        raise ToolkitError(f"unknown mode {protocol.mode!r}")
+    try:
+        check_run_fields(model, "base", protocol.temperature, protocol.mode)
+    except ValueError as exc:
+        raise ToolkitError(str(exc)) from None
     if protocol.mode in ("persona", "logprob") and personas is None:
         raise ToolkitError(f"mode {protocol.mode} needs a persona set")
     if protocol.repetitions < 1 or protocol.max_attempts < 1:

@@ -166,9 +166,12 @@ class Store:
                                path=str(path))
         return data
 
-    def read_segment(self, digest: str, columns: list[str] | None = None, *, run_id: str | None = None) -> pa.Table:
+    def read_segment(self, digest: str, columns: list[str] | None = None, *, run_id: str | None = None,
+                     size: int | None = None) -> pa.Table:
         """The rows of one segment, from bytes whose hash was just checked."""
         data = self._verified_bytes(digest, run_id)
+        if size is not None and len(data) != size:
+            raise StoreCorrupt(f"run {run_id}: segment {digest} has {len(data)} bytes, its manifest says {size}")
         try:
             reader = pq.ParquetFile(pa.BufferReader(data))
             version = version_of(reader.schema_arrow)
@@ -247,7 +250,7 @@ class Store:
         need = wanted + [c for c in ("run_id", "instrument") if c not in wanted]
         tables = []
         for seg in m.segments:
-            t = self.read_segment(seg.object, need, run_id=m.run_id)
+            t = self.read_segment(seg.object, need, run_id=m.run_id, size=seg.bytes)
             if t.num_rows != seg.rows:
                 raise StoreCorrupt(f"run {m.run_id}: segment {seg.object} has {t.num_rows} rows, its manifest "
                                    f"says {seg.rows}")
