@@ -9,13 +9,17 @@ import functools
 import gc
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import polars as pl
 
 from toolkit.errors import ToolkitError
-from toolkit.report import FORMATS, format_frame
-from toolkit.store import Store
+from toolkit.formats import FORMATS
+
+if TYPE_CHECKING:  # the heavy libraries load only inside the commands that use them
+    import polars as pl
+
+    from toolkit.store import Store
 
 STORE_HELP = "Store folder (default: $TOOLKIT_STORE, else parquet/ next to cli.py)."
 
@@ -51,12 +55,19 @@ def _draws_options(f):
 
 
 def _bootstrap_options(f):
-    f = click.option("--backend", type=click.Choice(["threading", "loky", "multiprocessing"]), default="threading",
-                     show_default=True, help="joblib backend for --jobs > 1 (results do not depend on it).")(f)
+    f = click.option("--backend", type=click.Choice(["threading", "loky", "multiprocessing", "dask"]),
+                     default="threading", show_default=True,
+                     help="joblib backend for --jobs > 1; dask needs --scheduler (results do not depend on it).")(f)
     f = click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Parallel workers (joblib).")(f)
     f = click.option("--seed", type=int, default=0, show_default=True,
                      help="User seed; combined with each run's fingerprint, never with time.")(f)
     return f
+
+
+def _scheduler_option(f):
+    return click.option("--scheduler", default=None, envvar="TOOLKIT_DASK_SCHEDULER",
+                        help="dask.distributed scheduler address (tcp://host:port) for --backend dask; the "
+                             "workers must see the store folder.")(f)
 
 
 def _fail(message: str, code: int) -> None:
@@ -93,7 +104,21 @@ def _number_list(text: str | None, kind, option: str, what: str) -> list | None:
 
 
 def _emit(df: pl.DataFrame, fmt: str, caption: str | None = None) -> None:
+    from toolkit.report import format_frame
+
     click.echo(format_frame(df, fmt, caption=caption), nl=False)
+
+
+def _store(store_dir: str | None) -> Store:
+    from toolkit.store import store as store_module  # loaded here: --help and --version stay fast
+
+    return store_module.Store(store_dir)
+
+
+def _frame(rows: list[dict], columns: list[str]) -> pl.DataFrame:
+    import polars as pl
+
+    return pl.DataFrame(rows).select(columns)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -121,9 +146,9 @@ def import_cmd(paths, model, variant, temperature, mode, instrument, replace, st
     """
     from toolkit.importers import import_paths
 
-    results = import_paths(Store(store_dir), paths, model=model, variant=variant, temperature=temperature, mode=mode,
+    results = import_paths(_store(store_dir), paths, model=model, variant=variant, temperature=temperature, mode=mode,
                            instrument=instrument, replace=replace)
-    _emit(pl.DataFrame([r.__dict__ for r in results]).select("run_id", "rows", "status", "path"), fmt)
+    _emit(_frame([r.__dict__ for r in results], ["run_id", "rows", "status", "path"]), fmt)
 
 
 @main.command()
@@ -134,7 +159,7 @@ def runs(store_dir, fmt):
     """List the runs in the store with row counts, valid-rating share and fingerprint."""
     from toolkit.store.summary import run_table
 
-    _emit(run_table(Store(store_dir)), fmt)
+    _emit(run_table(_store(store_dir)), fmt)
 
 
 @main.command()
@@ -142,7 +167,7 @@ def runs(store_dir, fmt):
 @_guard
 def verify(store_dir):
     """Re-hash every segment and re-derive every fingerprint and request key; exit 1 on any problem."""
-    store = Store(store_dir)
+    store = _store(store_dir)
     problems = store.verify()
     for p in problems:
         click.echo(f"PROBLEM {p}")
@@ -154,6 +179,39 @@ def verify(store_dir):
 
 
 @main.command()
+@click.option("--runs", type=click.IntRange(min=1), required=True, help="How many runs to draw.")
+@click.option("--personas", type=click.IntRange(min=2), default=100, show_default=True)
+@click.option("--repetitions", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--items-from", "items_from", default=None, help="Instrument name or file (default: mfq30).")
+@click.option("--spread-personas", type=float, default=0.8, show_default=True,
+              help="Std of the personas' latent means around each item's centre (scale points).")
+@click.option("--spread-within", type=float, default=0.6, show_default=True,
+              help="Std of one persona's answers around its latent mean (scale points).")
+@click.option("--invalid-share", type=float, default=0.0, show_default=True,
+              help="Probability that an answer is unparseable (stored as rating -1).")
+@click.option("--temperature", type=float, default=0.7, show_default=True, help="Label of the runs.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--model-prefix", default="sim", show_default=True, help="Models are named PREFIX-0000, ...")
+@_store_option
+@_format_option()
+@_guard
+def simulate(runs, personas, repetitions, items_from, spread_personas, spread_within, invalid_share, temperature, seed,
+             model_prefix, store_dir, fmt):
+    """Write simulated runs with known ground truth (provenance `simulated`; never model data).
+
+    Prints the run ids; the table, csv and json formats add each run's true S and sigma_bar."""
+    from toolkit.instrument import load_instrument
+    from toolkit.simulate import Spec
+    from toolkit.simulate import simulate as run_simulation
+
+    spec = Spec(personas=personas, repetitions=repetitions, spread_personas=spread_personas,
+                spread_within=spread_within, invalid_share=invalid_share, temperature=temperature)
+    truths = run_simulation(_store(store_dir), load_instrument(items_from), runs=runs, spec=spec, seed=seed,
+                            model_prefix=model_prefix)
+    _emit(_frame([t.__dict__ for t in truths], ["run_id", "true_S", "true_sigma_bar"]), fmt)
+
+
+@main.command()
 @click.option("--run-id", default=None, help="Only this run (default: every run).")
 @click.option("--grace", type=float, default=3600.0, show_default=True,
               help="Delete unreferenced objects older than this many seconds.")
@@ -161,7 +219,7 @@ def verify(store_dir):
 @_guard
 def compact(run_id, grace, store_dir):
     """Rewrite each run's segments as one (fingerprints unchanged), then delete unreferenced objects."""
-    store = Store(store_dir)
+    store = _store(store_dir)
     for m in [store.get_run(run_id)] if run_id else store.runs():
         if m is None:
             raise ToolkitError(f"no run {run_id!r} in store {store.root}")
@@ -178,15 +236,18 @@ def compact(run_id, grace, store_dir):
               help="'group' adds one row per item group (moral foundation).")
 @_draws_options
 @_bootstrap_options
+@_scheduler_option
 @_store_option
 @_format_option()
 @_guard
-def analyze(model, variant, temperature, run_id, by, bootstrap, rerun_bootstrap, seed, jobs, backend, store_dir, fmt):
+def analyze(model, variant, temperature, run_id, by, bootstrap, rerun_bootstrap, seed, jobs, backend, scheduler,
+            store_dir, fmt):
     """Moral susceptibility S, sigma_bar and robustness R = 1/sigma_bar with bootstrap SEs."""
     from toolkit.analysis import analyze as run_analysis
 
-    df = run_analysis(Store(store_dir), by_group=by == "group", bootstrap=bootstrap, rerun_bootstrap=rerun_bootstrap,
-                      seed=seed, jobs=jobs, backend=backend, **_selection(model, variant, temperature, run_id))
+    df = run_analysis(_store(store_dir), by_group=by == "group", bootstrap=bootstrap, rerun_bootstrap=rerun_bootstrap,
+                      seed=seed, jobs=jobs, backend=backend, scheduler=scheduler,
+                      **_selection(model, variant, temperature, run_id))
     _emit(df, fmt)
 
 
@@ -199,7 +260,7 @@ def profiles(model, variant, temperature, run_id, store_dir, fmt):
     """Moral-foundation profiles of no-persona ("self") runs: mean and std per group."""
     from toolkit.analysis import profiles as run_profiles
 
-    _emit(run_profiles(Store(store_dir), **_selection(model, variant, temperature, run_id)), fmt)
+    _emit(run_profiles(_store(store_dir), **_selection(model, variant, temperature, run_id)), fmt)
 
 
 @main.command()
@@ -209,18 +270,19 @@ def profiles(model, variant, temperature, run_id, store_dir, fmt):
 @click.option("--summary", is_flag=True, help="Print the mean changes per variant instead of one row per run.")
 @_draws_options
 @_bootstrap_options
+@_scheduler_option
 @_store_option
 @_format_option()
 @_guard
 def compare(model, variant, temperature, run_id, baseline, by, summary, bootstrap, rerun_bootstrap, seed, jobs,
-            backend, store_dir, fmt):
+            backend, scheduler, store_dir, fmt):
     """Relative change (%) of S, R and sigma_bar against the baseline variant of each model."""
     from toolkit.analysis import analyze as run_analysis
     from toolkit.analysis import compare as run_compare
     from toolkit.analysis import compare_summary
 
-    metrics = run_analysis(Store(store_dir), by_group=by == "group", bootstrap=bootstrap,
-                           rerun_bootstrap=rerun_bootstrap, seed=seed, jobs=jobs, backend=backend,
+    metrics = run_analysis(_store(store_dir), by_group=by == "group", bootstrap=bootstrap,
+                           rerun_bootstrap=rerun_bootstrap, seed=seed, jobs=jobs, backend=backend, scheduler=scheduler,
                            **_selection(model, variant, temperature, run_id))
     table = run_compare(metrics, baseline=baseline)
     _emit(compare_summary(table, baseline=baseline) if summary else table, fmt)
@@ -237,17 +299,18 @@ def compare(model, variant, temperature, run_id, baseline, by, summary, bootstra
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a PNG figure of R(T) and S(T) (needs the [plot] extra).")
 @_bootstrap_options
+@_scheduler_option
 @_store_option
 @_format_option()
 @_guard
 def curves(model, variant, temperature, run_id, tmin, tmax, points, temperatures, by, bootstrap, plot_path, seed, jobs,
-           backend, store_dir, fmt):
+           backend, scheduler, store_dir, fmt):
     """R(T), S(T), sigma_bar(T) of logprob runs by the logit method (exact distributions)."""
     from toolkit.analysis import curves as run_curves
 
     temps = _number_list(temperatures, float, "--temperatures", "numbers")
-    df = run_curves(Store(store_dir), tmin=tmin, tmax=tmax, points=points, temperatures=temps, by_group=by == "group",
-                    bootstrap=bootstrap, seed=seed, jobs=jobs, backend=backend,
+    df = run_curves(_store(store_dir), tmin=tmin, tmax=tmax, points=points, temperatures=temps, by_group=by == "group",
+                    bootstrap=bootstrap, seed=seed, jobs=jobs, backend=backend, scheduler=scheduler,
                     **_selection(model, variant, temperature, run_id))
     _emit(df, fmt)
     if plot_path:
@@ -269,7 +332,7 @@ def consistency(model, variant, temperature, run_id, bootstrap, rerun_bootstrap,
 
     sel = _selection(model, variant, temperature, run_id)
     sel.pop("temperature")
-    _emit(run_consistency(Store(store_dir), bootstrap=bootstrap, rerun_bootstrap=rerun_bootstrap, seed=seed, jobs=jobs,
+    _emit(run_consistency(_store(store_dir), bootstrap=bootstrap, rerun_bootstrap=rerun_bootstrap, seed=seed, jobs=jobs,
                           backend=backend, **sel), fmt)
 
 
@@ -369,7 +432,7 @@ def record(backend, model, model_path, base_url, api_key_env, endpoint_label, mo
         b, model_name = _make_backend(backend, model, base_url, api_key_env, model_path, rpm, timeout, max_retries,
                                       endpoint_label)
         endpoint = b.endpoint
-    store = Store(store_dir)
+    store = _store(store_dir)
     plan = build_plan(inst, endpoint=endpoint, model=model_name, protocol=proto, personas=persona_set,
                       limit_personas=limit_personas, items=item_list)
     if plan_only:
@@ -438,8 +501,8 @@ def fetch(name, source, quiet, store_dir, fmt):
     from toolkit.datasets.catalogue import get_dataset
     from toolkit.datasets.fetch import fetch as run_fetch
 
-    results = run_fetch(Store(store_dir), get_dataset(name), source, progress=not quiet)
-    _emit(pl.DataFrame([r.__dict__ for r in results]).select("run_id", "rows", "status", "path"), fmt)
+    results = run_fetch(_store(store_dir), get_dataset(name), source, progress=not quiet)
+    _emit(_frame([r.__dict__ for r in results], ["run_id", "rows", "status", "path"]), fmt)
 
 
 @main.command()
@@ -466,7 +529,7 @@ def audit(name, source, claims, report_dir, within_se, fmt, bootstrap, rerun_boo
     from toolkit.audit.report import claims_output, write_report
 
     with tempfile.TemporaryDirectory(prefix=f"audit-{name}-") as tmp:  # removed afterwards unless --store
-        store = Store(store_dir) if store_dir else Store(Path(tmp) / "store")
+        store = _store(store_dir) if store_dir else _store(str(Path(tmp) / "store"))
         result = run_audit(name, source=source, claims=claims, store=store, bootstrap=bootstrap,
                            rerun_bootstrap=rerun_bootstrap, seed=seed, jobs=jobs, backend=backend,
                            within_se=within_se, progress=fmt == "table")
@@ -497,7 +560,7 @@ def paper_table(number, model, variant, temperature, run_id, claims, bootstrap, 
     from toolkit.report.paper_tables import foundation_table, profile_table, variant_table
 
     display = load_claims(claims).display_names
-    store = Store(store_dir)
+    store = _store(store_dir)
     sel = _selection(model, variant, temperature, run_id)
     caption = {1: "Moral susceptibility (S)", 2: "Moral robustness (R)", 3: "Moral foundations profiles",
                4: "Per-foundation moral robustness (R)", 5: "Per-foundation moral susceptibility (S)"}[number]
@@ -515,12 +578,14 @@ def paper_table(number, model, variant, temperature, run_id, claims, bootstrap, 
 
 
 def entry() -> None:
-    """Console entry point: run the command, then leave without C++ static destructors.
+    """Console entry point: run the command, then leave without interpreter finalisation.
 
     Arrow (and polars) keep native worker threads; when the interpreter finalises while one is
     still winding down, libstdc++ aborts the process (exit 134, "terminate called without an
-    active exception") after the command has already printed its result. So: run the Python
-    exit handlers ourselves, flush, and end the process with the command's own exit code."""
+    active exception") after the command has already printed its result. Every file the
+    toolkit writes is already durable (atomic writes, fsync) when a command returns, so we
+    stop joblib's worker processes, run the exit handlers, flush, and end the process with the
+    command's own exit code."""
     import atexit
     import os
 
@@ -532,7 +597,11 @@ def entry() -> None:
         if exc.code is not None and not isinstance(exc.code, int):
             click.echo(str(exc.code), err=True)
     finally:
-        atexit._run_exitfuncs()
+        reusable = sys.modules.get("joblib.externals.loky.reusable_executor")
+        executor = getattr(reusable, "_executor", None)
+        if executor is not None:  # first, or its exit handler would wait for idle workers to time out
+            executor.shutdown(wait=True, kill_workers=True)
+        atexit._run_exitfuncs()  # joblib's temporary folders, the logging module's flush
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

@@ -7,12 +7,14 @@ writer and one request-key function, like recorded rows.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import os
 import re
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -459,46 +461,68 @@ def import_files(
     from the file). All files are validated before anything is written."""
     inst = instrument if isinstance(instrument, Instrument) else load_instrument(instrument)
     workers = max(1, min(jobs, len(files)))
-    # Files are independent: parse them on threads (polars, pyarrow and zstd release the GIL).
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        parsed = list(pool.map(lambda item: _parse_file(Path(item[0]), inst, **{
-            k: item[1].get(k) for k in ("model", "variant", "temperature", "mode", "expect_sha256")}), files))
-
+    created: set[str] = set()
     seen: dict[str, Path] = {}
-    for p in parsed:
-        rid = p.manifest.run_id
-        if rid in seen:
-            raise ToolkitError(f"run {rid} would come from two files: {seen[rid]} and {p.path}", path=str(p.path))
-        seen[rid] = p.path
+    lock = threading.Lock()
+    held = contextlib.ExitStack()
+    locked: list[bool] = []
 
-    plan: list[tuple[_Parsed, str]] = []
-    for p in parsed:
-        existing = store.get_run(p.manifest.run_id)
+    def before_first_write() -> None:
+        """Take the store's writer lock and store the instrument only once something is to be
+        written: a refused import of bad files leaves no trace in the store at all."""
+        with lock:
+            if not locked:
+                held.enter_context(store.writing())
+                store.put_instrument(inst)
+                locked.append(True)
+
+    def stage(item: tuple[Path, dict]) -> tuple[RunManifest, str, ImportResult]:
+        """Parse, validate and write one file's segment; only its small manifest stays in memory."""
+        path = Path(item[0])
+        p = _parse_file(path, inst, **{k: item[1].get(k) for k in ("model", "variant", "temperature", "mode",
+                                                                      "expect_sha256")})
+        rid = p.manifest.run_id
+        with lock:
+            if rid in seen:
+                raise ToolkitError(f"run {rid} would come from two files: {seen[rid]} and {p.path}", path=str(path))
+            seen[rid] = p.path
+        existing = store.get_run(rid)
         if existing is None:
-            plan.append((p, "added"))
+            status = "added"
         elif [s.get("sha256") for s in existing.sources] == [p.source["sha256"]]:
-            plan.append((p, "unchanged"))
+            status = "unchanged"
         elif replace:
-            plan.append((p, "replaced"))
+            status = "replaced"
         else:
             raise ToolkitError(
-                f"run {p.manifest.run_id} already holds different data "
+                f"run {rid} already holds different data "
                 f"({existing.sources[0]['file'] if existing.sources else 'recorded'});"
                 " use --replace to overwrite it",
-                path=str(p.path),
+                path=str(path),
             )
-
-    if any(status != "unchanged" for _, status in plan):
-        store.put_instrument(inst)
-
-    def commit(item: tuple[_Parsed, str]) -> ImportResult:
-        p, status = item
         if status != "unchanged":
             p.manifest.sources = [p.source]
-            store.commit_run(p.manifest, [p.table])
-        return ImportResult(str(p.path), p.manifest.run_id, p.table.num_rows, status)
+            if p.table.num_rows:
+                before_first_write()
+                p.manifest.segments = [store.write_segment(p.table, created)]
+            Store.seal(p.manifest, p.table)
+        return p.manifest, status, ImportResult(str(path), rid, p.table.num_rows, status)
 
-    # Runs are independent files in the store: commit them on threads too.
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(commit, plan))
-    return results
+    # Streaming: files are parsed and written one at a time on a few threads (polars, pyarrow
+    # and zstd release the GIL), so memory is bounded by the largest file, not their number.
+    # All-or-nothing holds for the manifests: they are saved together at the end, and on any
+    # error the segments this import created are removed again, so no run changes.
+    try:
+        with held:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                staged = list(pool.map(stage, files))
+            for manifest, status, _ in staged:
+                if status != "unchanged":
+                    before_first_write()
+                    with store.run_lock(manifest.run_id):
+                        store.save_manifest(manifest)
+    except BaseException:
+        if created:
+            store.discard(created)
+        raise
+    return [result for _, _, result in staged]

@@ -18,11 +18,12 @@ from ..errors import ToolkitError
 from ..store import Store
 from .cells import load_counts
 from .logit import curve_frames as curves_for
-from .logit import load_logprobs, run_parallel, temperature_grid
+from .logit import load_logprobs, temperature_grid
 from .metrics import ItemGroups, bootstrap_se, cell_moments, estimate, group_matrix
 from .numerics import fmean, fstd
+from .parallel import chunks, run_parallel
 from .seeds import rng_for
-from .selection import require_mode, retained_personas, select_runs
+from .selection import require_mode, retained_personas, select_runs, sibling_runs
 
 ANALYZE_COLUMNS = [
     "model", "variant", "temperature", "group", "S", "S_se", "sigma_bar", "sigma_bar_se", "R", "R_se",
@@ -46,6 +47,16 @@ def _metrics_task(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, content:
     return est
 
 
+def _load_chunk(root: str, manifests: list) -> list:
+    """Read runs in a worker: it opens the store by path (any worker that sees the folder can)."""
+    store = Store(root)
+    return [load_counts(store, m) for m in manifests]
+
+
+def _metrics_chunk(jobs: list[tuple], bootstrap: int, rerun_bootstrap: int, seed: int) -> list:
+    return [_metrics_task(*job, bootstrap=bootstrap, rerun_bootstrap=rerun_bootstrap, seed=seed) for job in jobs]
+
+
 def analyze(
     store: Store | None = None,
     *,
@@ -55,11 +66,14 @@ def analyze(
     seed: int = 0,
     jobs: int = 1,
     backend: str | None = "loky",
+    scheduler: str | None = None,
     **selection,
 ) -> pl.DataFrame:
     """S, sigma_bar and R with bootstrap SEs for every selected persona (or logprob-sampled) run.
 
-    ``selection`` takes ``model``, ``variant``, ``temperature``, ``mode``, ``run_id``.
+    ``selection`` takes ``model``, ``variant``, ``temperature``, ``mode``, ``run_id``. Runs are
+    read and scored in chunks (a few per worker) through joblib: ``backend`` threading, loky
+    or dask (``scheduler`` = a dask.distributed address); the result is bit-identical for any.
     """
     store = store or Store()
     if not selection.get("run_id"):  # an explicit run id is checked, not filtered
@@ -68,13 +82,19 @@ def analyze(
     require_mode(runs, ("persona", "logprob"), "analyze")
     logprob_runs = [m for m in runs if m.mode == "logprob"]
     runs = [m for m in runs if m.mode == "persona"]
-    logit_rows = _logprob_point_rows(store, logprob_runs, by_group, bootstrap, seed, jobs, backend)
+    logit_rows = _logprob_point_rows(store, logprob_runs, by_group, bootstrap, seed, jobs, backend, scheduler)
     if not runs:
         return logit_rows
-    loaded = [load_counts(store, m) for m in runs]
-    keep = retained_personas(store, loaded)
+    all_runs = store.runs()
+    selected = {m.run_id for m in runs}
+    siblings = sibling_runs(all_runs, runs)  # runs retention needs beyond the selection
+    to_load = runs + [m for m in siblings if m.run_id not in selected]
+    loaded_all = [rc for part in run_parallel([delayed(_load_chunk)(str(store.root), c) for c in chunks(to_load, jobs)],
+                                              jobs, backend, scheduler) for rc in part]
+    loaded = [rc for rc in loaded_all if rc.manifest.run_id in selected]
+    keep = retained_personas(loaded_all, selected)
 
-    tasks, meta = [], []
+    jobs_in, meta = [], []
     for rc in loaded:
         ids = keep[rc.manifest.run_id]
         if ids.size < 2:
@@ -84,11 +104,11 @@ def analyze(
         inst = rc.instrument
         groups = inst.groups
         G = group_matrix([groups.index(it.group) for it in inst.items], len(groups))
-        tasks.append(delayed(_metrics_task)(counts, inst.scale, G, rc.input_digest, bootstrap=bootstrap,
-                                            rerun_bootstrap=rerun_bootstrap, seed=seed))
+        jobs_in.append((counts, inst.scale, G, rc.input_digest))
         n = counts.sum(axis=2)
         meta.append((rc.manifest, ["all"] + groups, counts.shape[0], inst, n))
-    results = run_parallel(tasks, jobs, backend)
+    tasks = [delayed(_metrics_chunk)(c, bootstrap, rerun_bootstrap, seed) for c in chunks(jobs_in, jobs)]
+    results = [est for part in run_parallel(tasks, jobs, backend, scheduler) for est in part]
 
     rows = []
     for (m, names, personas, inst, n), est in zip(meta, results):
@@ -116,7 +136,7 @@ def analyze(
 
 
 def _logprob_point_rows(store: Store, runs, by_group: bool, bootstrap: int, seed: int, jobs: int,
-                        backend: str | None) -> pl.DataFrame:
+                        backend: str | None, scheduler: str | None = None) -> pl.DataFrame:
     """Logprob runs in `analyze`: the logit-method values at the run's own temperature.
 
     The SE is the persona bootstrap alone: the rating distribution is exact, so there is no
@@ -128,7 +148,7 @@ def _logprob_point_rows(store: Store, runs, by_group: bool, bootstrap: int, seed
     frames = []
     for m in runs:
         curve = curves_for([load_logprobs(store, m)], temperature_grid(temperatures=[m.temperature]), by_group=by_group,
-                           bootstrap=bootstrap, seed=seed, jobs=jobs, backend=backend)
+                           bootstrap=bootstrap, seed=seed, jobs=jobs, backend=backend, scheduler=scheduler)
         frames.append(curve.with_columns(
             pl.lit(m.temperature).alias("temperature"), pl.col("S_se").alias("S_se_persona"),
             pl.lit(float("nan")).alias("S_se_rerun"), pl.col("sigma_bar_se").alias("sigma_bar_se_persona"),
@@ -150,6 +170,7 @@ def curves(
     seed: int = 0,
     jobs: int = 1,
     backend: str | None = "threading",
+    scheduler: str | None = None,
     **selection,
 ) -> pl.DataFrame:
     """R(T), S(T) and sigma_bar(T) with persona-bootstrap SEs for logprob runs (logit method)."""
@@ -160,7 +181,7 @@ def curves(
     runs = select_runs(store, **selection)
     require_mode(runs, ("logprob",), "curves")
     return curves_for([load_logprobs(store, m) for m in runs], temps, by_group=by_group, bootstrap=bootstrap,
-                      seed=seed, jobs=jobs, backend=backend)
+                      seed=seed, jobs=jobs, backend=backend, scheduler=scheduler)
 
 
 def consistency(store: Store | None = None, *, bootstrap: int = 2000, rerun_bootstrap: int = 400, seed: int = 0,

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from joblib import Parallel, delayed
-from threadpoolctl import threadpool_limits
+from joblib import delayed
 
 from ..errors import ToolkitError
 from ..instrument import Instrument
 from ..store import RunManifest, Store
 from .metrics import ItemGroups, group_matrix, resample_weights
 from .numerics import exact_products, exp
+from .parallel import run_parallel
 from .seeds import input_digest, rng_for
 
 CHUNK = 16  # temperatures per task; fixed so that results never depend on --jobs
@@ -160,17 +160,6 @@ def _curve_chunk(L: np.ndarray, temps: np.ndarray, scale: np.ndarray, G: ItemGro
     return S, sig, np.std(S_b, axis=0, ddof=1, dtype=np.float64), np.std(sig_b, axis=0, ddof=1, dtype=np.float64)
 
 
-def run_parallel(tasks: list, jobs: int, backend: str | None) -> list:
-    """Run analysis tasks through joblib; one job runs in-process (no pool start-up).
-
-    With several workers each gets one BLAS thread, so they do not fight over the cores.
-    Bootstrap products are exact (numerics.exact_products), so this is a speed choice only:
-    the bits are the same with any thread count."""
-    parallel = Parallel(n_jobs=jobs, backend=backend if jobs != 1 else "sequential")
-    with threadpool_limits(limits=1 if jobs != 1 else None, user_api="blas"):
-        return parallel(tasks)
-
-
 def temperature_grid(tmin: float = 0.35, tmax: float = 1.25, points: int = 201,
                      temperatures: list[float] | None = None) -> np.ndarray:
     temps = np.asarray(temperatures if temperatures else np.linspace(tmin, tmax, points), dtype=np.float64)
@@ -180,7 +169,7 @@ def temperature_grid(tmin: float = 0.35, tmax: float = 1.25, points: int = 201,
 
 
 def curve_frames(runs: list[LogprobRun], temps: np.ndarray, *, by_group: bool, bootstrap: int, seed: int, jobs: int,
-                 backend: str | None) -> pl.DataFrame:
+                 backend: str | None, scheduler: str | None = None) -> pl.DataFrame:
     tasks, where = [], []
     for i, run in enumerate(runs):
         if run.persona_ids.size < 2:
@@ -192,7 +181,7 @@ def curve_frames(runs: list[LogprobRun], temps: np.ndarray, *, by_group: bool, b
         for lo in range(0, len(temps), CHUNK):
             tasks.append(delayed(_curve_chunk)(run.logprobs, temps[lo : lo + CHUNK], inst.scale, G, W))
             where.append((i, lo))
-    results = run_parallel(tasks, jobs, backend)
+    results = run_parallel(tasks, jobs, backend, scheduler)
     parts: dict[int, list] = {}
     for (i, _), res in zip(where, results):
         parts.setdefault(i, []).append(res)

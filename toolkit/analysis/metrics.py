@@ -130,33 +130,54 @@ def compositions(n: int, parts: int) -> np.ndarray:
     return out
 
 
-LUT_BINS = 1024
+MAX_LUT_BINS = 1 << 14
 EXACT_MAX_N = 12  # n**n and every CDF value stay integers below 2**53 up to here
 EXACT_MAX_OUTCOMES = 5000  # beyond this many outcomes per cell, direct resampling is cheaper
 DIRECT_BLOCK = 1 << 22  # (draws x cells x repetitions) indices drawn at once: bounds memory
 
 
-def inverse_cdf(steps: np.ndarray, total: int, inv: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Outcome index ``#(steps[inv[v]] <= u[b, v])`` for every draw b and cell v, exactly.
+def lut_bins(outcomes: int) -> int:
+    """A power of two about 16x the number of outcomes (at most MAX_LUT_BINS): then at most
+    ~1/16 of the draws fall in a bin that holds a CDF step and need the exact search."""
+    bins = 1024
+    while bins < 16 * outcomes and bins < MAX_LUT_BINS:
+        bins *= 2
+    return bins
+
+
+def inverse_cdf(steps: np.ndarray, total: int, inv: np.ndarray, u: np.ndarray, bins: int = 1024) -> np.ndarray:
+    """Outcome index ``#(steps[inv[v]] <= u[v, b])`` for every cell v and draw b, exactly.
 
     ``steps`` (patterns, M-1) are the inner values of each pattern's integer CDF, whose last
-    value is ``total``; ``u`` are integers uniform on [0, total). A lookup table over
-    LUT_BINS equal bins answers every draw whose bin holds no CDF step; the few that fall in
-    a bin holding a step are counted exactly. Integer arithmetic throughout: no rounding.
+    value is ``total``; ``u`` are integers uniform on [0, total). A lookup table over ``bins``
+    equal bins answers every draw whose bin holds no CDF step; a draw in a bin that holds
+    steps is found by bisection among those steps only. Integer arithmetic throughout.
     """
-    # table[k, j] = #(steps[k] <= j * total / LUT_BINS): step s counts from bin
-    # ceil(s * LUT_BINS / total) on, so the table is a cumulative histogram.
-    n_pat, width = steps.shape[0], LUT_BINS + 1
-    first = (steps * LUT_BINS + (total - 1)) // total
+    # table[k, j] = #(steps[k] <= j * total / bins): step s counts from bin
+    # ceil(s * bins / total) on, so the table is a cumulative histogram.
+    n_pat, width = steps.shape[0], bins + 1
+    first = (steps * bins + (total - 1)) // total
     hist = np.bincount((first + width * np.arange(n_pat)[:, None]).ravel(), minlength=n_pat * width)
-    table = np.cumsum(hist.reshape(n_pat, width), axis=1)
-    flat_table = table.ravel()
-    at = (u * LUT_BINS) // total + (inv * width)[None, :]
-    pick = np.take(flat_table, at)
-    unsure = np.take(flat_table, at + 1) != pick
+    table = np.cumsum(hist.reshape(n_pat, width), axis=1).ravel()
+    at = (u * bins) // total + (inv * width)[:, None]
+    pick = np.take(table, at)
+    hi_all = np.take(table, at + 1)
+    unsure = hi_all != pick
     if unsure.any():
-        bi, vi = np.nonzero(unsure)
-        pick[bi, vi] = np.count_nonzero(steps[inv[vi]] <= u[bi, vi][:, None], axis=1)
+        vi, bi = np.nonzero(unsure)
+        lo, hi = pick[vi, bi], hi_all[vi, bi]  # the answer lies in [lo, hi]
+        base = inv[vi] * steps.shape[1]
+        flat_steps = steps.ravel()
+        target = u[vi, bi]
+        while True:
+            active = lo < hi
+            if not active.any():
+                break
+            mid = (lo + hi) // 2
+            below = np.take(flat_steps, base + np.minimum(mid, steps.shape[1] - 1)) <= target
+            lo = np.where(active & below, mid + 1, lo)
+            hi = np.where(active & ~below, mid, hi)
+        pick[vi, bi] = lo
     return pick
 
 
@@ -165,7 +186,8 @@ _FACTORIAL = np.array([1] + [int(np.prod(np.arange(1, k + 1, dtype=np.int64))) f
 
 
 def _resample_exact(cells: np.ndarray, scale: np.ndarray, draws: int, rng: np.random.Generator):
-    """Mean and std of one resample per (draw, cell), from exact integer outcome tables.
+    """One resample per (cell, draw), from exact integer outcome tables: ``(mu, sigma, at)``
+    with ``mu``/``sigma`` per (pattern, outcome) and ``at`` (V, draws) indices into them.
 
     ``cells`` (V, K) are count vectors that all split the same n over the same number of
     nonzero categories, so they share one list of outcomes (the compositions of n). Each
@@ -187,17 +209,18 @@ def _resample_exact(cells: np.ndarray, scale: np.ndarray, draws: int, rng: np.ra
     vals = np.asarray(scale, dtype=np.int64)[used]
     s1 = comp @ vals.T  # (M, patterns), integer
     s2 = comp @ (vals * vals).T
-    mu_tab = (s1 / n).T
-    sig_tab = sample_sd(n, s1, s2).T
+    mu_tab = (s1 / n).T.ravel()
+    sig_tab = sample_sd(n, s1, s2).T.ravel()
 
-    u = rng.integers(0, total, size=(draws, len(cells)), dtype=np.int64)
-    pick = inverse_cdf(cdf[:, :-1], total, inv, u)
-    at = pick + (inv * comp.shape[0])[None, :]
-    return np.take(mu_tab, at), np.take(sig_tab, at)
+    u = rng.integers(0, total, size=(len(cells), draws), dtype=np.int64)
+    pick = inverse_cdf(cdf[:, :-1], total, inv, u, lut_bins(comp.shape[0]))
+    pick += (inv * comp.shape[0])[:, None]
+    return mu_tab, sig_tab, pick
 
 
 def _resample_direct(cells: np.ndarray, scale: np.ndarray, draws: int, rng: np.random.Generator):
-    """The bootstrap itself: draw n of a cell's n ratings with replacement, for any n.
+    """The bootstrap itself: draw n of a cell's n ratings with replacement, for any n; returns
+    ``(mu, sigma, at)`` like ``_resample_exact`` (here every draw is its own table entry).
 
     Memory is bounded by DIRECT_BLOCK indices at a time, whatever n or the number of
     outcomes; sums are integers, so the moments are exact.
@@ -205,18 +228,18 @@ def _resample_direct(cells: np.ndarray, scale: np.ndarray, draws: int, rng: np.r
     V = cells.shape[0]
     n = int(cells[0].sum())
     values = np.repeat(np.tile(np.asarray(scale, dtype=np.int64), V), cells.ravel()).reshape(V, n)
-    mu_out = np.empty((draws, V))
-    sig_out = np.empty((draws, V))
-    step = max(1, DIRECT_BLOCK // (V * n))
-    for lo in range(0, draws, step):
-        hi = min(draws, lo + step)
-        idx = rng.integers(0, n, size=(hi - lo, V, n))
-        picked = np.take_along_axis(np.broadcast_to(values, (hi - lo, V, n)), idx, axis=2)
+    mu_out = np.empty((V, draws))
+    sig_out = np.empty((V, draws))
+    step = max(1, DIRECT_BLOCK // (draws * n))  # cells per block
+    for lo in range(0, V, step):
+        hi = min(V, lo + step)
+        idx = rng.integers(0, n, size=(hi - lo, draws, n))
+        picked = np.take_along_axis(np.broadcast_to(values[lo:hi, None, :], (hi - lo, draws, n)), idx, axis=2)
         s1 = picked.sum(axis=2)
         s2 = (picked * picked).sum(axis=2)
         mu_out[lo:hi] = s1 / n
         sig_out[lo:hi] = sample_sd(n, s1, s2)
-    return mu_out, sig_out
+    return mu_out.ravel(), sig_out.ravel(), np.arange(V * draws, dtype=np.int64).reshape(V, draws)
 
 
 def _draw_resampled_cells(cells: np.ndarray, scale: np.ndarray, draws: int, rng: np.random.Generator):
@@ -234,48 +257,54 @@ def rerun_bootstrap(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma
     Cells with a single distinct rating never change. Every other cell is drawn from the
     exact distribution of its resample (Multinomial(n, counts/n)), in batches of equal
     (n, distinct ratings): by one integer uniform per cell and draw against an exact integer
-    CDF when n is small, by drawing the n repetitions themselves otherwise. Per-item sums
-    over personas are then updated by the drawn cells' deltas only: no (draws, P, Q) tensor
-    is ever built.
+    CDF when n is small, by drawing the n repetitions themselves otherwise. The drawn values
+    are gathered once, in item order, and summed per item; the unchanged cells enter as
+    constants: no (draws, P, Q) tensor is ever built, and memory is (draws x cells).
     """
     P, Q, K = counts.shape
     if draws <= 0:
         return np.empty((0, G.width)), np.empty((0, G.width))
-    col_mean = mu.mean(axis=0)
-    centred = mu - col_mean  # centring keeps the sum-of-squares variance well conditioned
-    sum1 = np.broadcast_to(centred.sum(axis=0), (draws, Q)).copy()
-    sum2 = np.broadcast_to((centred * centred).sum(axis=0), (draws, Q)).copy()
-    sig_sum = np.broadcast_to(sigma.sum(axis=0), (draws, Q)).copy()
-
+    centre = float(np.asarray(scale, dtype=np.float64).mean())  # keeps the sums of squares well conditioned
+    cen = mu - centre
     flat = counts.reshape(-1, K)
     distinct = (flat > 0).sum(axis=1)
     var_idx = np.flatnonzero(distinct >= 2)
+    fixed = np.ones(P * Q, bool)
+    fixed[var_idx] = False
+    fixed = fixed.reshape(P, Q)
+    sum1 = np.broadcast_to(np.where(fixed, cen, 0.0).sum(axis=0), (draws, Q)).copy()
+    sum2 = np.broadcast_to(np.where(fixed, cen * cen, 0.0).sum(axis=0), (draws, Q)).copy()
+    sig_sum = np.broadcast_to(np.where(fixed, sigma, 0.0).sum(axis=0), (draws, Q)).copy()
     if var_idx.size:
         # Draw in batches of equal (n, distinct ratings): contiguous slices after this sort.
         signature = flat[var_idx].sum(axis=1) * (K + 1) + distinct[var_idx]
         by_sig = np.argsort(signature, kind="stable")
         var_idx, signature = var_idx[by_sig], signature[by_sig]
-        mu_new = np.empty((draws, var_idx.size))
-        sig_new = np.empty_like(mu_new)
+        at = np.empty((var_idx.size, draws), dtype=np.int64)
+        mu_parts, sig_parts, offset = [], [], 0
         bounds = np.flatnonzero(np.r_[True, signature[1:] != signature[:-1], True])
         for lo, hi in pairwise(bounds):
-            mu_new[:, lo:hi], sig_new[:, lo:hi] = _draw_resampled_cells(flat[var_idx[lo:hi]], scale, draws, rng)
-        # Then regroup by item so per-item sums are one reduceat.
+            m_tab, s_tab, idx = _draw_resampled_cells(flat[var_idx[lo:hi]], scale, draws, rng)
+            at[lo:hi] = idx + offset
+            offset += m_tab.size
+            mu_parts.append(m_tab)
+            sig_parts.append(s_tab)
+        c_tab = np.concatenate(mu_parts) - centre
+        c2_tab = c_tab * c_tab
+        s_tab = np.concatenate(sig_parts)
+        # Gather once, in item order, so per-item sums are one reduceat per statistic.
         by_item = np.argsort(var_idx % Q, kind="stable")
-        var_idx, mu_new, sig_new = var_idx[by_item], mu_new[:, by_item], sig_new[:, by_item]
-        p_idx, q_idx = np.divmod(var_idx, Q)
-        c_new = mu_new - col_mean[q_idx]
-        c_old = centred[p_idx, q_idx]
+        q_idx = var_idx[by_item] % Q
+        at = at[by_item]  # rows are cells: a row permutation, cheap
         item_starts = np.flatnonzero(np.r_[True, q_idx[1:] != q_idx[:-1]])
         items = q_idx[item_starts]
-        sum1[:, items] += np.add.reduceat(c_new - c_old, item_starts, axis=1)
-        sum2[:, items] += np.add.reduceat(c_new * c_new - c_old * c_old, item_starts, axis=1)
-        sig_sum[:, items] += np.add.reduceat(sig_new - sigma[p_idx, q_idx], item_starts, axis=1)
+        sum1[:, items] += np.add.reduceat(np.take(c_tab, at), item_starts, axis=0).T
+        sum2[:, items] += np.add.reduceat(np.take(c2_tab, at), item_starts, axis=0).T
+        sig_sum[:, items] += np.add.reduceat(np.take(s_tab, at), item_starts, axis=0).T
     var = (sum2 - sum1 * sum1 / P) / (P - 1)
     S_r = G.means(np.sqrt(np.maximum(var, 0.0)))
     sig_r = G.means(sig_sum / P)
     return S_r, sig_r
-
 
 def estimate(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, *, persona_draws: int, rerun_draws: int,
              rng_persona: np.random.Generator, rng_rerun: np.random.Generator) -> Estimates:

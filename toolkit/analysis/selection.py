@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import ToolkitError
 from ..store import RunManifest, Store
-from .cells import RunCounts, load_counts
+from .cells import RunCounts
 
 MIN_PERSONAS_FOR_INTERSECTION = 50
 
@@ -65,40 +65,40 @@ def require_mode(runs: Iterable[RunManifest], modes: tuple[str, ...], command: s
                                " (narrow the selection with --mode)")
 
 
-def retained_personas(store: Store, selected: list[RunCounts]) -> dict[str, np.ndarray]:
-    """Persona ids kept per run.
+def _family(m: RunManifest) -> tuple:
+    return (m.model, m.variant, m.mode, m.instrument["digest"])
+
+
+def sibling_runs(all_runs: list[RunManifest], selected: list[RunManifest]) -> list[RunManifest]:
+    """Every run of the selected runs' families (same model, variant, mode and instrument at
+    any temperature): retention intersects their valid personas."""
+    wanted = {_family(m) for m in selected}
+    return [m for m in all_runs if _family(m) in wanted]
+
+
+def retained_personas(loaded: list[RunCounts], selected: set[str]) -> dict[str, np.ndarray]:
+    """Persona ids kept per selected run (``loaded`` holds the selected runs and their siblings).
 
     A persona is kept when every item has a valid rating. When the same model (and variant,
     mode, instrument) has runs at several temperatures, only personas valid in all of them
     are kept; runs with fewer than 50 valid personas stay out of that intersection and keep
     their own valid set.
     """
-    def family(m: RunManifest) -> tuple:
-        return (m.model, m.variant, m.mode, m.instrument["digest"])
-
-    by_id = {rc.manifest.run_id: rc for rc in selected}
-    siblings: dict[tuple, list[RunManifest]] = defaultdict(list)
-    wanted = {family(rc.manifest) for rc in selected}
-    for m in store.runs():
-        if family(m) in wanted:
-            siblings[family(m)].append(m)
-
+    families: dict[tuple, list[RunCounts]] = defaultdict(list)
+    for rc in loaded:
+        families[_family(rc.manifest)].append(rc)
     out: dict[str, np.ndarray] = {}
-    for members in siblings.values():
-        valid = {}
-        for m in members:
-            rc = by_id.get(m.run_id) or load_counts(store, m)
-            valid[m.run_id] = rc.persona_ids[rc.valid_personas]
+    for members in families.values():
+        valid = {rc.manifest.run_id: rc.persona_ids[rc.valid_personas] for rc in members}
         eligible = [v for v in valid.values() if v.size >= MIN_PERSONAS_FOR_INTERSECTION]
         common: np.ndarray | None = None
         if eligible:
             common = eligible[0]
             for v in eligible[1:]:
                 common = np.intersect1d(common, v)
-        for m in members:
-            if m.run_id not in by_id:
+        for run_id, own in valid.items():
+            if run_id not in selected:
                 continue
-            own = valid[m.run_id]
             keep_common = common is not None and own.size >= MIN_PERSONAS_FOR_INTERSECTION
-            out[m.run_id] = np.intersect1d(own, common) if keep_common and common is not None else own
+            out[run_id] = np.intersect1d(own, common) if keep_common and common is not None else own
     return out

@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-FORMATS = ("table", "csv", "json", "markdown", "latex")
+from ..formats import FORMATS
 
 
 def _human(value: Any, digits: int) -> str:

@@ -133,7 +133,7 @@ class Store:
                        row_group_size=1 << 20)
         return sink.getvalue().to_pybytes()
 
-    def write_segment(self, table: pa.Table) -> SegmentRef:
+    def write_segment(self, table: pa.Table, created: set[str] | None = None) -> SegmentRef:
         """Write rows as one immutable segment; an identical segment is stored once.
 
         Call it inside ``writing()``: a re-used object gets a fresh modification time, and the
@@ -143,8 +143,8 @@ class Store:
         path = self.object_path(digest)
         if path.exists():
             os.utime(path)
-        else:
-            atomic_write_bytes(path, data, exclusive=True)
+        elif atomic_write_bytes(path, data, exclusive=True) and created is not None:
+            created.add(digest)
         delay = os.environ.get(_TEST_DELAY_ENV)
         if delay:
             time.sleep(float(delay))
@@ -309,6 +309,19 @@ class Store:
             self.seal(m, table)
             self.save_manifest(m)
             return m
+
+    def discard(self, objects: set[str]) -> None:
+        """Delete objects a failed write created, unless a manifest names them by now (under
+        the exclusive lock: no writer is between writing and naming an object)."""
+        with self.collecting():
+            named = {s.object for m in self.runs() for s in m.segments}
+            for digest in sorted(objects - named):
+                path = self.object_path(digest)
+                path.unlink(missing_ok=True)
+                try:
+                    path.parent.rmdir()
+                except OSError:
+                    pass
 
     def gc(self, grace_seconds: float = 3600.0) -> list[str]:
         """Delete objects no manifest names, older than ``grace_seconds``, under the exclusive

@@ -1,0 +1,140 @@
+"""A seeded generative model of persona answers, with ground truth: runs for benchmarks and for
+checking the estimators, never presented as model data.
+
+For persona p and item q the latent mean is ``m_pq = c_q + spread_personas * z_pq`` (c_q the
+item's centre, z standard normal); the rating distribution of the cell is a normal of mean
+m_pq and standard deviation ``spread_within`` discretised onto the instrument's scale points
+(probability of point k proportional to the normal density at k; all mass on the nearest
+point when spread_within is 0). Each repetition draws a rating from it; with probability
+``invalid_share`` the answer is unparseable (rating -1). The truth reported for a run is
+that of its generating distribution: ``true_S`` = mean over items of the (ddof=1) std over
+its personas of the cells' exact means, ``true_sigma_bar`` = mean over cells of the cells'
+exact standard deviations.
+
+Runs are written like every other run (same segment writer, request keys, manifests and
+fingerprints), with endpoint ``simulator`` and provenance ``simulated:...`` on every row.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from . import __version__
+from .errors import ToolkitError
+from .hashing import canonical_json, sha256_text
+from .instrument import Instrument
+from .store import ROW_SCHEMA, RunManifest, Store, make_run_id
+from .store.manifest import check_run_fields
+
+ENDPOINT = "simulator"
+
+
+@dataclass(frozen=True)
+class Spec:
+    personas: int = 100
+    repetitions: int = 10
+    spread_personas: float = 0.8
+    spread_within: float = 0.6
+    invalid_share: float = 0.0
+    temperature: float = 0.7
+    variant: str = "simulated"
+
+    def check(self) -> None:
+        if self.personas < 2 or self.repetitions < 1:
+            raise ToolkitError("a simulated run needs at least 2 personas and 1 repetition")
+        if not (self.spread_personas >= 0 and self.spread_within >= 0 and 0 <= self.invalid_share < 1):
+            raise ToolkitError("spreads must be >= 0 and the invalid share in [0, 1)")
+
+
+@dataclass
+class Truth:
+    run_id: str
+    true_S: float
+    true_sigma_bar: float
+
+
+def cell_distributions(instrument: Instrument, spec: Spec, rng: np.random.Generator) -> np.ndarray:
+    """(P, Q, K) rating probabilities of every cell."""
+    scale = instrument.scale.astype(np.float64)
+    Q = len(instrument.items)
+    centre = rng.uniform(scale[0] + 1.0, scale[-1] - 1.0, size=Q)
+    latent = centre[None, :] + spec.spread_personas * rng.standard_normal((spec.personas, Q))
+    if spec.spread_within == 0:
+        nearest = np.abs(latent[..., None] - scale).argmin(axis=2)
+        return np.eye(len(scale))[nearest]
+    dens = np.exp(-0.5 * ((scale - latent[..., None]) / spec.spread_within) ** 2)
+    return dens / dens.sum(axis=2, keepdims=True)
+
+
+def truth_of(probs: np.ndarray, scale: np.ndarray) -> tuple[float, float]:
+    mu = probs @ scale
+    sd = np.sqrt(np.maximum(probs @ (scale * scale) - mu * mu, 0.0))
+    return float(np.std(mu, axis=0, ddof=1).mean()), float(sd.mean())
+
+
+def simulate_run(store: Store, instrument: Instrument, model: str, spec: Spec, seed: int) -> Truth:
+    """Draw one run and commit it to the store; return its ground truth."""
+    spec.check()
+    check_run_fields(model, spec.variant, spec.temperature, "persona")
+    params = {"seed": seed, "personas": spec.personas, "repetitions": spec.repetitions,
+              "spread_personas": spec.spread_personas, "spread_within": spec.spread_within,
+              "invalid_share": spec.invalid_share}
+    rng = np.random.default_rng(np.random.SeedSequence([seed, int(sha256_text(canonical_json(params))[:16], 16)]))
+    probs = cell_distributions(instrument, spec, rng)
+    scale = instrument.scale.astype(np.float64)
+    P, Q, K = probs.shape
+    n = spec.repetitions
+    cdf = np.cumsum(probs, axis=2)
+    u = rng.random((P, Q, n))
+    k = np.minimum((u[..., None] >= cdf[:, :, None, :-1]).sum(axis=3), K - 1)  # inverse CDF
+    ratings = (instrument.scale_min + k).astype(np.int64)
+    invalid = rng.random((P, Q, n)) < spec.invalid_share
+    ratings[invalid] = -1
+
+    run_id = make_run_id(model, spec.variant, spec.temperature, "persona", instrument.name)
+    persona = np.repeat(np.arange(P), Q * n)
+    items = np.tile(np.repeat(np.asarray(instrument.item_ids), n), P)
+    reps = np.tile(np.arange(1, n + 1), P * Q)
+    sim = canonical_json(params)
+    head = (f'{{"endpoint":"{ENDPOINT}","instrument":"{instrument.digest}","item_id":')
+    mid = f',"mode":"persona","model":{json.dumps(model, ensure_ascii=False)},"persona_id":'
+    tail = f',"simulation":{sim},"temperature":{json.dumps(float(spec.temperature))}}}'
+    requests = [f"{head}{q}{mid}{p},\"repetition\":{r}{tail}" for p, q, r in zip(persona.tolist(), items.tolist(),
+                                                                                 reps.tolist())]
+    flat = ratings.ravel()
+    response = np.where(flat >= 0, flat.astype(str), "unparseable")
+    table = pa.table({
+        "run_id": pa.array([run_id] * len(flat)), "instrument": pa.array([instrument.digest] * len(flat)),
+        "persona_id": pa.array(persona, pa.int32()), "item_id": pa.array(items, pa.int32()),
+        "repetition": pa.array(reps, pa.int32()),
+        "request_key": pa.array([sha256_text(r) for r in requests]), "request": pa.array(requests),
+        "response": pa.array(response.tolist()), "rating": pa.array(flat, pa.int16()),
+        "failures": pa.array(np.zeros(len(flat), np.int16)),
+        "provenance": pa.array([f"simulated:toolkit-{__version__}"] * len(flat)),
+    })
+    full = pa.table({f.name: table[f.name] if f.name in table.column_names else pa.nulls(len(flat), f.type)
+                     for f in ROW_SCHEMA})
+    manifest = RunManifest(run_id=run_id, model=model, variant=spec.variant, temperature=spec.temperature,
+                           mode="persona", instrument={"name": instrument.name, "digest": instrument.digest},
+                           protocol={"origin": "simulation", "endpoint": ENDPOINT, "simulation": params},
+                           toolkit_version=__version__)
+    store.put_instrument(instrument)
+    existing = store.get_run(run_id)
+    if existing is not None and existing.protocol != manifest.protocol:
+        raise ToolkitError(f"run {run_id} already exists with other parameters; use another --model-prefix")
+    if existing is None:
+        store.commit_run(manifest, [full])
+    S, sigma_bar = truth_of(probs, scale)
+    return Truth(run_id, S, sigma_bar)
+
+
+def simulate(store: Store, instrument: Instrument, *, runs: int, spec: Spec, seed: int = 0,
+             model_prefix: str = "sim") -> list[Truth]:
+    """``runs`` independent runs (models ``<prefix>-0000``, ...), each seeded from (seed, index)."""
+    width = max(4, len(str(runs - 1)))
+    return [simulate_run(store, instrument, f"{model_prefix}-{i:0{width}d}", spec, seed * 1_000_003 + i)
+            for i in range(runs)]
