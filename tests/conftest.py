@@ -51,6 +51,31 @@ def em_store(tmp_path_factory):
     return store
 
 
+@pytest.fixture(scope="session")
+def logit_store(tmp_path_factory):
+    """The gemma-2-9b-it digit-logprob run of the logit method imported once (read-only)."""
+    need_shared()
+    from toolkit.importers import import_paths
+    from toolkit.store import Store
+
+    store = Store(tmp_path_factory.mktemp("logit") / "store")
+    import_paths(store, [LOGIT_CSV])
+    return store
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """Skip (fail under REQUIRE_SHARED=1, as in CI) when an optional extra is not installed."""
+    import importlib
+
+    try:
+        for name in modules:
+            importlib.import_module(name)
+    except ImportError as exc:
+        if os.environ.get("REQUIRE_SHARED") == "1":
+            pytest.fail(f"the [{extra}] extra is required in CI: {exc}")
+        pytest.skip(f"needs the [{extra}] extra: {exc}")
+
+
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess (exit codes and stdout exactly as a user sees them)."""
     full_env = dict(os.environ)

@@ -3,11 +3,9 @@ through joblib's dask backend: bit-identical to --jobs 1. Workers read the store
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from conftest import run_cli
+from conftest import require_extra, run_cli
 from toolkit.instrument import load_instrument
 from toolkit.simulate import Spec, simulate
 from toolkit.store import Store
@@ -15,12 +13,9 @@ from toolkit.store import Store
 
 @pytest.fixture(scope="module")
 def cluster():
-    try:
-        from dask.distributed import LocalCluster
-    except ImportError as exc:
-        if os.environ.get("REQUIRE_SHARED") == "1":
-            pytest.fail(f"the [dask] extra is required in CI: {exc}")
-        pytest.skip(f"needs the [dask] extra: {exc}")
+    require_extra("dask", "dask.distributed")
+    from dask.distributed import LocalCluster
+
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as c:
         yield c.scheduler_address

@@ -79,6 +79,16 @@ def outputs(store: Store) -> str:
     ])
 
 
+def record_against(plan: list[str], store_dir: Path, *args: str, env: dict | None = None):
+    """One `toolkit record` against a 127.0.0.1 server that answers by ``plan``."""
+    server, url = start(Behaviour(plan=plan))
+    try:
+        return run_cli("record", "--backend", "openai", "--model", "m", "--base-url", url, "--limit-personas", "1",
+                       *args, "--store", str(store_dir), env=env)
+    finally:
+        server.shutdown()
+
+
 def manifest_file(store: Store, mode: str) -> Path:
     m = next(m for m in store.runs() if m.mode == mode)
     return store.manifest_path(m.run_id)
@@ -127,13 +137,7 @@ def test_1_unencodable_rows_are_failed_slots_and_the_rest_is_stored(tmp_path):
 
 
 def test_1_non_text_finish_reason_over_http_is_refused_not_stored(tmp_path):
-    behaviour = Behaviour(plan=["finish_int"], repeat=True)
-    server, url = start(behaviour)
-    try:
-        res = run_cli("record", "--backend", "openai", "--model", "m", "--base-url", url, "--limit-personas", "1",
-                      "--items", "1,2", "--repetitions", "1", "--max-retries", "1", "--store", str(tmp_path / "s"))
-    finally:
-        server.shutdown()
+    res = record_against(["finish_int"], tmp_path / "s", "--items", "1,2", "--repetitions", "1", "--max-retries", "1")
     assert res.returncode == 1 and "finish_reason is not text" in res.stdout + res.stderr
     assert "stored 0, failed 2" in res.stdout
 
@@ -283,13 +287,7 @@ def test_6_a_manifest_cannot_name_a_file_outside_the_store(store, tmp_path):
 # ----- 7. impossible log-probabilities ----------------------------------------------------------
 @pytest.mark.parametrize("action", ["lp_inf", "lp_pos", "lp_bool", "lp_dup", "lp_none"])
 def test_7_recorder_refuses_impossible_logprobs(tmp_path, action):
-    behaviour = Behaviour(plan=[action])
-    server, url = start(behaviour)
-    try:
-        res = run_cli("record", "--backend", "openai", "--model", "m", "--base-url", url, "--mode", "logprob",
-                      "--limit-personas", "1", "--items", "1", "--max-retries", "0", "--store", str(tmp_path / "s"))
-    finally:
-        server.shutdown()
+    res = record_against([action], tmp_path / "s", "--mode", "logprob", "--items", "1", "--max-retries", "0")
     assert res.returncode == 1, res.stdout
     assert "stored 0, failed 1" in res.stdout
     assert not (tmp_path / "s" / "runs").exists() or not list((tmp_path / "s" / "runs").iterdir())
@@ -309,15 +307,9 @@ def test_7_importer_refuses_a_row_whose_digits_are_all_minus_infinity(tmp_path):
                                             ("content_list", "not text"), ("huge", "larger than"),
                                             ("endless", "larger than"), ("drip", "longer than")])
 def test_8_non_completions_are_failures(tmp_path, action, message):
-    behaviour = Behaviour(plan=[action])
-    server, url = start(behaviour)
     t0 = time.monotonic()
-    try:
-        res = run_cli("record", "--backend", "openai", "--model", "m", "--base-url", url, "--limit-personas", "1",
-                      "--items", "1", "--repetitions", "1", "--timeout", "2", "--max-retries", "1",
-                      "--store", str(tmp_path / "s"))
-    finally:
-        server.shutdown()
+    res = record_against([action], tmp_path / "s", "--items", "1", "--repetitions", "1", "--timeout", "2",
+                         "--max-retries", "1")
     assert res.returncode == 1 and message in res.stdout + res.stderr, res.stdout + res.stderr
     assert "stored 0" in res.stdout
     assert time.monotonic() - t0 < 15  # the deadline is per request, not per read
@@ -475,14 +467,8 @@ def test_14_credentials_in_the_base_url_are_refused(tmp_path, url):
 
 
 def test_14_an_echoed_key_is_redacted_and_files_honour_the_umask(tmp_path):
-    behaviour = Behaviour(plan=["echo401"])
-    server, url = start(behaviour)
-    try:
-        res = run_cli("record", "--backend", "openai", "--model", "m", "--base-url", url, "--api-key-env", "MY_KEY",
-                      "--limit-personas", "1", "--items", "1", "--repetitions", "1", "--store", str(tmp_path / "s"),
-                      env={"MY_KEY": "sk-very-secret-123"})
-    finally:
-        server.shutdown()
+    res = record_against(["echo401"], tmp_path / "s", "--api-key-env", "MY_KEY", "--items", "1", "--repetitions", "1",
+                         env={"MY_KEY": "sk-very-secret-123"})
     assert res.returncode == 1 and "sk-very-secret-123" not in res.stdout + res.stderr
     assert "***" in res.stdout + res.stderr
     s = Store(tmp_path / "u")

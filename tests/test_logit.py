@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import LOGIT_CSV, need_shared, run_cli
+from conftest import LOGIT_CSV, run_cli
 from toolkit.analysis import analyze, consistency, curves
 from toolkit.importers import import_paths
 from toolkit.instrument import load_instrument
@@ -16,12 +16,9 @@ from toolkit.report import format_frame
 from toolkit.store import Store
 
 
-@pytest.fixture(scope="module")
-def gemma(tmp_path_factory):
-    need_shared()
-    store = Store(tmp_path_factory.mktemp("logit") / "store")
-    import_paths(store, [LOGIT_CSV])
-    return store
+@pytest.fixture
+def gemma(logit_store):
+    return logit_store
 
 
 def straightforward(csv_path, T):

@@ -18,7 +18,7 @@ import textwrap
 
 import pytest
 
-from conftest import LOGIT_CSV, ROOT, need_shared
+from conftest import ROOT
 
 PIPELINES = textwrap.dedent("""
     import sys
@@ -58,17 +58,6 @@ def _settings() -> list[tuple[str, dict[str, str]]]:
     settings.append(("one BLAS thread, two loky workers", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
                                                             "JOBS": "2"}))
     return settings
-
-
-@pytest.fixture(scope="module")
-def logit_store(tmp_path_factory):
-    need_shared()
-    from toolkit.importers import import_paths
-    from toolkit.store import Store
-
-    store = Store(tmp_path_factory.mktemp("logit") / "store")
-    import_paths(store, [LOGIT_CSV])
-    return store
 
 
 def _run(em_store, logit_store, extra_env: dict[str, str]) -> str:

@@ -18,19 +18,13 @@ import pyarrow as pa
 import pyarrow.compute
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, require_extra, run_cli
 
 pytestmark = pytest.mark.model
 
 
 def _need_torch():
-    try:
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as exc:
-        if os.environ.get("REQUIRE_SHARED") == "1":
-            pytest.fail(f"the model stack is required in CI: {exc}")
-        pytest.skip(f"needs the [local] extra: {exc}")
+    require_extra("local", "torch", "transformers")
 
 
 @pytest.fixture(scope="session")
