@@ -144,8 +144,7 @@ def make_handler(behaviour: Behaviour):
                 choice = {"message": {"content": "3"}, "finish_reason": "length"}
                 if top is not None:
                     choice["logprobs"] = {"content": [{"token": "3", "logprob": -0.1, "top_logprobs": top}]}
-                raw = json.dumps({"choices": [choice]}).replace("Infinity", "Infinity").encode()
-                return self._json(200, None, raw=raw)
+                return self._json(200, None, raw=json.dumps({"choices": [choice]}).encode())  # inf -> Infinity
             return False
 
     return Handler

@@ -19,7 +19,7 @@ from ..store import Store
 from .cells import load_counts
 from .logit import curve_frames as curves_for
 from .logit import load_logprobs, temperature_grid
-from .metrics import ItemGroups, bootstrap_se, cell_moments, estimate, group_matrix
+from .metrics import ItemGroups, bootstrap_se, cell_moments, estimate, instrument_groups
 from .numerics import fmean, fstd
 from .parallel import chunks, run_parallel
 from .seeds import rng_for
@@ -78,14 +78,14 @@ def analyze(
     store = store or Store()
     if not selection.get("run_id"):  # an explicit run id is checked, not filtered
         selection.setdefault("mode", ["persona", "logprob"])
-    runs = select_runs(store, **selection)
+    all_runs = store.runs()  # read once: selection and retention both need them
+    runs = select_runs(store, among=all_runs, **selection)
     require_mode(runs, ("persona", "logprob"), "analyze")
     logprob_runs = [m for m in runs if m.mode == "logprob"]
     runs = [m for m in runs if m.mode == "persona"]
     logit_rows = _logprob_point_rows(store, logprob_runs, by_group, bootstrap, seed, jobs, backend, scheduler)
     if not runs:
         return logit_rows
-    all_runs = store.runs()
     selected = {m.run_id for m in runs}
     siblings = sibling_runs(all_runs, runs)  # runs retention needs beyond the selection
     to_load = runs + [m for m in siblings if m.run_id not in selected]
@@ -103,7 +103,7 @@ def analyze(
         counts = rc.counts[np.isin(rc.persona_ids, ids)]
         inst = rc.instrument
         groups = inst.groups
-        G = group_matrix([groups.index(it.group) for it in inst.items], len(groups))
+        G = instrument_groups(inst)
         jobs_in.append((counts, inst.scale, G, rc.input_digest))
         n = counts.sum(axis=2)
         meta.append((rc.manifest, ["all"] + groups, counts.shape[0], inst, n))

@@ -24,7 +24,7 @@ from joblib import delayed
 from ..errors import ToolkitError
 from ..instrument import Instrument
 from ..store import RunManifest, Store
-from .metrics import ItemGroups, group_matrix, resample_weights
+from .metrics import ItemGroups, instrument_groups, resample_weights
 from .numerics import exact_products, exp
 from .parallel import run_parallel
 from .seeds import input_digest, rng_for
@@ -175,7 +175,7 @@ def curve_frames(runs: list[LogprobRun], temps: np.ndarray, *, by_group: bool, b
         if run.persona_ids.size < 2:
             raise ToolkitError(f"run {run.manifest.run_id}: fewer than 2 personas have every item")
         inst = run.instrument
-        G = group_matrix([inst.groups.index(it.group) for it in inst.items], len(inst.groups))
+        G = instrument_groups(inst)
         rng = rng_for(run.input_digest, "curves", seed, "persona")  # the same draws for every chunk
         W = resample_weights(run.persona_ids.size, bootstrap, rng) if bootstrap >= 2 else None
         for lo in range(0, len(temps), CHUNK):

@@ -84,8 +84,14 @@ class ItemGroups:
 
 
 def group_matrix(groups_of_items: list[int], n_groups: int) -> ItemGroups:
-    """The item-to-group map of an instrument (kept under its old name for callers)."""
+    """The item-to-group map from group indices (kept under its old name for callers)."""
     return ItemGroups(groups_of_items, n_groups)
+
+
+def instrument_groups(instrument) -> ItemGroups:
+    """An instrument's items mapped to its groups, in the instrument's order."""
+    groups = instrument.groups
+    return ItemGroups([groups.index(it.group) for it in instrument.items], len(groups))
 
 
 def _tau(mu: np.ndarray) -> np.ndarray:

@@ -35,12 +35,11 @@ def exact_products(W: np.ndarray, X: np.ndarray, *, allow_single: bool = False) 
     every partial sum of the product an integer of magnitude below 2**24 (float32) or 2**53
     (float64). The BLAS product of integer operands is then exact whatever the kernel's
     summation order or use of FMA, and the result is scaled back exactly. float32 is used
-    (when allowed) while the grid still keeps SINGLE_MIN_BITS bits of every column (W's rows sum to at
-    most 2**(24 - SINGLE_MIN_BITS), i.e. up to 256 personas): it halves the cost, and its
-    rounding of X (~2**-17 of a column's largest value) is far below any bootstrap's
-    Monte-Carlo error. Beyond that, float64 keeps ~2**-44. With ``allow_single`` a float32
-    product is returned as float32 (its values are exact; converting them is a pass over a
-    large array that a float32 caller does not need).
+    only with ``allow_single``, and only while the grid keeps SINGLE_MIN_BITS bits of every
+    column (W's rows sum to at most 2**(24 - SINGLE_MIN_BITS), i.e. up to 256 personas): it
+    halves the cost, its rounding of X (~2**-17 of a column's largest value) is far below any
+    bootstrap's Monte-Carlo error, and the product comes back as float32 (exact values; the
+    caller continues in float32). Otherwise float64 keeps ~2**-44.
     """
     W = np.asarray(W, dtype=np.float64)
     X = np.asarray(X, dtype=np.float64)
@@ -58,8 +57,6 @@ def exact_products(W: np.ndarray, X: np.ndarray, *, allow_single: bool = False) 
     Xq = np.rint(X * scale)
     if single:
         out = W.astype(np.float32) @ Xq.astype(np.float32)
-        if not allow_single:
-            out = out.astype(np.float64)
     else:
         out = W @ Xq
     out *= np.ldexp(np.ones_like(col_max), -k).astype(out.dtype)  # a power of two: exact

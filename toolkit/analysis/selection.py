@@ -30,15 +30,17 @@ def select_runs(
     temperature: float | Sequence[float] | None = None,
     mode: str | Sequence[str] | None = None,
     run_id: str | Sequence[str] | None = None,
+    among: list[RunManifest] | None = None,
 ) -> list[RunManifest]:
-    """Runs matching every given filter (each filter may list several values)."""
+    """Runs matching every given filter (each filter may list several values), from the store
+    or from manifests already read from it (``among``)."""
     models, variants, modes, ids = _as_list(model), _as_list(variant), _as_list(mode), _as_list(run_id)
     temps = None
     if temperature is not None:
         listed = [temperature] if isinstance(temperature, (int, float)) else list(temperature)
         temps = [float(t) for t in listed]
     out = []
-    for m in store.runs():
+    for m in store.runs() if among is None else among:
         if models is not None and m.model not in models:
             continue
         if variants is not None and m.variant not in variants:

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from ..instrument import Instrument
 from ..store import ROW_SCHEMA, RunManifest, Store
 from ..store.fingerprint import FINGERPRINT_COLUMNS
+from ..store.schema import to_disk
 
 
 @dataclass
@@ -88,10 +89,12 @@ class RunWriter:
         self.known_segments = names
 
     def _encode(self, rows: list[dict[str, Any]]) -> pa.Table:
-        """Rows as a table; rows that cannot be encoded are set aside (and counted) one by one."""
+        """Rows as a table; rows that cannot be encoded are set aside (and counted) one by one.
+
+        ``to_disk`` is the conversion ``write_segment`` will do: a table that passes it writes."""
         try:
             table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
-            Store.encode_segment(table)
+            to_disk(table)
             return table
         except (pa.ArrowException, ValueError, TypeError, OverflowError):
             pass
@@ -99,7 +102,7 @@ class RunWriter:
         for row in rows:
             try:
                 one = pa.Table.from_pylist([row], schema=ROW_SCHEMA)
-                Store.encode_segment(one)
+                to_disk(one)
                 good.append(one)
             except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
                 self.unstorable.append(Unstorable(row.get("persona_id"), row.get("item_id"), row.get("repetition"),
