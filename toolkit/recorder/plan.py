@@ -110,7 +110,7 @@ def build_plan(
     items: list[int] | None = None,
 ) -> Plan:
     try:
-        check_run_fields(model, "base", protocol.temperature, protocol.mode)
+        check_run_fields(model, None, protocol.temperature, protocol.mode)
     except ValueError as exc:
         raise ToolkitError(str(exc)) from None
     if protocol.mode in ("persona", "logprob") and personas is None:

@@ -40,9 +40,12 @@ def manifest_filename(run_id: str) -> str:
     return quote(run_id, safe="") + ".json"
 
 
-def check_run_fields(model: str, variant: str, temperature: float, mode: str) -> None:
-    """Refuse names and values that cannot make a sound run id (raised as ValueError)."""
+def check_run_fields(model: str, variant: str | None, temperature: float, mode: str) -> None:
+    """Refuse names and values that cannot make a sound run id (raised as ValueError); a
+    variant of None is not checked (a plan has none yet)."""
     for what, name in (("model", model), ("variant", variant)):
+        if name is None and what == "variant":
+            continue
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"{what} name must be a non-empty string")
         if len(name.encode("utf-8")) > MAX_NAME_BYTES:
