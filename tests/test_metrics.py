@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 
 from toolkit.analysis.metrics import (
+    alias_table,
     cell_moments,
     compositions,
     estimate,
     group_matrix,
-    inverse_cdf,
     persona_bootstrap,
     point_estimates,
     rerun_bootstrap,
+    uniform_words,
 )
 
 # persona -> item -> ratings (-1 = no valid rating)
@@ -62,16 +63,36 @@ def test_compositions():
     assert len(compositions(10, 4)) == 286 and (compositions(10, 4).sum(axis=1) == 10).all()
 
 
-def test_inverse_cdf_is_exact_on_and_between_steps():
-    total = 10**10
-    steps = np.array([[2_500_000_000, 5_000_000_000, 7_500_000_000], [1_000_000_000, 1_000_000_001, 9_000_000_000]])
-    inv = np.array([0, 1, 1])
-    u = np.array([[0, 0, 0], [2_500_000_000, 1_000_000_000, 999_999_999], [2_499_999_999, 1_000_000_000, 1_000_000_001],
-                  [total - 1, 9_500_000_000, 8_999_999_999]])
-    for bins in (1024, 4):  # a coarse table sends most draws through the bisection
-        pick = inverse_cdf(steps, total, inv, u.T.copy(), bins)  # cells x draws
-        expected = [[int((steps[i] <= u[b, j]).sum()) for b in range(len(u))] for j, i in enumerate(inv)]
-        assert pick.tolist() == expected
+@pytest.mark.parametrize("counts", [(7, 3), (1, 2, 3, 4), (3, 3, 4), (1, 2, 3, 1, 2, 1), (5, 7)])
+def test_alias_table_gives_the_exact_multinomial(counts):
+    """Each outcome's probability under the alias table, in exact fractions, equals the
+    multinomial pmf computed independently (math.comb products, fractions.Fraction)."""
+    from fractions import Fraction
+    from math import comb, prod
+
+    n, size = sum(counts), len(compositions(sum(counts), len(counts)))
+    keep, alias = alias_table(counts)
+    total = n**n
+    implied = [Fraction(int(k), size * total) for k in keep]
+    for j, a in enumerate(alias.tolist()):
+        implied[a] += Fraction(total - int(keep[j]), size * total)
+    for i, outcome in enumerate(compositions(n, len(counts)).tolist()):
+        ways, left = 1, n
+        for k in outcome:
+            ways *= comb(left, k)
+            left -= k
+        pmf = Fraction(ways * prod(c**k for c, k in zip(counts, outcome)), total)
+        assert implied[i] == pmf, outcome
+
+
+def test_uniform_words_redraws_above_the_largest_multiple():
+    """Words are uniform on [0, L*total): none reaches the limit, and the bucket of a word
+    (its quotient by L) is uniform on [0, total)."""
+    total = 3 * 2**61  # L = 2: a word lands at or above 6 * 2**61 with probability 1/4
+    words = uniform_words(np.random.default_rng(5), (20_000,), total)
+    assert (words < np.uint64(2 * total)).all()
+    top = (words // np.uint64(2**62)).astype(int)  # thirds of the range: each must get ~1/3
+    assert np.abs(np.bincount(top, minlength=3) / words.size - 1 / 3).max() < 0.02
 
 
 @pytest.mark.parametrize("n", [10, 30, 100])  # 10: exact integer CDF; 30, 100: direct resampling
@@ -98,17 +119,32 @@ def test_rerun_resample_follows_multinomial(n):
 
 
 def test_exact_and_direct_resampling_agree_on_a_six_valued_cell():
-    """Both samplers draw the same distribution: mean and std of the resampled cell std."""
-    from toolkit.analysis.metrics import _resample_direct, _resample_exact
+    """Both samplers draw the same distribution: mean and std of the resampled cell mean and std."""
+    from toolkit.analysis.metrics import DirectCells, ExactCells
 
     cell = np.array([[1, 2, 3, 1, 2, 1]])  # n = 10 over six ratings: 3003 outcomes
-    mu_t, sig_t, at = _resample_exact(cell, np.arange(6), 100_000, np.random.default_rng(0))
-    a_mu, a_sig = mu_t[at], sig_t[at]
-    mu_t, sig_t, at = _resample_direct(cell, np.arange(6), 100_000, np.random.default_rng(1))
-    b_mu, b_sig = mu_t[at], sig_t[at]
-    assert a_mu.mean() == pytest.approx(2.4, abs=0.01) and b_mu.mean() == pytest.approx(2.4, abs=0.01)
-    assert a_mu.std() == pytest.approx(b_mu.std(), rel=0.02)
-    assert a_sig.mean() == pytest.approx(b_sig.mean(), rel=0.01)
+    a = ExactCells(cell, np.arange(6), 0.0).values(0, 1, 100_000, np.random.default_rng(0))[:, 0]
+    b = DirectCells(cell, np.arange(6), 0.0).values(0, 1, 100_000, np.random.default_rng(1))[:, 0]
+    assert a[0].mean() == pytest.approx(2.4, abs=0.01) and b[0].mean() == pytest.approx(2.4, abs=0.01)
+    assert a[0].std() == pytest.approx(b[0].std(), rel=0.02)
+    assert a[2].mean() == pytest.approx(b[2].mean(), rel=0.01)
+    assert (a[1] == a[0] ** 2).all() and (b[1] == b[0] ** 2).all()
+
+
+def test_middle_axis_reduction_adds_rows_in_order():
+    """The rerun bootstrap sums cells with np.add.reduce over a middle axis and relies on it
+    adding rows one after another, element by element (no pairwise or SIMD reordering)."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 257, 401)) * 10.0 ** rng.integers(-8, 9, size=(3, 257, 401))
+
+    def in_order(block):
+        out = block[:, 0, :].copy()
+        for r in range(1, block.shape[1]):
+            out += block[:, r, :]
+        return out
+
+    assert np.array_equal(np.add.reduce(x, axis=1), in_order(x))
+    assert np.array_equal(np.add.reduce(x[:, 5:200, :], axis=1), in_order(x[:, 5:200, :]))
 
 
 def naive_bootstrap(ratings, persona_draws, rerun_draws, seed):

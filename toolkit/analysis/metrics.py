@@ -136,181 +136,227 @@ def compositions(n: int, parts: int) -> np.ndarray:
     return out
 
 
-MAX_LUT_BINS = 1 << 14
-EXACT_MAX_N = 12  # n**n and every CDF value stay integers below 2**53 up to here
+EXACT_MAX_N = 12  # n**n * outcomes stays below 2**63 up to here, so every weight is an integer
 EXACT_MAX_OUTCOMES = 5000  # beyond this many outcomes per cell, direct resampling is cheaper
 DIRECT_BLOCK = 1 << 22  # (draws x cells x repetitions) indices drawn at once: bounds memory
+RERUN_BLOCK = 1 << 16  # (cells x draws) drawn at once by the exact sampler: temporaries stay in cache
+_U64 = 1 << 64
+
+_FACTORIAL = [1]
+for _k in range(1, EXACT_MAX_N + 1):
+    _FACTORIAL.append(_FACTORIAL[-1] * _k)
 
 
-def lut_bins(outcomes: int) -> int:
-    """A power of two about 16x the number of outcomes (at most MAX_LUT_BINS): then at most
-    ~1/16 of the draws fall in a bin that holds a CDF step and need the exact search."""
-    bins = 1024
-    while bins < 16 * outcomes and bins < MAX_LUT_BINS:
-        bins *= 2
-    return bins
+@cache
+def alias_table(used_counts: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Walker's alias table, in exact integers, for resampling a cell with these (nonzero) counts.
 
-
-def inverse_cdf(steps: np.ndarray, total: int, inv: np.ndarray, u: np.ndarray, bins: int = 1024) -> np.ndarray:
-    """Outcome index ``#(steps[inv[v]] <= u[v, b])`` for every cell v and draw b, exactly.
-
-    ``steps`` (patterns, M-1) are the inner values of each pattern's integer CDF, whose last
-    value is ``total``; ``u`` are integers uniform on [0, total). A lookup table over ``bins``
-    equal bins answers every draw whose bin holds no CDF step; a draw in a bin that holds
-    steps is found by bisection among those steps only. Integer arithmetic throughout.
+    Outcome i (row i of ``compositions(n, len(used_counts))``) has the multinomial weight
+    w_i = n!/prod(k!) * prod(c^k), an integer; the weights sum to T = n**n. Bucket j of M keeps
+    itself with probability ``keep[j] / T`` and else gives ``alias[j]``; Vose's pairing on
+    integers M*w_i leaves no rounding, so each outcome has probability exactly w_i / T.
+    Cached: a cell's table depends only on its nonzero counts, and few such tuples exist.
     """
-    # table[k, j] = #(steps[k] <= j * total / bins): step s counts from bin
-    # ceil(s * bins / total) on, so the table is a cumulative histogram.
-    n_pat, width = steps.shape[0], bins + 1
-    first = (steps * bins + (total - 1)) // total
-    hist = np.bincount((first + width * np.arange(n_pat)[:, None]).ravel(), minlength=n_pat * width)
-    table = np.cumsum(hist.reshape(n_pat, width), axis=1).ravel()
-    at = (u * bins) // total + (inv * width)[:, None]
-    pick = np.take(table, at)
-    hi_all = np.take(table, at + 1)
-    unsure = hi_all != pick
-    if unsure.any():
-        vi, bi = np.nonzero(unsure)
-        lo, hi = pick[vi, bi], hi_all[vi, bi]  # the answer lies in [lo, hi]
-        base = inv[vi] * steps.shape[1]
-        flat_steps = steps.ravel()
-        target = u[vi, bi]
-        while True:
-            active = lo < hi
-            if not active.any():
-                break
-            mid = (lo + hi) // 2
-            below = np.take(flat_steps, base + np.minimum(mid, steps.shape[1] - 1)) <= target
-            lo = np.where(active & below, mid + 1, lo)
-            hi = np.where(active & ~below, mid, hi)
-        pick[vi, bi] = lo
-    return pick
+    n, parts = sum(used_counts), len(used_counts)
+    comp = compositions(n, parts)
+    total, size = n**n, len(comp)
+    mass = [size * _multinomial_weight(n, used_counts, row) for row in comp.tolist()]
+    assert sum(mass) == size * total
+    keep, alias = [total] * size, list(range(size))
+    small = [i for i, m in enumerate(mass) if m < total]
+    large = [i for i, m in enumerate(mass) if m >= total]
+    while small and large:
+        s, big = small.pop(), large.pop()
+        keep[s], alias[s] = mass[s], big
+        mass[big] -= total - mass[s]
+        (small if mass[big] < total else large).append(big)
+    return np.array(keep, dtype=np.uint64), np.array(alias, dtype=np.int64)
 
 
-_FACTORIAL = np.array([1] + [int(np.prod(np.arange(1, k + 1, dtype=np.int64))) for k in range(1, EXACT_MAX_N + 1)],
-                      dtype=np.int64)
+def _multinomial_weight(n: int, counts: tuple[int, ...], outcome: list[int]) -> int:
+    """n!/prod(k_i!) * prod(c_i^k_i): the number of the n**n equally likely resamples (draws of
+    n repetitions with replacement) that give ``outcome`` counts."""
+    w = _FACTORIAL[n]
+    for k in outcome:
+        w //= _FACTORIAL[k]
+    for c, k in zip(counts, outcome):
+        w *= c**k
+    return w
 
 
-def _resample_exact(cells: np.ndarray, scale: np.ndarray, draws: int, rng: np.random.Generator):
-    """One resample per (cell, draw), from exact integer outcome tables: ``(mu, sigma, at)``
-    with ``mu``/``sigma`` per (pattern, outcome) and ``at`` (V, draws) indices into them.
+def uniform_words(rng: np.random.Generator, shape: tuple[int, ...], total: int) -> np.ndarray:
+    """Raw 64-bit words ``r`` uniform on [0, L*total), L = 2**64 // total.
+
+    ``r // L`` is then exactly uniform on [0, total), and so is every block of L consecutive
+    words: comparisons can be made on ``r`` against thresholds scaled by L. Words at or above
+    L*total (probability < total / 2**64) are drawn again, in order, from the same stream.
+    """
+    mult = _U64 // total
+    raw = rng.bit_generator.random_raw(int(np.prod(shape))).reshape(shape)
+    limit = mult * total
+    if limit < _U64:
+        bad = raw >= np.uint64(limit)
+        while bad.any():
+            raw[bad] = rng.bit_generator.random_raw(int(bad.sum()))
+            bad = raw >= np.uint64(limit)
+    return raw
+
+
+class ExactCells:
+    """Resampling from exact integer alias tables, for cells of small n.
 
     ``cells`` (V, K) are count vectors that all split the same n over the same number of
-    nonzero categories, so they share one list of outcomes (the compositions of n). Each
-    distinct count vector c gets its multinomial weights n!/prod(k!) * prod(c^k), integers
-    summing to n**n; an integer uniform on [0, n**n) picks the outcome. Nothing is rounded.
+    nonzero categories, so they share one list of outcomes (the compositions of n) and the
+    alias tables of their distinct patterns stack into one array. A word uniform on
+    [0, L*M*T) gives the bucket (its quotient by L*T) and a remainder compared with the
+    bucket's threshold scaled by L: one division by a constant per draw, nothing rounded.
     """
-    n = int(cells[0].sum())
-    used_n = int((cells[0] > 0).sum())
-    comp = compositions(n, used_n)  # (M, nz)
-    pats, inv = np.unique(cells, axis=0, return_inverse=True)
-    inv = inv.ravel()
-    used = np.nonzero(pats)[1].reshape(len(pats), used_n)  # nonzero categories, per pattern
-    c_used = np.take_along_axis(pats, used, axis=1)
-    coef = _FACTORIAL[n] // np.prod(_FACTORIAL[comp], axis=1)
-    weights = coef[None, :] * np.prod(np.power(c_used[:, None, :], comp[None, :, :]), axis=2)
-    cdf = np.cumsum(weights, axis=1)
-    total = n**n
-    assert (cdf[:, -1] == total).all()
-    vals = np.asarray(scale, dtype=np.int64)[used]
-    s1 = comp @ vals.T  # (M, patterns), integer
-    s2 = comp @ (vals * vals).T
-    mu_tab = (s1 / n).T.ravel()
-    sig_tab = sample_sd(n, s1, s2).T.ravel()
 
-    u = rng.integers(0, total, size=(len(cells), draws), dtype=np.int64)
-    pick = inverse_cdf(cdf[:, :-1], total, inv, u, lut_bins(comp.shape[0]))
-    pick += (inv * comp.shape[0])[:, None]
-    return mu_tab, sig_tab, pick
+    def __init__(self, cells: np.ndarray, scale: np.ndarray, centre: float):
+        n = int(cells[0].sum())
+        used_n = int((cells[0] > 0).sum())
+        comp = compositions(n, used_n)  # (M, nz)
+        self.size, self.total = comp.shape[0], n**n
+        pats, inv = _unique_rows(cells, n)
+        self.base = inv * self.size  # where each cell's pattern starts in the tables
+        used = np.nonzero(pats)[1].reshape(len(pats), used_n)  # nonzero categories, per pattern
+        c_used = np.take_along_axis(pats, used, axis=1)
+        tables = [alias_table(tuple(row)) for row in c_used.tolist()]
+        self.mult = _U64 // (self.size * self.total)
+        self.keep = np.concatenate([k for k, _ in tables]) * np.uint64(self.mult)
+        self.alias = np.concatenate([a for _, a in tables]) + np.repeat(np.arange(len(tables)) * self.size, self.size)
+        vals = np.asarray(scale, dtype=np.int64)[used]
+        s1 = comp @ vals.T  # (M, patterns), integer
+        s2 = comp @ (vals * vals).T
+        self.mean = (s1 / n).T.ravel() - centre  # per (pattern, outcome)
+        self.sd = sample_sd(n, s1, s2).T.ravel()
+
+    def draw(self, lo: int, hi: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+        """Outcome indices into ``table`` for cells lo:hi, (hi - lo, draws)."""
+        words = uniform_words(rng, (hi - lo, draws), self.size * self.total)
+        width = np.uint64(self.mult * self.total)
+        bucket = words // width
+        words -= bucket * width  # the remainder, uniform on [0, L*T) whatever the bucket
+        at = bucket.astype(np.intp)
+        at += self.base[lo:hi, None]
+        return np.where(words < np.take(self.keep, at, mode="clip"), at, np.take(self.alias, at, mode="clip"))
+
+    def values(self, lo: int, hi: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+        """(mu - centre, its square, sigma) of each resample: (3, hi - lo, draws)."""
+        pick = self.draw(lo, hi, draws, rng)
+        out = np.empty((3, *pick.shape))
+        np.take(self.mean, pick, out=out[0], mode="clip")  # indices are in range: "clip" skips checks
+        np.multiply(out[0], out[0], out=out[1])
+        np.take(self.sd, pick, out=out[2], mode="clip")
+        return out
 
 
-def _resample_direct(cells: np.ndarray, scale: np.ndarray, draws: int, rng: np.random.Generator):
-    """The bootstrap itself: draw n of a cell's n ratings with replacement, for any n; returns
-    ``(mu, sigma, at)`` like ``_resample_exact`` (here every draw is its own table entry).
+class DirectCells:
+    """The bootstrap itself, for any n: draw n of a cell's n repetitions with replacement.
 
-    Memory is bounded by DIRECT_BLOCK indices at a time, whatever n or the number of
-    outcomes; sums are integers, so the moments are exact.
+    A cell's repetitions, sorted, put rating k at positions [cum[k-1], cum[k]). So a drawn
+    position i is at or above rating k exactly when i >= cum[k], and the number of draws at
+    or above each rating gives the resample's counts, with no gather: small unsigned
+    positions and one comparison per rating. Sums are integers, so the moments are exact;
+    memory is bounded by DIRECT_BLOCK positions at a time, whatever n.
     """
-    V = cells.shape[0]
-    n = int(cells[0].sum())
-    values = np.repeat(np.tile(np.asarray(scale, dtype=np.int64), V), cells.ravel()).reshape(V, n)
-    mu_out = np.empty((V, draws))
-    sig_out = np.empty((V, draws))
-    step = max(1, DIRECT_BLOCK // (draws * n))  # cells per block
-    for lo in range(0, V, step):
-        hi = min(V, lo + step)
-        idx = rng.integers(0, n, size=(hi - lo, draws, n))
-        picked = np.take_along_axis(np.broadcast_to(values[lo:hi, None, :], (hi - lo, draws, n)), idx, axis=2)
-        s1 = picked.sum(axis=2)
-        s2 = (picked * picked).sum(axis=2)
-        mu_out[lo:hi] = s1 / n
-        sig_out[lo:hi] = sample_sd(n, s1, s2)
-    return mu_out.ravel(), sig_out.ravel(), np.arange(V * draws, dtype=np.int64).reshape(V, draws)
+
+    def __init__(self, cells: np.ndarray, scale: np.ndarray, centre: float):
+        self.n = int(cells[0].sum())
+        self.cum = np.cumsum(cells, axis=1)[:, :-1]  # (V, K-1): where each rating after the first starts
+        self.scale = np.asarray(scale, dtype=np.int64)
+        self.centre = centre
+        self.dtype = np.uint16 if self.n < 1 << 16 else np.int64
+
+    def values(self, lo: int, hi: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+        """(mu - centre, its square, sigma) of each resample: (3, hi - lo, draws)."""
+        pos = rng.integers(0, self.n, size=(hi - lo, draws, self.n), dtype=self.dtype)
+        cum = self.cum[lo:hi].astype(self.dtype)
+        # at_least[k] = draws at or above rating k+1; rating 0 has all n
+        at_least = np.stack([np.count_nonzero(pos >= cum[:, k, None, None], axis=2)
+                             for k in range(cum.shape[1])]).astype(np.int64)
+        steps = np.diff(self.scale)[:, None, None]
+        s1 = self.n * self.scale[0] + (steps * at_least).sum(axis=0)
+        s2 = self.n * self.scale[0] ** 2 + (np.diff(self.scale * self.scale)[:, None, None] * at_least).sum(axis=0)
+        return _cell_stats(s1 / self.n - self.centre, sample_sd(self.n, s1, s2))
 
 
-def _draw_resampled_cells(cells: np.ndarray, scale: np.ndarray, draws: int, rng: np.random.Generator):
+def _unique_rows(cells: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct count vectors and each row's index among them (order immaterial to results).
+
+    Rows are read as base-(n+1) numbers, one integer each, which sorts far faster than rows."""
+    K = cells.shape[1]
+    if (n + 1) ** K >= 1 << 62:
+        pats, inv = np.unique(cells, axis=0, return_inverse=True)
+        return pats, inv.ravel()
+    keys = cells @ ((n + 1) ** np.arange(K, dtype=np.int64))
+    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    return cells[first], inv.ravel()
+
+
+def _cell_stats(centred_mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """What the rerun bootstrap sums over personas, per cell: (mu - c, (mu - c)^2, sigma) on axis 0."""
+    return np.stack([centred_mean, centred_mean * centred_mean, sd])
+
+
+def cell_sampler(cells: np.ndarray, scale: np.ndarray, centre: float = 0.0) -> ExactCells | DirectCells:
+    """The sampler for a batch of cells sharing n and their number of distinct ratings."""
     n = int(cells[0].sum())
     used_n = int((cells[0] > 0).sum())
     if n <= EXACT_MAX_N and comb(n + used_n - 1, used_n - 1) <= EXACT_MAX_OUTCOMES:
-        return _resample_exact(cells, scale, draws, rng)
-    return _resample_direct(cells, scale, draws, rng)
+        return ExactCells(cells, scale, centre)
+    return DirectCells(cells, scale, centre)
 
 
 def rerun_bootstrap(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma: np.ndarray, G: ItemGroups,
                     draws: int, rng: np.random.Generator):
     """Resample the repetitions inside every cell with replacement.
 
-    Cells with a single distinct rating never change. Every other cell is drawn from the
-    exact distribution of its resample (Multinomial(n, counts/n)), in batches of equal
-    (n, distinct ratings): by one integer uniform per cell and draw against an exact integer
-    CDF when n is small, by drawing the n repetitions themselves otherwise. The drawn values
-    are gathered once, in item order, and summed per item; the unchanged cells enter as
-    constants: no (draws, P, Q) tensor is ever built, and memory is (draws x cells).
+    Cells with a single distinct rating never change and enter the per-item sums as
+    constants. Every other cell is drawn from the exact distribution of its resample
+    (Multinomial(n, counts/n)), in batches of equal (n, distinct ratings) sorted by item:
+    from exact integer alias tables when n is small, by drawing the n repetitions themselves
+    otherwise. Blocks of a fixed number of cells keep every temporary in cache and memory at
+    (block x draws); no (draws, P, Q) tensor is ever built. The block size is a constant, so
+    the order of every sum, and so every bit, is the same on any machine.
     """
     P, Q, K = counts.shape
     if draws <= 0:
         return np.empty((0, G.width)), np.empty((0, G.width))
     centre = float(np.asarray(scale, dtype=np.float64).mean())  # keeps the sums of squares well conditioned
-    cen = mu - centre
     flat = counts.reshape(-1, K)
     distinct = (flat > 0).sum(axis=1)
+    fixed = (distinct < 2).reshape(P, Q)
+    const = _cell_stats(np.where(fixed, mu - centre, 0.0), np.where(fixed, sigma, 0.0)).sum(axis=1)  # (3, Q)
+    acc = np.repeat(const[:, :, None], draws, axis=2)  # (3, Q, draws)
     var_idx = np.flatnonzero(distinct >= 2)
-    fixed = np.ones(P * Q, bool)
-    fixed[var_idx] = False
-    fixed = fixed.reshape(P, Q)
-    sum1 = np.broadcast_to(np.where(fixed, cen, 0.0).sum(axis=0), (draws, Q)).copy()
-    sum2 = np.broadcast_to(np.where(fixed, cen * cen, 0.0).sum(axis=0), (draws, Q)).copy()
-    sig_sum = np.broadcast_to(np.where(fixed, sigma, 0.0).sum(axis=0), (draws, Q)).copy()
     if var_idx.size:
-        # Draw in batches of equal (n, distinct ratings): contiguous slices after this sort.
         signature = flat[var_idx].sum(axis=1) * (K + 1) + distinct[var_idx]
-        by_sig = np.argsort(signature, kind="stable")
-        var_idx, signature = var_idx[by_sig], signature[by_sig]
-        at = np.empty((var_idx.size, draws), dtype=np.int64)
-        mu_parts, sig_parts, offset = [], [], 0
+        order = np.argsort(signature * Q + var_idx % Q, kind="stable")  # by batch, then by item inside it
+        var_idx, signature = var_idx[order], signature[order]
         bounds = np.flatnonzero(np.r_[True, signature[1:] != signature[:-1], True])
         for lo, hi in pairwise(bounds):
-            m_tab, s_tab, idx = _draw_resampled_cells(flat[var_idx[lo:hi]], scale, draws, rng)
-            at[lo:hi] = idx + offset
-            offset += m_tab.size
-            mu_parts.append(m_tab)
-            sig_parts.append(s_tab)
-        c_tab = np.concatenate(mu_parts) - centre
-        c2_tab = c_tab * c_tab
-        s_tab = np.concatenate(sig_parts)
-        # Gather once, in item order, so per-item sums are one reduceat per statistic.
-        by_item = np.argsort(var_idx % Q, kind="stable")
-        q_idx = var_idx[by_item] % Q
-        at = at[by_item]  # rows are cells: a row permutation, cheap
-        item_starts = np.flatnonzero(np.r_[True, q_idx[1:] != q_idx[:-1]])
-        items = q_idx[item_starts]
-        sum1[:, items] += np.add.reduceat(np.take(c_tab, at), item_starts, axis=0).T
-        sum2[:, items] += np.add.reduceat(np.take(c2_tab, at), item_starts, axis=0).T
-        sig_sum[:, items] += np.add.reduceat(np.take(s_tab, at), item_starts, axis=0).T
+            sampler = cell_sampler(flat[var_idx[lo:hi]], scale, centre)
+            items = var_idx[lo:hi] % Q
+            if isinstance(sampler, ExactCells):
+                step = max(1, RERUN_BLOCK // draws)
+            else:
+                step = max(1, DIRECT_BLOCK // (draws * sampler.n))
+            for a in range(0, hi - lo, step):
+                b = min(hi - lo, a + step)
+                vals = sampler.values(a, b, draws, rng)
+                q = items[a:b]
+                edges = np.flatnonzero(np.r_[True, q[1:] != q[:-1], True])
+                for s, e in pairwise(edges.tolist()):
+                    # A reduction over the middle axis adds rows in order, each element on
+                    # its own: the same bits for any SIMD width (tests/test_metrics.py).
+                    acc[:, q[s], :] += np.add.reduce(vals[:, s:e, :], axis=1)
+    sum1, sum2, sig_sum = acc[0].T, acc[1].T, acc[2].T
     var = (sum2 - sum1 * sum1 / P) / (P - 1)
     S_r = G.means(np.sqrt(np.maximum(var, 0.0)))
     sig_r = G.means(sig_sum / P)
     return S_r, sig_r
+
 
 def estimate(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, *, persona_draws: int, rerun_draws: int,
              rng_persona: np.random.Generator, rng_rerun: np.random.Generator) -> Estimates:

