@@ -21,6 +21,14 @@ class ToolkitError(Exception):
             where = f"{path}:{line}: " if line is not None else f"{path}: "
         super().__init__(where + message)
 
+    def __reduce__(self):
+        """Keep path and line when the error crosses a process boundary (import workers)."""
+        return (_rebuild, (type(self), self.reason, self.path, self.line))
+
+
+def _rebuild(cls: type[ToolkitError], message: str, path: str | None, line: int | None) -> ToolkitError:
+    return cls(message, path=path, line=line)
+
 
 class StoreCorrupt(ToolkitError):
     """The store failed an integrity check (verify reports these, exit code 1)."""

@@ -1,7 +1,8 @@
 """Importers for the published CSV formats (persona runs, self runs, digit-logprob runs).
 
-Every file is parsed and validated completely before anything is written, so a bad file in a
-batch leaves the store byte-for-byte unchanged. Rows go through the store's one segment
+Files stream through: each is parsed, validated and written in turn, and the manifests are
+saved together at the end, so a bad file in a batch changes no run (the segments the batch
+wrote are removed again). Rows go through the store's one segment
 writer and one request-key function, like recorded rows.
 """
 
@@ -14,9 +15,7 @@ import io
 import json
 import os
 import re
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -449,6 +448,30 @@ def import_paths(
     return import_files(store, [(f, given) for f in files], instrument=instrument, replace=replace, jobs=jobs)
 
 
+PROCESS_MIN_FILES = 16  # from this many files on, workers are processes (measured: see bench_scale)
+
+
+@dataclass
+class _Prepared:
+    """One file parsed, validated, sealed and encoded: all a store write needs, and picklable."""
+
+    path: Path
+    manifest: RunManifest
+    segment: bytes | None  # the encoded Parquet segment (None for a file with no rows)
+    rows: int
+
+
+def _prepare(item: tuple[Path, dict], instrument: Instrument) -> _Prepared:
+    """The CPU work of one file, with no store access: it runs on threads or processes alike."""
+    path = Path(item[0])
+    p = _parse_file(path, instrument, **{k: item[1].get(k) for k in ("model", "variant", "temperature", "mode",
+                                                                      "expect_sha256")})
+    p.manifest.sources = [p.source]
+    Store.seal(p.manifest, p.table)
+    segment = Store.encode_segment(p.table) if p.table.num_rows else None
+    return _Prepared(path, p.manifest, segment, p.table.num_rows)
+
+
 def import_files(
     store: Store,
     files: Sequence[tuple[Path, dict]],
@@ -456,40 +479,49 @@ def import_files(
     instrument: Instrument | str | None = None,
     replace: bool = False,
     jobs: int = 2,
+    backend: str | None = None,
 ) -> list[ImportResult]:
     """Import files, each with its own ``model/variant/temperature/mode`` overrides (None =
-    from the file). All files are validated before anything is written."""
+    from the file). On any error no run changes.
+
+    Streaming: workers parse, validate and encode one file at a time; this process writes
+    each segment as it arrives, so memory is bounded by a few files, not their number. Workers
+    are threads for a few files and processes from PROCESS_MIN_FILES on (``backend`` forces
+    one): the per-row request hashing holds the GIL. All-or-nothing holds for the manifests:
+    they are saved together at the end, and on any error the segments this import created
+    are removed again.
+    """
+    from joblib import Parallel, delayed
+
+    from .workers import one_thread_per_worker
+
     inst = instrument if isinstance(instrument, Instrument) else load_instrument(instrument)
     workers = max(1, min(jobs, len(files)))
+    if backend is None:
+        backend = "loky" if workers > 1 and len(files) >= PROCESS_MIN_FILES else "threading"
     created: set[str] = set()
     seen: dict[str, Path] = {}
-    lock = threading.Lock()
     held = contextlib.ExitStack()
     locked: list[bool] = []
+    staged: list[tuple[RunManifest, str, ImportResult]] = []
 
     def before_first_write() -> None:
-        """Take the store's writer lock and store the instrument only once something is to be
-        written: a refused import of bad files leaves no trace in the store at all."""
-        with lock:
-            if not locked:
-                held.enter_context(store.writing())
-                store.put_instrument(inst)
-                locked.append(True)
+        """Take the writer lock and store the instrument only once something is to be written:
+        a refused import of bad files leaves no trace in the store at all."""
+        if not locked:
+            held.enter_context(store.writing())
+            store.put_instrument(inst)
+            locked.append(True)
 
-    def stage(item: tuple[Path, dict]) -> tuple[RunManifest, str, ImportResult]:
-        """Parse, validate and write one file's segment; only its small manifest stays in memory."""
-        path = Path(item[0])
-        p = _parse_file(path, inst, **{k: item[1].get(k) for k in ("model", "variant", "temperature", "mode",
-                                                                      "expect_sha256")})
+    def commit(p: _Prepared) -> None:
         rid = p.manifest.run_id
-        with lock:
-            if rid in seen:
-                raise ToolkitError(f"run {rid} would come from two files: {seen[rid]} and {p.path}", path=str(path))
-            seen[rid] = p.path
+        if rid in seen:
+            raise ToolkitError(f"run {rid} would come from two files: {seen[rid]} and {p.path}", path=str(p.path))
+        seen[rid] = p.path
         existing = store.get_run(rid)
         if existing is None:
             status = "added"
-        elif [s.get("sha256") for s in existing.sources] == [p.source["sha256"]]:
+        elif [s.get("sha256") for s in existing.sources] == [p.manifest.sources[0]["sha256"]]:
             status = "unchanged"
         elif replace:
             status = "replaced"
@@ -498,24 +530,18 @@ def import_files(
                 f"run {rid} already holds different data "
                 f"({existing.sources[0]['file'] if existing.sources else 'recorded'});"
                 " use --replace to overwrite it",
-                path=str(path),
+                path=str(p.path),
             )
-        if status != "unchanged":
-            p.manifest.sources = [p.source]
-            if p.table.num_rows:
-                before_first_write()
-                p.manifest.segments = [store.write_segment(p.table, created)]
-            Store.seal(p.manifest, p.table)
-        return p.manifest, status, ImportResult(str(path), rid, p.table.num_rows, status)
+        if status != "unchanged" and p.segment is not None:
+            before_first_write()
+            p.manifest.segments = [store.write_encoded(p.segment, p.rows, created)]
+        staged.append((p.manifest, status, ImportResult(str(p.path), rid, p.rows, status)))
 
-    # Streaming: files are parsed and written one at a time on a few threads (polars, pyarrow
-    # and zstd release the GIL), so memory is bounded by the largest file, not their number.
-    # All-or-nothing holds for the manifests: they are saved together at the end, and on any
-    # error the segments this import created are removed again, so no run changes.
     try:
-        with held:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                staged = list(pool.map(stage, files))
+        with held, one_thread_per_worker():
+            parallel = Parallel(n_jobs=workers, backend=backend, return_as="generator", pre_dispatch="2*n_jobs")
+            for prepared in parallel(delayed(_prepare)(item, inst) for item in files):
+                commit(prepared)
             for manifest, status, _ in staged:
                 if status != "unchanged":
                     before_first_write()

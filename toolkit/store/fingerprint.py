@@ -9,8 +9,8 @@ any change to an identity or value column, or to the manifest fields that name t
       request_key run_id instrument persona_id item_id repetition rating failures
       response request attempts digit_logprobs top_logprobs finish_reason
 
-Null is ``~``; text is ``<UTF-8 byte length>:<text>``; ``attempts`` is its element count then
-each element as text, joined by RS (0x1E); ``digit_logprobs`` are the IEEE-754 bit patterns of
+Null is ``~``; text is ``<UTF-8 byte length>:<text>``; ``attempts`` is its element count, RS
+(0x1E), then the elements as text joined by RS; ``digit_logprobs`` are the IEEE-754 bit patterns of
 the doubles as unsigned decimal integers joined by RS (``~`` for a missing digit), so no float
 formatting rule of any library can change a fingerprint. Left out on purpose: ``latency_s``,
 ``collected_at``, ``provenance`` and ``source_line`` describe when and how a row was collected
@@ -68,28 +68,72 @@ def _attempts(df: pl.DataFrame) -> pl.Series:
 
 
 def _logprob_bits(df: pl.DataFrame) -> pl.Series:
-    """Each list as the bit patterns of its doubles: exact, and no float formatting involved."""
+    """Each list as the bit patterns of its doubles: exact, and no float formatting involved.
+
+    Read through Arrow's list layout (values + per-row lengths), so null lists, empty lists
+    and null elements are told apart whatever a library's explode does with them."""
     col = df["digit_logprobs"]
     n = len(col)
     if col.null_count() == n:
         return pl.repeat("~", n, dtype=pl.String, eager=True).alias("lp_fp")
-    lengths = col.list.len().fill_null(0).to_numpy()
-    flat = col.explode()  # null lists explode to one null element: dropped below via the lengths
-    values = flat.cast(pl.Float64).to_numpy(allow_copy=True).astype(np.float64)
-    missing = flat.is_null().to_numpy()
-    keep = np.repeat(lengths > 0, np.maximum(lengths, 1))
-    bits = values[keep].view(np.uint64)
-    text = pl.Series(bits, dtype=pl.UInt64).cast(pl.String)
-    text = pl.select(pl.when(pl.Series(missing[keep])).then(pl.lit("~")).otherwise(text)).to_series()
+    arr = col.to_arrow()
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    lengths = arr.value_lengths().fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    flat = arr.flatten()  # the elements of the non-null lists, in row order
+    missing = flat.is_null().to_numpy(zero_copy_only=False)
+    values = flat.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64)
+    text = pl.Series(values.view(np.uint64), dtype=pl.UInt64).cast(pl.String)
+    text = pl.select(pl.when(pl.Series(missing)).then(pl.lit("~")).otherwise(text)).to_series()
     row = np.repeat(np.arange(n), lengths)
     joined = pl.DataFrame({"row": row, "t": text}).group_by("row", maintain_order=True).agg(pl.col("t").str.join(_RS))
     out = pl.DataFrame({"row": np.arange(n)}).join(joined, on="row", how="left")["t"].fill_null("")
     return pl.select(pl.when(col.is_null()).then(pl.lit("~")).otherwise(out)).to_series().alias("lp_fp")
 
 
-def _blocks(lines: pl.Series, block: int = 65536) -> Iterator[bytes]:
-    for start in range(0, len(lines), block):
-        yield lines.slice(start, block).str.join("").item().encode("utf-8")
+def _blocks(lines: pl.Series | pa.Array, block: int = 65536) -> Iterator[bytes | memoryview]:
+    """The lines' UTF-8 bytes, in order: straight from the Arrow buffer when the column is one
+    contiguous large_string array (no copy), else joined block by block."""
+    arr = lines.to_arrow() if isinstance(lines, pl.Series) else lines
+    if len(arr) == 0:
+        return
+    if isinstance(arr, pa.LargeStringArray) and arr.null_count == 0:
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)
+        lo, hi = int(offsets[arr.offset]), int(offsets[arr.offset + len(arr)])
+        yield memoryview(arr.buffers()[2])[lo:hi]
+        return
+    series = pl.Series(arr) if not isinstance(lines, pl.Series) else lines
+    for start in range(0, len(series), block):
+        yield series.slice(start, block).str.join("").item().encode("utf-8")
+
+
+Piece = str | pl.Expr  # a literal, or a column computed from the rows
+
+
+def _text_pieces(df: pl.DataFrame, col: str) -> list[Piece]:
+    """A text field as pieces of the line, chosen per column: a constant for an all-null or
+    single-valued column, length + ":" + text when there is no null, else the general form.
+    Same bytes as ``_text``, without building a column per field first."""
+    c = df[col]
+    if c.null_count() == len(c):
+        return ["~"]
+    if c.null_count() == 0:
+        if c.n_unique() == 1:
+            v = c[0]
+            return [f"{len(v.encode('utf-8'))}:{v}"]
+        return [pl.col(col).str.len_bytes().cast(pl.String), ":", pl.col(col)]
+    return [_text(col)]
+
+
+def _int_pieces(df: pl.DataFrame, col: str) -> list[Piece]:
+    return [pl.col(col).cast(pl.String)] if df[col].null_count() == 0 else [_int(col)]
+
+
+def _lines(df: pl.DataFrame, fields: list[list[Piece]]) -> pl.Series:
+    """Every row's line: fields joined by US, then LF, in one concat_str over the pieces."""
+    woven: list[pl.Expr] = []
+    for i, field in enumerate(fields):
+        woven += [pl.lit(p) if isinstance(p, str) else p for p in ([_US] if i else []) + field]
+    return df.select(pl.concat_str([*woven, pl.lit("\n")]).alias("line"))["line"]
 
 
 def fingerprint(table: pa.Table, manifest: Any) -> str:
@@ -97,13 +141,13 @@ def fingerprint(table: pa.Table, manifest: Any) -> str:
     df = pl.from_arrow(table.select(FINGERPRINT_COLUMNS))
     assert isinstance(df, pl.DataFrame)
     df = df.sort("request_key")
-    parts = [pl.col("request_key"), _text("run_id"), _text("instrument"), _int("persona_id"), _int("item_id"),
-             _int("repetition"), _int("rating"), _int("failures"), _text("response"), _text("request"),
-             pl.col("attempts_fp"), pl.col("lp_fp"), _text("top_logprobs"), _text("finish_reason")]
-    with_lists = df.with_columns(_attempts(df), _logprob_bits(df))
-    sep = [pl.lit(_US)] * len(parts)
-    woven = [x for pair in zip(parts, sep) for x in pair][:-1] + [pl.lit("\n")]
-    lines = with_lists.select(pl.concat_str(woven).alias("line"))["line"]
+    df = df.with_columns(_attempts(df), _logprob_bits(df))
+    fields = [[pl.col("request_key")], _text_pieces(df, "run_id"), _text_pieces(df, "instrument"),
+              _int_pieces(df, "persona_id"), _int_pieces(df, "item_id"), _int_pieces(df, "repetition"),
+              _int_pieces(df, "rating"), _int_pieces(df, "failures"), _text_pieces(df, "response"),
+              _text_pieces(df, "request"), [pl.col("attempts_fp")], [pl.col("lp_fp")],
+              _text_pieces(df, "top_logprobs"), _text_pieces(df, "finish_reason")]
+    lines = _lines(df, fields)
     h = hashlib.sha256(b"toolkit-fp2\n" + canonical_json(identity(manifest)).encode("utf-8") + b"\n")
     for chunk in _blocks(lines):
         h.update(chunk)

@@ -138,7 +138,11 @@ class Store:
 
         Call it inside ``writing()``: a re-used object gets a fresh modification time, and the
         shared lock keeps garbage collection away until the manifest names it."""
-        data = self.encode_segment(table)
+        return self.write_encoded(self.encode_segment(table), table.num_rows, created)
+
+    def write_encoded(self, data: bytes, rows: int, created: set[str] | None = None) -> SegmentRef:
+        """Store bytes made by ``encode_segment`` (perhaps in another process) under their hash;
+        ``created`` collects the objects this call added, for ``discard`` after a failure."""
         digest = sha256_bytes(data)
         path = self.object_path(digest)
         if path.exists():
@@ -148,7 +152,7 @@ class Store:
         delay = os.environ.get(_TEST_DELAY_ENV)
         if delay:
             time.sleep(float(delay))
-        return SegmentRef(object=digest, rows=table.num_rows, bytes=len(data))
+        return SegmentRef(object=digest, rows=rows, bytes=len(data))
 
     def _verified_bytes(self, digest: str, run_id: str | None = None) -> bytes:
         path = self.object_path(digest)
