@@ -493,7 +493,7 @@ def import_files(
     """
     from joblib import Parallel, delayed
 
-    from .workers import one_thread_per_worker
+    from .workers import worker_environment
 
     inst = instrument if isinstance(instrument, Instrument) else load_instrument(instrument)
     workers = max(1, min(jobs, len(files)))
@@ -538,7 +538,7 @@ def import_files(
         staged.append((p.manifest, status, ImportResult(str(p.path), rid, p.rows, status)))
 
     try:
-        with held, one_thread_per_worker():
+        with held, worker_environment():
             parallel = Parallel(n_jobs=workers, backend=backend, return_as="generator", pre_dispatch="2*n_jobs")
             for prepared in parallel(delayed(_prepare)(item, inst) for item in files):
                 commit(prepared)

@@ -17,7 +17,7 @@ from joblib import Parallel
 from threadpoolctl import threadpool_limits
 
 from ..errors import ToolkitError
-from ..workers import one_thread_per_worker
+from ..workers import worker_environment
 
 BACKENDS = ("threading", "loky", "dask")
 T = TypeVar("T")
@@ -45,7 +45,7 @@ def run_parallel(tasks: list, jobs: int, backend: str | None, scheduler: str | N
     if backend not in (None, "threading", "loky", "multiprocessing", "sequential"):
         raise ToolkitError(f"unknown parallel backend {backend!r} (choose from {', '.join(BACKENDS)})")
     parallel = Parallel(n_jobs=jobs, backend=backend if jobs != 1 else "sequential")
-    with threadpool_limits(limits=1 if jobs != 1 else None, user_api="blas"), one_thread_per_worker():
+    with threadpool_limits(limits=1 if jobs != 1 else None, user_api="blas"), worker_environment():
         return parallel(tasks)
 
 
