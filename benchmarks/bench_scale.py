@@ -2,7 +2,7 @@
 
 Times `toolkit analyze --by group` with the full default bootstrap (2000 + 400 draws) as a
 user runs it (a cold CLI process, wall time and peak RSS from /usr/bin/time semantics via
-resource), for 10 / 100 / N runs and --jobs 1 / 2; one run with 100 repetitions per cell;
+wait4: the largest process, workers included), for 10 / 100 / N runs and --jobs 1 / 2; one run with 100 repetitions per cell;
 one run with 2,000 personas; one `import` call of N files in the published CSV format
 (synthetic ratings, written by this script); and cold `toolkit --help` / `--version`.
 
@@ -12,7 +12,7 @@ one run with 2,000 personas; one `import` call of N files in the published CSV f
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -23,15 +23,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args: str) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one cold CLI process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Wall seconds and peak RSS (MB) of one cold CLI process and the workers it waited for."""
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    if res.returncode:
-        raise SystemExit(res.stderr)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(err)
+    return wall, usage.ru_maxrss / 1024
 
 
 def simulate(store: Path, runs: int, *extra: str) -> None:

@@ -391,7 +391,7 @@ def test_10_errors_never_abort_at_exit(tmp_path):
     """A correct error must end with exit 2, never 134 (Arrow threads outliving the interpreter)."""
     missing = tmp_path / "base" / "m_temp07.csv"
     missing.parent.mkdir(parents=True)
-    missing.write_text("persona_id,question_id,run_index,rating,failures,response\n0,1,1,3,0,3\n")
+    missing.write_text("persona_id,question_id,rating,failures,response\n0,1,3,0,3\n")  # no run_index
     header_only = tmp_path / "base" / "n_temp07.csv"
     header_only.write_text(HEADER)
     codes = [run_cli("import", str(f), "--store", str(tmp_path / "s")).returncode

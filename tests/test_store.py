@@ -168,8 +168,9 @@ def test_verify_detects_tampered_request(small_store):
 
 
 BAD_INPUTS = {
-    "missing_column": ("persona_id,question_id,run_index,rating,failures,response\n0,1,1,3,0,3\n",
-                       ":1: missing column"),
+    "missing_column": ("persona_id,question_id,rating,failures,response\n0,1,3,0,3\n",
+                       ":1: missing column(s) run_index"),
+    "no_format": ("pid,qid,score\n0,1,3\n", ":1: columns pid, qid, score match no import format"),
     "non_integer": (HEADER + "0,1,1,3,0,3,t\n0,1,2,x,0,3,t\n", ":3: column 'rating': 'x' is not an integer"),
     "out_of_scale": (HEADER + "0,1,1,3,0,3,t\n0,1,2,6,0,6,t\n", ":3: rating 6 is outside the scale"),
     "conflict": (HEADER + "0,1,1,3,0,3,t\n0,1,1,4,0,4,t\n", ":3: slot persona=0 item=1 repetition=1"),

@@ -40,3 +40,12 @@ def request_key(request: dict[str, Any]) -> tuple[str, str]:
     """Return ``(key, canonical_request)`` for a request description."""
     text = canonical_json(request)
     return sha256_text(text), text
+
+
+def request_keys(requests: Any) -> Any:
+    """``request_key`` of many canonical request texts at once (a polars String Series in, the
+    hex keys out): the same SHA-256 of the UTF-8 text as ``request_key``, for importers."""
+    import polars as pl
+
+    sha = hashlib.sha256
+    return pl.Series("request_key", [sha(r.encode("utf-8")).hexdigest() for r in requests.to_list()], dtype=pl.String)

@@ -21,14 +21,15 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 
 from . import __version__
 from .errors import ToolkitError
-from .hashing import canonical_json, sha256_text
+from .hashing import canonical_json, request_keys, sha256_text
 from .instrument import Instrument
-from .store import ROW_SCHEMA, RunManifest, Store, make_run_id
-from .store.manifest import check_run_fields
+from .store import ROW_SCHEMA, Store
+from .store.manifest import new_run
 
 ENDPOINT = "simulator"
 
@@ -79,7 +80,6 @@ def truth_of(probs: np.ndarray, scale: np.ndarray) -> tuple[float, float]:
 def simulate_run(store: Store, instrument: Instrument, model: str, spec: Spec, seed: int) -> Truth:
     """Draw one run and commit it to the store; return its ground truth."""
     spec.check()
-    check_run_fields(model, spec.variant, spec.temperature, "persona")
     params = {"seed": seed, "personas": spec.personas, "repetitions": spec.repetitions,
               "spread_personas": spec.spread_personas, "spread_within": spec.spread_within,
               "invalid_share": spec.invalid_share}
@@ -95,7 +95,13 @@ def simulate_run(store: Store, instrument: Instrument, model: str, spec: Spec, s
     invalid = rng.random((P, Q, n)) < spec.invalid_share
     ratings[invalid] = -1
 
-    run_id = make_run_id(model, spec.variant, spec.temperature, "persona", instrument.name)
+    try:
+        manifest = new_run(model=model, variant=spec.variant, temperature=spec.temperature, mode="persona",
+                           instrument=instrument,
+                           protocol={"origin": "simulation", "endpoint": ENDPOINT, "simulation": params})
+    except ValueError as exc:
+        raise ToolkitError(str(exc)) from None
+    run_id = manifest.run_id
     persona = np.repeat(np.arange(P), Q * n)
     items = np.tile(np.repeat(np.asarray(instrument.item_ids), n), P)
     reps = np.tile(np.arange(1, n + 1), P * Q)
@@ -111,17 +117,13 @@ def simulate_run(store: Store, instrument: Instrument, model: str, spec: Spec, s
         "run_id": pa.array([run_id] * len(flat)), "instrument": pa.array([instrument.digest] * len(flat)),
         "persona_id": pa.array(persona, pa.int32()), "item_id": pa.array(items, pa.int32()),
         "repetition": pa.array(reps, pa.int32()),
-        "request_key": pa.array([sha256_text(r) for r in requests]), "request": pa.array(requests),
+        "request_key": request_keys(pl.Series(requests)).to_arrow(), "request": pa.array(requests),
         "response": pa.array(response.tolist()), "rating": pa.array(flat, pa.int16()),
         "failures": pa.array(np.zeros(len(flat), np.int16)),
         "provenance": pa.array([f"simulated:toolkit-{__version__}"] * len(flat)),
     })
     full = pa.table({f.name: table[f.name] if f.name in table.column_names else pa.nulls(len(flat), f.type)
                      for f in ROW_SCHEMA})
-    manifest = RunManifest(run_id=run_id, model=model, variant=spec.variant, temperature=spec.temperature,
-                           mode="persona", instrument={"name": instrument.name, "digest": instrument.digest},
-                           protocol={"origin": "simulation", "endpoint": ENDPOINT, "simulation": params},
-                           toolkit_version=__version__)
     store.put_instrument(instrument)
     existing = store.get_run(run_id)
     if existing is not None and existing.protocol != manifest.protocol:

@@ -20,8 +20,8 @@ from typing import Any
 from .. import __version__
 from ..errors import ToolkitError
 from ..instrument import Instrument
-from ..store import RunManifest, Store, make_run_id
-from ..store.manifest import check_run_fields
+from ..store import RunManifest, Store
+from ..store.manifest import check_run_fields, new_run
 from .backends.base import Backend, BackendError
 from .plan import Plan, Slot
 from .progress import Progress
@@ -95,10 +95,8 @@ def run_template(plan: Plan, instrument: Instrument, backend_name: str, variant:
     if plan.personas is not None and proto.mode != "self":
         protocol["personas"] = {"name": plan.personas.name, "digest": plan.personas.digest,
                                 "count": len(plan.personas.personas)}
-    return RunManifest(run_id=make_run_id(plan.model, variant, proto.temperature, proto.mode, instrument.name),
-                       model=plan.model, variant=variant, temperature=proto.temperature, mode=proto.mode,
-                       instrument={"name": instrument.name, "digest": instrument.digest}, protocol=protocol,
-                       toolkit_version=__version__)
+    return new_run(model=plan.model, variant=variant, temperature=proto.temperature, mode=proto.mode,
+                   instrument=instrument, protocol=protocol)
 
 
 def _check_compatible(existing: RunManifest | None, template: RunManifest) -> None:

@@ -149,9 +149,7 @@ class RunWriter:
             return table.num_rows
 
     def _fresh_manifest(self) -> RunManifest:
-        m = self.template
-        return RunManifest(run_id=m.run_id, model=m.model, variant=m.variant, temperature=m.temperature, mode=m.mode,
-                           instrument=dict(m.instrument), protocol=dict(m.protocol), toolkit_version=m.toolkit_version)
+        return self.template.fresh()
 
     def close(self) -> None:
         """Stop the timer and flush what is left (an error here propagates: rows are lost only

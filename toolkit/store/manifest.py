@@ -83,6 +83,12 @@ class RunManifest:
     sources: list[dict[str, Any]] = field(default_factory=list)
     format: str = MANIFEST_FORMAT
 
+    def fresh(self) -> RunManifest:
+        """The same run with no rows yet: identity and protocol copied, segments and seal empty."""
+        return RunManifest(run_id=self.run_id, model=self.model, variant=self.variant, temperature=self.temperature,
+                           mode=self.mode, instrument=dict(self.instrument), protocol=dict(self.protocol),
+                           toolkit_version=self.toolkit_version)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
@@ -138,3 +144,16 @@ class RunManifest:
         if m.fingerprint_version and m.fingerprint_version != FINGERPRINT_FOR_FORMAT[m.format]:
             raise ManifestError(f"fingerprint version {m.fingerprint_version!r} does not belong to {m.format}")
         return m
+
+
+def new_run(*, model: str, variant: str, temperature: float, mode: str, instrument: Any,
+            protocol: dict[str, Any]) -> RunManifest:
+    """The one way a run manifest is made (recorder, importers, simulator): the fields are
+    checked (ValueError), the run id derived from them, the instrument named by name and digest."""
+    from .. import __version__
+
+    check_run_fields(model, variant, temperature, mode)
+    return RunManifest(run_id=make_run_id(model, variant, temperature, mode, instrument.name), model=model,
+                       variant=variant, temperature=float(temperature), mode=mode,
+                       instrument={"name": instrument.name, "digest": instrument.digest}, protocol=protocol,
+                       toolkit_version=__version__)
