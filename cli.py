@@ -109,6 +109,15 @@ def _emit(df: pl.DataFrame, fmt: str, caption: str | None = None) -> None:
     click.echo(format_frame(df, fmt, caption=caption), nl=False)
 
 
+def _finish(problems: list[str]) -> None:
+    """Name every run an analysis left out, on stderr; exit 1 unless every selected run made it."""
+    for p in problems:
+        click.echo(f"skipped: {p}", err=True)
+    if problems:
+        click.echo(f"{len(problems)} selected run(s) could not be analyzed; the others are above", err=True)
+        sys.exit(1)
+
+
 def _store(store_dir: str | None) -> Store:
     from toolkit.store import store as store_module  # loaded here: --help and --version stay fast
 
@@ -127,28 +136,49 @@ def main() -> None:
     """Offline cached-replay toolkit for persona moral metrics (S, sigma_bar, R)."""
 
 
+def _column_map(text: str | None) -> dict[str, str] | None:
+    """``persona=pid,item=qid`` -> {"pid": "persona", "qid": "item"} (file column -> field)."""
+    if not text:
+        return None
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        field, sep, column = part.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise ToolkitError(f"--columns expects FIELD=COLUMN pairs separated by commas, not {part!r}")
+        out[column.strip()] = field.strip()
+    return out
+
+
 @main.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--model", default=None, help="Model name (default: from the file name).")
-@click.option("--variant", default=None, help="Variant label (default: the parent folder's name).")
+@click.option("--model", default=None, help="Model name (default: from the file, else its name).")
+@click.option("--variant", default=None, help="Variant label (default: from the file, else its parent folder).")
 @click.option("--temperature", type=float, default=None, help="Temperature (default: from _tempNN in the file name).")
 @click.option("--mode", type=click.Choice(["persona", "self", "logprob"]), default=None,
               help="Run mode (default: detected from the columns).")
+@click.option("--columns", "columns", default=None, metavar="FIELD=COLUMN,...",
+              help="Long format: which column holds each field (persona, item, repetition, rating, response, "
+                   "failures, collected_at, model, variant, temperature).")
 @click.option("--instrument", default=None, help="Instrument name or JSON file (default: mfq30).")
 @click.option("--replace", is_flag=True, help="Overwrite a run that already holds different data.")
 @_store_option
 @_format_option()
 @_guard
-def import_cmd(paths, model, variant, temperature, mode, instrument, replace, store_dir, fmt):
-    """Import published CSV files or folders (persona, self and logprob formats).
+def import_cmd(paths, model, variant, temperature, mode, columns, instrument, replace, store_dir, fmt):
+    """Import published CSV files or folders (persona, self, logprob) or long-format files.
 
-    Everything is validated before anything is written: on any error the store is unchanged.
+    Long format: CSV, Parquet or JSON Lines, one row per completion (see README). Files are
+    checked and written one by one and the runs committed together at the end: on any error no
+    run changes. A missing optional column is a note, not an error.
     """
     from toolkit.importers import import_paths
 
     results = import_paths(_store(store_dir), paths, model=model, variant=variant, temperature=temperature, mode=mode,
-                           instrument=instrument, replace=replace)
+                           columns=_column_map(columns), instrument=instrument, replace=replace)
     _emit(_frame([r.__dict__ for r in results], ["run_id", "rows", "status", "path"]), fmt)
+    for r in results:
+        if r.notes:
+            click.echo(f"note: {r.path}: {r.notes}", err=True)
 
 
 @main.command()
@@ -245,10 +275,12 @@ def analyze(model, variant, temperature, run_id, by, bootstrap, rerun_bootstrap,
     """Moral susceptibility S, sigma_bar and robustness R = 1/sigma_bar with bootstrap SEs."""
     from toolkit.analysis import analyze as run_analysis
 
+    problems: list[str] = []
     df = run_analysis(_store(store_dir), by_group=by == "group", bootstrap=bootstrap, rerun_bootstrap=rerun_bootstrap,
-                      seed=seed, jobs=jobs, backend=backend, scheduler=scheduler,
+                      seed=seed, jobs=jobs, backend=backend, scheduler=scheduler, problems=problems,
                       **_selection(model, variant, temperature, run_id))
     _emit(df, fmt)
+    _finish(problems)
 
 
 @main.command()
@@ -260,7 +292,9 @@ def profiles(model, variant, temperature, run_id, store_dir, fmt):
     """Moral-foundation profiles of no-persona ("self") runs: mean and std per group."""
     from toolkit.analysis import profiles as run_profiles
 
-    _emit(run_profiles(_store(store_dir), **_selection(model, variant, temperature, run_id)), fmt)
+    problems: list[str] = []
+    _emit(run_profiles(_store(store_dir), problems=problems, **_selection(model, variant, temperature, run_id)), fmt)
+    _finish(problems)
 
 
 @main.command()
@@ -281,11 +315,13 @@ def compare(model, variant, temperature, run_id, baseline, by, summary, bootstra
     from toolkit.analysis import compare as run_compare
     from toolkit.analysis import compare_summary
 
+    problems: list[str] = []
     metrics = run_analysis(_store(store_dir), by_group=by == "group", bootstrap=bootstrap,
                            rerun_bootstrap=rerun_bootstrap, seed=seed, jobs=jobs, backend=backend, scheduler=scheduler,
-                           **_selection(model, variant, temperature, run_id))
-    table = run_compare(metrics, baseline=baseline)
+                           problems=problems, **_selection(model, variant, temperature, run_id))
+    table = run_compare(metrics, baseline=baseline, problems=problems)
     _emit(compare_summary(table, baseline=baseline) if summary else table, fmt)
+    _finish(problems)
 
 
 @main.command()

@@ -30,6 +30,8 @@ ANALYZE_COLUMNS = [
     "personas", "items", "S_se_persona", "S_se_rerun", "sigma_bar_se_persona", "sigma_bar_se_rerun",
     "min_reps", "median_reps", "max_reps", "run_id",
 ]
+ANALYZE_SCHEMA = dict(zip(ANALYZE_COLUMNS, [pl.String, pl.String, pl.Float64, pl.String] + [pl.Float64] * 6
+                          + [pl.Int64, pl.Int64] + [pl.Float64] * 4 + [pl.Int64, pl.Float64, pl.Int64, pl.String]))
 DEFAULT_VARIANT_SUFFIXES = ("-misaligned", "-insecure", "-secure")
 
 
@@ -48,9 +50,23 @@ def _metrics_task(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, content:
 
 
 def _load_chunk(root: str, manifests: list) -> list:
-    """Read runs in a worker: it opens the store by path (any worker that sees the folder can)."""
+    """Read runs in a worker: it opens the store by path (any worker that sees the folder can).
+    A run that cannot be read comes back as its error, so it cannot hide the others."""
     store = Store(root)
-    return [load_counts(store, m) for m in manifests]
+    out: list = []
+    for m in manifests:
+        try:
+            out.append(load_counts(store, m))
+        except ToolkitError as exc:
+            out.append(exc)
+    return out
+
+
+def _skip(problems: list[str] | None, message: str, exc: ToolkitError | None = None) -> None:
+    """Record why a run is left out; without a list to record in, the first one is an error."""
+    if problems is None:
+        raise exc if exc is not None else ToolkitError(message)
+    problems.append(message)
 
 
 def _metrics_chunk(jobs: list[tuple], bootstrap: int, rerun_bootstrap: int, seed: int) -> list:
@@ -67,6 +83,7 @@ def analyze(
     jobs: int = 1,
     backend: str | None = "loky",
     scheduler: str | None = None,
+    problems: list[str] | None = None,
     **selection,
 ) -> pl.DataFrame:
     """S, sigma_bar and R with bootstrap SEs for every selected persona (or logprob-sampled) run.
@@ -74,6 +91,8 @@ def analyze(
     ``selection`` takes ``model``, ``variant``, ``temperature``, ``mode``, ``run_id``. Runs are
     read and scored in chunks (a few per worker) through joblib: ``backend`` threading, loky
     or dask (``scheduler`` = a dask.distributed address); the result is bit-identical for any.
+    With a ``problems`` list, a run that cannot be analyzed (unreadable, too few complete
+    personas) is left out and the reason appended there; without one, it is an error.
     """
     store = store or Store()
     if not selection.get("run_id"):  # an explicit run id is checked, not filtered
@@ -89,8 +108,12 @@ def analyze(
     selected = {m.run_id for m in runs}
     siblings = sibling_runs(all_runs, runs)  # runs retention needs beyond the selection
     to_load = runs + [m for m in siblings if m.run_id not in selected]
-    loaded_all = [rc for part in run_parallel([delayed(_load_chunk)(str(store.root), c) for c in chunks(to_load, jobs)],
-                                              jobs, backend, scheduler) for rc in part]
+    read = [rc for part in run_parallel([delayed(_load_chunk)(str(store.root), c) for c in chunks(to_load, jobs)],
+                                        jobs, backend, scheduler) for rc in part]
+    for m, rc in zip(to_load, read):
+        if isinstance(rc, ToolkitError) and m.run_id in selected:
+            _skip(problems, f"run {m.run_id}: cannot be read: {rc}", rc)
+    loaded_all = [rc for rc in read if not isinstance(rc, ToolkitError)]
     loaded = [rc for rc in loaded_all if rc.manifest.run_id in selected]
     keep = retained_personas(loaded_all, selected)
 
@@ -98,8 +121,11 @@ def analyze(
     for rc in loaded:
         ids = keep[rc.manifest.run_id]
         if ids.size < 2:
-            raise ToolkitError(f"run {rc.manifest.run_id}: only {ids.size} persona(s) survive retention; "
-                               "need at least 2")
+            Q = rc.counts.shape[1]
+            _skip(problems, f"run {rc.manifest.run_id}: only {ids.size} persona(s) have a valid rating on all {Q} "
+                            "items; S and R need at least 2 (record the missing answers with `toolkit record`, "
+                            "which sends only what the store lacks)")
+            continue
         counts = rc.counts[np.isin(rc.persona_ids, ids)]
         inst = rc.instrument
         groups = inst.groups
@@ -131,7 +157,8 @@ def analyze(
                 "min_reps": int(ng.min()), "median_reps": float(np.median(ng)), "max_reps": int(ng.max()),
                 "run_id": m.run_id,
             })
-    sampled = pl.DataFrame(rows, schema_overrides={"median_reps": pl.Float64}).select(ANALYZE_COLUMNS)
+    sampled = (pl.DataFrame(rows, schema_overrides={"median_reps": pl.Float64}).select(ANALYZE_COLUMNS) if rows
+               else pl.DataFrame(schema=ANALYZE_SCHEMA))
     return pl.concat([sampled, logit_rows]) if len(logit_rows) else sampled
 
 
@@ -142,9 +169,7 @@ def _logprob_point_rows(store: Store, runs, by_group: bool, bootstrap: int, seed
     The SE is the persona bootstrap alone: the rating distribution is exact, so there is no
     repetition noise to resample.
     """
-    schema: Any = dict(zip(ANALYZE_COLUMNS, [
-        pl.String, pl.String, pl.Float64, pl.String] + [pl.Float64] * 6 + [pl.Int64, pl.Int64] + [pl.Float64] * 4
-        + [pl.Int64, pl.Float64, pl.Int64, pl.String]))
+    schema: Any = ANALYZE_SCHEMA
     frames = []
     for m in runs:
         curve = curves_for([load_logprobs(store, m)], temperature_grid(temperatures=[m.temperature]), by_group=by_group,
@@ -213,7 +238,7 @@ def consistency(store: Store | None = None, *, bootstrap: int = 2000, rerun_boot
     return pl.concat(rows)
 
 
-def profiles(store: Store | None = None, **selection) -> pl.DataFrame:
+def profiles(store: Store | None = None, problems: list[str] | None = None, **selection) -> pl.DataFrame:
     """Moral-foundation profile of no-persona ("self") runs (paper Table 3).
 
     Per group: mean of the item means, and mean of the per-item std over repetitions (ddof=1).
@@ -225,7 +250,11 @@ def profiles(store: Store | None = None, **selection) -> pl.DataFrame:
     require_mode(runs, ("self",), "profiles")
     rows = []
     for m in runs:
-        rc = load_counts(store, m)
+        try:
+            rc = load_counts(store, m)
+        except ToolkitError as exc:
+            _skip(problems, f"run {m.run_id}: cannot be read: {exc}", exc)
+            continue
         inst = rc.instrument
         counts = rc.counts.sum(axis=0)  # (Q, K): a self run has one (null) persona
         n, mu, sigma = cell_moments(counts, inst.scale)
@@ -237,7 +266,9 @@ def profiles(store: Store | None = None, **selection) -> pl.DataFrame:
                 "std": float(sigma[member].mean()) if member.any() else float("nan"),
                 "items": int(member.sum()), "ratings": int(n[member].sum()), "run_id": m.run_id,
             })
-    return pl.DataFrame(rows)
+    schema = {"model": pl.String, "variant": pl.String, "temperature": pl.Float64, "group": pl.String,
+              "mean": pl.Float64, "std": pl.Float64, "items": pl.Int64, "ratings": pl.Int64, "run_id": pl.String}
+    return pl.DataFrame(rows, schema=schema)
 
 
 def strip_variant_suffix(model: str, suffixes: Sequence[str] = DEFAULT_VARIANT_SUFFIXES) -> str:
@@ -253,10 +284,13 @@ def compare(
     *,
     baseline: str = "base",
     family: Callable[[str], str] = strip_variant_suffix,
+    problems: list[str] | None = None,
 ) -> pl.DataFrame:
     """Relative change of S, R and sigma_bar against the baseline variant of the same family.
 
     Delta X = (X - X_base) / X_base in percent, matched on family, temperature and group.
+    With a ``problems`` list, runs without a baseline to compare with are left out and named
+    there; without one, that is an error.
     """
     df = metrics.with_columns(pl.col("model").map_elements(family, return_dtype=pl.String).alias("family"))
     base = df.filter(pl.col("variant") == baseline)
@@ -270,8 +304,14 @@ def compare(
     joined = df.join(base.select(keys + [pl.col(c).alias(f"{c}_base") for c in metrics3]
                                  + [pl.col(f"{c}_se").alias(f"{c}_se_base") for c in metrics3]), on=keys, how="left")
     if joined["S_base"].null_count():
-        missing = joined.filter(pl.col("S_base").is_null())["model"].unique().to_list()
-        raise ToolkitError(f"no {baseline!r} run to compare with for model(s) {', '.join(missing)}")
+        lost = joined.filter(pl.col("S_base").is_null())
+        if problems is None:
+            missing = lost["model"].unique().to_list()
+            raise ToolkitError(f"no {baseline!r} run to compare with for model(s) {', '.join(missing)}")
+        for rid, fam, temp in lost.select("run_id", "family", "temperature").unique(maintain_order=True).iter_rows():
+            problems.append(f"run {rid}: no {baseline!r} run of family {fam!r} at temperature {temp} to compare with "
+                            "(--baseline names another variant)")
+        joined = joined.filter(pl.col("S_base").is_not_null())
     # SE of the ratio X / X_base by first-order propagation (the base row itself gets 0).
     out = joined.with_columns(
         [((pl.col(c) - pl.col(f"{c}_base")) / pl.col(f"{c}_base") * 100).alias(f"delta_{c}_pct") for c in metrics3]
