@@ -181,6 +181,54 @@ def import_cmd(paths, model, variant, temperature, mode, columns, instrument, re
             click.echo(f"note: {r.path}: {r.notes}", err=True)
 
 
+def _ints(text: str | None, what: str) -> list[int] | None:
+    return _number_list(text, int, what, "integers") if text else None
+
+
+@main.command()
+@_selection_options
+@click.option("--persona", default=None, help="Only these persona ids (comma-separated).")
+@click.option("--item", default=None, help="Only these item ids (comma-separated).")
+@click.option("--repetition", default=None, help="Only these repetitions (comma-separated).")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="At most this many completions.")
+@_store_option
+@click.option("--format", "fmt", type=click.Choice(["text", "csv", "json"]), default="text", show_default=True)
+@_guard
+def show(model, variant, temperature, run_id, persona, item, repetition, limit, store_dir, fmt):
+    """Print stored completions: request, every attempt's raw text, response, rating, source and time."""
+    from toolkit.analysis.selection import select_runs
+    from toolkit.report.completions import completions, render
+
+    store = _store(store_dir)
+    runs = select_runs(store, **_selection(model, variant, temperature, run_id))
+    df = completions(store, runs, persona=_ints(persona, "--persona"), item=_ints(item, "--item"),
+                     repetition=_ints(repetition, "--repetition"), limit=limit)
+    if fmt == "text":
+        click.echo(render(df) or "no stored completion matches\n", nl=False)
+    else:
+        _emit(df.with_columns(df["attempts"].list.join("\x1e")) if fmt == "csv" else df, fmt)
+
+
+@main.command()
+@_selection_options
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Folder to write into (files already there are never overwritten).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "jsonl"]), default="csv", show_default=True,
+              help="csv: the published tree (import restores the runs); parquet/jsonl: every stored column.")
+@_store_option
+@_guard
+def export(model, variant, temperature, run_id, out_dir, fmt, store_dir):
+    """Write runs out (all runs by default) as the published CSV tree, Parquet or JSON Lines."""
+    from toolkit.analysis.selection import select_runs
+    from toolkit.export import export_runs
+
+    store = _store(store_dir)
+    done = export_runs(store, select_runs(store, **_selection(model, variant, temperature, run_id)), out_dir, fmt)
+    for e in done:
+        click.echo(f"{e.run_id}\t{e.rows} rows\t{e.path}")
+
+
 @main.command()
 @_store_option
 @_format_option()

@@ -36,6 +36,8 @@ def _constant(src: Source, col: str) -> str | None:
 def parse(src: Source) -> Parsed:
     src.ignore_extra(set(FIELDS))
     df = src.table
+    if "persona" in df.columns and df["persona"].null_count() == len(df):
+        src.table = df = df.drop("persona")  # an exported self run: no persona anywhere
     # empty rating cell = no valid rating, like -1
     src.table = df = df.with_columns(pl.col("rating").fill_null("-1").str.strip_chars().replace("", "-1"))
     if "repetition" not in df.columns:

@@ -1,0 +1,82 @@
+"""What the model actually said: stored completions of a selection, for a person to read.
+
+``completions`` returns the rows (from verified segments) as a frame; ``render`` prints each
+as a block: where it came from and when, the request (its messages when it was recorded),
+every failed attempt's raw text, the response and the rating extracted from it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from ..store import RunManifest, Store
+
+SHOW_COLUMNS = ["run_id", "persona_id", "item_id", "repetition", "rating", "failures", "response", "attempts",
+                "request", "finish_reason", "latency_s", "collected_at", "provenance", "request_key"]
+
+
+def completions(store: Store, runs: list[RunManifest], *, persona: list[int] | None = None,
+                item: list[int] | None = None, repetition: list[int] | None = None,
+                limit: int | None = None) -> pl.DataFrame:
+    """The stored rows of ``runs`` matching the filters, ordered by run, persona, item, repetition."""
+    frames = []
+    for m in runs:
+        df = pl.from_arrow(store.read_run(m, SHOW_COLUMNS))
+        assert isinstance(df, pl.DataFrame)
+        for col, wanted in (("persona_id", persona), ("item_id", item), ("repetition", repetition)):
+            if wanted is not None:
+                df = df.filter(pl.col(col).is_in(wanted))
+        frames.append(df.sort(["persona_id", "item_id", "repetition"], nulls_last=True))
+        if limit is not None and sum(len(f) for f in frames) >= limit:
+            break
+    out = pl.concat(frames) if frames else pl.DataFrame(schema=dict.fromkeys(SHOW_COLUMNS, pl.String))
+    return out.head(limit) if limit is not None else out
+
+
+def _request_text(request: str) -> list[str]:
+    """The request's messages as ``role: content`` lines when it has them, else its JSON."""
+    try:
+        obj = json.loads(request)
+    except (TypeError, ValueError):
+        return [f"  {request}"]
+    messages = obj.get("messages") if isinstance(obj, dict) else None
+    if isinstance(messages, list) and messages:
+        lines = []
+        for msg in messages:
+            role = msg.get("role", "?") if isinstance(msg, dict) else "?"
+            content = msg.get("content", "") if isinstance(msg, dict) else msg
+            lines += [f"  [{role}]"] + [f"    {line}" for line in str(content).splitlines() or [""]]
+        rest = {k: v for k, v in obj.items() if k != "messages"}
+        return lines + [f"  {json.dumps(rest, ensure_ascii=False, sort_keys=True)}"]
+    return [f"  {json.dumps(obj, ensure_ascii=False, sort_keys=True)}"]
+
+
+def _block(text: str | None) -> list[str]:
+    if text is None:
+        return ["  (none)"]
+    return [f"  {line}" for line in text.splitlines()] or ['  ""']
+
+
+def render(df: pl.DataFrame) -> str:
+    """One readable block per completion."""
+    out = []
+    for r in df.iter_rows(named=True):
+        persona = "no persona" if r["persona_id"] is None else f"persona {r['persona_id']}"
+        out.append(f"== {r['run_id']} | {persona} | item {r['item_id']} | repetition {r['repetition']}")
+        when = r["collected_at"] or "unknown time"
+        extra = f", {r['latency_s']:.2f} s" if r["latency_s"] is not None else ""
+        out.append(f"from {r['provenance']} at {when}{extra}")
+        rating = "no valid rating" if r["rating"] == -1 else str(r["rating"])
+        finish = f", finish reason {r['finish_reason']}" if r["finish_reason"] else ""
+        out.append(f"rating {rating} (after {r['failures']} failed attempt(s){finish})")
+        out.append("request:")
+        out += _request_text(r["request"])
+        for i, attempt in enumerate(r["attempts"] or [], start=1):
+            out.append(f"failed attempt {i}:")
+            out += _block(attempt)
+        out.append("response:")
+        out += _block(r["response"])
+        out.append("")
+    return "\n".join(out) + ("\n" if out else "")
