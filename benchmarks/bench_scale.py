@@ -1,9 +1,9 @@
 """Benchmark: analysis at scale on simulated runs (100 personas x 30 items x 10 repetitions).
 
 Times `toolkit analyze --by group` with the full default bootstrap (2000 + 400 draws) as a
-user runs it (a cold CLI process, wall time and peak RSS from /usr/bin/time semantics via
-wait4: the largest process, workers included), for 10 / 100 / N runs and --jobs 1 / 2; one run with 100 repetitions per cell;
-one run with 2,000 personas; one `import` call of N files in the published CSV format
+user runs it (a cold CLI process; wall time, and the peak RSS of its largest process, workers
+included, from wait4), for 10 / 100 / N runs and --jobs 1 / 2; one run with 100 repetitions
+per cell; one run with 2,000 personas; one `import` call of N files in the published CSV format
 (synthetic ratings, written by this script); and cold `toolkit --help` / `--version`.
 
     python benchmarks/bench_scale.py [--runs 1000] [--store DIR] [--skip-import]

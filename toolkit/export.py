@@ -82,8 +82,8 @@ def _published(m: RunManifest, rows: pl.DataFrame, scale: range) -> pl.DataFrame
 def _long(m: RunManifest, rows: pl.DataFrame) -> pl.DataFrame:
     """Every stored column, identity columns added, long-format names where they exist."""
     rows = rows.sort("source_line") if rows["source_line"].null_count() == 0 else rows
-    return rows.rename(LONG_NAMES).with_columns(pl.lit(m.model).alias("model"), pl.lit(m.variant).alias("variant"),
-                                                pl.lit(m.temperature).alias("temperature"), pl.lit(m.mode).alias("mode"))
+    identity = {"model": m.model, "variant": m.variant, "temperature": m.temperature, "mode": m.mode}
+    return rows.rename(LONG_NAMES).with_columns(pl.lit(v).alias(k) for k, v in identity.items())
 
 
 def _encode(df: pl.DataFrame, fmt: str) -> bytes:
