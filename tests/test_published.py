@@ -96,7 +96,8 @@ def test_bad_selections_exit_2(em_store):
 
 
 def test_too_few_personas_after_retention(tmp_path):
-    """Persona 1 never answers item 2 validly: only one persona survives, a clear error."""
+    """Persona 1 never answers item 2 validly: only one persona survives. The CLI names the run
+    and the reason on stderr and exits 1; the library, asked for no problem list, raises."""
     from toolkit.importers import import_paths
     from toolkit.store import Store
 
@@ -110,7 +111,13 @@ def test_too_few_personas_after_retention(tmp_path):
     store = Store(tmp_path / "s")
     import_paths(store, [src])
     res = run_cli("analyze", "--store", str(store.root))
-    assert res.returncode == 2 and "only 1 persona(s) survive retention" in res.stderr
+    assert res.returncode == 1 and "skipped: run mfq30/base/m/T0.1/persona: only 1 persona(s)" in res.stderr
+    assert "m/T0.1" not in res.stdout
+    from toolkit.analysis import analyze
+    from toolkit.errors import ToolkitError
+
+    with pytest.raises(ToolkitError, match="only 1 persona"):
+        analyze(store)
 
 
 def test_excess_cv_and_pearson_against_hand_computation(metrics):

@@ -270,8 +270,8 @@ class DirectCells:
 
     def values(self, lo: int, hi: int, draws: int, rng: np.random.Generator) -> np.ndarray:
         """(mu - centre, its square, sigma) of each resample: (3, hi - lo, draws)."""
-        pos = rng.integers(0, self.n, size=(hi - lo, draws, self.n), dtype=self.dtype)
-        cum = self.cum[lo:hi].astype(self.dtype)
+        pos: np.ndarray = rng.integers(0, self.n, size=(hi - lo, draws, self.n), dtype=self.dtype)
+        cum: np.ndarray = self.cum[lo:hi].astype(self.dtype)
         # at_least[k] = draws at or above rating k+1; rating 0 has all n
         at_least = np.stack([np.count_nonzero(pos >= cum[:, k, None, None], axis=2)
                              for k in range(cum.shape[1])]).astype(np.int64)
@@ -335,7 +335,7 @@ def rerun_bootstrap(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma
         order = np.argsort(signature * Q + var_idx % Q, kind="stable")  # by batch, then by item inside it
         var_idx, signature = var_idx[order], signature[order]
         bounds = np.flatnonzero(np.r_[True, signature[1:] != signature[:-1], True])
-        for lo, hi in pairwise(bounds):
+        for lo, hi in pairwise(bounds.tolist()):
             sampler = cell_sampler(flat[var_idx[lo:hi]], scale, centre)
             items = var_idx[lo:hi] % Q
             if isinstance(sampler, ExactCells):

@@ -142,7 +142,7 @@ def fingerprint(table: pa.Table, manifest: Any) -> str:
     assert isinstance(df, pl.DataFrame)
     df = df.sort("request_key")
     df = df.with_columns(_attempts(df), _logprob_bits(df))
-    fields = [[pl.col("request_key")], _text_pieces(df, "run_id"), _text_pieces(df, "instrument"),
+    fields: list[list[Piece]] = [[pl.col("request_key")], _text_pieces(df, "run_id"), _text_pieces(df, "instrument"),
               _int_pieces(df, "persona_id"), _int_pieces(df, "item_id"), _int_pieces(df, "repetition"),
               _int_pieces(df, "rating"), _int_pieces(df, "failures"), _text_pieces(df, "response"),
               _text_pieces(df, "request"), [pl.col("attempts_fp")], [pl.col("lp_fp")],
