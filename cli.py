@@ -621,7 +621,9 @@ def audit(name, source, claims, report_dir, within_se, fmt, bootstrap, rerun_boo
         if report_dir:
             folder = write_report(result, report_dir)
             click.echo(f"report: {folder / 'index.html'}", err=True)
-    sys.exit(0 if result.passed else 1)
+    for p in result.skipped:
+        click.echo(f"skipped: {p}", err=True)
+    sys.exit(0 if result.passed and not result.skipped else 1)
 
 
 @main.command("paper-table")

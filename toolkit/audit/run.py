@@ -28,6 +28,7 @@ class AuditResult:
     summary: pl.DataFrame
     profiles: pl.DataFrame
     files: list = field(default_factory=list)  # (DatasetFile, local path)
+    skipped: list[str] = field(default_factory=list)  # runs that could not be analyzed, with the reason
 
     @property
     def counts(self) -> dict[str, int]:
@@ -54,11 +55,12 @@ def audit(name: str, *, source: str | Path | None = None, claims: str | Path | N
     if problems:
         raise StoreCorrupt("; ".join(str(p) for p in problems[:5]))
     models = sorted({f.model for f in dataset.files if f.mode == "persona"})
+    skipped: list[str] = []  # one partial run must not stop the audit of the others
     metrics = analyze(store, by_group=True, bootstrap=bootstrap, rerun_bootstrap=rerun_bootstrap, seed=seed,
-                      jobs=jobs, backend=backend, model=models, mode="persona")
+                      jobs=jobs, backend=backend, model=models, mode="persona", problems=skipped)
     baseline = claim_set.baseline
     has_baseline = (metrics["variant"] == baseline).any()
-    comparison = compare(metrics, baseline=baseline) if has_baseline else metrics.head(0)
+    comparison = compare(metrics, baseline=baseline, problems=skipped) if has_baseline else metrics.head(0)
     summary = compare_summary(comparison, baseline=baseline) if has_baseline else pl.DataFrame()
     excesses = {}
     variants = sorted(set(metrics["variant"]) - {baseline}) if has_baseline else []
@@ -68,7 +70,7 @@ def audit(name: str, *, source: str | Path | None = None, claims: str | Path | N
                 for metric in ("R", "S"):
                     excesses[f"{a}|{b}|{metric}"] = excess(comparison, a, b, metric)
     self_models = sorted({f.model for f in dataset.files if f.mode == "self"})
-    prof = profiles(store, model=self_models) if self_models else pl.DataFrame()
+    prof = profiles(store, model=self_models, problems=skipped) if self_models else pl.DataFrame()
     table = evaluate_claims(claim_set, metrics=metrics, comparison=comparison, summary=summary, excess=excesses,
                             profiles=prof, family=strip_variant_suffix, within_se=within_se)
-    return AuditResult(dataset, claim_set, store, table, metrics, comparison, summary, prof, files)
+    return AuditResult(dataset, claim_set, store, table, metrics, comparison, summary, prof, files, skipped)
