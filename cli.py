@@ -393,14 +393,16 @@ def curves(model, variant, temperature, run_id, tmin, tmax, points, temperatures
     from toolkit.analysis import curves as run_curves
 
     temps = _number_list(temperatures, float, "--temperatures", "numbers")
+    problems: list[str] = []
     df = run_curves(_store(store_dir), tmin=tmin, tmax=tmax, points=points, temperatures=temps, by_group=by == "group",
                     bootstrap=bootstrap, seed=seed, jobs=jobs, backend=backend, scheduler=scheduler,
-                    **_selection(model, variant, temperature, run_id))
+                    problems=problems, **_selection(model, variant, temperature, run_id))
     _emit(df, fmt)
-    if plot_path:
+    if plot_path and len(df):
         from toolkit.report.figures import plot_curves
 
         plot_curves(df, plot_path)
+    _finish(problems)
 
 
 @main.command()

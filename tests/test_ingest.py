@@ -222,3 +222,21 @@ def test_show_prints_what_the_model_said(tmp_path):
     assert [r["repetition"] for r in as_json] == list(range(1, 11))
     assert [str(r["rating"]) for r in as_json] == [r[cols["rating"]] for r in rows if r[cols["persona_id"]] == "12"
                                                    and r[cols["question_id"]] == "17"]
+
+
+def test_curves_name_an_unusable_logprob_run_and_report_the_others(tmp_path):
+    """A logprob run with one persona next to the gemma run: curves reports gemma, names the
+    small run on stderr and exits 1."""
+    need_shared()
+    lines = LOGIT_CSV.read_text(encoding="utf-8").splitlines()
+    tiny = tmp_path / "in" / "tiny_logprobs.csv"
+    tiny.parent.mkdir()
+    header = lines[0].split(",")
+    first = [ln for ln in lines[1:] if ln.split(",")[header.index("persona_id")] == "0"]
+    tiny.write_text("\n".join([lines[0], *first]) + "\n", encoding="utf-8")
+    s = str(tmp_path / "s")
+    assert run_cli("import", str(LOGIT_CSV), str(tiny), "--store", s).returncode == 0
+    res = run_cli("curves", "--temperatures", "0.5,1.0", "--bootstrap", "20", "--format", "csv", "--store", s)
+    assert res.returncode == 1, res.stderr
+    assert "gemma-2-9b-it-local" in res.stdout and "tiny" not in res.stdout
+    assert "skipped: run mfq30/" in res.stderr and "tiny" in res.stderr and "fewer than 2 personas" in res.stderr

@@ -196,17 +196,32 @@ def curves(
     jobs: int = 1,
     backend: str | None = "threading",
     scheduler: str | None = None,
+    problems: list[str] | None = None,
     **selection,
 ) -> pl.DataFrame:
-    """R(T), S(T) and sigma_bar(T) with persona-bootstrap SEs for logprob runs (logit method)."""
+    """R(T), S(T) and sigma_bar(T) with persona-bootstrap SEs for logprob runs (logit method).
+    With a ``problems`` list, a run that cannot be used is left out and named there."""
     store = store or Store()
     temps = temperature_grid(tmin, tmax, points, list(temperatures) if temperatures else None)
     if not selection.get("run_id"):
         selection.setdefault("mode", "logprob")
     runs = select_runs(store, **selection)
     require_mode(runs, ("logprob",), "curves")
-    return curves_for([load_logprobs(store, m) for m in runs], temps, by_group=by_group, bootstrap=bootstrap,
-                      seed=seed, jobs=jobs, backend=backend, scheduler=scheduler)
+    loaded = []
+    for m in runs:
+        try:
+            run = load_logprobs(store, m)
+        except ToolkitError as exc:
+            _skip(problems, f"run {m.run_id}: {exc}", exc)
+            continue
+        if run.persona_ids.size < 2:
+            _skip(problems, f"run {m.run_id}: fewer than 2 personas have a digit distribution for every item")
+            continue
+        loaded.append(run)
+    if not loaded:
+        return pl.DataFrame()
+    return curves_for(loaded, temps, by_group=by_group, bootstrap=bootstrap, seed=seed, jobs=jobs, backend=backend,
+                      scheduler=scheduler)
 
 
 def consistency(store: Store | None = None, *, bootstrap: int = 2000, rerun_bootstrap: int = 400, seed: int = 0,
