@@ -240,3 +240,26 @@ def test_curves_name_an_unusable_logprob_run_and_report_the_others(tmp_path):
     assert res.returncode == 1, res.stderr
     assert "gemma-2-9b-it-local" in res.stdout and "tiny" not in res.stdout
     assert "skipped: run mfq30/" in res.stderr and "tiny" in res.stderr and "fewer than 2 personas" in res.stderr
+
+
+def test_many_files_on_worker_processes_fail_as_one(tmp_path):
+    """From 16 files on, workers are processes: a bad file among them still gives one line
+    naming the file and line, exit 2, and no run in the store."""
+    header = "persona_id,question_id,run_index,rating\n"
+    folder = tmp_path / "in" / "base"
+    folder.mkdir(parents=True)
+    for i in range(17):
+        rows = [f"{p},{q},1,{(p + q) % 6}" for p in range(2) for q in range(1, 31)]
+        if i == 11:
+            rows[40] = "1,11,1,seven"
+        (folder / f"m{i:02d}_temp05.csv").write_text(header + "\n".join(rows) + "\n")
+    s = tmp_path / "s"
+    res = run_cli("import", str(folder), "--store", str(s))
+    assert res.returncode == 2 and "m11_temp05.csv:42: column 'rating': 'seven' is not an integer" in res.stderr, \
+        res.stderr
+    assert res.stderr.count("\n") == 1
+    assert not (s / "runs").exists() or not any((s / "runs").iterdir())
+    assert not [p for p in s.rglob("*") if p.is_file() and "objects" in p.parts]  # written segments removed
+    (folder / "m11_temp05.csv").unlink()
+    ok = run_cli("import", str(folder), "--store", str(s))
+    assert ok.returncode == 0 and len(Store(s).runs()) == 16 and Store(s).verify() == []
