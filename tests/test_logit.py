@@ -141,8 +141,9 @@ def test_bad_input_exit_2(tmp_path, gemma):
     store = tmp_path / "s"
     assert run_cli("import", str(tmp_path / "v" / "m_logprobs.csv"), "--temperature", "1", "--store",
                    str(store)).returncode == 0
-    res = run_cli("curves", "--store", str(store))
-    assert res.returncode == 2 and "every digit is missing" in res.stderr
+    res = run_cli("curves", "--store", str(store))  # the run is named and left out: exit 1, not a crash
+    assert res.returncode == 1 and "skipped: run mfq30/v/m/T1.0/logprob" in res.stderr
+    assert "every digit is missing" in res.stderr
     for bad_t in (["--temperatures", "0.5,0"], ["--temperatures", "-1"], ["--tmin", "0", "--points", "3"]):
         res = run_cli("curves", *bad_t, "--store", str(gemma.root))
         assert res.returncode == 2 and "> 0" in res.stderr, bad_t
