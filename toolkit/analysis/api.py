@@ -15,7 +15,7 @@ import polars as pl
 from joblib import delayed
 
 from ..errors import ToolkitError
-from ..store import Store
+from ..store import RunManifest, Store
 from .cells import load_counts
 from .logit import curve_frames as curves_for
 from .logit import load_logprobs, temperature_grid
@@ -62,6 +62,28 @@ def _load_chunk(root: str, manifests: list) -> list:
     return out
 
 
+def _runs_for(store: Store, selection: dict, modes: tuple[str, ...], command: str,
+              among: list[RunManifest] | None = None) -> list[RunManifest]:
+    """The selected runs of a command that reads ``modes``: without an explicit run id the
+    selection is narrowed to those modes; an explicit run id of another mode is an error."""
+    if not selection.get("run_id"):
+        selection.setdefault("mode", modes[0] if len(modes) == 1 else list(modes))
+    runs = select_runs(store, among=among, **selection)
+    require_mode(runs, modes, command)
+    return runs
+
+
+def _loaded(runs: list[RunManifest], load: Callable[[RunManifest], Any], problems: list[str] | None) -> list:
+    """Each run read by ``load``; one that cannot be read is left out and named in ``problems``."""
+    out = []
+    for m in runs:
+        try:
+            out.append(load(m))
+        except ToolkitError as exc:
+            _skip(problems, f"run {m.run_id}: cannot be read: {exc}", exc)
+    return out
+
+
 def _skip(problems: list[str] | None, message: str, exc: ToolkitError | None = None) -> None:
     """Record why a run is left out; without a list to record in, the first one is an error."""
     if problems is None:
@@ -95,11 +117,8 @@ def analyze(
     personas) is left out and the reason appended there; without one, it is an error.
     """
     store = store or Store()
-    if not selection.get("run_id"):  # an explicit run id is checked, not filtered
-        selection.setdefault("mode", ["persona", "logprob"])
     all_runs = store.runs()  # read once: selection and retention both need them
-    runs = select_runs(store, among=all_runs, **selection)
-    require_mode(runs, ("persona", "logprob"), "analyze")
+    runs = _runs_for(store, selection, ("persona", "logprob"), "analyze", among=all_runs)
     logprob_runs = [m for m in runs if m.mode == "logprob"]
     runs = [m for m in runs if m.mode == "persona"]
     logit_rows = _logprob_point_rows(store, logprob_runs, by_group, bootstrap, seed, jobs, backend, scheduler)
@@ -110,7 +129,7 @@ def analyze(
     to_load = runs + [m for m in siblings if m.run_id not in selected]
     read = [rc for part in run_parallel([delayed(_load_chunk)(str(store.root), c) for c in chunks(to_load, jobs)],
                                         jobs, backend, scheduler) for rc in part]
-    for m, rc in zip(to_load, read):
+    for m, rc in zip(to_load, read):  # read in workers: same rule as _loaded
         if isinstance(rc, ToolkitError) and m.run_id in selected:
             _skip(problems, f"run {m.run_id}: cannot be read: {rc}", rc)
     loaded_all = [rc for rc in read if not isinstance(rc, ToolkitError)]
@@ -203,21 +222,14 @@ def curves(
     With a ``problems`` list, a run that cannot be used is left out and named there."""
     store = store or Store()
     temps = temperature_grid(tmin, tmax, points, list(temperatures) if temperatures else None)
-    if not selection.get("run_id"):
-        selection.setdefault("mode", "logprob")
-    runs = select_runs(store, **selection)
-    require_mode(runs, ("logprob",), "curves")
     loaded = []
-    for m in runs:
-        try:
-            run = load_logprobs(store, m)
-        except ToolkitError as exc:
-            _skip(problems, f"run {m.run_id}: {exc}", exc)
-            continue
+    for run in _loaded(_runs_for(store, selection, ("logprob",), "curves"), lambda m: load_logprobs(store, m),
+                       problems):
         if run.persona_ids.size < 2:
-            _skip(problems, f"run {m.run_id}: fewer than 2 personas have a digit distribution for every item")
-            continue
-        loaded.append(run)
+            _skip(problems, f"run {run.manifest.run_id}: fewer than 2 personas have a digit distribution for every "
+                            "item")
+        else:
+            loaded.append(run)
     if not loaded:
         return pl.DataFrame()
     return curves_for(loaded, temps, by_group=by_group, bootstrap=bootstrap, seed=seed, jobs=jobs, backend=backend,
@@ -259,18 +271,9 @@ def profiles(store: Store | None = None, problems: list[str] | None = None, **se
     Per group: mean of the item means, and mean of the per-item std over repetitions (ddof=1).
     """
     store = store or Store()
-    if not selection.get("run_id"):
-        selection.setdefault("mode", "self")
-    runs = select_runs(store, **selection)
-    require_mode(runs, ("self",), "profiles")
     rows = []
-    for m in runs:
-        try:
-            rc = load_counts(store, m)
-        except ToolkitError as exc:
-            _skip(problems, f"run {m.run_id}: cannot be read: {exc}", exc)
-            continue
-        inst = rc.instrument
+    for rc in _loaded(_runs_for(store, selection, ("self",), "profiles"), lambda m: load_counts(store, m), problems):
+        m, inst = rc.manifest, rc.instrument
         counts = rc.counts.sum(axis=0)  # (Q, K): a self run has one (null) persona
         n, mu, sigma = cell_moments(counts, inst.scale)
         for name in ["all"] + inst.groups:

@@ -231,8 +231,12 @@ class ExactCells:
         self.mean = (s1 / n).T.ravel() - centre  # per (pattern, outcome)
         self.sd = sample_sd(n, s1, s2).T.ravel()
 
+    def block(self, draws: int) -> int:
+        """Cells drawn at once: RERUN_BLOCK words, so every temporary stays in cache."""
+        return max(1, RERUN_BLOCK // draws)
+
     def draw(self, lo: int, hi: int, draws: int, rng: np.random.Generator) -> np.ndarray:
-        """Outcome indices into ``table`` for cells lo:hi, (hi - lo, draws)."""
+        """Outcome indices into ``mean`` and ``sd`` for cells lo:hi, (hi - lo, draws)."""
         words = uniform_words(rng, (hi - lo, draws), self.size * self.total)
         width = np.uint64(self.mult * self.total)
         bucket = words // width
@@ -267,6 +271,10 @@ class DirectCells:
         self.scale = np.asarray(scale, dtype=np.int64)
         self.centre = centre
         self.dtype = np.uint16 if self.n < 1 << 16 else np.int64
+
+    def block(self, draws: int) -> int:
+        """Cells drawn at once: DIRECT_BLOCK positions, whatever n."""
+        return max(1, DIRECT_BLOCK // (draws * self.n))
 
     def values(self, lo: int, hi: int, draws: int, rng: np.random.Generator) -> np.ndarray:
         """(mu - centre, its square, sigma) of each resample: (3, hi - lo, draws)."""
@@ -338,10 +346,7 @@ def rerun_bootstrap(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma
         for lo, hi in pairwise(bounds.tolist()):
             sampler = cell_sampler(flat[var_idx[lo:hi]], scale, centre)
             items = var_idx[lo:hi] % Q
-            if isinstance(sampler, ExactCells):
-                step = max(1, RERUN_BLOCK // draws)
-            else:
-                step = max(1, DIRECT_BLOCK // (draws * sampler.n))
+            step = sampler.block(draws)
             for a in range(0, hi - lo, step):
                 b = min(hi - lo, a + step)
                 vals = sampler.values(a, b, draws, rng)
