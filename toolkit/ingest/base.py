@@ -22,7 +22,7 @@ ROW_COLUMNS = ["persona_id", "item_id", "repetition", "rating", "failures", "res
 
 
 @dataclass
-class Parsed:
+class FormatRows:
     mode: str  # persona | self | logprob
     rows: pl.DataFrame  # ROW_COLUMNS, one row per source row
     model: str | None = None  # identity the file itself carries (a column), if any
@@ -36,7 +36,7 @@ class SourceFormat:
     mode: str | None  # None: decided per file (long format)
     required: Callable[[Instrument], Sequence[str]]
     matches: Callable[[Sequence[str], Instrument], bool]
-    parse: Callable[[Source], Parsed]
+    parse: Callable[[Source], FormatRows]
     summary: str
 
 
@@ -52,14 +52,13 @@ def rating_rows(src: Source, *, persona: str | None, item: str, repetition: str,
     ok = value.is_between(inst.scale_min, inst.scale_max) | (value == -1)
     if (i := first_bad(~ok)) is not None:
         raise src.error(f"rating {value[i]} is outside the scale {inst.scale_min}-{inst.scale_max} (or -1)", i)
-    zeros = pl.repeat(0, n, dtype=pl.Int64, eager=True)
-    fail = src.optional(failures, zeros, "failed attempts taken as 0")
-    text = src.optional(response, nulls(n, pl.String), "responses left empty")
-    when = src.optional(collected_at, nulls(n, pl.String), "collection times left empty")
     return pl.DataFrame({
         "persona_id": persona_id, "item_id": item_id, "repetition": rep, "rating": value,
-        "failures": src.int_column(failures, hi=INT16_MAX) if fail is None else fail,
-        "response": src.table[response] if text is None else text,
+        "failures": src.optional(failures, lambda: src.int_column(failures, hi=INT16_MAX),
+                                 pl.repeat(0, n, dtype=pl.Int64, eager=True), "failed attempts taken as 0"),
+        "response": src.optional(response, lambda: src.table[response], nulls(n, pl.String),
+                                 "responses left empty"),
         "digit_logprobs": nulls(n, pl.List(pl.Float64)), "top_logprobs": nulls(n, pl.String),
-        "collected_at": src.table[collected_at] if when is None else when,
+        "collected_at": src.optional(collected_at, lambda: src.table[collected_at], nulls(n, pl.String),
+                                     "collection times left empty"),
     })

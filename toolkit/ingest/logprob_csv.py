@@ -11,7 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from ..instrument import Instrument
-from .base import Parsed, SourceFormat
+from .base import FormatRows, SourceFormat
 from .source import Source, first_bad, nulls
 
 BASE = ("persona_id", "question_id")
@@ -22,12 +22,10 @@ def digit_columns(inst: Instrument) -> list[str]:
     return [f"digit_{k}_logprob" for k in range(inst.scale_min, inst.scale_max + 1)]
 
 
-def parse(src: Source) -> Parsed:
+def parse(src: Source) -> FormatRows:
     inst, n = src.instrument, src.table.height
     df = src.table
     src.ignore_extra(set(BASE + OPTIONAL) | set(digit_columns(inst)))
-    ones = pl.repeat(1, n, dtype=pl.Int64, eager=True)
-    rep = src.optional("run_index", ones, "one repetition per cell")
     digit_cols = []
     for name in digit_columns(inst):
         raw = df[name].str.strip_chars()
@@ -46,12 +44,10 @@ def parse(src: Source) -> Parsed:
     mass = digits.select(pl.sum_horizontal([pl.col(c).exp().fill_null(0.0) for c in digits.columns]))
     if (i := first_bad(mass.to_series() > 1.0 + 1e-6)) is not None:
         raise src.error(f"digit probabilities sum to {mass.to_series()[i]:.6g} > 1", i)
-    first = src.optional("first_token", pl.repeat("", n, dtype=pl.String, eager=True), "no sampled rating")
-    first = df["first_token"].str.strip_chars() if first is None else first
+    first = src.optional("first_token", lambda: df["first_token"].str.strip_chars(),
+                         pl.repeat("", n, dtype=pl.String, eager=True), "no sampled rating")
     first_int = first.cast(pl.Int64, strict=False)
     in_scale = first_int.is_between(inst.scale_min, inst.scale_max)
-    top = src.optional("raw_top_logprobs_json", nulls(n, pl.String), "top-k lists left empty")
-    when = src.optional("collected_at", nulls(n, pl.String), "collection times left empty")
     temperature = None
     if "temperature" in df.columns:
         temps = df["temperature"].cast(pl.Float64, strict=False).unique()
@@ -59,14 +55,17 @@ def parse(src: Source) -> Parsed:
             temperature = float(temps[0])
     rows = pl.DataFrame({
         "persona_id": src.int_column("persona_id"), "item_id": src.int_column("question_id"),
-        "repetition": src.int_column("run_index", lo=1) if rep is None else rep,
+        "repetition": src.optional("run_index", lambda: src.int_column("run_index", lo=1),
+                                   pl.repeat(1, n, dtype=pl.Int64, eager=True), "one repetition per cell"),
         "rating": pl.select(pl.when(in_scale).then(first_int).otherwise(-1).alias("r"))["r"],
         "failures": pl.repeat(0, n, dtype=pl.Int64, eager=True), "response": first,
         "digit_logprobs": digits.select(pl.concat_list(pl.all()).alias("lp"))["lp"],
-        "top_logprobs": df["raw_top_logprobs_json"] if top is None else top,
-        "collected_at": df["collected_at"] if when is None else when,
+        "top_logprobs": src.optional("raw_top_logprobs_json", lambda: df["raw_top_logprobs_json"],
+                                     nulls(n, pl.String), "top-k lists left empty"),
+        "collected_at": src.optional("collected_at", lambda: df["collected_at"], nulls(n, pl.String),
+                                     "collection times left empty"),
     })
-    return Parsed("logprob", rows, temperature=temperature)
+    return FormatRows("logprob", rows, temperature=temperature)
 
 
 FORMAT = SourceFormat(

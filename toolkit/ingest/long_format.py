@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from .base import Parsed, SourceFormat, rating_rows
+from .base import FormatRows, SourceFormat, rating_rows
 from .source import Source
 
 FIELDS = ("persona", "item", "repetition", "rating", "response", "failures", "collected_at", "model", "variant",
@@ -33,7 +33,7 @@ def _constant(src: Source, col: str) -> str | None:
     return str(values[0])
 
 
-def parse(src: Source) -> Parsed:
+def parse(src: Source) -> FormatRows:
     src.ignore_extra(set(FIELDS))
     df = src.table
     if "persona" in df.columns and df["persona"].null_count() == len(df):
@@ -52,7 +52,7 @@ def parse(src: Source) -> Parsed:
         temp = float(temperature) if temperature is not None else None
     except ValueError:
         raise src.error(f"column 'temperature': {temperature!r} is not a number") from None
-    return Parsed("persona" if persona else "self", rows, model=_constant(src, "model"),
+    return FormatRows("persona" if persona else "self", rows, model=_constant(src, "model"),
                   variant=_constant(src, "variant"), temperature=temp)
 
 

@@ -6,18 +6,18 @@ failures, response, collected_at. Other columns are ignored (named in the import
 
 from __future__ import annotations
 
-from .base import Parsed, SourceFormat, rating_rows
+from .base import FormatRows, SourceFormat, rating_rows
 from .source import Source
 
 REQUIRED = ("persona_id", "question_id", "run_index", "rating")
 OPTIONAL = ("failures", "response", "collected_at")
 
 
-def parse(src: Source) -> Parsed:
+def parse(src: Source) -> FormatRows:
     src.ignore_extra(set(REQUIRED + OPTIONAL))
     rows = rating_rows(src, persona="persona_id", item="question_id", repetition="run_index", rating="rating",
                        failures="failures", response="response", collected_at="collected_at")
-    return Parsed("persona", rows)
+    return FormatRows("persona", rows)
 
 
 FORMAT = SourceFormat(

@@ -31,7 +31,7 @@ _SUFFIXES = ("_self", "_logprobs")
 
 
 @dataclass
-class Parsed:
+class ParsedFile:
     path: Path
     manifest: RunManifest
     table: pa.Table
@@ -76,7 +76,7 @@ def detect(src: Source, mode: str | None) -> SourceFormat:
 
 def parse_file(path: Path, instrument: Instrument, *, model: str | None = None, variant: str | None = None,
                temperature: float | None = None, mode: str | None = None, columns: dict[str, str] | None = None,
-               expect_sha256: str | None = None) -> Parsed:
+               expect_sha256: str | None = None) -> ParsedFile:
     data = read_source(path)
     source_sha = sha256_bytes(data)
     if expect_sha256 is not None and source_sha != expect_sha256:  # the very bytes parsed below
@@ -115,7 +115,7 @@ def parse_file(path: Path, instrument: Instrument, *, model: str | None = None, 
     rows = _collapse_duplicates(rows, src)
     table = store_rows(rows, manifest, provenance=f"{ENDPOINT}:{path.name}@sha256:{source_sha}")
     manifest.sources = [{"file": path.name, "sha256": source_sha, "bytes": len(data)}]
-    return Parsed(path, manifest, table, src.notes)
+    return ParsedFile(path, manifest, table, src.notes)
 
 
 def _collapse_duplicates(rows: pl.DataFrame, src: Source) -> pl.DataFrame:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from .base import Parsed, SourceFormat, rating_rows
+from .base import FormatRows, SourceFormat, rating_rows
 from .persona_csv import OPTIONAL
 from .source import Source
 
 REQUIRED = ("question_id", "run_index", "rating")
 
 
-def parse(src: Source) -> Parsed:
+def parse(src: Source) -> FormatRows:
     src.ignore_extra(set(REQUIRED + OPTIONAL))
     rows = rating_rows(src, persona=None, item="question_id", repetition="run_index", rating="rating",
                        failures="failures", response="response", collected_at="collected_at")
-    return Parsed("self", rows)
+    return FormatRows("self", rows)
 
 
 FORMAT = SourceFormat(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,10 +108,10 @@ class Source:
             raise self.error(f"column {col!r}: {values[i]} is outside {lo}..{hi}", i)
         return values
 
-    def optional(self, col: str, default: pl.Series, why: str) -> pl.Series | None:
-        """None when ``col`` is present; else ``default``, with a note in the import summary."""
+    def optional(self, col: str, read: Callable[[], pl.Series], default: pl.Series, why: str) -> pl.Series:
+        """``read()`` when ``col`` is present; else ``default``, with a note in the import summary."""
         if col in self.columns:
-            return None
+            return read()
         self.notes.append(f"no {col!r} column: {why}")
         return default
 
@@ -133,8 +134,9 @@ def open_source(path: Path, data: bytes, instrument: Instrument, rename: dict[st
     ``rename`` maps the file's column names to the names a format expects."""
     kind = CONTAINERS.get(path.suffix.lower(), "csv")
     if kind == "csv":
-        table = _read_csv(path, data)
-        lines = Lines.of_csv(table, normalise_text(data))
+        text = normalise_text(data)
+        table = _read_csv(path, text)
+        lines = Lines.of_csv(table, text)
         df = pl.from_arrow(table)
     else:
         df = _read_parquet(path, data) if kind == "parquet" else _read_jsonl(path, data)
@@ -234,7 +236,7 @@ def _csv_error_line(text: str, width: int) -> int | None:
 
 
 def _read_csv(path: Path, data: bytes) -> pa.Table:
-    data = normalise_text(data)
+    """``data`` already normalised (normalise_text)."""
     if not data.strip():
         raise ToolkitError("file is empty", path=str(path))
     text = _utf8(path, data)
