@@ -43,6 +43,11 @@ def temperature_tag(t: float) -> str:
     return units + (decimals or "0")
 
 
+def _not_a_file_name(m: RunManifest) -> bool:
+    """A model or variant that would name another folder (or none) once used in a path."""
+    return any(sep in m.model or sep in m.variant for sep in ("/", "\\")) or m.variant in ("", ".", "..")
+
+
 def csv_name(m: RunManifest) -> str:
     """The published file name of a run; refused when importing it would not give the run back."""
     suffix = {"persona": "", "self": "_self", "logprob": "_logprobs"}[m.mode]
@@ -50,20 +55,18 @@ def csv_name(m: RunManifest) -> str:
         name = f"{m.model}_temp{temperature_tag(m.temperature)}{suffix}"
     except ValueError:
         name = ""
-    bad = "/" in m.model or "\\" in m.model or "/" in m.variant or m.variant in (".", "..")
-    if bad or not name or model_from_name(name) != m.model or temperature_from_name(name) != m.temperature:
+    round_trips = bool(name) and model_from_name(name) == m.model and temperature_from_name(name) == m.temperature
+    if _not_a_file_name(m) or not round_trips:
         raise ToolkitError(f"run {m.run_id} has no published CSV file name that imports back as the same run "
                            "(model, variant or temperature); export it as parquet or jsonl")
     return f"{m.variant}/{name}.csv"
 
 
 def _published(m: RunManifest, rows: pl.DataFrame, scale: range) -> pl.DataFrame:
-    """A run's rows under the published CSV columns, in source order where it is known."""
-    if rows["source_line"].null_count() == 0:
-        rows = rows.sort("source_line")
+    """A run's rows under the published CSV columns."""
     cols: list[pl.Expr] = []
     if m.mode != "self":
-        cols.append(pl.col("persona_id").alias("persona_id"))
+        cols.append(pl.col("persona_id"))
     cols += [pl.col("item_id").alias("question_id"), pl.col("repetition").alias("run_index")]
     if m.mode == "logprob":
         lp = pl.col("digit_logprobs")
@@ -81,7 +84,6 @@ def _published(m: RunManifest, rows: pl.DataFrame, scale: range) -> pl.DataFrame
 
 def _long(m: RunManifest, rows: pl.DataFrame) -> pl.DataFrame:
     """Every stored column, identity columns added, long-format names where they exist."""
-    rows = rows.sort("source_line") if rows["source_line"].null_count() == 0 else rows
     identity = {"model": m.model, "variant": m.variant, "temperature": m.temperature, "mode": m.mode}
     return rows.rename(LONG_NAMES).with_columns(pl.lit(v).alias(k) for k, v in identity.items())
 
@@ -106,7 +108,7 @@ def export_runs(store: Store, runs: list[RunManifest], out: str | Path, fmt: str
     names = {m.run_id: csv_name(m) if fmt == "csv" else
              f"{m.variant}/{m.model}_{m.mode}_T{m.temperature!r}.{fmt}" for m in runs}
     for m in runs:
-        if fmt != "csv" and ("/" in m.model or "\\" in m.model or m.variant in (".", "..") or "/" in m.variant):
+        if fmt != "csv" and _not_a_file_name(m):
             raise ToolkitError(f"run {m.run_id}: its model or variant name cannot be a file name")
     clash = len(set(names.values())) != len(names)
     existing = [n for n in names.values() if (root / n).exists()]
@@ -117,6 +119,8 @@ def export_runs(store: Store, runs: list[RunManifest], out: str | Path, fmt: str
     for m in runs:
         rows = pl.from_arrow(store.read_run(m))
         assert isinstance(rows, pl.DataFrame)
+        if rows["source_line"].null_count() == 0:  # an imported run: rows in their file's order
+            rows = rows.sort("source_line")
         inst = store.instrument(m.instrument["digest"])
         frame = (_published(m, rows, range(inst.scale_min, inst.scale_max + 1)) if fmt == "csv"
                  else _long(m, rows))
