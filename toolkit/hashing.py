@@ -47,5 +47,4 @@ def request_keys(requests: Any) -> Any:
     hex keys out): the same SHA-256 of the UTF-8 text as ``request_key``, for importers."""
     import polars as pl
 
-    sha = hashlib.sha256
-    return pl.Series("request_key", [sha(r.encode("utf-8")).hexdigest() for r in requests.to_list()], dtype=pl.String)
+    return pl.Series("request_key", list(map(sha256_text, requests.to_list())), dtype=pl.String)

@@ -90,10 +90,10 @@ def _logprob_bits(df: pl.DataFrame) -> pl.Series:
     return pl.select(pl.when(col.is_null()).then(pl.lit("~")).otherwise(out)).to_series().alias("lp_fp")
 
 
-def _blocks(lines: pl.Series | pa.Array, block: int = 65536) -> Iterator[bytes | memoryview]:
+def _blocks(lines: pl.Series, block: int = 65536) -> Iterator[bytes | memoryview]:
     """The lines' UTF-8 bytes, in order: straight from the Arrow buffer when the column is one
     contiguous large_string array (no copy), else joined block by block."""
-    arr = lines.to_arrow() if isinstance(lines, pl.Series) else lines
+    arr = lines.to_arrow()
     if len(arr) == 0:
         return
     if isinstance(arr, pa.LargeStringArray) and arr.null_count == 0:
@@ -101,9 +101,8 @@ def _blocks(lines: pl.Series | pa.Array, block: int = 65536) -> Iterator[bytes |
         lo, hi = int(offsets[arr.offset]), int(offsets[arr.offset + len(arr)])
         yield memoryview(arr.buffers()[2])[lo:hi]
         return
-    series = pl.Series(arr) if not isinstance(lines, pl.Series) else lines
-    for start in range(0, len(series), block):
-        yield series.slice(start, block).str.join("").item().encode("utf-8")
+    for start in range(0, len(lines), block):
+        yield lines.slice(start, block).str.join("").item().encode("utf-8")
 
 
 Piece = str | pl.Expr  # a literal, or a column computed from the rows
@@ -142,11 +141,12 @@ def fingerprint(table: pa.Table, manifest: Any) -> str:
     assert isinstance(df, pl.DataFrame)
     df = df.sort("request_key")
     df = df.with_columns(_attempts(df), _logprob_bits(df))
-    fields: list[list[Piece]] = [[pl.col("request_key")], _text_pieces(df, "run_id"), _text_pieces(df, "instrument"),
-              _int_pieces(df, "persona_id"), _int_pieces(df, "item_id"), _int_pieces(df, "repetition"),
-              _int_pieces(df, "rating"), _int_pieces(df, "failures"), _text_pieces(df, "response"),
-              _text_pieces(df, "request"), [pl.col("attempts_fp")], [pl.col("lp_fp")],
-              _text_pieces(df, "top_logprobs"), _text_pieces(df, "finish_reason")]
+    fields: list[list[Piece]] = [
+        [pl.col("request_key")], _text_pieces(df, "run_id"), _text_pieces(df, "instrument"),
+        _int_pieces(df, "persona_id"), _int_pieces(df, "item_id"), _int_pieces(df, "repetition"),
+        _int_pieces(df, "rating"), _int_pieces(df, "failures"), _text_pieces(df, "response"),
+        _text_pieces(df, "request"), [pl.col("attempts_fp")], [pl.col("lp_fp")],
+        _text_pieces(df, "top_logprobs"), _text_pieces(df, "finish_reason")]
     lines = _lines(df, fields)
     h = hashlib.sha256(b"toolkit-fp2\n" + canonical_json(identity(manifest)).encode("utf-8") + b"\n")
     for chunk in _blocks(lines):
