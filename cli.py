@@ -182,7 +182,7 @@ def import_cmd(paths, model, variant, temperature, mode, columns, instrument, re
 
 
 def _ints(text: str | None, what: str) -> list[int] | None:
-    return _number_list(text, int, what, "integers") if text else None
+    return _number_list(text, int, what, "integers")
 
 
 @main.command()

@@ -130,6 +130,12 @@ def test_strict_where_it_matters_long_format(tmp_path):
                       "--variant", "v", "--temperature", "0.5", "--store", str(s))
         assert res.returncode == 2 and message in res.stderr and f"bad{i}.csv" in res.stderr, res.stderr
         assert res.stderr.count("\n") == 1 and tree_bytes(s) == before
+    for mapping, message in (("persnoa=pid,item=qid,rating=score", "unknown field(s) persnoa"),
+                             ("persona=pid,persona=qid,rating=score", "two columns the name(s) persona")):
+        res = run_cli("import", str(good), "--columns", mapping, "--model", "typo", "--variant", "v",
+                      "--temperature", "0.5", "--store", str(s))
+        assert res.returncode == 2 and message in res.stderr and res.stderr.count("\n") == 1, res.stderr
+        assert tree_bytes(s) == before
     pl.DataFrame({"pid": [0, 0], "qid": [1, 77], "score": [3, 3]}).write_parquet(tmp_path / "bad.parquet")
     res = run_cli("import", str(tmp_path / "bad.parquet"), "--columns", "persona=pid,item=qid,rating=score",
                   "--model", "p", "--variant", "v", "--temperature", "0.5", "--store", str(s))

@@ -21,7 +21,7 @@ from ..hashing import request_keys, sha256_bytes
 from ..instrument import Instrument
 from ..store import ROW_SCHEMA, RunManifest
 from ..store.manifest import new_run
-from . import FORMATS
+from . import FORMATS, long_format
 from .base import SourceFormat
 from .source import Source, first_bad, open_source, read_source
 
@@ -81,6 +81,10 @@ def parse_file(path: Path, instrument: Instrument, *, model: str | None = None, 
     source_sha = sha256_bytes(data)
     if expect_sha256 is not None and source_sha != expect_sha256:  # the very bytes parsed below
         raise ToolkitError(f"SHA-256 mismatch: expected {expect_sha256}, read {source_sha}", path=str(path))
+    unknown = sorted(set((columns or {}).values()) - set(long_format.FIELDS))
+    if unknown:  # a misspelt field would otherwise be ignored as an extra column
+        raise ToolkitError(f"--columns names unknown field(s) {', '.join(unknown)} (the long format's fields: "
+                           f"{', '.join(long_format.FIELDS)})", path=str(path))
     src = open_source(path, data, instrument, columns)
     fmt = detect(src, mode)
     missing = [c for c in fmt.required(instrument) if c not in src.columns]

@@ -148,9 +148,11 @@ def open_source(path: Path, data: bytes, instrument: Instrument, rename: dict[st
         if missing:
             raise ToolkitError(f"--columns names column(s) {', '.join(missing)} that the file does not have "
                                f"(it has {', '.join(df.columns)})", path=str(path), line=1 if kind == "csv" else None)
+        names = [rename.get(c, c) for c in df.columns]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ToolkitError(f"--columns would give two columns the name(s) {', '.join(twice)}", path=str(path))
         df = df.rename(rename)
-        if len(set(df.columns)) != len(df.columns):
-            raise ToolkitError("--columns maps two columns to one name", path=str(path))
     return Source(path, data, df, lines, instrument)
 
 
