@@ -47,27 +47,53 @@ def _selection(model, variant, temperature, run_id) -> dict:
     return {"model": model, "variant": variant, "temperature": list(temperature) or None, "run_id": run_id}
 
 
-def _draws_options(f):
-    f = click.option("--rerun-bootstrap", type=int, default=400, show_default=True,
-                     help="Rerun (repetition) bootstrap draws.")(f)
-    f = click.option("--bootstrap", type=int, default=2000, show_default=True, help="Persona bootstrap draws.")(f)
-    return f
+OPTION_FIELDS = ("bootstrap", "rerun_bootstrap", "seed", "jobs", "backend", "scheduler", "ci_level", "ci_method",
+                 "permutations")
 
 
-def _bootstrap_options(f):
-    f = click.option("--backend", type=click.Choice(["threading", "loky", "multiprocessing", "dask"]),
-                     default="threading", show_default=True,
-                     help="joblib backend for --jobs > 1; dask needs --scheduler (results do not depend on it).")(f)
-    f = click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Parallel workers (joblib).")(f)
-    f = click.option("--seed", type=int, default=0, show_default=True,
-                     help="User seed; combined with each run's fingerprint, never with time.")(f)
-    return f
+def _analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool = False):
+    """Add the resampling and parallelism options to a command and hand it one ``options``
+    (toolkit.analysis.options.AnalysisOptions) instead of each of them. Goes right above the
+    command function, below @_guard, so that a bad value is one line and exit 2."""
 
+    def deco(f):
+        @functools.wraps(f)
+        def wrapper(*args, **kwargs):
+            from toolkit.analysis.options import AnalysisOptions
 
-def _scheduler_option(f):
-    return click.option("--scheduler", default=None, envvar="TOOLKIT_DASK_SCHEDULER",
-                        help="dask.distributed scheduler address (tcp://host:port) for --backend dask; the "
-                             "workers must see the store folder.")(f)
+            given = {k: kwargs.pop(k) for k in OPTION_FIELDS if k in kwargs}
+            return f(*args, options=AnalysisOptions(**given), **kwargs)
+
+        opts = [
+            click.option("--bootstrap", type=int, default=2000, show_default=True,
+                         help="Persona bootstrap draws (shared by both runs of a paired comparison)."),
+            click.option("--seed", type=int, default=0, show_default=True,
+                         help="User seed; combined with each run's content digest, never with time."),
+            click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Parallel workers (joblib)."),
+            click.option("--backend", type=click.Choice(["threading", "loky", "multiprocessing", "dask"]),
+                         default="threading", show_default=True,
+                         help="joblib backend for --jobs > 1; dask needs --scheduler (results do not depend on it)."),
+        ]
+        if rerun:
+            opts.insert(1, click.option("--rerun-bootstrap", type=int, default=400, show_default=True,
+                                        help="Rerun (repetition) bootstrap draws."))
+        if scheduler:
+            opts.append(click.option("--scheduler", default=None, envvar="TOOLKIT_DASK_SCHEDULER",
+                                     help="dask.distributed scheduler address (tcp://host:port) for --backend dask; "
+                                          "the workers must see the store folder."))
+        if tests:
+            opts += [
+                click.option("--ci-level", type=float, default=0.95, show_default=True, help="Confidence level."),
+                click.option("--ci-method", type=click.Choice(["bca", "percentile"]), default="bca",
+                             show_default=True, help="Bootstrap interval: bias-corrected accelerated, or percentile."),
+                click.option("--permutations", type=int, default=2000, show_default=True,
+                             help="Permutation-test draws (0: no test)."),
+            ]
+        for opt in reversed(opts):
+            wrapper = opt(wrapper)
+        return wrapper
+
+    return deco
 
 
 def _fail(message: str, code: int) -> None:
@@ -312,20 +338,17 @@ def compact(run_id, grace, store_dir):
 @_selection_options
 @click.option("--by", type=click.Choice(["run", "group"]), default="run", show_default=True,
               help="'group' adds one row per item group (moral foundation).")
-@_draws_options
-@_bootstrap_options
-@_scheduler_option
 @_store_option
 @_format_option()
 @_guard
-def analyze(model, variant, temperature, run_id, by, bootstrap, rerun_bootstrap, seed, jobs, backend, scheduler,
-            store_dir, fmt):
-    """Moral susceptibility S, sigma_bar and robustness R = 1/sigma_bar with bootstrap SEs."""
+@_analysis_options()
+def analyze(model, variant, temperature, run_id, by, options, store_dir, fmt):
+    """Moral susceptibility S, sigma_bar and robustness R = 1/sigma_bar with bootstrap SEs, and
+    S_corrected (S without the spread finite repetitions add; docs/statistics.md)."""
     from toolkit.analysis import analyze as run_analysis
 
     problems: list[str] = []
-    df = run_analysis(_store(store_dir), by_group=by == "group", bootstrap=bootstrap, rerun_bootstrap=rerun_bootstrap,
-                      seed=seed, jobs=jobs, backend=backend, scheduler=scheduler, problems=problems,
+    df = run_analysis(_store(store_dir), by_group=by == "group", options=options, problems=problems,
                       **_selection(model, variant, temperature, run_id))
     _emit(df, fmt)
     _finish(problems)
@@ -350,23 +373,36 @@ def profiles(model, variant, temperature, run_id, store_dir, fmt):
 @click.option("--baseline", default="base", show_default=True, help="Variant every other variant is compared with.")
 @click.option("--by", type=click.Choice(["run", "group"]), default="run", show_default=True)
 @click.option("--summary", is_flag=True, help="Print the mean changes per variant instead of one row per run.")
-@_draws_options
-@_bootstrap_options
-@_scheduler_option
+@click.option("--paired", is_flag=True,
+              help="Differences with bootstrap SE, interval and permutation p-value (Holm across groups), one row per "
+                   "run, group and metric; runs of the same personas are resampled together.")
+@click.option("--unpaired", is_flag=True, help="With --paired: treat the two runs as independent samples anyway.")
+@click.option("--wide", is_flag=True, help="With --paired: also the Δ%% intervals, persona counts and run ids.")
 @_store_option
 @_format_option()
 @_guard
-def compare(model, variant, temperature, run_id, baseline, by, summary, bootstrap, rerun_bootstrap, seed, jobs,
-            backend, scheduler, store_dir, fmt):
-    """Relative change (%) of S, R and sigma_bar against the baseline variant of each model."""
+@_analysis_options(tests=True)
+def compare(model, variant, temperature, run_id, baseline, by, summary, paired, unpaired, wide, options, store_dir,
+            fmt):
+    """Change of S, R and sigma_bar against the baseline variant of each model: relative change
+    (%) with propagated SEs, or with --paired the difference with an interval and a test."""
     from toolkit.analysis import analyze as run_analysis
     from toolkit.analysis import compare as run_compare
     from toolkit.analysis import compare_summary
 
     problems: list[str] = []
-    metrics = run_analysis(_store(store_dir), by_group=by == "group", bootstrap=bootstrap,
-                           rerun_bootstrap=rerun_bootstrap, seed=seed, jobs=jobs, backend=backend, scheduler=scheduler,
-                           problems=problems, **_selection(model, variant, temperature, run_id))
+    sel = _selection(model, variant, temperature, run_id)
+    if paired or unpaired:
+        from toolkit.analysis.api import PAIRED_COLUMNS, paired_compare
+
+        if summary:
+            raise ToolkitError("--summary and --paired are two different tables; choose one")
+        table = paired_compare(_store(store_dir), baseline=baseline, by_group=by == "group", unpaired=unpaired,
+                               options=options, problems=problems, **sel)
+        _emit(table if wide else table.select(PAIRED_COLUMNS), fmt)
+        _finish(problems)
+        return
+    metrics = run_analysis(_store(store_dir), by_group=by == "group", options=options, problems=problems, **sel)
     table = run_compare(metrics, baseline=baseline, problems=problems)
     _emit(compare_summary(table, baseline=baseline) if summary else table, fmt)
     _finish(problems)
@@ -379,24 +415,21 @@ def compare(model, variant, temperature, run_id, baseline, by, summary, bootstra
 @click.option("--points", type=int, default=201, show_default=True)
 @click.option("--temperatures", default=None, help="Explicit comma-separated temperatures (overrides the grid).")
 @click.option("--by", type=click.Choice(["run", "group"]), default="run", show_default=True)
-@click.option("--bootstrap", type=int, default=2000, show_default=True, help="Persona bootstrap draws.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a PNG figure of R(T) and S(T) (needs the [plot] extra).")
-@_bootstrap_options
-@_scheduler_option
 @_store_option
 @_format_option()
 @_guard
-def curves(model, variant, temperature, run_id, tmin, tmax, points, temperatures, by, bootstrap, plot_path, seed, jobs,
-           backend, scheduler, store_dir, fmt):
+@_analysis_options(rerun=False)
+def curves(model, variant, temperature, run_id, tmin, tmax, points, temperatures, by, plot_path, options, store_dir,
+           fmt):
     """R(T), S(T), sigma_bar(T) of logprob runs by the logit method (exact distributions)."""
     from toolkit.analysis import curves as run_curves
 
     temps = _number_list(temperatures, float, "--temperatures", "numbers")
     problems: list[str] = []
     df = run_curves(_store(store_dir), tmin=tmin, tmax=tmax, points=points, temperatures=temps, by_group=by == "group",
-                    bootstrap=bootstrap, seed=seed, jobs=jobs, backend=backend, scheduler=scheduler,
-                    problems=problems, **_selection(model, variant, temperature, run_id))
+                    options=options, problems=problems, **_selection(model, variant, temperature, run_id))
     _emit(df, fmt)
     if plot_path and len(df):
         from toolkit.report.figures import plot_curves
@@ -407,19 +440,17 @@ def curves(model, variant, temperature, run_id, tmin, tmax, points, temperatures
 
 @main.command()
 @_selection_options
-@_draws_options
-@_bootstrap_options
 @_store_option
 @_format_option()
 @_guard
-def consistency(model, variant, temperature, run_id, bootstrap, rerun_bootstrap, seed, jobs, backend, store_dir, fmt):
+@_analysis_options(scheduler=False)
+def consistency(model, variant, temperature, run_id, options, store_dir, fmt):
     """Sampled and logit estimates side by side, for models with both kinds of run."""
     from toolkit.analysis import consistency as run_consistency
 
     sel = _selection(model, variant, temperature, run_id)
     sel.pop("temperature")
-    _emit(run_consistency(_store(store_dir), bootstrap=bootstrap, rerun_bootstrap=rerun_bootstrap, seed=seed, jobs=jobs,
-                          backend=backend, **sel), fmt)
+    _emit(run_consistency(_store(store_dir), options=options, **sel), fmt)
 
 
 def _local_model_path(path: str | None) -> str:
@@ -599,12 +630,11 @@ def fetch(name, source, quiet, store_dir, fmt):
               help="Write index.html, report.md, figures and tables here.")
 @click.option("--within-se", type=float, default=None, help="Grant WITHIN-SE to claims inside K standard errors.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
-@_draws_options
-@_bootstrap_options
 @click.option("--store", "store_dir", type=click.Path(file_okay=False), default=None,
               help="Store to import into (default: a fresh temporary store; never the embedded one).")
 @_guard
-def audit(name, source, claims, report_dir, within_se, fmt, bootstrap, rerun_bootstrap, seed, jobs, backend, store_dir):
+@_analysis_options(scheduler=False)
+def audit(name, source, claims, report_dir, within_se, fmt, options, store_dir):
     """Verify a paper's claims against its published raw data: PASS / WITHIN-SE / FAIL per number.
 
     Exit 0 when no claim fails, 1 when any does, 2 on bad input.
@@ -616,9 +646,8 @@ def audit(name, source, claims, report_dir, within_se, fmt, bootstrap, rerun_boo
 
     with tempfile.TemporaryDirectory(prefix=f"audit-{name}-") as tmp:  # removed afterwards unless --store
         store = _store(store_dir) if store_dir else _store(str(Path(tmp) / "store"))
-        result = run_audit(name, source=source, claims=claims, store=store, bootstrap=bootstrap,
-                           rerun_bootstrap=rerun_bootstrap, seed=seed, jobs=jobs, backend=backend,
-                           within_se=within_se, progress=fmt == "table")
+        result = run_audit(name, source=source, claims=claims, store=store, options=options, within_se=within_se,
+                           progress=fmt == "table")
         click.echo(claims_output(result, fmt), nl=False)
         if report_dir:
             folder = write_report(result, report_dir)
@@ -632,13 +661,11 @@ def audit(name, source, claims, report_dir, within_se, fmt, bootstrap, rerun_boo
 @click.argument("number", type=click.IntRange(1, 5))
 @_selection_options
 @click.option("--claims", default="costa2026-em.json", show_default=True, help="Claims file with display names.")
-@_draws_options
-@_bootstrap_options
 @_store_option
 @_format_option()
 @_guard
-def paper_table(number, model, variant, temperature, run_id, claims, bootstrap, rerun_bootstrap, seed, jobs, backend,
-                store_dir, fmt):
+@_analysis_options(scheduler=False)
+def paper_table(number, model, variant, temperature, run_id, claims, options, store_dir, fmt):
     """The tables of arXiv 2605.12850: 1 S, 2 R (with Δ%), 3 self profiles, 4 R and 5 S per foundation."""
     from toolkit.analysis import analyze as run_analysis
     from toolkit.analysis import compare as run_compare
@@ -655,8 +682,7 @@ def paper_table(number, model, variant, temperature, run_id, claims, bootstrap, 
     if number == 3:
         df = profile_table(run_profiles(store, **sel), family=strip_variant_suffix, display=display)
     else:
-        metrics = run_analysis(store, by_group=number in (4, 5), bootstrap=bootstrap, rerun_bootstrap=rerun_bootstrap,
-                               seed=seed, jobs=jobs, backend=backend, **sel)
+        metrics = run_analysis(store, by_group=number in (4, 5), options=options, **sel)
         if number in (1, 2):
             df = variant_table(run_compare(metrics), "S" if number == 1 else "R", display=display)
         else:

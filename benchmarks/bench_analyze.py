@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from toolkit.analysis import analyze
+from toolkit.analysis.options import AnalysisOptions
 from toolkit.importers import import_paths
 from toolkit.store import Store
 
@@ -45,12 +46,14 @@ def main() -> None:
         print(f"import 12 persona CSVs (360k rows): best {best:.3f} s, median {med:.3f} s")
         store = Store(tmp / "store")
         for jobs in (1, 2):
-            best, med = timed(lambda j=jobs: analyze(store, by_group=True, jobs=j, backend="threading"), args.repeat)
+            best, med = timed(lambda j=jobs: analyze(store, by_group=True,
+                                                          options=AnalysisOptions(jobs=j, backend="threading")),
+                              args.repeat)
             print(f"analyze 12 runs x 6 groups, 2000+400 draws, --jobs {jobs}: best {best:.3f} s, median {med:.3f} s")
         for jobs in (1, 2):
             t0 = time.perf_counter()
             do_import()
-            analyze(Store(tmp / "store"), by_group=True, jobs=jobs, backend="threading")
+            analyze(Store(tmp / "store"), by_group=True, options=AnalysisOptions(jobs=jobs, backend="threading"))
             print(f"import + analyze, --jobs {jobs}: {time.perf_counter() - t0:.3f} s")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from toolkit.analysis import curves
+from toolkit.analysis.options import AnalysisOptions
 from toolkit.importers import import_paths
 from toolkit.store import Store
 
@@ -31,7 +32,7 @@ def main() -> None:
             times = []
             for _ in range(args.repeat):
                 t0 = time.perf_counter()
-                curves(store, points=201, bootstrap=2000, jobs=jobs, backend="threading")
+                curves(store, points=201, options=AnalysisOptions(bootstrap=2000, jobs=jobs, backend="threading"))
                 times.append(time.perf_counter() - t0)
             print(f"curves 201 T x 2000 draws, 3000 cells, --jobs {jobs}: best {min(times):.3f} s, "
                   f"median {statistics.median(times):.3f} s")

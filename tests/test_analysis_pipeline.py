@@ -11,19 +11,22 @@ import pytest
 
 from conftest import ROOT, run_cli
 from toolkit.analysis import analyze
+from toolkit.analysis.options import AnalysisOptions
 from toolkit.importers import import_paths
 from toolkit.report import format_frame
 from toolkit.store import Store
 
 
 def test_bit_identical_across_jobs_and_backends(em_store):
-    ref = analyze(em_store, by_group=True, jobs=1, bootstrap=300, rerun_bootstrap=100)
+    ref = analyze(em_store, by_group=True, options=AnalysisOptions(jobs=1, bootstrap=300, rerun_bootstrap=100))
     for jobs, backend in ((2, "threading"), (2, "loky")):
-        other = analyze(em_store, by_group=True, jobs=jobs, backend=backend, bootstrap=300, rerun_bootstrap=100)
+        other = analyze(em_store, by_group=True,
+                        options=AnalysisOptions(jobs=jobs, backend=backend, bootstrap=300, rerun_bootstrap=100))
         assert format_frame(other, "csv") == format_frame(ref, "csv"), (jobs, backend)
-    again = analyze(em_store, by_group=True, jobs=1, bootstrap=300, rerun_bootstrap=100)
+    again = analyze(em_store, by_group=True, options=AnalysisOptions(jobs=1, bootstrap=300, rerun_bootstrap=100))
     assert format_frame(again, "csv") == format_frame(ref, "csv")
-    seeded = analyze(em_store, by_group=True, jobs=1, bootstrap=300, rerun_bootstrap=100, seed=1)
+    seeded = analyze(em_store, by_group=True,
+                     options=AnalysisOptions(jobs=1, bootstrap=300, rerun_bootstrap=100, seed=1))
     assert not seeded["S_se"].equals(ref["S_se"])  # the seed matters...
     assert seeded["S"].equals(ref["S"])  # ...only to the bootstrap
 
@@ -95,10 +98,10 @@ def test_retention_intersects_temperatures(tmp_path):
     _write_run(tmp_path / "base" / "m_temp05.csv", set(range(3, 60)))  # 57 valid
     _write_run(tmp_path / "base" / "m_temp10.csv", set(range(20)))  # 20 valid: left out of the intersection
     import_paths(store, [tmp_path / "base"])
-    df = analyze(store, bootstrap=10, rerun_bootstrap=5).sort("temperature")
+    df = analyze(store, options=AnalysisOptions(bootstrap=10, rerun_bootstrap=5)).sort("temperature")
     assert df["personas"].to_list() == [52, 52, 20]
     # selecting one temperature keeps the same rule (the other runs are still in the store)
-    one = analyze(store, temperature=0.1, bootstrap=10, rerun_bootstrap=5)
+    one = analyze(store, temperature=0.1, options=AnalysisOptions(bootstrap=10, rerun_bootstrap=5))
     assert one["personas"].to_list() == [52] and one["S"][0] == df["S"][0]
 
 
@@ -126,7 +129,7 @@ def test_formula_change_breaks_the_snapshot(pipeline_store, monkeypatch, snapsho
     """Changing ddof in tau_q (a plausible slip) changes the snapshot text, so syrupy would fail."""
     from toolkit.analysis import metrics
 
-    kwargs = dict(by_group=True, bootstrap=50, rerun_bootstrap=20)
+    kwargs = dict(by_group=True, options=AnalysisOptions(bootstrap=50, rerun_bootstrap=20))
     honest = format_frame(analyze(pipeline_store, **kwargs), "csv")
     monkeypatch.setattr(metrics, "_tau", lambda mu: np.std(mu, axis=-2, ddof=0))
     slipped = format_frame(analyze(pipeline_store, **kwargs), "csv")

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from toolkit.analysis.options import AnalysisOptions
 from toolkit.errors import ToolkitError
 from toolkit.instrument import load_instrument, parse_instrument
 
@@ -63,7 +64,7 @@ def test_other_questionnaire_by_adding_a_file(tmp_path):
     src.write_text("\n".join(lines) + "\n")
     store = Store(tmp_path / "store")
     import_paths(store, [src], instrument=str(spec))
-    df = analyze(store, by_group=True, bootstrap=50, rerun_bootstrap=20)
+    df = analyze(store, by_group=True, options=AnalysisOptions(bootstrap=50, rerun_bootstrap=20))
     assert df["items"].to_list() == [44, 9, 9, 9, 9, 8]
     assert df["group"].to_list() == ["all", "G0", "G1", "G2", "G3", "G4"]
     # independent S: std over personas (ddof=1) of each item's persona means, averaged

@@ -20,6 +20,7 @@ import pytest
 from conftest import ROOT, run_cli
 from http_servers import Behaviour, start
 from toolkit.analysis import analyze, curves, profiles
+from toolkit.analysis.options import AnalysisOptions
 from toolkit.errors import StoreCorrupt, ToolkitError
 from toolkit.importers import import_files, import_paths
 from toolkit.report import format_frame
@@ -73,9 +74,9 @@ def store(tmp_path) -> Store:
 def outputs(store: Store) -> str:
     """Everything the analysis commands print for a store (small bootstraps: this runs often)."""
     return "\n".join([
-        format_frame(analyze(store, by_group=True, bootstrap=30, rerun_bootstrap=10), "csv"),
+        format_frame(analyze(store, by_group=True, options=AnalysisOptions(bootstrap=30, rerun_bootstrap=10)), "csv"),
         format_frame(profiles(store), "csv"),
-        format_frame(curves(store, temperatures=[0.5, 1.0], bootstrap=30), "csv"),
+        format_frame(curves(store, temperatures=[0.5, 1.0], options=AnalysisOptions(bootstrap=30)), "csv"),
     ])
 
 
@@ -360,7 +361,7 @@ def test_10_bom_and_cr_only_line_ends_import_like_the_clean_file(tmp_path):
     for src in (clean, bom, cr):
         s = Store(tmp_path / ("s-" + src.parent.parent.name))
         import_paths(s, [src])
-        prints.append(format_frame(analyze(s, bootstrap=20, rerun_bootstrap=5), "csv"))
+        prints.append(format_frame(analyze(s, options=AnalysisOptions(bootstrap=20, rerun_bootstrap=5)), "csv"))
     assert prints[0] == prints[1] == prints[2]
 
 

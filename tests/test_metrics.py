@@ -15,6 +15,7 @@ from toolkit.analysis.metrics import (
     group_matrix,
     persona_bootstrap,
     point_estimates,
+    repetition_noise,
     rerun_bootstrap,
     uniform_words,
 )
@@ -43,7 +44,7 @@ def test_hand_worked_case():
     n, mu, sigma = cell_moments(c, np.arange(6))
     assert n.tolist() == [[3, 2], [3, 1], [3, 3]]
     G = group_matrix([0, 1], 2)  # columns: all, group of item 1, group of item 2
-    S, sigma_bar = point_estimates(mu, sigma, G)
+    S, sigma_bar, _ = point_estimates(mu, sigma, G)
     # independently, with the statistics module
     valid = {p: {q: [r for r in rs if r >= 0] for q, rs in items.items()} for p, items in HAND.items()}
     sd = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0
@@ -55,6 +56,29 @@ def test_hand_worked_case():
     # by hand: sigma cells = sqrt(1/3), 0, 1, 0, 0, sqrt(1/3)
     assert sigma_bar[0] == pytest.approx((2 * (1 / 3) ** 0.5 + 1) / 6, rel=1e-14)
     assert tau[0] == pytest.approx(statistics.stdev([10 / 3, 2, 2]), rel=1e-14)
+
+
+def test_corrected_susceptibility_hand_worked():
+    """S_corrected by hand on HAND: per item, the across-persona variance of the cell means minus
+    the mean over personas of s^2/n (0 for a single answer), floored at 0, square-rooted."""
+    c = counts_of(HAND)
+    n, mu, sigma = cell_moments(c, np.arange(6))
+    G = group_matrix([0, 1], 2)
+    _, _, S_corr = point_estimates(mu, sigma, G, repetition_noise(n, sigma))
+    # item 1: means 10/3, 2, 2 (ddof=1 variance 16/27); s^2/n = 1/9, 1/3, 0 -> mean 4/27; sqrt(12/27) = 2/3
+    want_1 = 2 / 3
+    # item 2: means 5, 0, 14/3; s^2/n = 0, 0 (n = 1), 1/9 -> mean 1/27
+    var_2 = statistics.variance([5, 0, 14 / 3])
+    want_2 = max(var_2 - (1 / 9) / 3, 0.0) ** 0.5
+    assert S_corr[1] == pytest.approx(want_1, rel=1e-13)
+    assert S_corr[2] == pytest.approx(want_2, rel=1e-13)
+    assert S_corr[0] == pytest.approx((want_1 + want_2) / 2, rel=1e-13)
+    # floored at 0 when the repetition noise exceeds the spread of the means
+    flat = np.zeros((2, 1, 6), dtype=np.int64)
+    flat[0, 0, [0, 5]] = 1  # mean 2.5, s^2 = 12.5, s^2/n = 6.25
+    flat[1, 0, [1, 4]] = 1  # mean 2.5
+    n, mu, sigma = cell_moments(flat, np.arange(6))
+    assert point_estimates(mu, sigma, group_matrix([0], 1), repetition_noise(n, sigma))[2][0] == 0.0
 
 
 def test_compositions():
@@ -109,7 +133,7 @@ def test_rerun_resample_follows_multinomial(n):
     draws = 200_000 if n < 100 else 40_000
     rng = np.random.default_rng(1)
     # recover the number of fives from S: with one varying persona, mu* = 3 + 2 * fives / n
-    S_r, _ = rerun_bootstrap(c, np.arange(6), mu, sigma, G, draws, rng)
+    S_r, _, _ = rerun_bootstrap(c, np.arange(6), mu, sigma, G, draws, rng)
     other = 1.0
     mu_star = other + np.sqrt(2) * S_r[:, 0]  # std of two values = |a - b| / sqrt(2)
     fives = np.rint((mu_star - 3) * n / 2).astype(int)
@@ -190,11 +214,13 @@ def test_persona_bootstrap_replicate_equals_direct_recomputation():
     rng = np.random.default_rng(0)
     c = rng.integers(0, 3, size=(12, 5, 6))
     c[:, :, 0] += 1
-    _, mu, sigma = cell_moments(c, np.arange(6))
+    n, mu, sigma = cell_moments(c, np.arange(6))
+    noise = repetition_noise(n, sigma)
     G = group_matrix([0, 0, 1, 1, 1], 2)
-    S_b, sig_b = persona_bootstrap(mu, sigma, G, 3, np.random.default_rng(42))
+    S_b, sig_b, Sc_b = persona_bootstrap(mu, sigma, noise, G, 3, np.random.default_rng(42))
     idx = np.random.default_rng(42).integers(0, 12, size=(3, 12))
     for b in range(3):
-        S_direct, sig_direct = point_estimates(mu[idx[b]], sigma[idx[b]], G)
+        S_direct, sig_direct, Sc_direct = point_estimates(mu[idx[b]], sigma[idx[b]], G, noise[idx[b]])
         np.testing.assert_allclose(S_b[b], S_direct, rtol=1e-12)
         np.testing.assert_allclose(sig_b[b], sig_direct, rtol=1e-12)
+        np.testing.assert_allclose(Sc_b[b], Sc_direct, rtol=1e-12)

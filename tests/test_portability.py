@@ -23,21 +23,28 @@ from conftest import ROOT
 PIPELINES = textwrap.dedent("""
     import sys
     from toolkit.analysis import analyze, compare, compare_summary, curves, profiles
+    from toolkit.analysis.api import paired_compare
+    from toolkit.analysis.options import AnalysisOptions
     from toolkit.report import format_frame
     from toolkit.store import Store
 
     em, logit, jobs = Store(sys.argv[1]), Store(sys.argv[2]), int(sys.argv[3])
     backend = "loky" if jobs > 1 else None
     out = []
-    metrics = analyze(em, by_group=True, bootstrap=500, rerun_bootstrap=200, jobs=jobs, backend=backend)
+    metrics = analyze(em, by_group=True,
+                      options=AnalysisOptions(bootstrap=500, rerun_bootstrap=200, jobs=jobs, backend=backend))
     out.append(format_frame(metrics, "csv"))
     comparison = compare(metrics)
     out.append(format_frame(comparison, "csv"))
     out.append(format_frame(compare_summary(comparison), "csv"))
     out.append(format_frame(profiles(em), "csv"))
-    out.append(format_frame(curves(logit, points=9, by_group=True, jobs=jobs, backend=backend), "csv"))
+    parallel = AnalysisOptions(jobs=jobs, backend=backend)
+    paired = parallel.but(bootstrap=400, permutations=400)
+    out.append(format_frame(paired_compare(em, by_group=True, options=paired), "csv"))
+    out.append(format_frame(paired_compare(em, options=paired.but(ci_method="percentile"), unpaired=True), "csv"))
+    out.append(format_frame(curves(logit, points=9, by_group=True, options=parallel), "csv"))
     embedded = Store(sys.argv[4])
-    out.append(format_frame(analyze(embedded, by_group=True, jobs=jobs, backend=backend), "csv"))
+    out.append(format_frame(analyze(embedded, by_group=True, options=parallel), "csv"))
     out.append(format_frame(curves(embedded, points=5, by_group=True), "csv"))
     sys.stdout.write("\\n".join(out))
 """)

@@ -7,11 +7,12 @@ import pytest
 
 from conftest import EM, run_cli
 from toolkit.analysis import analyze, compare, compare_summary, profiles
+from toolkit.analysis.options import AnalysisOptions
 
 
 @pytest.fixture(scope="module")
 def metrics(em_store):
-    return analyze(em_store, by_group=True, jobs=2)
+    return analyze(em_store, by_group=True, options=AnalysisOptions(jobs=2))
 
 
 def expected_rows() -> pl.DataFrame:

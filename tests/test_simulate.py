@@ -8,6 +8,7 @@ import pytest
 
 from conftest import run_cli
 from toolkit.analysis import analyze
+from toolkit.analysis.options import AnalysisOptions
 from toolkit.instrument import load_instrument
 from toolkit.report import format_frame
 from toolkit.simulate import Spec, simulate
@@ -38,7 +39,7 @@ def test_estimators_against_ground_truth(tmp_path):
     store = Store(tmp_path / "s")
     spec = Spec(personas=60, repetitions=8, spread_personas=0.7, spread_within=0.8)
     truths = simulate(store, load_instrument(), runs=30, spec=spec, seed=11)
-    df = analyze(store, bootstrap=300, rerun_bootstrap=60)
+    df = analyze(store, options=AnalysisOptions(bootstrap=300, rerun_bootstrap=60))
     S = df["S"].to_numpy()
     true_S = np.array([t.true_S for t in truths])
     true_sigma = np.array([t.true_sigma_bar for t in truths])
@@ -58,8 +59,8 @@ def test_estimators_against_ground_truth(tmp_path):
 def test_chunked_parallel_scoring_is_bit_identical(tmp_path):
     store = Store(tmp_path / "s")
     simulate(store, load_instrument(), runs=9, spec=Spec(personas=20, repetitions=5), seed=2)
-    ref = format_frame(analyze(store, by_group=True, bootstrap=100, rerun_bootstrap=40), "csv")
+    ref = format_frame(analyze(store, by_group=True, options=AnalysisOptions(bootstrap=100, rerun_bootstrap=40)), "csv")
     for jobs, backend in ((2, "threading"), (3, "loky")):
-        got = format_frame(analyze(store, by_group=True, bootstrap=100, rerun_bootstrap=40, jobs=jobs,
-                                   backend=backend), "csv")
+        opts = AnalysisOptions(bootstrap=100, rerun_bootstrap=40, jobs=jobs, backend=backend)
+        got = format_frame(analyze(store, by_group=True, options=opts), "csv")
         assert got == ref, (jobs, backend)

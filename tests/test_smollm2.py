@@ -19,6 +19,7 @@ import pyarrow.compute
 import pytest
 
 from conftest import ROOT, require_extra, run_cli
+from toolkit.analysis.options import AnalysisOptions
 
 pytestmark = pytest.mark.model
 
@@ -131,8 +132,8 @@ def test_local_logprob_run(smollm2, tmp_path):
     # the exact rule: P(r) sums every vocabulary token reading as r once stripped
     digit_ids = smollm2._digits(list(range(6)))
     assert all(len(v) >= 1 for v in digit_ids.values())
-    c = curves(s1, temperatures=[0.5, 1.0], bootstrap=50)
+    c = curves(s1, temperatures=[0.5, 1.0], options=AnalysisOptions(bootstrap=50))
     assert c["personas"].to_list() == [2, 2]
-    a = analyze(s1, bootstrap=50)
+    a = analyze(s1, options=AnalysisOptions(bootstrap=50))
     assert a["R"][0] == pytest.approx(c.filter(c["temperature"] == 1.0)["R"][0], rel=1e-12)
     assert not math.isnan(a["S"][0])

@@ -16,37 +16,39 @@ from joblib import delayed
 
 from ..errors import ToolkitError
 from ..store import RunManifest, Store
-from .cells import load_counts
+from .cells import RunCounts, load_counts
+from .intervals import holm
 from .logit import curve_frames as curves_for
 from .logit import load_logprobs, temperature_grid
-from .metrics import ItemGroups, bootstrap_se, cell_moments, estimate, instrument_groups
+from .metrics import Estimates, ItemGroups, bootstrap_se, cell_moments, estimate, instrument_groups
 from .numerics import fmean, fstd
+from .options import DEFAULT, AnalysisOptions
+from .paired import METRICS, PairResult, compare_pair
 from .parallel import chunks, run_parallel
 from .seeds import rng_for
 from .selection import require_mode, retained_personas, select_runs, sibling_runs
 
 ANALYZE_COLUMNS = [
     "model", "variant", "temperature", "group", "S", "S_se", "sigma_bar", "sigma_bar_se", "R", "R_se",
-    "personas", "items", "S_se_persona", "S_se_rerun", "sigma_bar_se_persona", "sigma_bar_se_rerun",
-    "min_reps", "median_reps", "max_reps", "run_id",
+    "S_corrected", "S_corrected_se", "personas", "items", "S_se_persona", "S_se_rerun", "sigma_bar_se_persona",
+    "sigma_bar_se_rerun", "min_reps", "median_reps", "max_reps", "run_id",
 ]
-ANALYZE_SCHEMA = dict(zip(ANALYZE_COLUMNS, [pl.String, pl.String, pl.Float64, pl.String] + [pl.Float64] * 6
+ANALYZE_SCHEMA = dict(zip(ANALYZE_COLUMNS, [pl.String, pl.String, pl.Float64, pl.String] + [pl.Float64] * 8
                           + [pl.Int64, pl.Int64] + [pl.Float64] * 4 + [pl.Int64, pl.Float64, pl.Int64, pl.String]))
 DEFAULT_VARIANT_SUFFIXES = ("-misaligned", "-insecure", "-secure")
 
 
-def _metrics_task(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, content: str, *, bootstrap: int,
-                  rerun_bootstrap: int, seed: int):
-    est = estimate(
+def _metrics_task(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, content: str, options: AnalysisOptions,
+                  ) -> Estimates:
+    return estimate(
         counts,
         scale,
         G,
-        persona_draws=bootstrap,
-        rerun_draws=rerun_bootstrap,
-        rng_persona=rng_for(content, "metrics", seed, "persona"),
-        rng_rerun=rng_for(content, "metrics", seed, "rerun"),
+        persona_draws=options.bootstrap,
+        rerun_draws=options.rerun_bootstrap,
+        rng_persona=rng_for(content, "metrics", options.seed, "persona"),
+        rng_rerun=rng_for(content, "metrics", options.seed, "rerun"),
     )
-    return est
 
 
 def _load_chunk(root: str, manifests: list) -> list:
@@ -91,28 +93,24 @@ def _skip(problems: list[str] | None, message: str, exc: ToolkitError | None = N
     problems.append(message)
 
 
-def _metrics_chunk(jobs: list[tuple], bootstrap: int, rerun_bootstrap: int, seed: int) -> list:
-    return [_metrics_task(*job, bootstrap=bootstrap, rerun_bootstrap=rerun_bootstrap, seed=seed) for job in jobs]
+def _metrics_chunk(jobs: list[tuple], options: AnalysisOptions) -> list:
+    return [_metrics_task(counts, scale, G, content, options) for counts, scale, G, content in jobs]
 
 
 def analyze(
     store: Store | None = None,
     *,
     by_group: bool = False,
-    bootstrap: int = 2000,
-    rerun_bootstrap: int = 400,
-    seed: int = 0,
-    jobs: int = 1,
-    backend: str | None = "loky",
-    scheduler: str | None = None,
+    options: AnalysisOptions = DEFAULT,
     problems: list[str] | None = None,
     **selection,
 ) -> pl.DataFrame:
-    """S, sigma_bar and R with bootstrap SEs for every selected persona (or logprob-sampled) run.
+    """S, sigma_bar, R and S_corrected with bootstrap SEs for every selected persona (or
+    logprob-sampled) run.
 
     ``selection`` takes ``model``, ``variant``, ``temperature``, ``mode``, ``run_id``. Runs are
-    read and scored in chunks (a few per worker) through joblib: ``backend`` threading, loky
-    or dask (``scheduler`` = a dask.distributed address); the result is bit-identical for any.
+    read and scored in chunks (a few per worker) through joblib (``options``: backend
+    threading, loky or dask with a scheduler address); the result is bit-identical for any.
     With a ``problems`` list, a run that cannot be analyzed (unreadable, too few complete
     personas) is left out and the reason appended there; without one, it is an error.
     """
@@ -121,30 +119,11 @@ def analyze(
     runs = _runs_for(store, selection, ("persona", "logprob"), "analyze", among=all_runs)
     logprob_runs = [m for m in runs if m.mode == "logprob"]
     runs = [m for m in runs if m.mode == "persona"]
-    logit_rows = _logprob_point_rows(store, logprob_runs, by_group, bootstrap, seed, jobs, backend, scheduler)
+    logit_rows = _logprob_point_rows(store, logprob_runs, by_group, options)
     if not runs:
         return logit_rows
-    selected = {m.run_id for m in runs}
-    siblings = sibling_runs(all_runs, runs)  # runs retention needs beyond the selection
-    to_load = runs + [m for m in siblings if m.run_id not in selected]
-    read = [rc for part in run_parallel([delayed(_load_chunk)(str(store.root), c) for c in chunks(to_load, jobs)],
-                                        jobs, backend, scheduler) for rc in part]
-    for m, rc in zip(to_load, read):  # read in workers: same rule as _loaded
-        if isinstance(rc, ToolkitError) and m.run_id in selected:
-            _skip(problems, f"run {m.run_id}: cannot be read: {rc}", rc)
-    loaded_all = [rc for rc in read if not isinstance(rc, ToolkitError)]
-    loaded = [rc for rc in loaded_all if rc.manifest.run_id in selected]
-    keep = retained_personas(loaded_all, selected)
-
     jobs_in, meta = [], []
-    for rc in loaded:
-        ids = keep[rc.manifest.run_id]
-        if ids.size < 2:
-            Q = rc.counts.shape[1]
-            _skip(problems, f"run {rc.manifest.run_id}: only {ids.size} persona(s) have a valid rating on all {Q} "
-                            "items; S and R need at least 2 (record the missing answers with `toolkit record`, "
-                            "which sends only what the store lacks)")
-            continue
+    for rc, ids in _retained(store, runs, all_runs, options, problems):
         counts = rc.counts[np.isin(rc.persona_ids, ids)]
         inst = rc.instrument
         groups = inst.groups
@@ -152,13 +131,14 @@ def analyze(
         jobs_in.append((counts, inst.scale, G, rc.input_digest))
         n = counts.sum(axis=2)
         meta.append((rc.manifest, ["all"] + groups, counts.shape[0], inst, n))
-    tasks = [delayed(_metrics_chunk)(c, bootstrap, rerun_bootstrap, seed) for c in chunks(jobs_in, jobs)]
-    results = [est for part in run_parallel(tasks, jobs, backend, scheduler) for est in part]
+    tasks = [delayed(_metrics_chunk)(c, options) for c in chunks(jobs_in, options.jobs)]
+    results = [est for part in run_parallel(tasks, options) for est in part]
 
     rows = []
     for (m, names, personas, inst, n), est in zip(meta, results):
         se_sp, se_sr = bootstrap_se(est.S_persona), bootstrap_se(est.S_rerun)
         se_gp, se_gr = bootstrap_se(est.sigma_persona), bootstrap_se(est.sigma_rerun)
+        se_cp, se_cr = bootstrap_se(est.S_corrected_persona), bootstrap_se(est.S_corrected_rerun)
         for g, name in enumerate(names if by_group else names[:1]):
             items_in = len(inst.items) if g == 0 else sum(1 for it in inst.items if it.group == name)
             member = np.ones(len(inst.items), bool) if g == 0 else np.array([it.group == name for it in inst.items])
@@ -170,6 +150,7 @@ def analyze(
                 "S": float(est.S[g]), "S_se": float(np.hypot(se_sp[g], se_sr[g])),
                 "sigma_bar": sb, "sigma_bar_se": sig_se,
                 "R": 1.0 / sb if sb > 0 else float("inf"), "R_se": sig_se / sb**2 if sb > 0 else float("nan"),
+                "S_corrected": float(est.S_corrected[g]), "S_corrected_se": float(np.hypot(se_cp[g], se_cr[g])),
                 "personas": personas, "items": items_in,
                 "S_se_persona": float(se_sp[g]), "S_se_rerun": float(se_sr[g]),
                 "sigma_bar_se_persona": float(se_gp[g]), "sigma_bar_se_rerun": float(se_gr[g]),
@@ -181,20 +162,48 @@ def analyze(
     return pl.concat([sampled, logit_rows]) if len(logit_rows) else sampled
 
 
-def _logprob_point_rows(store: Store, runs, by_group: bool, bootstrap: int, seed: int, jobs: int,
-                        backend: str | None, scheduler: str | None = None) -> pl.DataFrame:
+def _retained(store: Store, runs: list[RunManifest], all_runs: list[RunManifest], options: AnalysisOptions,
+              problems: list[str] | None) -> list[tuple[RunCounts, np.ndarray]]:
+    """Each selected persona run read (in workers) with the persona ids the retention rule keeps;
+    a run that cannot be read, or keeps fewer than 2 personas, is left out and named."""
+    selected = {m.run_id for m in runs}
+    siblings = sibling_runs(all_runs, runs)  # runs retention needs beyond the selection
+    to_load = runs + [m for m in siblings if m.run_id not in selected]
+    read = [rc for part in run_parallel([delayed(_load_chunk)(str(store.root), c)
+                                         for c in chunks(to_load, options.jobs)], options) for rc in part]
+    for m, rc in zip(to_load, read):  # read in workers: same rule as _loaded
+        if isinstance(rc, ToolkitError) and m.run_id in selected:
+            _skip(problems, f"run {m.run_id}: cannot be read: {rc}", rc)
+    loaded_all = [rc for rc in read if not isinstance(rc, ToolkitError)]
+    keep = retained_personas(loaded_all, selected)
+    out = []
+    for rc in loaded_all:
+        if rc.manifest.run_id not in selected:
+            continue
+        ids = keep[rc.manifest.run_id]
+        if ids.size < 2:
+            _skip(problems, f"run {rc.manifest.run_id}: only {ids.size} persona(s) have a valid rating on all "
+                            f"{rc.counts.shape[1]} items; S and R need at least 2 (record the missing answers with "
+                            "`toolkit record`, which sends only what the store lacks)")
+            continue
+        out.append((rc, ids))
+    return out
+
+
+def _logprob_point_rows(store: Store, runs, by_group: bool, options: AnalysisOptions) -> pl.DataFrame:
     """Logprob runs in `analyze`: the logit-method values at the run's own temperature.
 
     The SE is the persona bootstrap alone: the rating distribution is exact, so there is no
-    repetition noise to resample.
+    repetition noise to resample, and S_corrected is S.
     """
     schema: Any = ANALYZE_SCHEMA
     frames = []
     for m in runs:
         curve = curves_for([load_logprobs(store, m)], temperature_grid(temperatures=[m.temperature]), by_group=by_group,
-                           bootstrap=bootstrap, seed=seed, jobs=jobs, backend=backend, scheduler=scheduler)
+                           options=options)
         frames.append(curve.with_columns(
-            pl.lit(m.temperature).alias("temperature"), pl.col("S_se").alias("S_se_persona"),
+            pl.lit(m.temperature).alias("temperature"), pl.col("S").alias("S_corrected"),
+            pl.col("S_se").alias("S_corrected_se"), pl.col("S_se").alias("S_se_persona"),
             pl.lit(float("nan")).alias("S_se_rerun"), pl.col("sigma_bar_se").alias("sigma_bar_se_persona"),
             pl.lit(float("nan")).alias("sigma_bar_se_rerun"), pl.lit(None, pl.Int64).alias("min_reps"),
             pl.lit(None, pl.Float64).alias("median_reps"), pl.lit(None, pl.Int64).alias("max_reps"),
@@ -210,11 +219,7 @@ def curves(
     points: int = 201,
     temperatures: Sequence[float] | None = None,
     by_group: bool = False,
-    bootstrap: int = 2000,
-    seed: int = 0,
-    jobs: int = 1,
-    backend: str | None = "threading",
-    scheduler: str | None = None,
+    options: AnalysisOptions = DEFAULT,
     problems: list[str] | None = None,
     **selection,
 ) -> pl.DataFrame:
@@ -232,12 +237,10 @@ def curves(
             loaded.append(run)
     if not loaded:
         return pl.DataFrame()
-    return curves_for(loaded, temps, by_group=by_group, bootstrap=bootstrap, seed=seed, jobs=jobs, backend=backend,
-                      scheduler=scheduler)
+    return curves_for(loaded, temps, by_group=by_group, options=options)
 
 
-def consistency(store: Store | None = None, *, bootstrap: int = 2000, rerun_bootstrap: int = 400, seed: int = 0,
-                jobs: int = 1, backend: str | None = "threading", **selection) -> pl.DataFrame:
+def consistency(store: Store | None = None, *, options: AnalysisOptions = DEFAULT, **selection) -> pl.DataFrame:
     """The two estimation methods side by side: for every logprob run and every sampled
     (persona) run of the same model and variant, S and R from sampling at the run's
     temperature next to the logit-method values at that temperature."""
@@ -247,13 +250,12 @@ def consistency(store: Store | None = None, *, bootstrap: int = 2000, rerun_boot
     rows = []
     for lr in logit_runs:
         try:
-            sampled = analyze(store, model=lr.model, variant=lr.variant, mode="persona", bootstrap=bootstrap,
-                              rerun_bootstrap=rerun_bootstrap, seed=seed, jobs=jobs, backend=backend)
+            sampled = analyze(store, model=lr.model, variant=lr.variant, mode="persona", options=options)
         except ToolkitError:
             continue
         temps = sampled["temperature"].unique().sort().to_list()
         curve = curves_for([load_logprobs(store, lr)], temperature_grid(temperatures=temps), by_group=False,
-                           bootstrap=bootstrap, seed=seed, jobs=jobs, backend=backend)
+                           options=options)
         joined = sampled.select("model", "variant", "temperature", "S", "S_se", "R", "R_se", "personas").join(
             curve.select("temperature", pl.col("S").alias("S_logit"), pl.col("S_se").alias("S_logit_se"),
                          pl.col("R").alias("R_logit"), pl.col("R_se").alias("R_logit_se"),
@@ -343,6 +345,104 @@ def compare(
          "delta_S_pct", "delta_S_pct_se", "delta_R_pct", "delta_R_pct_se", "delta_sigma_bar_pct",
          "delta_sigma_bar_pct_se", "personas", "run_id"]
     ).sort(["group", "family", "variant"], maintain_order=True)
+
+
+PAIRED_COLUMNS = ["family", "model", "variant", "group", "metric", "baseline", "estimate", "delta", "delta_pct",
+                  "delta_se", "ci_low", "ci_high", "ci_method", "p_value", "p_holm", "paired"]
+PAIRED_EXTRA = ["temperature", "delta_pct_se", "delta_pct_ci_low", "delta_pct_ci_high", "ci_level", "bootstrap",
+                "permutations", "personas", "baseline_personas", "run_id", "baseline_run_id"]
+
+
+def _pair_task(base: RunCounts, base_ids: np.ndarray, other: RunCounts, other_ids: np.ndarray, unpaired: bool,
+               options: AnalysisOptions) -> PairResult:
+    """One comparison. Paired on the personas both runs retain, unless there are fewer than 2
+    of them or ``unpaired`` is asked for; seeds come from both runs' content."""
+    common = np.intersect1d(base_ids, other_ids)
+    paired = not unpaired and common.size >= 2
+    a_ids, b_ids = (common, common) if paired else (base_ids, other_ids)
+    a = base.counts[np.isin(base.persona_ids, a_ids)]
+    b = other.counts[np.isin(other.persona_ids, b_ids)]
+    content = f"{base.input_digest}|{other.input_digest}|{'paired' if paired else 'unpaired'}"
+    rngs = (rng_for(content, "compare", options.seed, "bootstrap"), rng_for(content, "compare", options.seed, "test"))
+    return compare_pair(a, b, base.instrument.scale, instrument_groups(base.instrument), options, rngs, paired)
+
+
+def _pair_chunk(jobs: list[tuple], options: AnalysisOptions) -> list[PairResult]:
+    return [_pair_task(a, a_ids, b, b_ids, unpaired, options) for a, a_ids, b, b_ids, unpaired in jobs]
+
+
+def paired_compare(
+    store: Store | None = None,
+    *,
+    baseline: str = "base",
+    family: Callable[[str], str] = strip_variant_suffix,
+    by_group: bool = False,
+    unpaired: bool = False,
+    options: AnalysisOptions = DEFAULT,
+    problems: list[str] | None = None,
+    **selection,
+) -> pl.DataFrame:
+    """Each run against the baseline-variant run of its family at its temperature: for S,
+    sigma_bar, R and S_corrected the difference with its bootstrap SE, a ``ci_level`` interval
+    (BCa or percentile), a two-sided permutation p-value and, across the groups of one metric,
+    Holm-adjusted p-values. Runs answered by the same personas are compared paired (on the
+    personas both retain); otherwise, or with ``unpaired``, as independent samples, and the
+    ``paired`` column says which. See paired.py for the resampling and the test."""
+    store = store or Store()
+    all_runs = store.runs()
+    runs = _runs_for(store, selection, ("persona",), "compare --paired", among=all_runs)
+    loaded = _retained(store, runs, all_runs, options, problems)
+    bases: dict[tuple, list] = {}
+    for rc, ids in loaded:
+        if rc.manifest.variant == baseline:
+            bases.setdefault((family(rc.manifest.model), rc.manifest.temperature), []).append((rc, ids))
+    if not bases:
+        raise ToolkitError(f"no run of baseline variant {baseline!r} in the selection")
+    jobs_in, meta = [], []
+    for rc, ids in loaded:
+        m = rc.manifest
+        if m.variant == baseline:
+            continue
+        key = (family(m.model), m.temperature)
+        candidates = bases.get(key, [])
+        if len(candidates) != 1:
+            why = (f"no {baseline!r} run of family {key[0]!r} at temperature {key[1]} to compare with (--baseline "
+                   "names another variant)" if not candidates else
+                   f"several {baseline!r} runs of family {key[0]!r} at temperature {key[1]}; narrow the selection")
+            _skip(problems, f"run {m.run_id}: {why}")
+            continue
+        base_rc, base_ids = candidates[0]
+        if base_rc.instrument.digest != rc.instrument.digest:
+            _skip(problems, f"run {m.run_id}: its instrument differs from that of {base_rc.manifest.run_id}")
+            continue
+        jobs_in.append((base_rc, base_ids, rc, ids, unpaired))
+        meta.append((key[0], m, base_rc.manifest, ["all"] + rc.instrument.groups))
+    results = [r for part in run_parallel([delayed(_pair_chunk)(c, options) for c in chunks(jobs_in, options.jobs)],
+                                          options) for r in part]
+    rows = []
+    for (fam, m, bm, names), res in zip(meta, results):
+        width = len(names) if by_group else 1
+        holm_p = np.stack([holm(res.p_value[k, :width]) for k in range(len(METRICS))])
+        for g in range(width):
+            for k, metric in enumerate(METRICS):
+                rows.append({
+                    "family": fam, "model": m.model, "variant": m.variant, "group": names[g], "metric": metric,
+                    "baseline": res.baseline[k, g], "estimate": res.estimate[k, g], "delta": res.delta[k, g],
+                    "delta_pct": res.delta_pct[k, g], "delta_se": res.delta_se[k, g], "ci_low": res.ci_low[k, g],
+                    "ci_high": res.ci_high[k, g], "ci_method": options.ci_method, "p_value": res.p_value[k, g],
+                    "p_holm": holm_p[k, g], "paired": res.paired, "temperature": m.temperature,
+                    "delta_pct_se": res.pct_se[k, g], "delta_pct_ci_low": res.pct_low[k, g],
+                    "delta_pct_ci_high": res.pct_high[k, g], "ci_level": options.ci_level,
+                    "bootstrap": options.bootstrap, "permutations": options.permutations,
+                    "personas": res.personas[1], "baseline_personas": res.personas[0], "run_id": m.run_id,
+                    "baseline_run_id": bm.run_id,
+                })
+    text = ("family", "model", "variant", "group", "metric", "ci_method", "run_id", "baseline_run_id")
+    counts = ("bootstrap", "permutations", "personas", "baseline_personas")
+    schema: dict[str, Any] = {c: pl.String if c in text else pl.Int64 if c in counts else pl.Float64
+                              for c in PAIRED_COLUMNS + PAIRED_EXTRA}
+    schema["paired"] = pl.Boolean
+    return pl.DataFrame(rows, schema=schema).select(PAIRED_COLUMNS + PAIRED_EXTRA)
 
 
 def compare_summary(comparison: pl.DataFrame, *, baseline: str = "base") -> pl.DataFrame:

@@ -26,6 +26,7 @@ from ..instrument import Instrument
 from ..store import RunManifest, Store
 from .metrics import ItemGroups, instrument_groups, resample_weights
 from .numerics import exact_products, exp
+from .options import AnalysisOptions
 from .parallel import run_parallel
 from .seeds import input_digest, rng_for
 
@@ -168,20 +169,21 @@ def temperature_grid(tmin: float = 0.35, tmax: float = 1.25, points: int = 201,
     return temps
 
 
-def curve_frames(runs: list[LogprobRun], temps: np.ndarray, *, by_group: bool, bootstrap: int, seed: int, jobs: int,
-                 backend: str | None, scheduler: str | None = None) -> pl.DataFrame:
+def curve_frames(runs: list[LogprobRun], temps: np.ndarray, *, by_group: bool,
+                 options: AnalysisOptions) -> pl.DataFrame:
+    bootstrap = options.bootstrap
     tasks, where = [], []
     for i, run in enumerate(runs):
         if run.persona_ids.size < 2:
             raise ToolkitError(f"run {run.manifest.run_id}: fewer than 2 personas have every item")
         inst = run.instrument
         G = instrument_groups(inst)
-        rng = rng_for(run.input_digest, "curves", seed, "persona")  # the same draws for every chunk
+        rng = rng_for(run.input_digest, "curves", options.seed, "persona")  # the same draws for every chunk
         W = resample_weights(run.persona_ids.size, bootstrap, rng) if bootstrap >= 2 else None
         for lo in range(0, len(temps), CHUNK):
             tasks.append(delayed(_curve_chunk)(run.logprobs, temps[lo : lo + CHUNK], inst.scale, G, W))
             where.append((i, lo))
-    results = run_parallel(tasks, jobs, backend, scheduler)
+    results = run_parallel(tasks, options)
     parts: dict[int, list] = {}
     for (i, _), res in zip(where, results):
         parts.setdefault(i, []).append(res)

@@ -4,6 +4,8 @@ Definitions (arXiv 2605.12850 §3.3; the published code uses ddof=1):
   mu_pq, sigma_pq  mean and sample std of the valid repetitions of a cell (sigma = 0 if n = 1)
   tau_q            sample std over retained personas of mu_pq;  S = mean_q tau_q
   sigma_bar        mean over cells of sigma_pq;                  R = 1 / sigma_bar
+  S_corrected      mean_q sqrt(max(tau_q^2 - mean_p sigma_pq^2 / n_pq, 0)): S without the share
+                   of tau_q^2 that finite repetitions add (docs/statistics.md derives it)
 Group values use the items of the group and the personas retained for the whole run.
 
 Everything is array arithmetic on the (P, Q, K) count tensor: no Python loop per cell or
@@ -28,10 +30,13 @@ class Estimates:
 
     S: np.ndarray  # (G,)
     sigma_bar: np.ndarray  # (G,)
+    S_corrected: np.ndarray  # (G,)
     S_persona: np.ndarray  # (B, G) replicates, persona bootstrap
     sigma_persona: np.ndarray
+    S_corrected_persona: np.ndarray
     S_rerun: np.ndarray  # (Br, G) replicates, rerun bootstrap
     sigma_rerun: np.ndarray
+    S_corrected_rerun: np.ndarray
 
 
 def cell_moments(counts: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -99,13 +104,31 @@ def _tau(mu: np.ndarray) -> np.ndarray:
     return np.std(mu, axis=-2, ddof=1)
 
 
-def point_estimates(mu: np.ndarray, sigma: np.ndarray, G: ItemGroups) -> tuple[np.ndarray, np.ndarray]:
-    S = G.means(_tau(mu))
+def repetition_noise(n: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """sigma_pq^2 / n_pq, the variance finite repetitions add to a cell mean (0 when n < 2:
+    a single answer says nothing about it)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n >= 2, sigma * sigma / n, 0.0)
+
+
+def corrected_tau(var: np.ndarray, noise_mean: np.ndarray) -> np.ndarray:
+    """sqrt(max(tau^2 - mean noise, 0)) per item: the across-persona spread of the cells' true means."""
+    return np.sqrt(np.maximum(var - noise_mean, 0.0))
+
+
+def point_estimates(mu: np.ndarray, sigma: np.ndarray, G: ItemGroups,
+                    noise: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """S, sigma_bar and S_corrected per group (``noise`` = repetition_noise per cell)."""
+    tau = _tau(mu)
+    S = G.means(tau)
     sigma_bar = G.means(sigma.mean(axis=0))
-    return S, sigma_bar
+    noise_mean = np.zeros(mu.shape[1]) if noise is None else noise.mean(axis=0)
+    S_corr = G.means(corrected_tau(tau * tau, noise_mean))
+    return S, sigma_bar, S_corr
 
 
-def persona_bootstrap(mu: np.ndarray, sigma: np.ndarray, G: ItemGroups, draws: int, rng: np.random.Generator):
+def persona_bootstrap(mu: np.ndarray, sigma: np.ndarray, noise: np.ndarray, G: ItemGroups, draws: int,
+                      rng: np.random.Generator):
     """Resample personas with replacement; a draw is a multiplicity vector w (sum P), so
 
     sum_p w_p x_p and sum_p w_p x_p^2 give each draw's mean and ddof=1 variance by one
@@ -114,16 +137,23 @@ def persona_bootstrap(mu: np.ndarray, sigma: np.ndarray, G: ItemGroups, draws: i
     """
     P = mu.shape[0]
     if draws <= 0:
-        return np.empty((0, G.width)), np.empty((0, G.width))
+        return (np.empty((0, G.width)),) * 3
     W = resample_weights(P, draws, rng)
     centred = mu - mu.mean(axis=0)
     Q = mu.shape[1]
-    sums = exact_products(W, np.concatenate([centred, centred * centred, sigma], axis=1))
-    m1, m2, sig = sums[:, :Q], sums[:, Q : 2 * Q], sums[:, 2 * Q :]
+    sums = exact_products(W, np.concatenate([centred, centred * centred, sigma, noise], axis=1))
+    m1, m2, sig, nse = sums[:, :Q], sums[:, Q : 2 * Q], sums[:, 2 * Q : 3 * Q], sums[:, 3 * Q :]
+    return _replicates(m1, m2, sig, nse, P, G)
+
+
+def _replicates(m1: np.ndarray, m2: np.ndarray, sig: np.ndarray, noise: np.ndarray, P: int, G: ItemGroups):
+    """S, sigma_bar and S_corrected of each draw from its per-item sums over personas of
+    (mu - c), (mu - c)^2, sigma and sigma^2/n (draws x items each)."""
     var = (m2 - m1 * m1 / P) / (P - 1)
     S_b = G.means(np.sqrt(np.maximum(var, 0.0)))
     sig_b = G.means(sig / P)
-    return S_b, sig_b
+    S_corr_b = G.means(corrected_tau(var, noise / P))
+    return S_b, sig_b, S_corr_b
 
 
 @cache
@@ -230,6 +260,7 @@ class ExactCells:
         s2 = comp @ (vals * vals).T
         self.mean = (s1 / n).T.ravel() - centre  # per (pattern, outcome)
         self.sd = sample_sd(n, s1, s2).T.ravel()
+        self.noise = repetition_noise(np.full(self.sd.shape, n), self.sd)
 
     def block(self, draws: int) -> int:
         """Cells drawn at once: RERUN_BLOCK words, so every temporary stays in cache."""
@@ -246,12 +277,13 @@ class ExactCells:
         return np.where(words < np.take(self.keep, at, mode="clip"), at, np.take(self.alias, at, mode="clip"))
 
     def values(self, lo: int, hi: int, draws: int, rng: np.random.Generator) -> np.ndarray:
-        """(mu - centre, its square, sigma) of each resample: (3, hi - lo, draws)."""
+        """(mu - centre, its square, sigma, sigma^2/n) of each resample: (4, hi - lo, draws)."""
         pick = self.draw(lo, hi, draws, rng)
-        out = np.empty((3, *pick.shape))
+        out = np.empty((4, *pick.shape))
         np.take(self.mean, pick, out=out[0], mode="clip")  # indices are in range: "clip" skips checks
         np.multiply(out[0], out[0], out=out[1])
         np.take(self.sd, pick, out=out[2], mode="clip")
+        np.take(self.noise, pick, out=out[3], mode="clip")
         return out
 
 
@@ -277,7 +309,7 @@ class DirectCells:
         return max(1, DIRECT_BLOCK // (draws * self.n))
 
     def values(self, lo: int, hi: int, draws: int, rng: np.random.Generator) -> np.ndarray:
-        """(mu - centre, its square, sigma) of each resample: (3, hi - lo, draws)."""
+        """(mu - centre, its square, sigma, sigma^2/n) of each resample: (4, hi - lo, draws)."""
         pos: np.ndarray = rng.integers(0, self.n, size=(hi - lo, draws, self.n), dtype=self.dtype)
         cum: np.ndarray = self.cum[lo:hi].astype(self.dtype)
         # at_least[k] = draws at or above rating k+1; rating 0 has all n
@@ -286,7 +318,7 @@ class DirectCells:
         steps = np.diff(self.scale)[:, None, None]
         s1 = self.n * self.scale[0] + (steps * at_least).sum(axis=0)
         s2 = self.n * self.scale[0] ** 2 + (np.diff(self.scale * self.scale)[:, None, None] * at_least).sum(axis=0)
-        return _cell_stats(s1 / self.n - self.centre, sample_sd(self.n, s1, s2))
+        return _cell_stats(s1 / self.n - self.centre, sample_sd(self.n, s1, s2), self.n)
 
 
 def _unique_rows(cells: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -302,9 +334,10 @@ def _unique_rows(cells: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return cells[first], inv.ravel()
 
 
-def _cell_stats(centred_mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    """What the rerun bootstrap sums over personas, per cell: (mu - c, (mu - c)^2, sigma) on axis 0."""
-    return np.stack([centred_mean, centred_mean * centred_mean, sd])
+def _cell_stats(centred_mean: np.ndarray, sd: np.ndarray, n) -> np.ndarray:
+    """What the rerun bootstrap sums over personas, per cell, on axis 0:
+    (mu - c, (mu - c)^2, sigma, sigma^2/n)."""
+    return np.stack([centred_mean, centred_mean * centred_mean, sd, repetition_noise(np.asarray(n), sd)])
 
 
 def cell_sampler(cells: np.ndarray, scale: np.ndarray, centre: float = 0.0) -> ExactCells | DirectCells:
@@ -330,13 +363,13 @@ def rerun_bootstrap(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma
     """
     P, Q, K = counts.shape
     if draws <= 0:
-        return np.empty((0, G.width)), np.empty((0, G.width))
+        return (np.empty((0, G.width)),) * 3
     centre = float(np.asarray(scale, dtype=np.float64).mean())  # keeps the sums of squares well conditioned
     flat = counts.reshape(-1, K)
     distinct = (flat > 0).sum(axis=1)
     fixed = (distinct < 2).reshape(P, Q)
-    const = _cell_stats(np.where(fixed, mu - centre, 0.0), np.where(fixed, sigma, 0.0)).sum(axis=1)  # (3, Q)
-    acc = np.repeat(const[:, :, None], draws, axis=2)  # (3, Q, draws)
+    const = _cell_stats(np.where(fixed, mu - centre, 0.0), np.where(fixed, sigma, 0.0), 0).sum(axis=1)  # (4, Q)
+    acc = np.repeat(const[:, :, None], draws, axis=2)  # (4, Q, draws)
     var_idx = np.flatnonzero(distinct >= 2)
     if var_idx.size:
         signature = flat[var_idx].sum(axis=1) * (K + 1) + distinct[var_idx]
@@ -356,20 +389,17 @@ def rerun_bootstrap(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma
                     # A reduction over the middle axis adds rows in order, each element on
                     # its own: the same bits for any SIMD width (tests/test_metrics.py).
                     acc[:, q[s], :] += np.add.reduce(vals[:, s:e, :], axis=1)
-    sum1, sum2, sig_sum = acc[0].T, acc[1].T, acc[2].T
-    var = (sum2 - sum1 * sum1 / P) / (P - 1)
-    S_r = G.means(np.sqrt(np.maximum(var, 0.0)))
-    sig_r = G.means(sig_sum / P)
-    return S_r, sig_r
+    return _replicates(acc[0].T, acc[1].T, acc[2].T, acc[3].T, P, G)
 
 
 def estimate(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, *, persona_draws: int, rerun_draws: int,
              rng_persona: np.random.Generator, rng_rerun: np.random.Generator) -> Estimates:
-    _, mu, sigma = cell_moments(counts, scale)
-    S, sigma_bar = point_estimates(mu, sigma, G)
-    S_p, sig_p = persona_bootstrap(mu, sigma, G, persona_draws, rng_persona)
-    S_r, sig_r = rerun_bootstrap(counts, scale, mu, sigma, G, rerun_draws, rng_rerun)
-    return Estimates(S, sigma_bar, S_p, sig_p, S_r, sig_r)
+    n, mu, sigma = cell_moments(counts, scale)
+    noise = repetition_noise(n, sigma)
+    S, sigma_bar, S_corr = point_estimates(mu, sigma, G, noise)
+    S_p, sig_p, Sc_p = persona_bootstrap(mu, sigma, noise, G, persona_draws, rng_persona)
+    S_r, sig_r, Sc_r = rerun_bootstrap(counts, scale, mu, sigma, G, rerun_draws, rng_rerun)
+    return Estimates(S, sigma_bar, S_corr, S_p, sig_p, Sc_p, S_r, sig_r, Sc_r)
 
 
 def bootstrap_se(replicates: np.ndarray) -> np.ndarray:

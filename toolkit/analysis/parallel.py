@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from ..errors import ToolkitError
 from ..workers import worker_environment
+from .options import AnalysisOptions
 
 BACKENDS = ("threading", "loky", "dask")
 T = TypeVar("T")
@@ -35,11 +36,12 @@ def chunks(items: Sequence[T], jobs: int, per_worker: int = 4, largest: int = 8)
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def run_parallel(tasks: list, jobs: int, backend: str | None, scheduler: str | None = None) -> list[Any]:
+def run_parallel(tasks: list, options: AnalysisOptions) -> list[Any]:
     """Run joblib ``delayed`` tasks; one job and no scheduler runs in-process (no pool start-up).
 
     With several workers each gets one BLAS thread, so they do not fight over the cores;
     bootstrap products are exact (numerics.exact_products), so this is a speed choice only."""
+    jobs, backend, scheduler = options.jobs, options.backend, options.scheduler
     if backend == "dask" or scheduler:
         return _run_dask(tasks, jobs, scheduler)
     if backend not in (None, "threading", "loky", "multiprocessing", "sequential"):

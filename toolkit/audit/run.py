@@ -10,6 +10,7 @@ import polars as pl
 
 from ..analysis import analyze, compare, compare_summary, excess, profiles
 from ..analysis.api import strip_variant_suffix
+from ..analysis.options import DEFAULT, AnalysisOptions
 from ..datasets.catalogue import Dataset, get_dataset
 from ..datasets.fetch import fetch
 from ..errors import StoreCorrupt
@@ -40,8 +41,7 @@ class AuditResult:
 
 
 def audit(name: str, *, source: str | Path | None = None, claims: str | Path | None = None,
-          store: Store | None = None, bootstrap: int = 2000, rerun_bootstrap: int = 400, seed: int = 0,
-          jobs: int = 1, backend: str = "threading", within_se: float | None = None,
+          store: Store | None = None, options: AnalysisOptions = DEFAULT, within_se: float | None = None,
           progress: bool = True) -> AuditResult:
     dataset = get_dataset(name)
     claim_set = load_claims(claims or dataset.claims)
@@ -56,8 +56,7 @@ def audit(name: str, *, source: str | Path | None = None, claims: str | Path | N
         raise StoreCorrupt("; ".join(str(p) for p in problems[:5]))
     models = sorted({f.model for f in dataset.files if f.mode == "persona"})
     skipped: list[str] = []  # one partial run must not stop the audit of the others
-    metrics = analyze(store, by_group=True, bootstrap=bootstrap, rerun_bootstrap=rerun_bootstrap, seed=seed,
-                      jobs=jobs, backend=backend, model=models, mode="persona", problems=skipped)
+    metrics = analyze(store, by_group=True, options=options, model=models, mode="persona", problems=skipped)
     baseline = claim_set.baseline
     has_baseline = (metrics["variant"] == baseline).any()
     comparison = compare(metrics, baseline=baseline, problems=skipped) if has_baseline else metrics.head(0)

@@ -1,0 +1,45 @@
+"""How an analysis resamples and where it runs: one typed object instead of the same
+parameters repeated through every analysis signature.
+
+None of these change a point estimate. ``seed`` and the draw counts change the bootstrap
+replicates (reproducibly: streams derive from the data and the seed, never from time);
+``jobs``, ``backend`` and ``scheduler`` change nothing but the speed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..errors import ToolkitError
+
+CI_METHODS = ("bca", "percentile")
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    bootstrap: int = 2000  # persona bootstrap draws (a paired comparison's draws, too)
+    rerun_bootstrap: int = 400  # rerun (repetition) bootstrap draws
+    seed: int = 0  # user seed, combined with each run's content digest
+    jobs: int = 1  # joblib workers
+    backend: str | None = "loky"  # joblib backend: threading, loky, multiprocessing or dask
+    scheduler: str | None = None  # dask.distributed scheduler address
+    ci_level: float = 0.95  # confidence level of intervals
+    ci_method: str = "bca"  # bca or percentile
+    permutations: int = 2000  # permutation-test draws of a paired comparison
+
+    def __post_init__(self) -> None:
+        if self.bootstrap < 0 or self.rerun_bootstrap < 0 or self.permutations < 0:
+            raise ToolkitError("bootstrap, rerun bootstrap and permutation counts must be >= 0")
+        if self.jobs < 1:
+            raise ToolkitError(f"jobs must be >= 1, not {self.jobs}")
+        if not 0 < self.ci_level < 1:
+            raise ToolkitError(f"the confidence level must be between 0 and 1, not {self.ci_level}")
+        if self.ci_method not in CI_METHODS:
+            raise ToolkitError(f"unknown interval method {self.ci_method!r} (choose from {', '.join(CI_METHODS)})")
+
+    def but(self, **changes) -> AnalysisOptions:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+
+DEFAULT = AnalysisOptions()
