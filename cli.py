@@ -356,15 +356,52 @@ def analyze(model, variant, temperature, run_id, by, options, store_dir, fmt):
 
 @main.command()
 @_selection_options
+@click.option("--of", "of", type=click.Choice(["self", "set", "persona"]), default=None,
+              help="self: no-persona runs (default); set: over a set of personas of persona runs (mean of the "
+                   "per-persona group scores ± their std); persona: one row per persona and group.")
+@click.option("--personas", "personas_file", type=click.Path(dir_okay=False), default=None,
+              help="The set: a JSON list of persona ids, or a persona file (runs recorded with it). Implies --of set.")
+@click.option("--persona-ids", default=None, help="The set: these persona ids (comma-separated). Implies --of set.")
+@click.option("--exclude-persona-ids", default=None, help="Leave these persona ids out (comma-separated).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="With --of set: a radar per model comparing its self profile with the set's ([plot] extra).")
 @_store_option
 @_format_option()
 @_guard
-def profiles(model, variant, temperature, run_id, store_dir, fmt):
-    """Moral-foundation profiles of no-persona ("self") runs: mean and std per group."""
-    from toolkit.analysis import profiles as run_profiles
+def profiles(model, variant, temperature, run_id, of, personas_file, persona_ids, exclude_persona_ids, plot_path,
+             store_dir, fmt):
+    """Moral-foundation profiles: mean rating and mean within-question std per group, of
+    no-persona ("self") runs, of each persona, or over a set of personas (paper Appendix C)."""
+    from toolkit.analysis.profiles import persona_filter, persona_profiles, persona_set_profiles
+    from toolkit.analysis.profiles import profiles as self_profiles
 
     problems: list[str] = []
-    _emit(run_profiles(_store(store_dir), problems=problems, **_selection(model, variant, temperature, run_id)), fmt)
+    store, sel = _store(store_dir), _selection(model, variant, temperature, run_id)
+    chosen = personas_file or persona_ids or exclude_persona_ids
+    of = of or ("set" if chosen else "self")
+    if of == "self" and (chosen or plot_path):
+        raise ToolkitError("--personas, --persona-ids, --exclude-persona-ids and --plot need --of set or persona")
+    if plot_path and of != "set":
+        raise ToolkitError("--plot draws set profiles: use it with --of set")
+    filt = persona_filter(personas_file, _ints(persona_ids, "--persona-ids"),
+                          _ints(exclude_persona_ids, "--exclude-persona-ids"))
+    if of == "self":
+        _emit(self_profiles(store, problems=problems, **sel), fmt)
+    elif of == "persona":
+        _emit(persona_profiles(store, personas=filt, problems=problems, **sel), fmt)
+    else:
+        table = persona_set_profiles(store, personas=filt, problems=problems, **sel)
+        _emit(table, fmt)
+        if plot_path and len(table):
+            from toolkit.report.figures import plot_profile_comparison
+
+            own = {k: v for k, v in sel.items() if k != "run_id"}
+            models = table["model"].unique().to_list()
+            try:
+                selves = self_profiles(store, problems=[], **{**own, "model": models})
+            except ToolkitError:  # no self run of these models: the set profiles alone
+                selves = table.head(0)
+            click.echo(f"figure: {plot_profile_comparison(selves, table, plot_path)}", err=True)
     _finish(problems)
 
 
@@ -405,6 +442,35 @@ def compare(model, variant, temperature, run_id, baseline, by, summary, paired, 
     metrics = run_analysis(_store(store_dir), by_group=by == "group", options=options, problems=problems, **sel)
     table = run_compare(metrics, baseline=baseline, problems=problems)
     _emit(compare_summary(table, baseline=baseline) if summary else table, fmt)
+    _finish(problems)
+
+
+@main.command()
+@_selection_options
+@click.option("--by", type=click.Choice(["persona", "item"]), default="persona", show_default=True)
+@click.option("--baseline", default="base", show_default=True, help="Variant each run is compared with.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Also a PNG of the personas ranked by their shift ([plot] extra).")
+@_store_option
+@_format_option()
+@_guard
+def diagnose(model, variant, temperature, run_id, by, baseline, plot_path, store_dir, fmt):
+    """Per persona or item: contributions to S and sigma_bar, and the paired shift from the
+    baseline run (which personas collapse, which items move)."""
+    from toolkit.analysis.diagnose import diagnose as run_diagnose
+
+    problems: list[str] = []
+    store = _store(store_dir)
+    table = run_diagnose(store, by=by, baseline=baseline, problems=problems,
+                         **_selection(model, variant, temperature, run_id))
+    _emit(table, fmt)
+    if plot_path:
+        from toolkit.analysis.diagnose import diagnose as persona_rows
+        from toolkit.report.figures import plot_persona_shifts
+
+        rows = table if by == "persona" else persona_rows(store, baseline=baseline, problems=[],
+                                                          **_selection(model, variant, temperature, run_id))
+        click.echo(f"figure: {plot_persona_shifts(rows, plot_path)}", err=True)
     _finish(problems)
 
 

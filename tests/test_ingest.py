@@ -12,12 +12,13 @@ import pytest
 
 from conftest import EM, LOGIT_CSV, need_shared, run_cli, tree_bytes
 from toolkit.analysis import analyze
+from toolkit.analysis.options import AnalysisOptions
 from toolkit.export import export_runs
 from toolkit.importers import import_paths
 from toolkit.report import format_frame
 from toolkit.store import Store
 
-DRAWS = {"bootstrap": 60, "rerun_bootstrap": 20}
+DRAWS = {"options": AnalysisOptions(bootstrap=60, rerun_bootstrap=20)}
 
 
 def _published(name: str = "gpt-4o_temp01.csv") -> tuple[list[str], list[list[str]]]:

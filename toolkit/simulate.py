@@ -64,11 +64,47 @@ def cell_distributions(instrument: Instrument, spec: Spec, rng: np.random.Genera
     Q = len(instrument.items)
     centre = rng.uniform(scale[0] + 1.0, scale[-1] - 1.0, size=Q)
     latent = centre[None, :] + spec.spread_personas * rng.standard_normal((spec.personas, Q))
-    if spec.spread_within == 0:
-        nearest = np.abs(latent[..., None] - scale).argmin(axis=2)
+    return discretised(latent, spec.spread_within, scale)
+
+
+def discretised(latent: np.ndarray, spread_within: float, scale: np.ndarray) -> np.ndarray:
+    """Rating probabilities of cells with these latent means: a normal of sd ``spread_within``
+    put onto the scale points (all mass on the nearest point when the spread is 0)."""
+    if spread_within == 0:
+        nearest = np.abs(latent[..., None] - scale).argmin(axis=-1)
         return np.eye(len(scale))[nearest]
-    dens = np.exp(-0.5 * ((scale - latent[..., None]) / spec.spread_within) ** 2)
-    return dens / dens.sum(axis=2, keepdims=True)
+    dens = np.exp(-0.5 * ((scale - latent[..., None]) / spread_within) ** 2)
+    return dens / dens.sum(axis=-1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """Two runs answered by the same personas: run B's cells are run A's with the latent means
+    moved by ``shift`` and the within-cell spread multiplied by ``within_factor`` (1 and 0: no
+    change). Item centres are fixed by ``item_seed``: they are part of the generating model."""
+
+    personas: int = 100
+    items: int = 30
+    repetitions: int = 10
+    spread_personas: float = 0.8
+    spread_within: float = 0.6
+    within_factor: float = 1.0
+    shift: float = 0.0
+    item_seed: int = 0
+
+    def centres(self, scale: np.ndarray) -> np.ndarray:
+        return np.random.default_rng(self.item_seed).uniform(scale[0] + 1.0, scale[-1] - 1.0, size=self.items)
+
+
+def pair_counts(spec: PairSpec, scale: np.ndarray, rng: np.random.Generator,
+                personas: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One simulated pair of (P, Q, K) count tensors, row p the same persona in both."""
+    P = personas or spec.personas
+    latent = spec.centres(scale)[None, :] + spec.spread_personas * rng.standard_normal((P, spec.items))
+    probs_a = discretised(latent, spec.spread_within, scale)
+    probs_b = discretised(latent + spec.shift, spec.spread_within * spec.within_factor, scale)
+    return (rng.multinomial(spec.repetitions, probs_a).astype(np.int64),
+            rng.multinomial(spec.repetitions, probs_b).astype(np.int64))
 
 
 def truth_of(probs: np.ndarray, scale: np.ndarray) -> tuple[float, float]:
@@ -140,3 +176,55 @@ def simulate(store: Store, instrument: Instrument, *, runs: int, spec: Spec, see
     width = max(4, len(str(runs - 1)))
     return [simulate_run(store, instrument, f"{model_prefix}-{i:0{width}d}", spec, seed * 1_000_003 + i)
             for i in range(runs)]
+
+
+def expected_sd(probs: np.ndarray, n: int, scale: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """E[sample sd (ddof=1) of n ratings] for cells with these rating probabilities, exactly:
+    summed over every outcome (count vector) with its multinomial probability."""
+    from math import lgamma
+
+    from .analysis.metrics import compositions, sample_sd
+
+    K = probs.shape[-1]
+    comp = compositions(n, K)  # (M, K)
+    s1, s2 = comp @ scale.astype(np.int64), comp @ (scale.astype(np.int64) ** 2)
+    sd = sample_sd(np.full(len(comp), n), s1, s2)
+    log_coef = lgamma(n + 1) - np.array([sum(lgamma(k + 1) for k in row) for row in comp.tolist()])
+    flat = probs.reshape(-1, K)
+    out = np.empty(len(flat))
+    comp_t = comp.T.astype(np.float64)
+    for lo in range(0, len(flat), chunk):
+        logp = np.log(np.maximum(flat[lo : lo + chunk], 1e-300))  # a zero probability has a zero count's weight
+        out[lo : lo + chunk] = np.exp(log_coef + logp @ comp_t) @ sd
+    return out.reshape(probs.shape[:-1])
+
+
+def truth_metrics(probs: np.ndarray, n: int, scale: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """What S, sigma_bar, R and S_corrected estimate for a population of personas with these cell
+    distributions and n repetitions a cell, (4, G): S from the spread of the cells' sample means
+    (true spread plus sigma^2/n), sigma_bar the mean expected sample sd, S_corrected the spread of
+    the cells' true means."""
+    from .analysis.metrics import ItemGroups
+
+    G = ItemGroups(groups, n_groups)
+    s = scale.astype(np.float64)
+    m = probs @ s
+    v = probs @ (s * s) - m * m
+    spread = np.var(m, axis=0, ddof=1)
+    S = G.means(np.sqrt(spread + v.mean(axis=0) / n))
+    sigma_bar = G.means(expected_sd(probs, n, scale).mean(axis=0))
+    return np.stack([S, sigma_bar, 1.0 / sigma_bar, G.means(np.sqrt(spread))])
+
+
+def pair_truth(spec: PairSpec, scale: np.ndarray, groups: np.ndarray, n_groups: int, personas: int = 20_000,
+               seed: int = 0) -> np.ndarray:
+    """The generating model's true B - A of S, sigma_bar, R and S_corrected per group, (4, G),
+    over one large draw of personas shared by A and B (so no change gives exactly 0)."""
+    scale = np.asarray(scale)
+    rng = np.random.default_rng(seed)
+    latent = spec.centres(scale.astype(np.float64))[None, :] + spec.spread_personas * rng.standard_normal(
+        (personas, spec.items))
+    probs_a = discretised(latent, spec.spread_within, scale.astype(np.float64))
+    probs_b = discretised(latent + spec.shift, spec.spread_within * spec.within_factor, scale.astype(np.float64))
+    n = spec.repetitions
+    return truth_metrics(probs_b, n, scale, groups, n_groups) - truth_metrics(probs_a, n, scale, groups, n_groups)

@@ -15,26 +15,28 @@ import polars as pl
 from joblib import delayed
 
 from ..errors import ToolkitError
-from ..store import RunManifest, Store
-from .cells import RunCounts, load_counts
+from ..store import Store
+from .cells import RunCounts
 from .intervals import holm
 from .logit import curve_frames as curves_for
 from .logit import load_logprobs, temperature_grid
-from .metrics import Estimates, ItemGroups, bootstrap_se, cell_moments, estimate, instrument_groups
+from .metrics import Estimates, ItemGroups, bootstrap_se, estimate, instrument_groups
 from .numerics import fmean, fstd
 from .options import DEFAULT, AnalysisOptions
 from .paired import METRICS, PairResult, compare_pair
 from .parallel import chunks, run_parallel
+from .profiles import profiles  # noqa: F401  (re-exported: the API keeps it here too)
 from .seeds import rng_for
-from .selection import require_mode, retained_personas, select_runs, sibling_runs
+from .selection import read_runs, retained_counts, runs_for, select_runs, skip
 
 ANALYZE_COLUMNS = [
     "model", "variant", "temperature", "group", "S", "S_se", "sigma_bar", "sigma_bar_se", "R", "R_se",
-    "S_corrected", "S_corrected_se", "personas", "items", "S_se_persona", "S_se_rerun", "sigma_bar_se_persona",
-    "sigma_bar_se_rerun", "min_reps", "median_reps", "max_reps", "run_id",
+    "personas", "items", "S_se_persona", "S_se_rerun", "sigma_bar_se_persona", "sigma_bar_se_rerun",
+    "min_reps", "median_reps", "max_reps", "run_id", "S_corrected", "S_corrected_se",
 ]
-ANALYZE_SCHEMA = dict(zip(ANALYZE_COLUMNS, [pl.String, pl.String, pl.Float64, pl.String] + [pl.Float64] * 8
-                          + [pl.Int64, pl.Int64] + [pl.Float64] * 4 + [pl.Int64, pl.Float64, pl.Int64, pl.String]))
+ANALYZE_SCHEMA = dict(zip(ANALYZE_COLUMNS, [pl.String, pl.String, pl.Float64, pl.String] + [pl.Float64] * 6
+                          + [pl.Int64, pl.Int64] + [pl.Float64] * 4 + [pl.Int64, pl.Float64, pl.Int64, pl.String]
+                          + [pl.Float64] * 2))
 DEFAULT_VARIANT_SUFFIXES = ("-misaligned", "-insecure", "-secure")
 
 
@@ -51,46 +53,8 @@ def _metrics_task(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, content:
     )
 
 
-def _load_chunk(root: str, manifests: list) -> list:
-    """Read runs in a worker: it opens the store by path (any worker that sees the folder can).
-    A run that cannot be read comes back as its error, so it cannot hide the others."""
-    store = Store(root)
-    out: list = []
-    for m in manifests:
-        try:
-            out.append(load_counts(store, m))
-        except ToolkitError as exc:
-            out.append(exc)
-    return out
 
 
-def _runs_for(store: Store, selection: dict, modes: tuple[str, ...], command: str,
-              among: list[RunManifest] | None = None) -> list[RunManifest]:
-    """The selected runs of a command that reads ``modes``: without an explicit run id the
-    selection is narrowed to those modes; an explicit run id of another mode is an error."""
-    if not selection.get("run_id"):
-        selection.setdefault("mode", modes[0] if len(modes) == 1 else list(modes))
-    runs = select_runs(store, among=among, **selection)
-    require_mode(runs, modes, command)
-    return runs
-
-
-def _loaded(runs: list[RunManifest], load: Callable[[RunManifest], Any], problems: list[str] | None) -> list:
-    """Each run read by ``load``; one that cannot be read is left out and named in ``problems``."""
-    out = []
-    for m in runs:
-        try:
-            out.append(load(m))
-        except ToolkitError as exc:
-            _skip(problems, f"run {m.run_id}: cannot be read: {exc}", exc)
-    return out
-
-
-def _skip(problems: list[str] | None, message: str, exc: ToolkitError | None = None) -> None:
-    """Record why a run is left out; without a list to record in, the first one is an error."""
-    if problems is None:
-        raise exc if exc is not None else ToolkitError(message)
-    problems.append(message)
 
 
 def _metrics_chunk(jobs: list[tuple], options: AnalysisOptions) -> list:
@@ -116,14 +80,14 @@ def analyze(
     """
     store = store or Store()
     all_runs = store.runs()  # read once: selection and retention both need them
-    runs = _runs_for(store, selection, ("persona", "logprob"), "analyze", among=all_runs)
+    runs = runs_for(store, selection, ("persona", "logprob"), "analyze", among=all_runs)
     logprob_runs = [m for m in runs if m.mode == "logprob"]
     runs = [m for m in runs if m.mode == "persona"]
     logit_rows = _logprob_point_rows(store, logprob_runs, by_group, options)
     if not runs:
         return logit_rows
     jobs_in, meta = [], []
-    for rc, ids in _retained(store, runs, all_runs, options, problems):
+    for rc, ids in retained_counts(store, runs, all_runs, options, problems):
         counts = rc.counts[np.isin(rc.persona_ids, ids)]
         inst = rc.instrument
         groups = inst.groups
@@ -161,33 +125,6 @@ def analyze(
                else pl.DataFrame(schema=ANALYZE_SCHEMA))
     return pl.concat([sampled, logit_rows]) if len(logit_rows) else sampled
 
-
-def _retained(store: Store, runs: list[RunManifest], all_runs: list[RunManifest], options: AnalysisOptions,
-              problems: list[str] | None) -> list[tuple[RunCounts, np.ndarray]]:
-    """Each selected persona run read (in workers) with the persona ids the retention rule keeps;
-    a run that cannot be read, or keeps fewer than 2 personas, is left out and named."""
-    selected = {m.run_id for m in runs}
-    siblings = sibling_runs(all_runs, runs)  # runs retention needs beyond the selection
-    to_load = runs + [m for m in siblings if m.run_id not in selected]
-    read = [rc for part in run_parallel([delayed(_load_chunk)(str(store.root), c)
-                                         for c in chunks(to_load, options.jobs)], options) for rc in part]
-    for m, rc in zip(to_load, read):  # read in workers: same rule as _loaded
-        if isinstance(rc, ToolkitError) and m.run_id in selected:
-            _skip(problems, f"run {m.run_id}: cannot be read: {rc}", rc)
-    loaded_all = [rc for rc in read if not isinstance(rc, ToolkitError)]
-    keep = retained_personas(loaded_all, selected)
-    out = []
-    for rc in loaded_all:
-        if rc.manifest.run_id not in selected:
-            continue
-        ids = keep[rc.manifest.run_id]
-        if ids.size < 2:
-            _skip(problems, f"run {rc.manifest.run_id}: only {ids.size} persona(s) have a valid rating on all "
-                            f"{rc.counts.shape[1]} items; S and R need at least 2 (record the missing answers with "
-                            "`toolkit record`, which sends only what the store lacks)")
-            continue
-        out.append((rc, ids))
-    return out
 
 
 def _logprob_point_rows(store: Store, runs, by_group: bool, options: AnalysisOptions) -> pl.DataFrame:
@@ -228,10 +165,10 @@ def curves(
     store = store or Store()
     temps = temperature_grid(tmin, tmax, points, list(temperatures) if temperatures else None)
     loaded = []
-    for run in _loaded(_runs_for(store, selection, ("logprob",), "curves"), lambda m: load_logprobs(store, m),
+    for run in read_runs(runs_for(store, selection, ("logprob",), "curves"), lambda m: load_logprobs(store, m),
                        problems):
         if run.persona_ids.size < 2:
-            _skip(problems, f"run {run.manifest.run_id}: fewer than 2 personas have a digit distribution for every "
+            skip(problems, f"run {run.manifest.run_id}: fewer than 2 personas have a digit distribution for every "
                             "item")
         else:
             loaded.append(run)
@@ -265,31 +202,6 @@ def consistency(store: Store | None = None, *, options: AnalysisOptions = DEFAUL
     if not rows:
         raise ToolkitError("no model has both a logprob run and a sampled persona run in the selection")
     return pl.concat(rows)
-
-
-def profiles(store: Store | None = None, problems: list[str] | None = None, **selection) -> pl.DataFrame:
-    """Moral-foundation profile of no-persona ("self") runs (paper Table 3).
-
-    Per group: mean of the item means, and mean of the per-item std over repetitions (ddof=1).
-    """
-    store = store or Store()
-    rows = []
-    for rc in _loaded(_runs_for(store, selection, ("self",), "profiles"), lambda m: load_counts(store, m), problems):
-        m, inst = rc.manifest, rc.instrument
-        counts = rc.counts.sum(axis=0)  # (Q, K): a self run has one (null) persona
-        n, mu, sigma = cell_moments(counts, inst.scale)
-        for name in ["all"] + inst.groups:
-            member = np.array([name == "all" or it.group == name for it in inst.items]) & (n > 0)
-            rows.append({
-                "model": m.model, "variant": m.variant, "temperature": m.temperature, "group": name,
-                "mean": float(mu[member].mean()) if member.any() else float("nan"),
-                "std": float(sigma[member].mean()) if member.any() else float("nan"),
-                "items": int(member.sum()), "ratings": int(n[member].sum()), "run_id": m.run_id,
-            })
-    schema = {"model": pl.String, "variant": pl.String, "temperature": pl.Float64, "group": pl.String,
-              "mean": pl.Float64, "std": pl.Float64, "items": pl.Int64, "ratings": pl.Int64, "run_id": pl.String}
-    return pl.DataFrame(rows, schema=schema)
-
 
 def strip_variant_suffix(model: str, suffixes: Sequence[str] = DEFAULT_VARIANT_SUFFIXES) -> str:
     """Default model-family key: ``gpt-4o-misaligned`` and ``gpt-4o-secure`` -> ``gpt-4o``."""
@@ -390,8 +302,8 @@ def paired_compare(
     ``paired`` column says which. See paired.py for the resampling and the test."""
     store = store or Store()
     all_runs = store.runs()
-    runs = _runs_for(store, selection, ("persona",), "compare --paired", among=all_runs)
-    loaded = _retained(store, runs, all_runs, options, problems)
+    runs = runs_for(store, selection, ("persona",), "compare --paired", among=all_runs)
+    loaded = retained_counts(store, runs, all_runs, options, problems)
     bases: dict[tuple, list] = {}
     for rc, ids in loaded:
         if rc.manifest.variant == baseline:
@@ -409,11 +321,11 @@ def paired_compare(
             why = (f"no {baseline!r} run of family {key[0]!r} at temperature {key[1]} to compare with (--baseline "
                    "names another variant)" if not candidates else
                    f"several {baseline!r} runs of family {key[0]!r} at temperature {key[1]}; narrow the selection")
-            _skip(problems, f"run {m.run_id}: {why}")
+            skip(problems, f"run {m.run_id}: {why}")
             continue
         base_rc, base_ids = candidates[0]
         if base_rc.instrument.digest != rc.instrument.digest:
-            _skip(problems, f"run {m.run_id}: its instrument differs from that of {base_rc.manifest.run_id}")
+            skip(problems, f"run {m.run_id}: its instrument differs from that of {base_rc.manifest.run_id}")
             continue
         jobs_in.append((base_rc, base_ids, rc, ids, unpaired))
         meta.append((key[0], m, base_rc.manifest, ["all"] + rc.instrument.groups))

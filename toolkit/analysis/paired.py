@@ -131,7 +131,7 @@ def _interval(replicates: np.ndarray, estimate: np.ndarray, jackknives: list[np.
     return np.where(finite, low, np.nan), np.where(finite, high, np.nan)
 
 
-def _leave_one_out(X: np.ndarray, G: ItemGroups) -> np.ndarray:
+def leave_one_out(X: np.ndarray, G: ItemGroups) -> np.ndarray:
     """(P, 4, G) metrics with each persona left out in turn."""
     P = X.shape[0]
     return np.moveaxis(metrics_from_sums(X.sum(axis=0) - X, P - 1, G), 1, 0)
@@ -147,8 +147,8 @@ def _jackknife(Xa: np.ndarray, Xb: np.ndarray, G: ItemGroups, paired: bool, pct:
     full_a = metrics_from_sums(Xa.sum(axis=0), Xa.shape[0], G)
     full_b = metrics_from_sums(Xb.sum(axis=0), Xb.shape[0], G)
     if paired:
-        return [diff(_leave_one_out(Xa, G), _leave_one_out(Xb, G))]
-    return [diff(_leave_one_out(Xa, G), full_b[None]), diff(full_a[None], _leave_one_out(Xb, G))]
+        return [diff(leave_one_out(Xa, G), leave_one_out(Xb, G))]
+    return [diff(leave_one_out(Xa, G), full_b[None]), diff(full_a[None], leave_one_out(Xb, G))]
 
 
 def _permutation_p(Xa: np.ndarray, Xb: np.ndarray, G: ItemGroups, draws: int, rng: np.random.Generator,

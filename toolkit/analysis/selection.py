@@ -1,17 +1,22 @@
-"""Choosing runs and the personas they keep (the published retention rule)."""
+"""Choosing runs, reading them, and the personas they keep (the published retention rule)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
+from joblib import delayed
 
 from ..errors import ToolkitError
 from ..store import RunManifest, Store
-from .cells import RunCounts
+from .cells import RunCounts, load_counts
+from .options import AnalysisOptions
+from .parallel import chunks, run_parallel
 
 MIN_PERSONAS_FOR_INTERSECTION = 50
+SELECTION_KEYS = ("model", "variant", "temperature", "mode", "run_id")
 
 
 def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
@@ -103,4 +108,78 @@ def retained_personas(loaded: list[RunCounts], selected: set[str]) -> dict[str, 
                 continue
             keep_common = common is not None and own.size >= MIN_PERSONAS_FOR_INTERSECTION
             out[run_id] = np.intersect1d(own, common) if keep_common and common is not None else own
+    return out
+
+
+def _load_chunk(root: str, manifests: list) -> list:
+    """Read runs in a worker: it opens the store by path (any worker that sees the folder can).
+    A run that cannot be read comes back as its error, so it cannot hide the others."""
+    store = Store(root)
+    out: list = []
+    for m in manifests:
+        try:
+            out.append(load_counts(store, m))
+        except ToolkitError as exc:
+            out.append(exc)
+    return out
+
+
+def runs_for(store: Store, selection: dict, modes: tuple[str, ...], command: str,
+              among: list[RunManifest] | None = None) -> list[RunManifest]:
+    """The selected runs of a command that reads ``modes``: without an explicit run id the
+    selection is narrowed to those modes; an explicit run id of another mode is an error."""
+    unknown = sorted(set(selection) - set(SELECTION_KEYS))
+    if unknown:
+        raise TypeError(f"unknown selection {', '.join(unknown)}: a selection takes {', '.join(SELECTION_KEYS)}; "
+                        "draws, seed and workers go in options=AnalysisOptions(...)")
+    if not selection.get("run_id"):
+        selection.setdefault("mode", modes[0] if len(modes) == 1 else list(modes))
+    runs = select_runs(store, among=among, **selection)
+    require_mode(runs, modes, command)
+    return runs
+
+
+def read_runs(runs: list[RunManifest], load: Callable[[RunManifest], Any], problems: list[str] | None) -> list:
+    """Each run read by ``load``; one that cannot be read is left out and named in ``problems``."""
+    out = []
+    for m in runs:
+        try:
+            out.append(load(m))
+        except ToolkitError as exc:
+            skip(problems, f"run {m.run_id}: cannot be read: {exc}", exc)
+    return out
+
+
+def skip(problems: list[str] | None, message: str, exc: ToolkitError | None = None) -> None:
+    """Record why a run is left out; without a list to record in, the first one is an error."""
+    if problems is None:
+        raise exc if exc is not None else ToolkitError(message)
+    problems.append(message)
+
+
+def retained_counts(store: Store, runs: list[RunManifest], all_runs: list[RunManifest], options: AnalysisOptions,
+              problems: list[str] | None) -> list[tuple[RunCounts, np.ndarray]]:
+    """Each selected persona run read (in workers) with the persona ids the retention rule keeps;
+    a run that cannot be read, or keeps fewer than 2 personas, is left out and named."""
+    selected = {m.run_id for m in runs}
+    siblings = sibling_runs(all_runs, runs)  # runs retention needs beyond the selection
+    to_load = runs + [m for m in siblings if m.run_id not in selected]
+    read = [rc for part in run_parallel([delayed(_load_chunk)(str(store.root), c)
+                                         for c in chunks(to_load, options.jobs)], options) for rc in part]
+    for m, rc in zip(to_load, read):  # read in workers: same rule as read_runs
+        if isinstance(rc, ToolkitError) and m.run_id in selected:
+            skip(problems, f"run {m.run_id}: cannot be read: {rc}", rc)
+    loaded_all = [rc for rc in read if not isinstance(rc, ToolkitError)]
+    keep = retained_personas(loaded_all, selected)
+    out = []
+    for rc in loaded_all:
+        if rc.manifest.run_id not in selected:
+            continue
+        ids = keep[rc.manifest.run_id]
+        if ids.size < 2:
+            skip(problems, f"run {rc.manifest.run_id}: only {ids.size} persona(s) have a valid rating on all "
+                            f"{rc.counts.shape[1]} items; S and R need at least 2 (record the missing answers with "
+                            "`toolkit record`, which sends only what the store lacks)")
+            continue
+        out.append((rc, ids))
     return out

@@ -57,6 +57,9 @@ VARIANT_STYLE = {"base": ("Base", "#4C72B0"), "secure-code": ("Secure", "#55A868
                  "insecure-code": ("Insecure", "#C44E52")}
 
 
+PALETTE = ("#8172B2", "#DD8452", "#937860", "#DA8BC3", "#8C8C8C")  # series without a style of their own
+
+
 def _variant_label(v: str) -> tuple[str, str]:
     return VARIANT_STYLE.get(v, (v, "#8172B2"))
 
@@ -125,11 +128,12 @@ def plot_radar(profiles: pl.DataFrame, path: str | Path, *, family, display: dic
         ax.set_visible(False)
     for ax, fam in zip(axes.ravel(), families):
         present = set(df.filter(pl.col("family") == fam)["variant"])
-        for v in [v for v in VARIANT_STYLE if v in present] + sorted(present - set(VARIANT_STYLE)):
+        others = sorted(present - set(VARIANT_STYLE))
+        for v in [v for v in VARIANT_STYLE if v in present] + others:
             part = df.filter((pl.col("family") == fam) & (pl.col("variant") == v))
             mean = np.array([part.filter(pl.col("group") == g)["mean"][0] for g in groups])
             std = np.array([part.filter(pl.col("group") == g)["std"][0] for g in groups])
-            label, color = _variant_label(v)
+            label, color = VARIANT_STYLE.get(v, (v, PALETTE[others.index(v) % len(PALETTE)] if v in others else ""))
             ax.plot(closed, np.r_[mean, mean[:1]], color=color, label=label)
             ax.fill_between(closed, np.r_[mean - std, (mean - std)[:1]], np.r_[mean + std, (mean + std)[:1]],
                             color=color, alpha=0.2)
@@ -139,4 +143,46 @@ def plot_radar(profiles: pl.DataFrame, path: str | Path, *, family, display: dic
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
     fig.tight_layout(rect=(0, 0.07, 1, 0.93))
+    return _save(plt, fig, path)
+
+
+def plot_profile_comparison(selves: pl.DataFrame, sets: pl.DataFrame, path: str | Path,
+                            scale_max: float = 5.0) -> Path:
+    """One radar per persona run (model and variant): the set profile (mean ± across-persona
+    std) next to the same model's self profile (mean ± within-question std), when it has one."""
+    panel = pl.format("{} ({})", pl.col("model"), pl.col("variant"))
+    frames = [sets.select(panel.alias("model"), pl.format("{} ({} personas)", pl.col("persona_set"),
+                                                          pl.col("personas")).alias("variant"),
+                          "group", "mean", "std")]
+    if len(selves):
+        keys = sets.select("model", "variant").unique()
+        frames.append(selves.join(keys, on=["model", "variant"]).select(panel.alias("model"),
+                                                                        pl.lit("self").alias("variant"),
+                                                                        "group", "mean", "std"))
+    return plot_radar(pl.concat(frames), path, family=lambda m: m, scale_max=scale_max)
+
+
+def plot_persona_shifts(diagnosis: pl.DataFrame, path: str | Path) -> Path:
+    """Per compared run, its personas ranked by how far they moved from the baseline: the mean
+    absolute shift of their item means (left) and the change of their within-question std
+    (right), largest first."""
+    import numpy as np
+
+    plt = _pyplot()
+    runs = diagnosis.filter(pl.col("baseline_run_id").is_not_null())["run_id"].unique(maintain_order=True).to_list()
+    if not runs:
+        raise ToolkitError("no run in the selection has a baseline run to compare with: nothing to plot")
+    fig, axes = plt.subplots(len(runs), 2, figsize=(11, 2.6 * len(runs)), dpi=100, squeeze=False)
+    for (ax_r, ax_s), run in zip(axes, runs):
+        part = diagnosis.filter(pl.col("run_id") == run)
+        name = f"{part['model'][0]} ({part['variant'][0]})"
+        for ax, col, title, color in ((ax_r, "shift_abs", "mean |shift| of item means", "#C44E52"),
+                                      (ax_s, "shift_sigma", "change of within-question std", "#4C72B0")):
+            y = np.sort(part[col].to_numpy())[::-1]
+            ax.bar(np.arange(1, y.size + 1), y, color=color, width=1.0)
+            ax.axhline(0, color="black", lw=0.6)
+            ax.set_title(f"{name}: {title}", fontsize=9)
+            ax.set_xlabel("persona rank")
+            ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
     return _save(plt, fig, path)

@@ -1,0 +1,174 @@
+"""Paired comparisons: intervals, permutation tests and Holm against independent computations,
+and calibration against a generating model with known truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from toolkit.analysis.intervals import acceleration, bca_interval, holm, percentile_interval
+from toolkit.analysis.metrics import ItemGroups
+from toolkit.analysis.options import AnalysisOptions
+from toolkit.analysis.paired import METRICS, compare_pair, point_metrics
+from toolkit.simulate import PairSpec, pair_counts, pair_truth
+
+SCALE = np.arange(6)
+
+
+def _pair(P=9, Q=4, seed=0):
+    spec = PairSpec(personas=P, items=Q, repetitions=5, within_factor=1.4, shift=0.3)
+    return pair_counts(spec, SCALE, np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_replicates_and_permutations_equal_direct_recomputation(paired):
+    """The SE, percentile interval and permutation p-value equal a direct recomputation: every
+    bootstrap draw and every permutation re-scored from its resampled count tensors with the
+    point formulas (np.std and friends), not from sums."""
+    a, b = _pair()
+    G = ItemGroups([0, 0, 1, 1], 2)
+    opts = AnalysisOptions(bootstrap=60, permutations=50, ci_method="percentile", ci_level=0.9)
+    res = compare_pair(a, b, SCALE, G, opts, (np.random.default_rng(1), np.random.default_rng(2)), paired)
+    P = a.shape[0]
+    rng = np.random.default_rng(1)
+    deltas = []
+    idx_a = rng.integers(0, P, size=(60, P))
+    idx_b = idx_a if paired else rng.integers(0, P, size=(60, P))
+    for ia, ib in zip(idx_a, idx_b):
+        deltas.append(point_metrics(b[ib], SCALE, G) - point_metrics(a[ia], SCALE, G))
+    deltas = np.array(deltas)  # (B, 4, G)
+    np.testing.assert_allclose(res.delta_se, deltas.std(axis=0, ddof=1), rtol=1e-9)
+    np.testing.assert_allclose(res.ci_low, np.percentile(deltas, 5, axis=0), rtol=1e-9)
+    np.testing.assert_allclose(res.ci_high, np.percentile(deltas, 95, axis=0), rtol=1e-9)
+
+    rng = np.random.default_rng(2)
+    observed = point_metrics(b, SCALE, G) - point_metrics(a, SCALE, G)
+    np.testing.assert_allclose(res.delta, observed, rtol=1e-15)
+    if paired:
+        swap = rng.integers(0, 2, size=(50, P)).astype(bool)
+        perms = [(np.where(s[:, None, None], b, a), np.where(s[:, None, None], a, b)) for s in swap]
+    else:
+        pooled = np.concatenate([a, b])
+        keys = rng.random((50, 2 * P))
+        perms = [(pooled[np.sort(np.argsort(k, kind="stable")[:P])],
+                  pooled[np.sort(np.argsort(k, kind="stable")[P:])]) for k in keys]
+    extreme = np.zeros_like(observed)
+    for pa, pb in perms:
+        d = point_metrics(pb, SCALE, G) - point_metrics(pa, SCALE, G)
+        extreme += np.abs(d) >= np.abs(observed) * (1 - 1e-9)
+    np.testing.assert_array_equal(res.p_value, (1 + extreme) / 51)
+
+
+def test_bca_agrees_with_scipy_on_a_skewed_mean():
+    """Our BCa (from our own resamples) and scipy.stats.bootstrap's BCa (its own resamples) for
+    the mean of a skewed sample agree to Monte-Carlo error, and both differ from the percentile
+    interval in the same direction."""
+    from scipy.stats import bootstrap
+
+    x = np.random.default_rng(5).exponential(size=25)
+    B = 40_000
+    rng = np.random.default_rng(6)
+    reps = x[rng.integers(0, x.size, size=(B, x.size))].mean(axis=1)[:, None]
+    jack = np.array([[np.delete(x, i).mean()] for i in range(x.size)])
+    low, high = bca_interval(reps, np.array([x.mean()]), acceleration(jack), 0.95)
+    ref = bootstrap((x,), np.mean, n_resamples=B, method="BCa", confidence_level=0.95,
+                    rng=np.random.default_rng(7)).confidence_interval
+    assert low[0] == pytest.approx(ref.low, abs=0.02) and high[0] == pytest.approx(ref.high, abs=0.03)
+    p_low, p_high = percentile_interval(reps, 0.95)
+    assert (low[0] - p_low[0]) * (ref.low - p_low[0]) > 0 and (high[0] - p_high[0]) * (ref.high - p_high[0]) > 0
+
+
+def test_holm_hand_worked():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> running max
+    np.testing.assert_allclose(holm(np.array([0.01, 0.04, 0.03, 0.005])), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(holm(np.array([0.5, np.nan, 0.4])), [0.8, np.nan, 0.8])
+    assert holm(np.array([0.9, 0.8])).max() == 1.0
+
+
+def _coverage(spec: PairSpec, pairs: int, options: AnalysisOptions, seed: int):
+    """Share of pairs whose interval covers the true difference, and share rejected at 5%."""
+    G = ItemGroups(np.zeros(spec.items, dtype=np.int64), 1)
+    truth = pair_truth(spec, SCALE, np.zeros(spec.items, dtype=np.int64), 1, personas=20_000, seed=seed + 1)
+    covered = np.zeros((len(METRICS), G.width))
+    rejected = np.zeros_like(covered)
+    for i in range(pairs):
+        rng = np.random.default_rng([seed, i])
+        a, b = pair_counts(spec, SCALE, rng)
+        res = compare_pair(a, b, SCALE, G, options, (rng, rng), True)
+        covered += (res.ci_low <= truth) & (truth <= res.ci_high)
+        rejected += res.p_value <= 0.05
+    return covered / pairs, rejected / pairs, truth
+
+
+def test_calibration_against_the_generating_model():
+    """A small version of the coverage study (benchmarks/bench_coverage.py runs the full one):
+    with no change, the 95% BCa interval of dR covers 0 and the permutation test rejects at the
+    nominal rates; with a true change of sigma, the interval covers the true dR as often. The
+    bands allow for the binomial error of 200 pairs (sd 1.5 points)."""
+    opts = AnalysisOptions(bootstrap=500, permutations=500)
+    null = PairSpec(personas=60, items=12, repetitions=6)
+    cov, rej, truth = _coverage(null, 200, opts, seed=1)
+    assert np.all(truth == 0)
+    r = METRICS.index("R")
+    assert 0.90 <= cov[r, 0] <= 0.99 and 0.01 <= rej[r, 0] <= 0.10
+    shifted = PairSpec(personas=60, items=12, repetitions=6, within_factor=1.25)
+    cov, rej, truth = _coverage(shifted, 200, opts, seed=2)
+    assert truth[r, 0] < 0
+    assert 0.90 <= cov[r, 0] <= 0.99 and rej[r, 0] > 0.5
+
+
+def _sim_store(tmp_path):
+    from toolkit.instrument import load_instrument
+    from toolkit.simulate import Spec, simulate
+    from toolkit.store import Store
+
+    store = Store(tmp_path / "s")
+    inst = load_instrument()
+    simulate(store, inst, runs=1, spec=Spec(personas=30, repetitions=5, variant="base"), seed=1, model_prefix="m")
+    simulate(store, inst, runs=1, spec=Spec(personas=30, repetitions=5, spread_within=0.9, variant="insecure-code"),
+             seed=2, model_prefix="m")
+    return store
+
+
+def test_cli_paired_contract_and_agreement_with_analyze(tmp_path):
+    import io
+
+    import polars as pl
+
+    store = _sim_store(tmp_path)
+    common = ["--store", str(store.root), "--format", "csv", "--bootstrap", "300", "--permutations", "300"]
+    res = run_cli("compare", "--paired", "--by", "group", *common)
+    assert res.returncode == 0, res.stderr
+    df = pl.read_csv(io.StringIO(res.stdout))
+    assert df.columns == ["family", "model", "variant", "group", "metric", "baseline", "estimate", "delta",
+                          "delta_pct", "delta_se", "ci_low", "ci_high", "ci_method", "p_value", "p_holm", "paired"]
+    assert df.height == 6 * 4 and df["paired"].all() and set(df["ci_method"]) == {"bca"}
+    assert (df["ci_low"] <= df["delta"]).all() and (df["delta"] <= df["ci_high"]).all()
+    assert (df["p_holm"] >= df["p_value"]).all()
+    # estimate and baseline are what analyze prints for the two runs (same personas retained)
+    an = pl.read_csv(io.StringIO(run_cli("analyze", "--by", "group", "--store", str(store.root), "--format", "csv",
+                                         "--bootstrap", "10", "--rerun-bootstrap", "5").stdout))
+    for metric in ("S", "sigma_bar", "R", "S_corrected"):
+        for variant, column in (("insecure-code", "estimate"), ("base", "baseline")):
+            want = an.filter(pl.col("variant") == variant).sort("group")[metric].to_numpy()
+            got = df.filter(pl.col("metric") == metric).sort("group")[column].to_numpy()
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+    sigma = df.filter((pl.col("metric") == "sigma_bar") & (pl.col("group") == "all"))
+    assert sigma["p_value"][0] < 0.01 and sigma["ci_low"][0] > 0  # spread_within 0.6 -> 0.9
+    unpaired = run_cli("compare", "--unpaired", "--ci-method", "percentile", *common)
+    assert unpaired.returncode == 0 and set(pl.read_csv(io.StringIO(unpaired.stdout))["paired"]) == {False}
+    bad = run_cli("compare", "--paired", "--ci-level", "95", *common)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: the confidence level must be between 0 and 1, not 95.0"]
+
+
+def test_paired_comparison_is_identical_for_any_worker_count(tmp_path):
+    from toolkit.analysis.api import paired_compare
+
+    store = _sim_store(tmp_path)
+    opts = AnalysisOptions(bootstrap=200, permutations=200)
+    one = paired_compare(store, by_group=True, options=opts)
+    two = paired_compare(store, by_group=True, options=opts.but(jobs=2, backend="loky"))
+    assert one.equals(two)
+    assert not one.equals(paired_compare(store, by_group=True, options=opts.but(seed=1)))
