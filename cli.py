@@ -476,6 +476,36 @@ def diagnose(model, variant, temperature, run_id, by, baseline, plot_path, store
 
 @main.command()
 @_selection_options
+@click.option("--metric", type=click.Choice(["R", "S", "sigma_bar", "S_corrected"]), default="R", show_default=True)
+@click.option("--deltas", default="10,20,30,50", show_default=True, help="Changes to detect, in %% of the run's value.")
+@click.option("--persona-counts", default="25,50,100,200", show_default=True, help="Study sizes: personas.")
+@click.option("--repetition-counts", default="5,10,20", show_default=True, help="Study sizes: repetitions a cell.")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Two-sided test level.")
+@click.option("--power", "target", type=float, default=0.8, show_default=True,
+              help="Target power of the smallest detectable change (mde_pct).")
+@click.option("--sims", type=int, default=200, show_default=True, help="Pseudo-studies per size.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_store_option
+@_format_option()
+@_guard
+def power(model, variant, temperature, run_id, metric, deltas, persona_counts, repetition_counts, alpha, target, sims,
+          seed, store_dir, fmt):
+    """How many personas and repetitions detect a change of X%% with power 0.8? From one stored
+    persona run: paired pseudo-studies resampled from its own cells give the SE of a difference
+    at each size; the power is the two-sided normal test's."""
+    from toolkit.analysis.options import AnalysisOptions
+    from toolkit.analysis.power import power as run_power
+
+    table = run_power(_store(store_dir), metric=metric,
+                      deltas=_number_list(deltas, float, "--deltas", "numbers") or [],
+                      personas=_ints(persona_counts, "--persona-counts") or [],
+                      repetitions=_ints(repetition_counts, "--repetition-counts") or [], alpha=alpha, target=target,
+                      sims=sims, options=AnalysisOptions(seed=seed), **_selection(model, variant, temperature, run_id))
+    _emit(table, fmt)
+
+
+@main.command()
+@_selection_options
 @click.option("--tmin", type=float, default=0.35, show_default=True)
 @click.option("--tmax", type=float, default=1.25, show_default=True)
 @click.option("--points", type=int, default=201, show_default=True)
