@@ -757,11 +757,13 @@ def audit(name, source, claims, report_dir, within_se, fmt, options, store_dir):
 @click.argument("number", type=click.IntRange(1, 5))
 @_selection_options
 @click.option("--claims", default="costa2026-em.json", show_default=True, help="Claims file with display names.")
+@click.option("--paired", is_flag=True,
+              help="Tables 1-2: the paired change from base with its interval and p-value instead of value ± SE.")
 @_store_option
 @_format_option()
 @_guard
-@_analysis_options(scheduler=False)
-def paper_table(number, model, variant, temperature, run_id, claims, options, store_dir, fmt):
+@_analysis_options(scheduler=False, tests=True)
+def paper_table(number, model, variant, temperature, run_id, claims, paired, options, store_dir, fmt):
     """The tables of arXiv 2605.12850: 1 S, 2 R (with Δ%), 3 self profiles, 4 R and 5 S per foundation."""
     from toolkit.analysis import analyze as run_analysis
     from toolkit.analysis import compare as run_compare
@@ -775,7 +777,16 @@ def paper_table(number, model, variant, temperature, run_id, claims, options, st
     sel = _selection(model, variant, temperature, run_id)
     caption = {1: "Moral susceptibility (S)", 2: "Moral robustness (R)", 3: "Moral foundations profiles",
                4: "Per-foundation moral robustness (R)", 5: "Per-foundation moral susceptibility (S)"}[number]
-    if number == 3:
+    if paired and number not in (1, 2):
+        raise ToolkitError("--paired applies to tables 1 (S) and 2 (R)")
+    if paired:
+        from toolkit.analysis.api import paired_compare
+        from toolkit.report.paper_tables import paired_table
+
+        df = paired_table(paired_compare(store, options=options, **sel), metrics=("S",) if number == 1 else ("R",),
+                          display=display)
+        caption += f" — paired change from base ({round(100 * options.ci_level)}% {options.ci_method} interval)"
+    elif number == 3:
         df = profile_table(run_profiles(store, **sel), family=strip_variant_suffix, display=display)
     else:
         metrics = run_analysis(store, by_group=number in (4, 5), options=options, **sel)

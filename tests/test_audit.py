@@ -79,9 +79,16 @@ def test_report_folder(audited):
         assert w >= 800 and h >= 300
     assert png_size(report / "figures" / "bars_R.png") == (1100, 400)
     tex = (report / "tables.tex").read_text()
-    assert tex.count("\\begin{tabular}") == 5 and "$\\pm$" in tex
+    assert tex.count("\\begin{tabular}") == 6 and "$\\pm$" in tex
     md = (report / "report.md").read_text()
     assert "![" in md and "## Claims" in md
+    # the paired changes: every insecure-code fine-tune lowers R, with an interval below 0
+    paired = md[md.index("Paired changes from base"):]
+    insecure = [line for line in paired.splitlines()[:14] if "| Insecure |" in line]
+    assert len(insecure) == 4
+    for line in insecure:
+        delta_r = line.split("|")[5]
+        assert delta_r.strip().startswith("-") and "[-" in delta_r and ", -" in delta_r
     assert json.loads((report / "claims.json").read_text())["counts"]["FAIL"] == 0
 
 

@@ -147,16 +147,17 @@ def test_exact_and_direct_resampling_agree_on_a_six_valued_cell():
     from toolkit.analysis.metrics import DirectCells, ExactCells
 
     cell = np.array([[1, 2, 3, 1, 2, 1]])  # n = 10 over six ratings: 3003 outcomes
-    a = ExactCells(cell, np.arange(6), 0.0).values(0, 1, 100_000, np.random.default_rng(0))[:, 0]
-    b = DirectCells(cell, np.arange(6), 0.0).values(0, 1, 100_000, np.random.default_rng(1))[:, 0]
+    a = ExactCells(cell, np.arange(6), 0.0).values(0, 1, 100_000, np.random.default_rng(0))[0].T
+    b = DirectCells(cell, np.arange(6), 0.0).values(0, 1, 100_000, np.random.default_rng(1))[0].T
     assert a[0].mean() == pytest.approx(2.4, abs=0.01) and b[0].mean() == pytest.approx(2.4, abs=0.01)
     assert a[0].std() == pytest.approx(b[0].std(), rel=0.02)
     assert a[2].mean() == pytest.approx(b[2].mean(), rel=0.01)
     assert (a[1] == a[0] ** 2).all() and (b[1] == b[0] ** 2).all()
+    assert (a[3] == a[2] ** 2 / 10).all() and (b[3] == b[2] ** 2 / 10).all()  # sigma^2 / n
 
 
 def test_middle_axis_reduction_adds_rows_in_order():
-    """The rerun bootstrap sums cells with np.add.reduce over a middle axis and relies on it
+    """The rerun bootstrap sums cells with np.add.reduce over an outer axis and relies on it
     adding rows one after another, element by element (no pairwise or SIMD reordering)."""
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3, 257, 401)) * 10.0 ** rng.integers(-8, 9, size=(3, 257, 401))
@@ -169,6 +170,9 @@ def test_middle_axis_reduction_adds_rows_in_order():
 
     assert np.array_equal(np.add.reduce(x, axis=1), in_order(x))
     assert np.array_equal(np.add.reduce(x[:, 5:200, :], axis=1), in_order(x[:, 5:200, :]))
+    # and over the first axis of (cells, draws, 4) blocks, as the rerun bootstrap sums them
+    y = np.ascontiguousarray(np.moveaxis(x, 0, 2))  # (257, 401, 3)
+    assert np.array_equal(np.add.reduce(y[5:200], axis=0), np.moveaxis(in_order(x[:, 5:200, :]), 0, 1))
 
 
 def naive_bootstrap(ratings, persona_draws, rerun_draws, seed):

@@ -258,9 +258,9 @@ class ExactCells:
         vals = np.asarray(scale, dtype=np.int64)[used]
         s1 = comp @ vals.T  # (M, patterns), integer
         s2 = comp @ (vals * vals).T
-        self.mean = (s1 / n).T.ravel() - centre  # per (pattern, outcome)
-        self.sd = sample_sd(n, s1, s2).T.ravel()
-        self.noise = repetition_noise(np.full(self.sd.shape, n), self.sd)
+        mean = (s1 / n).T.ravel() - centre  # per (pattern, outcome)
+        sd = sample_sd(n, s1, s2).T.ravel()
+        self.stats = _cell_stats(mean, sd, n)  # (patterns x outcomes, 4): one gather per draw
 
     def block(self, draws: int) -> int:
         """Cells drawn at once: RERUN_BLOCK words, so every temporary stays in cache."""
@@ -277,14 +277,8 @@ class ExactCells:
         return np.where(words < np.take(self.keep, at, mode="clip"), at, np.take(self.alias, at, mode="clip"))
 
     def values(self, lo: int, hi: int, draws: int, rng: np.random.Generator) -> np.ndarray:
-        """(mu - centre, its square, sigma, sigma^2/n) of each resample: (4, hi - lo, draws)."""
-        pick = self.draw(lo, hi, draws, rng)
-        out = np.empty((4, *pick.shape))
-        np.take(self.mean, pick, out=out[0], mode="clip")  # indices are in range: "clip" skips checks
-        np.multiply(out[0], out[0], out=out[1])
-        np.take(self.sd, pick, out=out[2], mode="clip")
-        np.take(self.noise, pick, out=out[3], mode="clip")
-        return out
+        """(mu - centre, its square, sigma, sigma^2/n) of each resample: (hi - lo, draws, 4)."""
+        return np.take(self.stats, self.draw(lo, hi, draws, rng), axis=0, mode="clip")  # indices are in range
 
 
 class DirectCells:
@@ -309,7 +303,7 @@ class DirectCells:
         return max(1, DIRECT_BLOCK // (draws * self.n))
 
     def values(self, lo: int, hi: int, draws: int, rng: np.random.Generator) -> np.ndarray:
-        """(mu - centre, its square, sigma, sigma^2/n) of each resample: (4, hi - lo, draws)."""
+        """(mu - centre, its square, sigma, sigma^2/n) of each resample: (hi - lo, draws, 4)."""
         pos: np.ndarray = rng.integers(0, self.n, size=(hi - lo, draws, self.n), dtype=self.dtype)
         cum: np.ndarray = self.cum[lo:hi].astype(self.dtype)
         # at_least[k] = draws at or above rating k+1; rating 0 has all n
@@ -335,9 +329,9 @@ def _unique_rows(cells: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cell_stats(centred_mean: np.ndarray, sd: np.ndarray, n) -> np.ndarray:
-    """What the rerun bootstrap sums over personas, per cell, on axis 0:
+    """What the rerun bootstrap sums over personas, per cell, on a last axis of 4:
     (mu - c, (mu - c)^2, sigma, sigma^2/n)."""
-    return np.stack([centred_mean, centred_mean * centred_mean, sd, repetition_noise(np.asarray(n), sd)])
+    return np.stack([centred_mean, centred_mean * centred_mean, sd, repetition_noise(np.asarray(n), sd)], axis=-1)
 
 
 def cell_sampler(cells: np.ndarray, scale: np.ndarray, centre: float = 0.0) -> ExactCells | DirectCells:
@@ -368,8 +362,8 @@ def rerun_bootstrap(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma
     flat = counts.reshape(-1, K)
     distinct = (flat > 0).sum(axis=1)
     fixed = (distinct < 2).reshape(P, Q)
-    const = _cell_stats(np.where(fixed, mu - centre, 0.0), np.where(fixed, sigma, 0.0), 0).sum(axis=1)  # (4, Q)
-    acc = np.repeat(const[:, :, None], draws, axis=2)  # (4, Q, draws)
+    const = _cell_stats(np.where(fixed, mu - centre, 0.0), np.where(fixed, sigma, 0.0), 0).sum(axis=0)  # (Q, 4)
+    acc = np.repeat(const[:, None, :], draws, axis=1)  # (Q, draws, 4)
     var_idx = np.flatnonzero(distinct >= 2)
     if var_idx.size:
         signature = flat[var_idx].sum(axis=1) * (K + 1) + distinct[var_idx]
@@ -386,10 +380,10 @@ def rerun_bootstrap(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma
                 q = items[a:b]
                 edges = np.flatnonzero(np.r_[True, q[1:] != q[:-1], True])
                 for s, e in pairwise(edges.tolist()):
-                    # A reduction over the middle axis adds rows in order, each element on
+                    # A reduction over the first axis adds rows in order, each element on
                     # its own: the same bits for any SIMD width (tests/test_metrics.py).
-                    acc[:, q[s], :] += np.add.reduce(vals[:, s:e, :], axis=1)
-    return _replicates(acc[0].T, acc[1].T, acc[2].T, acc[3].T, P, G)
+                    acc[q[s]] += np.add.reduce(vals[s:e], axis=0)
+    return _replicates(acc[..., 0].T, acc[..., 1].T, acc[..., 2].T, acc[..., 3].T, P, G)
 
 
 def estimate(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, *, persona_draws: int, rerun_draws: int,

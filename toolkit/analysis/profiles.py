@@ -115,10 +115,11 @@ def profiles(store: Store | None = None, problems: list[str] | None = None, **se
         counts = rc.counts.sum(axis=0)  # (Q, K): a self run has one (null) persona
         n, mu, sigma = cell_moments(counts, inst.scale)
         for name, member in _group_members(inst):
-            mean, std, k, ratings = _group_scores(n, mu, sigma, member)
+            used = member & (n > 0)
             rows.append({"model": m.model, "variant": m.variant, "temperature": m.temperature, "group": name,
-                         "mean": float(mean), "std": float(std), "items": int(k), "ratings": int(ratings),
-                         "run_id": m.run_id})
+                         "mean": float(mu[used].mean()) if used.any() else float("nan"),
+                         "std": float(sigma[used].mean()) if used.any() else float("nan"),
+                         "items": int(used.sum()), "ratings": int(n[used].sum()), "run_id": m.run_id})
     return pl.DataFrame(rows, schema=SELF_SCHEMA)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from ..analysis.api import strip_variant_suffix
-from ..report.paper_tables import foundation_table, profile_table, variant_table
+from ..report.paper_tables import foundation_table, paired_table, profile_table, variant_table
 from ..report.tables import format_frame
 from .run import AuditResult
 
@@ -41,6 +41,9 @@ def paper_tables(result: AuditResult) -> dict[str, pl.DataFrame]:
     if len(result.profiles):
         out["Table 3: moral foundations profiles (self)"] = profile_table(result.profiles, family=strip_variant_suffix,
                                                                           display=display)
+    if len(result.paired):
+        out["Paired changes from base (bootstrap interval; permutation p, Holm across foundations)"] = paired_table(
+            result.paired, display=display)
     out["Table 4: R per foundation"] = foundation_table(result.metrics, "R", family=strip_variant_suffix, decimals=1,
                                                         display=display)
     out["Table 5: S per foundation"] = foundation_table(result.metrics, "S", family=strip_variant_suffix,

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from ..analysis import analyze, compare, compare_summary, excess, profiles
-from ..analysis.api import strip_variant_suffix
+from ..analysis.api import paired_compare, strip_variant_suffix
 from ..analysis.options import DEFAULT, AnalysisOptions
 from ..datasets.catalogue import Dataset, get_dataset
 from ..datasets.fetch import fetch
@@ -28,6 +28,7 @@ class AuditResult:
     comparison: pl.DataFrame
     summary: pl.DataFrame
     profiles: pl.DataFrame
+    paired: pl.DataFrame = field(default_factory=pl.DataFrame)  # compare --paired, every group
     files: list = field(default_factory=list)  # (DatasetFile, local path)
     skipped: list[str] = field(default_factory=list)  # runs that could not be analyzed, with the reason
 
@@ -60,6 +61,8 @@ def audit(name: str, *, source: str | Path | None = None, claims: str | Path | N
     baseline = claim_set.baseline
     has_baseline = (metrics["variant"] == baseline).any()
     comparison = compare(metrics, baseline=baseline, problems=skipped) if has_baseline else metrics.head(0)
+    paired = (paired_compare(store, baseline=baseline, by_group=True, options=options, model=models, problems=[])
+              if has_baseline else pl.DataFrame())
     summary = compare_summary(comparison, baseline=baseline) if has_baseline else pl.DataFrame()
     excesses = {}
     variants = sorted(set(metrics["variant"]) - {baseline}) if has_baseline else []
@@ -72,4 +75,4 @@ def audit(name: str, *, source: str | Path | None = None, claims: str | Path | N
     prof = profiles(store, model=self_models, problems=skipped) if self_models else pl.DataFrame()
     table = evaluate_claims(claim_set, metrics=metrics, comparison=comparison, summary=summary, excess=excesses,
                             profiles=prof, family=strip_variant_suffix, within_se=within_se)
-    return AuditResult(dataset, claim_set, store, table, metrics, comparison, summary, prof, files, skipped)
+    return AuditResult(dataset, claim_set, store, table, metrics, comparison, summary, prof, paired, files, skipped)

@@ -67,3 +67,32 @@ def foundation_table(metrics: pl.DataFrame, metric: str, *, family, decimals: in
 def profile_table(profiles: pl.DataFrame, *, family, decimals: int = 2, display: dict | None = None) -> pl.DataFrame:
     """Table 3: per-foundation mean ± mean item std of no-persona runs (instrument order)."""
     return _rows_by_family_variant(profiles, family, display, lambda r: _cell(r["mean"][0], r["std"][0], decimals))
+
+
+def paired_table(paired: pl.DataFrame, *, metrics: tuple[str, ...] = ("S", "R"), group: str = "all",
+                 decimals: int = 2, display: dict | None = None) -> pl.DataFrame:
+    """Paired differences from the baseline (`compare --paired`): per model and variant, each
+    metric's change with its interval, and the permutation p-value (Holm-adjusted across the
+    groups when the comparison covered them)."""
+    display = display or {}
+    sub = paired.filter(pl.col("group") == group)
+    order = {v: i for i, (v, _) in enumerate(VARIANT_COLUMNS)}
+    keys = sorted({(f, v) for f, v in zip(sub["family"], sub["variant"])}, key=lambda k: (k[0], order.get(k[1], 9)))
+    rows = []
+    for fam, variant in keys:
+        part = sub.filter((pl.col("family") == fam) & (pl.col("variant") == variant))
+        row = {"Model": display.get(fam, fam), "Variant": dict(VARIANT_COLUMNS).get(variant, variant)}
+        for metric in metrics:
+            r = part.filter(pl.col("metric") == metric).row(0, named=True)
+            level = round(100 * r["ci_level"]) if "ci_level" in r else 95
+            row[f"Δ{metric} [{level}% CI]"] = (f"{r['delta']:+.{decimals}f} [{r['ci_low']:+.{decimals}f}, "
+                                               f"{r['ci_high']:+.{decimals}f}] ({r['delta_pct']:+.0f}%)")
+            row[f"p ({metric})"] = _p(r["p_holm"])
+        rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def _p(p: float | None) -> str:
+    if p is None or p != p:
+        return ""
+    return f"{p:.3f}" if p >= 0.001 else "< 0.001"
