@@ -169,7 +169,7 @@ def compositions(n: int, parts: int) -> np.ndarray:
 EXACT_MAX_N = 12  # n**n * outcomes stays below 2**63 up to here, so every weight is an integer
 EXACT_MAX_OUTCOMES = 5000  # beyond this many outcomes per cell, direct resampling is cheaper
 DIRECT_BLOCK = 1 << 22  # (draws x cells x repetitions) indices drawn at once: bounds memory
-RERUN_BLOCK = 1 << 16  # (cells x draws) drawn at once by the exact sampler: temporaries stay in cache
+RERUN_BLOCK = 1 << 14  # (cells x draws) drawn at once by the exact sampler: temporaries stay in cache
 _U64 = 1 << 64
 
 _FACTORIAL = [1]
