@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -115,6 +116,11 @@ def _guard(f):
         except OSError as exc:
             where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
             _fail(f"{where}{exc.strerror or exc}", 2)
+        except Exception as exc:  # a bug in the toolkit, not bad input: say so, traceback on request
+            if os.environ.get("TOOLKIT_DEBUG"):
+                raise
+            _fail(f"internal error (a bug in the toolkit, please report it): {type(exc).__name__}: {exc}; "
+                  "TOOLKIT_DEBUG=1 shows the traceback", 3)
 
     return wrapper
 
@@ -549,40 +555,22 @@ def consistency(model, variant, temperature, run_id, options, store_dir, fmt):
     _emit(run_consistency(_store(store_dir), options=options, **sel), fmt)
 
 
-def _local_model_path(path: str | None) -> str:
-    if not path:
-        raise ToolkitError("--backend local needs --model-path (a model folder or a .gguf file)")
-    if path == "smollm2":
-        from toolkit.recorder.models import fetch_model
-
-        return str(fetch_model("smollm2"))
-    return path
-
-
-def _make_backend(backend: str, model: str | None, base_url: str | None, api_key_env: str | None,
-                  model_path: str | None, rpm: float | None, timeout: float, max_retries: int,
-                  endpoint_label: str | None):
-    if backend == "openai":
-        from toolkit.recorder.backends.openai import OpenAIBackend
-
-        if not base_url or not model:
-            raise ToolkitError("--backend openai needs --base-url and --model")
-        return OpenAIBackend(base_url, model, api_key_env=api_key_env, rpm=rpm, timeout=timeout,
-                             max_retries=max_retries, endpoint_label=endpoint_label), model
-    if backend == "local":
-        from toolkit.recorder.backends.local import LocalBackend
-
-        b = LocalBackend(_local_model_path(model_path or model))
-        return b, model or b.model_name
-    from toolkit.recorder.backends.instant import InstantBackend
-
-    return InstantBackend(model or "instant"), model or "instant"
+def _extra_options(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ToolkitError(f"-o/--backend-option takes KEY=VALUE, not {pair!r}")
+        out[key] = value
+    return out
 
 
 @main.command()
-@click.option("--backend", type=click.Choice(["openai", "local", "instant"]), required=True,
-              help="openai: any OpenAI-compatible server; local: transformers in-process; "
-                   "instant: hash answers (tests).")
+@click.option("--backend", required=True,
+              help="Model backend: openai (any OpenAI-compatible server), local (transformers in-process), instant "
+                   "(hash answers, tests), or one an installed package registers (toolkit.backends entry point).")
+@click.option("-o", "--backend-option", "backend_options", multiple=True, metavar="KEY=VALUE",
+              help="An option of a plugin backend (repeatable).")
 @click.option("--model", default=None, help="Model name sent to the server (and stored as the run's model).")
 @click.option("--model-path", default=None, help="local: model folder or .gguf file ('smollm2' fetches SmolLM2-135M).")
 @click.option("--base-url", default=None, help="openai: e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1")
@@ -599,76 +587,105 @@ def _make_backend(backend: str, model: str | None, base_url: str | None, api_key
 @click.option("--max-tokens", type=int, default=None, help="Short-answer token budget (default 2).")
 @click.option("--long-max-tokens", type=int, default=None, help="Final long generation's budget (default 64).")
 @click.option("--max-attempts", type=int, default=None, help="Short attempts per slot (default 10).")
+@click.option("--top-logprobs", type=click.IntRange(min=1), default=None,
+              help="logprob mode: top-k list asked of the server (default 20).")
+@click.option("--no-seed", is_flag=True, help="Do not send a sampling seed (servers that reject the field).")
+@click.option("--extra-body", default=None, metavar="JSON",
+              help="Extra request fields for a server, as a JSON object (part of every request key).")
 @click.option("--variant", default="base", show_default=True, help="Variant label of the run.")
 @click.option("--concurrency", type=int, default=4, show_default=True, help="Requests in flight at once.")
 @click.option("--rpm", type=float, default=None, help="Optional requests-per-minute limit.")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="openai: seconds per HTTP request.")
 @click.option("--max-retries", type=int, default=6, show_default=True, help="openai: retries per request.")
+@click.option("--max-consecutive-failures", "breaker", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Stop after this many connection failures in a row, or slots failing with the same error.")
 @click.option("--flush-rows", type=int, default=1000, show_default=True, help="Flush a segment every N rows...")
 @click.option("--flush-seconds", type=float, default=5.0, show_default=True, help="...or every S seconds.")
 @click.option("--plan", "plan_only", is_flag=True, help="Send nothing: print how many requests are cached / to send.")
 @click.option("--dry-run", "plan_only", is_flag=True, hidden=True)
+@click.option("--replay-only", "--offline", "replay_only", is_flag=True,
+              help="Send nothing: exit 0 when the store holds every slot of the plan, else list the missing ones "
+                   "and exit 1 (the check for a shipped store).")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary line.")
 @_store_option
 @_guard
-def record(backend, model, model_path, base_url, api_key_env, endpoint_label, mode, instrument, personas,
-           limit_personas, items, repetitions, temperature, max_tokens, long_max_tokens, max_attempts, variant,
-           concurrency, rpm, timeout, max_retries, flush_rows, flush_seconds, plan_only, quiet, store_dir):
+def record(backend, backend_options, model, model_path, base_url, api_key_env, endpoint_label, mode, instrument,
+           personas, limit_personas, items, repetitions, temperature, max_tokens, long_max_tokens, max_attempts,
+           top_logprobs, no_seed, extra_body, variant, concurrency, rpm, timeout, max_retries, breaker, flush_rows,
+           flush_seconds, plan_only, replay_only, quiet, store_dir):
     """Send every request of the protocol that the store does not hold yet; store each completion.
 
-    Re-running is free (cached replay) and a crash loses at most the batch in flight.
+    Re-running is free (cached replay) and a crash loses at most the batch in flight. Planning,
+    --replay-only and a fully cached run need no credentials and load no model.
     """
     from toolkit.instrument import load_instrument
+    from toolkit.recorder.backends.registry import RecordOptions, check_extra, get_backend, parse_extra_body
     from toolkit.recorder.plan import Protocol, build_plan, load_personas
     from toolkit.recorder.record import prepare
     from toolkit.recorder.record import record as run_record
 
+    spec = get_backend(backend)
+    extra = _extra_options(backend_options)
+    check_extra(spec, extra)
     inst = load_instrument(instrument)
-    d = inst.defaults
-    proto = Protocol(
-        mode=mode,
-        temperature=temperature if temperature is not None else float(d.get("temperature", 0.1)),
-        repetitions=repetitions or int(d.get("repetitions", 10)),
-        max_tokens=max_tokens or int(d.get("max_tokens", 2)),
-        long_max_tokens=long_max_tokens or int(d.get("long_max_tokens", 64)),
-        max_attempts=max_attempts or int(d.get("max_attempts_per_slot", 10)),
-    )
+    proto = Protocol.from_instrument(inst, mode, temperature=temperature, repetitions=repetitions,
+                                     max_tokens=max_tokens, long_max_tokens=long_max_tokens, max_attempts=max_attempts,
+                                     top_logprobs=top_logprobs, send_seed=False if no_seed else None,
+                                     extra_body=parse_extra_body(extra_body))
+    opts = RecordOptions(model=model, model_path=model_path, base_url=base_url, api_key_env=api_key_env,
+                         endpoint_label=endpoint_label, rpm=rpm, timeout=timeout, max_retries=max_retries,
+                         breaker=breaker, protocol=proto, extra=extra)
+    endpoint, model_name = spec.endpoint(opts)  # no connection, no weights, no key
     item_list = _number_list(items, int, "--items", "item ids")
     persona_set = None if mode == "self" else load_personas(personas)
-    if plan_only and backend == "local":  # the endpoint is the weights' digest: no need to load them
-        from toolkit.recorder.backends.local import model_digest
-
-        path = _local_model_path(model_path or model)
-        endpoint = f"local-transformers:sha256:{model_digest(Path(path))}"
-        b, model_name = None, model or Path(path).stem
-    else:
-        b, model_name = _make_backend(backend, model, base_url, api_key_env, model_path, rpm, timeout, max_retries,
-                                      endpoint_label)
-        endpoint = b.endpoint
     store = _store(store_dir)
     plan = build_plan(inst, endpoint=endpoint, model=model_name, protocol=proto, personas=persona_set,
                       limit_personas=limit_personas, items=item_list)
+    template = prepare(store, plan, inst, spec.name, variant)
     if plan_only:
-        template = prepare(store, plan, inst, backend, variant)
-        if b is not None:
-            b.close()
         click.echo(f"run {template.run_id}")
         click.echo(f"planned {len(plan.slots)}")
         click.echo(f"cached {plan.cached}")
         click.echo(f"to_send {len(plan.to_send)}")
         return
-    assert b is not None  # only a --plan run skips building the backend
+    if replay_only:
+        _replay_report(template.run_id, plan)
+        return
+    if not plan.to_send:  # cached replay: nothing to send, so nothing to connect to or load
+        if not quiet:
+            click.echo(f"run {template.run_id}: planned {len(plan.slots)}, cached {plan.cached}, sent 0")
+        return
+    b = spec.make(opts)
     try:
         summary = run_record(store, plan, inst, b, variant=variant, concurrency=concurrency, flush_rows=flush_rows,
-                             flush_seconds=flush_seconds, progress=not quiet)
+                             flush_seconds=flush_seconds, progress=not quiet, breaker=breaker)
     finally:
         b.close()
     if not quiet:
         click.echo(summary.line())
         for e in summary.errors:
             click.echo(f"  failed: {e}", err=True)
+        for name in summary.served:
+            click.echo(f"warning: the server reports model {name!r}, not {model_name!r} as recorded", err=True)
+    if summary.stopped:
+        click.echo(f"error: recording stopped: {summary.stopped}; the {summary.stored} row(s) stored are kept and a "
+                   "new `record` sends only what is missing", err=True)
     if summary.failed:
         sys.exit(1)
+
+
+def _replay_report(run_id: str, plan) -> None:
+    """--replay-only: every slot stored, or the missing ones named and exit 1."""
+    if not plan.to_send:
+        click.echo(f"run {run_id}: all {len(plan.slots)} slot(s) stored")
+        return
+    click.echo(f"run {run_id}: {len(plan.to_send)} of {len(plan.slots)} slot(s) missing", err=True)
+    for s in plan.to_send[:20]:
+        who = "self" if s.persona_id is None else f"persona {s.persona_id}"
+        click.echo(f"missing: {who} item {s.item_id} repetition {s.repetition}", err=True)
+    if len(plan.to_send) > 20:
+        click.echo(f"missing: ... and {len(plan.to_send) - 20} more", err=True)
+    sys.exit(1)
 
 
 @main.command()
@@ -680,9 +697,10 @@ def record(backend, model, model_path, base_url, api_key_env, endpoint_label, mo
 def serve(model_path, model_name, host, port):
     """Serve a local model over the OpenAI Chat Completions API (with top_logprobs)."""
     from toolkit.recorder.backends.local import LocalBackend
+    from toolkit.recorder.backends.registry import local_model_path
     from toolkit.recorder.server import make_server
 
-    backend = LocalBackend(_local_model_path(model_path))
+    backend = LocalBackend(local_model_path(model_path))
     server = make_server(backend, model_name or backend.model_name, host, port)
     click.echo(f"serving {model_name or backend.model_name} on http://{host}:{server.server_port}/v1", err=True)
     try:

@@ -135,6 +135,13 @@ def make_handler(behaviour: Behaviour):
                 return None
             if action == "echo401":
                 return self._json(401, {"error": f"invalid key: {self.headers.get('Authorization')}"})
+            if action == "lp_sampled":  # the server sampled "2" although "4" is the most likely token
+                top = [{"token": "4", "logprob": math.log(0.6)}, {"token": "2", "logprob": math.log(0.3)}]
+                choice = {"message": {"content": "2"}, "finish_reason": "stop",
+                          "logprobs": {"content": [{"token": "2", "logprob": top[1]["logprob"], "top_logprobs": top}]}}
+                return self._json(200, {"model": "served-name", "choices": [choice]})
+            if action == "no_logprobs":  # a server that ignores logprobs and just answers
+                return self._json(200, {"choices": [{"message": {"content": "3"}, "finish_reason": "stop"}]})
             if action.startswith("lp_"):
                 top = {"lp_inf": [{"token": "3", "logprob": float("inf")}],
                        "lp_pos": [{"token": "3", "logprob": 0.5}, {"token": "2", "logprob": -1.0}],

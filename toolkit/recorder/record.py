@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,7 +22,7 @@ from ..errors import ToolkitError
 from ..instrument import Instrument
 from ..store import RunManifest, Store
 from ..store.manifest import check_run_fields, new_run
-from .backends.base import Backend, BackendError
+from .backends.base import DEFAULT_BREAKER, Backend, BackendError, FatalBackendError
 from .plan import Plan, Slot
 from .progress import Progress
 from .writer import RunWriter, existing_keys
@@ -41,6 +41,8 @@ class RecordSummary:
     invalid: int = 0  # stored with rating -1
     seconds: float = 0.0
     errors: tuple[str, ...] = ()
+    stopped: str | None = None  # why the recording stopped before the end (fatal error, breaker)
+    served: list[str] = field(default_factory=list)  # model names the server reported, other than --model
 
     def line(self) -> str:
         return (f"run {self.run_id}: planned {self.planned}, cached {self.cached}, sent {self.sent}, "
@@ -64,9 +66,9 @@ def run_slot(backend: Backend, instrument: Instrument, plan: Plan, slot: Slot, r
     if proto.mode == "logprob":
         d = backend.digit_logprobs(slot.messages, list(instrument.scale), seed=slot.seed)
         row.update(response=d.top_text, rating=instrument.extract_rating(d.top_text), failures=0,
-                   digit_logprobs=d.logprobs, top_logprobs=d.top_logprobs_json, finish_reason="length",
+                   digit_logprobs=d.logprobs, top_logprobs=d.top_logprobs_json, finish_reason=d.finish_reason,
                    latency_s=d.latency_s, collected_at=_now())
-        return row
+        return _served_as(row, d.served_model)
     failed: list[str] = []
     latency = 0.0
     for attempt in range(proto.max_attempts):
@@ -77,12 +79,20 @@ def run_slot(backend: Backend, instrument: Instrument, plan: Plan, slot: Slot, r
         if rating != -1:
             row.update(response=g.text, rating=rating, failures=attempt, attempts=failed or None,
                        finish_reason=g.finish_reason, latency_s=latency, collected_at=_now())
-            return row
+            return _served_as(row, g.served_model)
         failed.append(g.text)
     g = backend.generate(slot.messages, temperature=proto.temperature, max_tokens=proto.long_max_tokens,
                          seed=slot.seed + proto.max_attempts)
     row.update(response=g.text, rating=instrument.extract_rating(g.text), failures=proto.max_attempts,
                attempts=failed, finish_reason=g.finish_reason, latency_s=latency + g.latency_s, collected_at=_now())
+    return _served_as(row, g.served_model)
+
+
+def _served_as(row: dict[str, Any], served: str | None) -> dict[str, Any]:
+    """Keep the model name the server reported in the row's provenance (not in the fingerprint)."""
+    if served:
+        row["provenance"] += f":served={served}"
+        row["_served"] = served
     return row
 
 
@@ -126,7 +136,11 @@ def prepare(store: Store, plan: Plan, instrument: Instrument, backend_name: str,
 
 def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *, variant: str,
            concurrency: int = 4, flush_rows: int = 1000, flush_seconds: float = 5.0,
-           progress: bool = True) -> RecordSummary:
+           progress: bool = True, breaker: int = DEFAULT_BREAKER) -> RecordSummary:
+    """Send the slots the store lacks and store each answer. The recording stops early, keeping
+    every row already answered, on a fatal backend error (refused credentials, unreachable
+    endpoint) or after ``breaker`` slots in a row failed with the same error (e.g. a server
+    that does not return log-probabilities): sending the rest would fail the same way."""
     t0 = time.monotonic()
     template = prepare(store, plan, instrument, backend.name, variant)
     summary = RecordSummary(template.run_id, len(plan.slots), plan.cached, len(plan.to_send))
@@ -146,10 +160,13 @@ def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *
             if len(errors) < 5:
                 errors.append(text)
 
+    same: list[str] = []  # the last slot errors, while they are all the same
     try:
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             futures = {pool.submit(one, s): s for s in plan.to_send}
             for fut in as_completed(futures):
+                if fut.cancelled():
+                    continue
                 s = futures[fut]
                 try:
                     row = fut.result()
@@ -157,16 +174,28 @@ def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *
                     summary.failed += 1
                     note(f"persona {s.persona_id} item {s.item_id} rep {s.repetition}: {exc}")
                     bar.update(ok=False)
+                    same = same + [str(exc)] if same and same[-1] == str(exc) else [str(exc)]
+                    if summary.stopped is None and (isinstance(exc, FatalBackendError) or len(same) >= breaker):
+                        summary.stopped = (str(exc) if isinstance(exc, FatalBackendError) else
+                                           f"{len(same)} slots in a row failed with the same error: {exc}")
+                        for other in futures:
+                            other.cancel()
                     continue
+                same = []
                 summary.sent += 1
+                served = row.pop("_served", None)
+                if served and served != plan.model and served not in summary.served:
+                    summary.served.append(served)
                 writer.add(row)
                 bar.update(ok=True)
     finally:
         try:
             writer.close()
-        except Exception as exc:
+        except (OSError, ToolkitError) as exc:  # the store, not our code: anything else is a bug and is raised
             note(f"could not write to the store: {type(exc).__name__}: {exc}")
         bar.close()
+    if summary.stopped:
+        summary.failed = summary.to_send - summary.sent
     lost = writer.unflushed
     for u in writer.unstorable:
         note(f"persona {u.persona_id} item {u.item_id} rep {u.repetition}: {u.error}")

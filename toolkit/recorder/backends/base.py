@@ -17,19 +17,30 @@ class BackendError(Exception):
     """A request that could not be completed (after the backend's own retries)."""
 
 
+class FatalBackendError(BackendError):
+    """No request can succeed: the credentials are refused, or the endpoint is unreachable
+    (the connection circuit breaker tripped). The recording stops at once."""
+
+
+DEFAULT_BREAKER = 5  # consecutive connection failures (or identical slot errors) that stop a recording
+
+
 @dataclass
 class Generation:
     text: str
     finish_reason: str | None
     latency_s: float
+    served_model: str | None = None  # the model name the server says answered, when it says
 
 
 @dataclass
 class DigitLogprobs:
     logprobs: Sequence[float | None]  # one per scale point; None = not in the returned top-k list
-    top_text: str  # the most likely next token
+    top_text: str  # the most likely next token (never a sampled one: the stored rating must not depend on a draw)
     top_logprobs_json: str  # the raw top-k list, JSON
     latency_s: float
+    finish_reason: str | None = "length"
+    served_model: str | None = None
 
 
 class Backend(Protocol):

@@ -13,13 +13,15 @@ from collections.abc import Sequence
 
 from .base import DigitLogprobs, Generation
 
+ENDPOINT = "instant:sha256-hash-answers"
+
 
 class InstantBackend:
     name = "instant"
 
     def __init__(self, model: str = "instant", fail_every: int = 0):
         self.model = model
-        self.endpoint = "instant:sha256-hash-answers"
+        self.endpoint = ENDPOINT
         self.fail_every = fail_every  # every n-th short answer is unparseable (exercises the retry path)
 
     def _h(self, messages: Sequence[dict], seed: int) -> int:

@@ -35,7 +35,7 @@ def model_digest(path: Path) -> str:
 class LocalBackend:
     name = "local"
 
-    def __init__(self, model_path: str | Path, *, threads: int | None = None):
+    def __init__(self, model_path: str | Path, *, threads: int | None = None, top_logprobs: int = 20):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from disk, never from a hub
         try:
             import torch
@@ -57,6 +57,7 @@ class LocalBackend:
         self.endpoint = f"local-transformers:sha256:{model_digest(path)}"
         self._lock = threading.Lock()  # one forward pass at a time; torch uses the cores
         self._digit_ids: dict[int, list[int]] | None = None
+        self.top_logprobs = top_logprobs  # length of the stored top-k list (the digits are exact anyway)
 
     def _inputs(self, messages: Sequence[dict]):
         enc = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, return_tensors="pt",
@@ -112,7 +113,7 @@ class LocalBackend:
             out = self.model(**self._inputs(messages))
             logp = torch.log_softmax(out.logits[0, -1].double(), dim=-1)
             values = [float(torch.logsumexp(logp[digit_ids[r]], dim=0)) if digit_ids[r] else None for r in scale]
-            top = torch.topk(logp, 20)
+            top = torch.topk(logp, self.top_logprobs)
             listed = [{"token": self.tokenizer.decode([int(i)]), "logprob": float(v)}
                       for v, i in zip(top.values, top.indices)]
             return DigitLogprobs(values, str(listed[0]["token"]), json.dumps(listed, ensure_ascii=False),

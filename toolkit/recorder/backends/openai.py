@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 
 from ...errors import ToolkitError
-from .base import BackendError, DigitLogprobs, Generation, digits_from_top
+from .base import DEFAULT_BREAKER, BackendError, DigitLogprobs, FatalBackendError, Generation, digits_from_top
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 DEFAULT_MAX_REPLY_BYTES = 1 << 20  # a chat completion of --long-max-tokens 64 is a few kB
@@ -68,6 +68,11 @@ def check_top_logprobs(top: list[tuple[str, float]]) -> None:
         total += math.exp(min(lp, 0.0))
     if total > 1.0 + LOGPROB_SLACK:
         raise ValueError(f"top log-probabilities sum to probability {total:.6g} > 1")
+
+
+def endpoint_for(base_url: str, endpoint_label: str | None = None) -> str:
+    """The endpoint identity written into request keys: the label, else the checked base URL."""
+    return endpoint_label or f"openai-chat:{check_base_url(base_url).rstrip('/')}"
 
 
 class RateLimiter:
@@ -110,6 +115,11 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, when.timestamp() - time.time())
 
 
+def _served(body: dict[str, Any]) -> str | None:
+    model = body.get("model")
+    return model if isinstance(model, str) and model else None
+
+
 class OpenAIBackend:
     name = "openai"
 
@@ -128,6 +138,8 @@ class OpenAIBackend:
         endpoint_label: str | None = None,
         send_seed: bool = True,
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+        breaker: int = DEFAULT_BREAKER,
+        extra_body: dict[str, Any] | None = None,
     ):
         headers = {"Content-Type": "application/json"}
         self._secret: str | None = None
@@ -139,7 +151,8 @@ class OpenAIBackend:
             self._secret = key
         self.model = model
         self.base_url = check_base_url(base_url).rstrip("/")
-        self.endpoint = endpoint_label or f"openai-chat:{self.base_url}"
+        self.endpoint = endpoint_for(base_url, endpoint_label)
+        self.extra_body = dict(extra_body or {})  # server-specific fields, sent with every request
         self.timeout = timeout
         self.max_reply_bytes = max_reply_bytes
         self.client = httpx.Client(base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout),
@@ -152,6 +165,9 @@ class OpenAIBackend:
         self.send_seed = send_seed
         self.retries = 0  # total retries performed (reported in the summary)
         self._lock = threading.Lock()
+        self.breaker = breaker  # consecutive connection failures, over all threads, that mean "down"
+        self._down = 0
+        self._tripped: str | None = None
 
     def _sleep_before_retry(self, attempt: int, retry_after: float | None) -> None:
         with self._lock:
@@ -186,6 +202,11 @@ class OpenAIBackend:
             retry_after = _retry_after(resp.headers.get("Retry-After"))
         latency = time.monotonic() - t0
         text = b"".join(chunks).decode("utf-8", errors="replace")
+        self._reachable()
+        if status in (401, 403):  # no request can succeed: none is sent after this one
+            self._tripped = (f"HTTP {status} from {self.base_url}: the server refuses the credentials "
+                             f"({self.redact(text[:200])}); check --api-key-env")
+            raise FatalBackendError(self._tripped)
         if status in RETRY_STATUS or status >= 500:
             raise _Retryable(f"HTTP {status}") from _RetryAfter(retry_after)
         if 300 <= status < 400:
@@ -207,13 +228,34 @@ class OpenAIBackend:
             raise _Retryable("malformed response body (finish_reason is not text)")
         return body, latency
 
+    def _reachable(self) -> None:
+        with self._lock:
+            self._down = 0
+
+    def _unreachable(self, why: str) -> None:
+        """Count a connection-level failure; trip the breaker after ``breaker`` in a row."""
+        with self._lock:
+            self._down += 1
+            if self._down >= self.breaker and self._tripped is None:
+                self._tripped = (f"{self._down} connection failures in a row to {self.base_url} (last: {why}); "
+                                 "is the server running?")
+
+    def _check_breaker(self) -> None:
+        if self._tripped is not None:
+            raise FatalBackendError(self._tripped)
+
     def _post(self, payload: dict[str, Any]) -> tuple[dict[str, Any], float]:
         last = "no attempt"
         for attempt in range(self.max_retries + 1):
+            self._check_breaker()
             self.limiter.wait()
             retry_after = None
             try:
                 return self._attempt(payload)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nobody answers at that address
+                last = f"{type(exc).__name__}: {exc}"
+                self._unreachable(self.redact(last))
+                self._check_breaker()
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
             except httpx.HTTPError as exc:  # anything else httpx raises (e.g. a bad header)
@@ -227,17 +269,18 @@ class OpenAIBackend:
         raise BackendError(f"gave up after {self.max_retries + 1} attempts: {self.redact(last)}")
 
     def generate(self, messages: Sequence[dict], *, temperature: float, max_tokens: int, seed: int) -> Generation:
-        payload: dict[str, Any] = {"model": self.model, "messages": list(messages), "temperature": temperature,
-                                   "max_tokens": max_tokens}
+        payload: dict[str, Any] = {**self.extra_body, "model": self.model, "messages": list(messages),
+                                   "temperature": temperature, "max_tokens": max_tokens}
         if self.send_seed:
             payload["seed"] = seed
         body, latency = self._post(payload)
         choice = body["choices"][0]
-        return Generation(choice["message"]["content"], choice.get("finish_reason"), latency)
+        return Generation(choice["message"]["content"], choice.get("finish_reason"), latency, _served(body))
 
     def digit_logprobs(self, messages: Sequence[dict], scale: Sequence[int], *, seed: int) -> DigitLogprobs:
-        payload: dict[str, Any] = {"model": self.model, "messages": list(messages), "max_tokens": 1,
-                                   "temperature": 1.0, "logprobs": True, "top_logprobs": self.top_logprobs}
+        payload: dict[str, Any] = {**self.extra_body, "model": self.model, "messages": list(messages),
+                                   "max_tokens": 1, "temperature": 1.0, "logprobs": True,
+                                   "top_logprobs": self.top_logprobs}
         if self.send_seed:
             payload["seed"] = seed
         body, latency = self._post(payload)
@@ -259,10 +302,10 @@ class OpenAIBackend:
             check_top_logprobs(top)
         except ValueError as exc:
             raise BackendError(f"the server returned {exc}") from None
-        content = choice["message"].get("content")
-        text = content if isinstance(content, str) and content else str(first.get("token", ""))
-        return DigitLogprobs(digits_from_top(top, scale), text,
-                             json.dumps([{"token": t, "logprob": lp} for t, lp in top], ensure_ascii=False), latency)
+        best = max(top, key=lambda e: e[1])[0]  # the most likely token, not the one the server sampled
+        return DigitLogprobs(digits_from_top(top, scale), best,
+                             json.dumps([{"token": t, "logprob": lp} for t, lp in top], ensure_ascii=False), latency,
+                             choice.get("finish_reason"), _served(body))
 
     def close(self) -> None:
         self.client.close()

@@ -1,0 +1,186 @@
+"""The recorder in daily use, against real HTTP servers on 127.0.0.1: replay-only, failing fast
+(dead port, refused credentials, a server that cannot do what is asked), planning without
+credentials, honest logprob records, and a backend plugin from outside the toolkit."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from conftest import run_cli, tree_bytes
+from http_servers import Behaviour, start
+from toolkit.store import Store
+
+SLICE = ["--limit-personas", "1", "--items", "1,2", "--repetitions", "5", "--temperature", "0.7"]
+
+
+@pytest.fixture
+def server():
+    behaviour = Behaviour()
+    srv, url = start(behaviour)
+    yield behaviour, url
+    srv.shutdown()
+
+
+def dead_url() -> str:
+    """An address where nothing listens (a port just released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def rec(store, url, *extra, env=None):
+    return run_cli("record", "--backend", "openai", "--model", "m", "--base-url", url, "--store", str(store),
+                   "--quiet", *extra, env=env)
+
+
+def test_replay_only_checks_a_store_without_sending(server, tmp_path):
+    behaviour, url = server
+    store = tmp_path / "s"
+    assert rec(store, url, *SLICE).returncode == 0
+    sent = behaviour.count
+    ok = rec(store, dead_url(), *SLICE, "--endpoint-label", f"openai-chat:{url}", "--replay-only")
+    assert ok.returncode == 0 and "all 10 slot(s) stored" in ok.stdout
+    more = rec(store, url, "--limit-personas", "1", "--items", "1,2,3", "--repetitions", "5", "--temperature", "0.7",
+               "--offline")
+    assert more.returncode == 1
+    missing = [line for line in more.stderr.splitlines() if line.startswith("missing:")]
+    assert len(missing) == 5 and missing[0] == "missing: persona 0 item 3 repetition 1"
+    assert behaviour.count == sent  # nothing was sent by either check
+
+
+def test_dead_port_stops_a_3000_slot_plan_fast_and_keeps_what_is_stored(server, tmp_path):
+    _, url = server
+    store = tmp_path / "s"
+    full = ["--repetitions", "5", "--temperature", "0.7"]  # demo20: 20 personas x 30 items x 5 = 3,000 slots
+    assert rec(store, url, *SLICE).returncode == 0
+    plan = rec(store, dead_url(), *full, "--endpoint-label", f"openai-chat:{url}", "--plan")
+    assert "planned 3000" in plan.stdout and "cached 10" in plan.stdout
+    before = tree_bytes(store)
+    t0 = time.monotonic()
+    res = rec(store, dead_url(), *full, "--endpoint-label", f"openai-chat:{url}")
+    elapsed = time.monotonic() - t0
+    assert res.returncode == 1 and elapsed < 10, (elapsed, res.stderr[-500:])
+    stops = [line for line in res.stderr.splitlines() if line.startswith("error: recording stopped")]
+    assert len(stops) == 1 and "connection failures in a row to http://127.0.0.1" in stops[0]
+    assert tree_bytes(store) == before  # the 10 stored rows untouched, nothing half-written
+    assert run_cli("verify", "--store", str(store)).returncode == 0
+
+
+def test_refused_credentials_stop_at_once(tmp_path):
+    behaviour = Behaviour(plan=["echo401"])
+    srv, url = start(behaviour)
+    try:
+        res = rec(tmp_path / "s", url, "--api-key-env", "TK_TEST_KEY", *SLICE, "--concurrency", "2",
+                  env={"TK_TEST_KEY": "sk-secret-123"})
+    finally:
+        srv.shutdown()
+    assert res.returncode == 1 and behaviour.count <= 2  # one request per worker at most, no retries
+    assert "refuses the credentials" in res.stderr and "sk-secret-123" not in res.stderr
+
+
+def test_plan_needs_no_credentials(server, tmp_path):
+    _, url = server
+    res = rec(tmp_path / "s", url, "--api-key-env", "TK_UNSET_KEY", *SLICE, "--plan", env={"TK_UNSET_KEY": ""})
+    assert res.returncode == 0 and "to_send 10" in res.stdout
+
+
+def test_logprob_rows_store_the_most_likely_token_and_the_server_reports(tmp_path):
+    behaviour = Behaviour(plan=["lp_sampled"])
+    srv, url = start(behaviour)
+    try:
+        res = run_cli("record", "--backend", "openai", "--model", "m", "--base-url", url, "--mode", "logprob",
+                      "--limit-personas", "2", "--items", "1,2", "--top-logprobs", "5", "--store",
+                      str(tmp_path / "s"))
+    finally:
+        srv.shutdown()
+    assert res.returncode == 0, res.stderr
+    assert "warning: the server reports model 'served-name', not 'm'" in res.stderr
+    store = Store(tmp_path / "s")
+    run = store.runs()[0]
+    rows = store.read_run(run, ["response", "rating", "finish_reason", "provenance", "request"]).to_pylist()
+    assert {r["response"] for r in rows} == {"4"} and {r["rating"] for r in rows} == {4}  # never the sampled "2"
+    assert {r["finish_reason"] for r in rows} == {"stop"}
+    assert all(r["provenance"].endswith(":served=served-name") for r in rows)
+    assert all('"top_logprobs":5' in r["request"] for r in rows)
+
+
+def test_the_same_error_again_and_again_stops_the_recording(tmp_path):
+    behaviour = Behaviour(plan=["no_logprobs"])
+    srv, url = start(behaviour)
+    try:
+        res = run_cli("record", "--backend", "openai", "--model", "m", "--base-url", url, "--mode", "logprob",
+                      "--concurrency", "1", "--max-consecutive-failures", "3", "--store", str(tmp_path / "s"))
+    finally:
+        srv.shutdown()
+    # 3 failures, plus at most the one slot the worker had already started: not 600 (20 personas x 30 items)
+    assert res.returncode == 1 and 3 <= behaviour.count <= 4
+    assert "3 slots in a row failed with the same error" in res.stderr and "top_logprobs" in res.stderr
+
+
+PLUGIN = '''
+from toolkit.recorder.backends.base import DigitLogprobs, Generation
+from toolkit.recorder.backends.registry import BackendSpec
+
+
+class Echo:
+    name = "echo"
+
+    def __init__(self, answer, crash):
+        self.endpoint = "echo:constant-" + answer
+        self.answer, self.crash = answer, crash
+
+    def generate(self, messages, *, temperature, max_tokens, seed):
+        if self.crash:
+            raise RuntimeError("a bug in the plugin")
+        return Generation(self.answer, "stop", 0.0)
+
+    def digit_logprobs(self, messages, scale, *, seed):
+        raise NotImplementedError
+
+    def close(self):
+        pass
+
+
+SPEC = BackendSpec(
+    "echo", "answers one constant rating",
+    endpoint=lambda o: ("echo:constant-" + o.extra.get("answer", "3"), o.model or "echo"),
+    make=lambda o: Echo(o.extra.get("answer", "3"), o.extra.get("crash") == "1"),
+    options={"answer": "the rating every answer gives", "crash": "1 to raise a bug"},
+)
+'''
+
+
+def test_a_plugin_backend_records_without_touching_the_cli(tmp_path):
+    """A package outside toolkit/ registers a backend through the toolkit.backends entry point
+    (an installed distribution's metadata on the path) and records into a store."""
+    site = tmp_path / "site"
+    (site / "echo_backend-0.1.dist-info").mkdir(parents=True)
+    (site / "echo_backend.py").write_text(PLUGIN)
+    (site / "echo_backend-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: echo-backend\n"
+                                                                  "Version: 0.1\n")
+    (site / "echo_backend-0.1.dist-info" / "entry_points.txt").write_text(
+        "[toolkit.backends]\necho = echo_backend:SPEC\n")
+    env = {"PYTHONPATH": str(site)}
+    store = ["--store", str(tmp_path / "s")]
+    res = run_cli("record", "--backend", "echo", "-o", "answer=4", "--limit-personas", "2", "--items", "1,2",
+                  "--repetitions", "2", "--quiet", *store, env=env)
+    assert res.returncode == 0, res.stderr
+    rows = Store(tmp_path / "s").read_run(Store(tmp_path / "s").runs()[0], ["rating", "provenance"]).to_pylist()
+    assert len(rows) == 8 and {r["rating"] for r in rows} == {4}
+    assert rows[0]["provenance"].startswith("recorder:echo:echo:constant-4")
+    bad = run_cli("record", "--backend", "echo", "-o", "colour=red", *store, env=env)
+    assert bad.returncode == 2 and "has no option colour (it takes: answer, crash)" in bad.stderr
+    unknown = run_cli("record", "--backend", "nope", *store, env=env)
+    assert unknown.returncode == 2 and "available: openai, local, instant, echo" in unknown.stderr
+    # a bug (not a backend failure) is raised as one line, exit 3; TOOLKIT_DEBUG=1 shows the traceback
+    crash = run_cli("record", "--backend", "echo", "-o", "crash=1", "--variant", "crash", "--limit-personas", "1",
+                    "--items", "1", "--repetitions", "1", "--quiet", *store, env=env)
+    assert crash.returncode == 3 and crash.stderr.startswith("error: internal error")
+    assert "Traceback" not in crash.stderr
+    debug = run_cli("record", "--backend", "echo", "-o", "crash=1", "--variant", "crash", "--limit-personas", "1",
+                    "--items", "1", "--repetitions", "1", "--quiet", *store, env={**env, "TOOLKIT_DEBUG": "1"})
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "a bug in the plugin" in debug.stderr
