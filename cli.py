@@ -48,6 +48,7 @@ def _selection(model, variant, temperature, run_id) -> dict:
     return {"model": model, "variant": variant, "temperature": list(temperature) or None, "run_id": run_id}
 
 
+PARALLEL_BACKENDS = ["threading", "loky", "multiprocessing", "dask"]
 OPTION_FIELDS = ("bootstrap", "rerun_bootstrap", "seed", "jobs", "backend", "scheduler", "ci_level", "ci_method",
                  "permutations")
 
@@ -62,6 +63,11 @@ def _analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool
         def wrapper(*args, **kwargs):
             from toolkit.analysis.options import AnalysisOptions
 
+            old = kwargs.pop("old_backend", None)
+            if old is not None:  # the old name keeps working for one release
+                click.echo("note: --backend is now --parallel-backend here (the old name goes in the next release)",
+                           err=True)
+                kwargs["backend"] = old
             given = {k: kwargs.pop(k) for k in OPTION_FIELDS if k in kwargs}
             return f(*args, options=AnalysisOptions(**given), **kwargs)
 
@@ -71,9 +77,11 @@ def _analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool
             click.option("--seed", type=int, default=0, show_default=True,
                          help="User seed; combined with each run's content digest, never with time."),
             click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Parallel workers (joblib)."),
-            click.option("--backend", type=click.Choice(["threading", "loky", "multiprocessing", "dask"]),
-                         default="threading", show_default=True,
+            click.option("--parallel-backend", "backend", type=click.Choice(PARALLEL_BACKENDS), default="threading",
+                         show_default=True,
                          help="joblib backend for --jobs > 1; dask needs --scheduler (results do not depend on it)."),
+            click.option("--backend", "old_backend", type=click.Choice(PARALLEL_BACKENDS), default=None, hidden=True,
+                         help="Deprecated name of --parallel-backend."),
         ]
         if rerun:
             opts.insert(1, click.option("--rerun-bootstrap", type=int, default=400, show_default=True,
@@ -150,10 +158,11 @@ def _finish(problems: list[str]) -> None:
         sys.exit(1)
 
 
-def _store(store_dir: str | None) -> Store:
+def _store(store_dir: str | None, *, write: bool = False) -> Store:
+    """--store, else $TOOLKIT_STORE, else ./parquet, else (reading only) the embedded demo store."""
     from toolkit.store import store as store_module  # loaded here: --help and --version stay fast
 
-    return store_module.Store(store_dir)
+    return store_module.Store(store_module.resolve_store(store_dir, write=write))
 
 
 def _frame(rows: list[dict], columns: list[str]) -> pl.DataFrame:
@@ -205,7 +214,8 @@ def import_cmd(paths, model, variant, temperature, mode, columns, instrument, re
     """
     from toolkit.importers import import_paths
 
-    results = import_paths(_store(store_dir), paths, model=model, variant=variant, temperature=temperature, mode=mode,
+    results = import_paths(_store(store_dir, write=True), paths, model=model, variant=variant,
+                           temperature=temperature, mode=mode,
                            columns=_column_map(columns), instrument=instrument, replace=replace)
     _emit(_frame([r.__dict__ for r in results], ["run_id", "rows", "status", "path"]), fmt)
     for r in results:
@@ -262,14 +272,19 @@ def export(model, variant, temperature, run_id, out_dir, fmt, store_dir):
 
 
 @main.command()
+@_selection_options
+@click.option("--mode", type=click.Choice(["persona", "self", "logprob"]), default=None, help="Only runs of this mode.")
 @_store_option
 @_format_option()
 @_guard
-def runs(store_dir, fmt):
+def runs(model, variant, temperature, run_id, mode, store_dir, fmt):
     """List the runs in the store with row counts, valid-rating share and fingerprint."""
+    from toolkit.analysis.selection import select_runs
     from toolkit.store.summary import run_table
 
-    _emit(run_table(_store(store_dir)), fmt)
+    store = _store(store_dir)
+    sel = {k: v for k, v in {**_selection(model, variant, temperature, run_id), "mode": mode}.items() if v}
+    _emit(run_table(store, select_runs(store, **sel) if sel else None), fmt)
 
 
 @main.command()
@@ -316,7 +331,7 @@ def simulate(runs, personas, repetitions, items_from, spread_personas, spread_wi
 
     spec = Spec(personas=personas, repetitions=repetitions, spread_personas=spread_personas,
                 spread_within=spread_within, invalid_share=invalid_share, temperature=temperature)
-    truths = run_simulation(_store(store_dir), load_instrument(items_from), runs=runs, spec=spec, seed=seed,
+    truths = run_simulation(_store(store_dir, write=True), load_instrument(items_from), runs=runs, spec=spec, seed=seed,
                             model_prefix=model_prefix)
     _emit(_frame([t.__dict__ for t in truths], ["run_id", "true_S", "true_sigma_bar"]), fmt)
 
@@ -329,7 +344,7 @@ def simulate(runs, personas, repetitions, items_from, spread_personas, spread_wi
 @_guard
 def compact(run_id, grace, store_dir):
     """Rewrite each run's segments as one (fingerprints unchanged), then delete unreferenced objects."""
-    store = _store(store_dir)
+    store = _store(store_dir, write=True)
     for m in [store.get_run(run_id)] if run_id else store.runs():
         if m is None:
             raise ToolkitError(f"no run {run_id!r} in store {store.root}")
@@ -354,9 +369,12 @@ def analyze(model, variant, temperature, run_id, by, options, store_dir, fmt):
     from toolkit.analysis import analyze as run_analysis
 
     problems: list[str] = []
-    df = run_analysis(_store(store_dir), by_group=by == "group", options=options, problems=problems,
+    notes: list[str] = []
+    df = run_analysis(_store(store_dir), by_group=by == "group", options=options, problems=problems, notes=notes,
                       **_selection(model, variant, temperature, run_id))
     _emit(df, fmt)
+    for n in notes:
+        click.echo(f"note: {n}", err=True)
     _finish(problems)
 
 
@@ -638,7 +656,7 @@ def record(backend, backend_options, model, model_path, base_url, api_key_env, e
     endpoint, model_name = spec.endpoint(opts)  # no connection, no weights, no key
     item_list = _number_list(items, int, "--items", "item ids")
     persona_set = None if mode == "self" else load_personas(personas)
-    store = _store(store_dir)
+    store = _store(store_dir, write=True)
     plan = build_plan(inst, endpoint=endpoint, model=model_name, protocol=proto, personas=persona_set,
                       limit_personas=limit_personas, items=item_list)
     template = prepare(store, plan, inst, spec.name, variant)
@@ -732,7 +750,7 @@ def fetch(name, source, quiet, store_dir, fmt):
     from toolkit.datasets.catalogue import get_dataset
     from toolkit.datasets.fetch import fetch as run_fetch
 
-    results = run_fetch(_store(store_dir), get_dataset(name), source, progress=not quiet)
+    results = run_fetch(_store(store_dir, write=True), get_dataset(name), source, progress=not quiet)
     _emit(_frame([r.__dict__ for r in results], ["run_id", "rows", "status", "path"]), fmt)
 
 
@@ -759,7 +777,7 @@ def audit(name, source, claims, report_dir, within_se, fmt, options, store_dir):
     from toolkit.audit.report import claims_output, write_report
 
     with tempfile.TemporaryDirectory(prefix=f"audit-{name}-") as tmp:  # removed afterwards unless --store
-        store = _store(store_dir) if store_dir else _store(str(Path(tmp) / "store"))
+        store = _store(store_dir or str(Path(tmp) / "store"), write=True)
         result = run_audit(name, source=source, claims=claims, store=store, options=options, within_se=within_se,
                            progress=fmt == "table")
         click.echo(claims_output(result, fmt), nl=False)

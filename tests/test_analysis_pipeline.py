@@ -33,7 +33,7 @@ def test_bit_identical_across_jobs_and_backends(em_store):
 
 def test_cli_output_identical_for_jobs_1_and_2(em_store):
     a = run_cli("analyze", "--format", "csv", "--by", "group", "--jobs", "1", "--store", str(em_store.root))
-    b = run_cli("analyze", "--format", "csv", "--by", "group", "--jobs", "2", "--backend", "loky",
+    b = run_cli("analyze", "--format", "csv", "--by", "group", "--jobs", "2", "--parallel-backend", "loky",
                 "--store", str(em_store.root))
     assert a.returncode == b.returncode == 0
     assert a.stdout == b.stdout
@@ -66,7 +66,7 @@ def test_analysis_runs_with_network_sockets_disabled(em_store, tmp_path):
     probe = subprocess.run([sys.executable, "-c", "import socket; socket.socket()"], capture_output=True, text=True,
                            env={**__import__("os").environ, **env})
     assert probe.returncode != 0 and "network disabled" in probe.stderr  # the guard really bites
-    for cmd in (["analyze", "--by", "group", "--jobs", "2", "--backend", "loky"], ["profiles"],
+    for cmd in (["analyze", "--by", "group", "--jobs", "2", "--parallel-backend", "loky"], ["profiles"],
                 ["compare", "--summary"], ["runs"], ["verify"]):
         res = run_cli(*cmd, "--store", str(em_store.root), env=env)
         assert res.returncode == 0, (cmd, res.stderr)

@@ -27,7 +27,7 @@ def test_dask_cluster_gives_the_same_bytes_as_one_job(cluster, tmp_path):
     common = ["--by", "group", "--bootstrap", "200", "--rerun-bootstrap", "50", "--format", "csv",
               "--store", str(store.root)]
     local = run_cli("analyze", *common)
-    remote = run_cli("analyze", *common, "--backend", "dask", "--scheduler", cluster, "--jobs", "2")
+    remote = run_cli("analyze", *common, "--parallel-backend", "dask", "--scheduler", cluster, "--jobs", "2")
     assert local.returncode == 0 and remote.returncode == 0, remote.stderr
     assert remote.stdout == local.stdout
     assert len(local.stdout.splitlines()) == 1 + 6 * 6
@@ -36,5 +36,6 @@ def test_dask_cluster_gives_the_same_bytes_as_one_job(cluster, tmp_path):
 def test_dask_without_a_scheduler_is_a_clear_error(tmp_path):
     store = Store(tmp_path / "s")
     simulate(store, load_instrument(), runs=1, spec=Spec(personas=5, repetitions=2), seed=1)
-    res = run_cli("analyze", "--backend", "dask", "--store", str(store.root))
+    res = run_cli("analyze", "--backend", "dask", "--store", str(store.root))  # the old option name still works
     assert res.returncode == 2 and "--scheduler" in res.stderr
+    assert "note: --backend is now --parallel-backend" in res.stderr

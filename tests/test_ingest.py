@@ -169,8 +169,9 @@ def test_long_format_in_three_containers_matches_the_published_import(tmp_path, 
 
 
 def test_one_partial_run_never_hides_the_others(tmp_path):
-    """A partial run (93 rows, no persona complete) next to a complete one: analyze and compare
-    report the complete run, name the partial one on stderr with the reason, and exit 1."""
+    """A partial run (93 rows: 10 items asked, one persona has them all) next to a complete one:
+    analyze and compare report the complete run, name the partial one on stderr with the
+    reason, and exit 1."""
     header, rows = _published()
     full = _write(tmp_path / "in" / "base" / "gpt-4o_temp01.csv", header, rows)
     part = _write(tmp_path / "in" / "base" / "tiny_temp01.csv", header, rows[:93])
@@ -179,7 +180,8 @@ def test_one_partial_run_never_hides_the_others(tmp_path):
     res = run_cli("analyze", "--bootstrap", "50", "--rerun-bootstrap", "10", "--format", "csv", "--store", s)
     assert res.returncode == 1
     assert "mfq30/base/gpt-4o/T0.1/persona" in res.stdout and "tiny" not in res.stdout
-    assert "skipped: run mfq30/base/tiny/T0.1/persona: only 0 persona(s)" in res.stderr, res.stderr
+    assert "skipped: run mfq30/base/tiny/T0.1/persona: only 1 persona(s) have a valid rating on all 10 items" \
+        in res.stderr, res.stderr
     ok = run_cli("analyze", "--model", "gpt-4o", "--bootstrap", "50", "--rerun-bootstrap", "10", "--store", s)
     assert ok.returncode == 0 and ok.stderr == ""
 

@@ -184,3 +184,25 @@ def test_a_plugin_backend_records_without_touching_the_cli(tmp_path):
     debug = run_cli("record", "--backend", "echo", "-o", "crash=1", "--variant", "crash", "--limit-personas", "1",
                     "--items", "1", "--repetitions", "1", "--quiet", *store, env={**env, "TOOLKIT_DEBUG": "1"})
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "a bug in the plugin" in debug.stderr
+
+
+def test_a_run_recorded_on_some_items_is_analyzed_on_those(tmp_path):
+    store = ["--store", str(tmp_path / "s")]
+    res = run_cli("record", "--backend", "instant", "--model", "m", "--items", "1,2,7", "--limit-personas", "4",
+                  "--repetitions", "3", "--quiet", *store)
+    assert res.returncode == 0, res.stderr
+    res = run_cli("analyze", "--by", "group", "--format", "csv", "--bootstrap", "20", "--rerun-bootstrap", "5", *store)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    header = lines[0].split(",")
+    rows = [dict(zip(header, line.split(","))) for line in lines[1:]]
+    assert rows[0]["group"] == "all" and rows[0]["items"] == "3" and rows[0]["personas"] == "4"
+    assert sum(int(r["items"]) for r in rows[1:]) == 3  # only the groups of items 1, 2 and 7
+    assert "note: run mfq30/base/m/T0.1/persona: recorded on 3 of the instrument's 30 items" in res.stderr
+    # `runs` takes the analysis commands' selection
+    run_cli("record", "--backend", "instant", "--model", "other", "--mode", "self", "--repetitions", "2", "--quiet",
+            *store)
+    listed = run_cli("runs", "--mode", "self", "--format", "csv", *store)
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 2 and ",other," in listed.stdout
+    none = run_cli("runs", "--model", "nobody", *store)
+    assert none.returncode == 2 and "no run in store" in none.stderr

@@ -67,6 +67,7 @@ def analyze(
     by_group: bool = False,
     options: AnalysisOptions = DEFAULT,
     problems: list[str] | None = None,
+    notes: list[str] | None = None,
     **selection,
 ) -> pl.DataFrame:
     """S, sigma_bar, R and S_corrected with bootstrap SEs for every selected persona (or
@@ -76,7 +77,9 @@ def analyze(
     read and scored in chunks (a few per worker) through joblib (``options``: backend
     threading, loky or dask with a scheduler address); the result is bit-identical for any.
     With a ``problems`` list, a run that cannot be analyzed (unreadable, too few complete
-    personas) is left out and the reason appended there; without one, it is an error.
+    personas) is left out and the reason appended there; without one, it is an error. A run
+    recorded on a subset of the items is analyzed on those (``items`` says how many), and
+    ``notes`` gets a line saying so.
     """
     store = store or Store()
     all_runs = store.runs()  # read once: selection and retention both need them
@@ -88,6 +91,9 @@ def analyze(
         return logit_rows
     jobs_in, meta = [], []
     for rc, ids in retained_counts(store, runs, all_runs, options, problems):
+        if rc.partial and notes is not None:
+            notes.append(f"run {rc.manifest.run_id}: recorded on {len(rc.instrument.items)} of the instrument's "
+                         f"{rc.items_total} items; its values are over those items (and their groups) only")
         counts = rc.counts[np.isin(rc.persona_ids, ids)]
         inst = rc.instrument
         groups = inst.groups
@@ -324,8 +330,8 @@ def paired_compare(
             skip(problems, f"run {m.run_id}: {why}")
             continue
         base_rc, base_ids = candidates[0]
-        if base_rc.instrument.digest != rc.instrument.digest:
-            skip(problems, f"run {m.run_id}: its instrument differs from that of {base_rc.manifest.run_id}")
+        if base_rc.instrument.digest != rc.instrument.digest or base_rc.instrument.item_ids != rc.instrument.item_ids:
+            skip(problems, f"run {m.run_id}: its instrument or items differ from those of {base_rc.manifest.run_id}")
             continue
         jobs_in.append((base_rc, base_ids, rc, ids, unpaired))
         meta.append((key[0], m, base_rc.manifest, ["all"] + rc.instrument.groups))

@@ -7,7 +7,7 @@ Every statistic below (mean, ddof=1 std, bootstrap resamples) is a function of i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -24,6 +24,12 @@ class RunCounts:
     instrument: Instrument
     persona_ids: np.ndarray  # (P,) every persona id seen in the run, sorted
     counts: np.ndarray  # (P, Q, K) int64, items in instrument order
+    items_total: int = 0  # items of the full instrument (``instrument`` keeps only those the run asked)
+
+    @property
+    def partial(self) -> bool:
+        """Recorded on a subset of the instrument's items (``--items``): analyzed on those."""
+        return len(self.instrument.items) < self.items_total
 
     @property
     def input_digest(self) -> str:
@@ -46,18 +52,22 @@ def load_counts(store: Store, manifest: RunManifest) -> RunCounts:
     persona_ids = np.unique(df["persona_id"].to_numpy())
     item_ids = np.asarray(instrument.item_ids)
     order = np.argsort(item_ids)
+    every = df["item_id"].to_numpy()
+    pos_all = np.clip(np.searchsorted(item_ids[order], every), 0, len(item_ids) - 1)
+    if not np.array_equal(item_ids[order][pos_all], every):
+        raise ToolkitError(f"run {manifest.run_id} holds item ids outside its instrument")
+    asked = np.zeros(len(item_ids), bool)
+    asked[order[pos_all]] = True  # items with any row, valid or not
     valid = df.filter(pl.col("rating") >= 0)
     p = np.searchsorted(persona_ids, valid["persona_id"].to_numpy())
-    items = valid["item_id"].to_numpy()
-    pos = np.searchsorted(item_ids[order], items)
-    pos = np.clip(pos, 0, len(item_ids) - 1)
-    if not np.array_equal(item_ids[order][pos], items):
-        raise ToolkitError(f"run {manifest.run_id} holds item ids outside its instrument")
-    q = order[pos]
+    q = order[np.searchsorted(item_ids[order], valid["item_id"].to_numpy())]
     k = valid["rating"].to_numpy().astype(np.int64) - instrument.scale_min
     if k.size and (k.max() >= instrument.n_points):
         raise ToolkitError(f"run {manifest.run_id} holds ratings above the scale maximum")
     P, Q, K = len(persona_ids), len(item_ids), instrument.n_points
     flat = (p * Q + q) * K + k
     counts = np.bincount(flat, minlength=P * Q * K).reshape(P, Q, K)
-    return RunCounts(manifest, instrument, persona_ids, counts)
+    if asked.any() and not asked.all():  # a run recorded with --items: its instrument is the items it asked
+        subset = replace(instrument, items=tuple(it for it, a in zip(instrument.items, asked) if a))
+        return RunCounts(manifest, subset, persona_ids, counts[:, asked], Q)
+    return RunCounts(manifest, instrument, persona_ids, counts, Q)

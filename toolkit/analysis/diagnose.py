@@ -63,7 +63,9 @@ def diagnose(store: Store | None = None, *, by: str = "persona", baseline: str =
         if len(partners) > 1:
             skip(problems, f"run {m.run_id}: several {baseline!r} runs of its family; narrow the selection")
             continue
-        base = partners[0] if partners and partners[0][0].instrument.digest == rc.instrument.digest else None
+        same = partners and partners[0][0].instrument.digest == rc.instrument.digest and \
+            partners[0][0].instrument.item_ids == rc.instrument.item_ids
+        base = partners[0] if same else None
         frames.append(_rows(rc, ids, base, family(m.model), by))
     columns = PERSONA_COLUMNS if by == "persona" else ITEM_COLUMNS
     if not frames:

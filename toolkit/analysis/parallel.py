@@ -58,7 +58,7 @@ def _run_dask(tasks: list, jobs: int, scheduler: str | None) -> list[Any]:
     except ImportError:
         raise ToolkitError("the dask backend needs the [dask] extra: pip install -e '.[dask]'") from None
     if not scheduler:
-        raise ToolkitError("--backend dask needs --scheduler ADDRESS (a running dask.distributed scheduler)")
+        raise ToolkitError("--parallel-backend dask needs --scheduler ADDRESS (a running dask.distributed scheduler)")
     try:
         client = Client(scheduler, timeout=30)
     except OSError as exc:

@@ -50,12 +50,38 @@ DICTIONARY_COLUMNS = ["run_id", "instrument", "provenance", "response", "finish_
 _TEST_DELAY_ENV = "TOOLKIT_TEST_WRITER_DELAY"
 
 
-def default_store_path() -> Path:
-    """``$TOOLKIT_STORE``, else ``parquet/`` next to cli.py (the embedded store)."""
+def embedded_store_path() -> Path:
+    """The demo store: ``parquet/`` of the source tree, or its copy installed with the package
+    (``toolkit.demo_store``). Read-only: nothing writes here unless it is named explicitly."""
+    tree = Path(__file__).resolve().parents[2]
+    if (tree / "pyproject.toml").is_file() and (tree / DEFAULT_DIRNAME).is_dir():
+        return tree / DEFAULT_DIRNAME
+    return Path(__file__).resolve().parents[1] / "demo_store"
+
+
+def default_store_path(*, write: bool = False) -> Path:
+    """Where a command works when no store is named: ``$TOOLKIT_STORE``, else ``./parquet`` if
+    the working directory has one, else (reading only) the embedded demo store. A writing
+    command never falls back to the demo store, which may sit inside an installed package."""
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / DEFAULT_DIRNAME
+    here = Path.cwd() / DEFAULT_DIRNAME
+    if here.is_dir():
+        return here
+    if write:
+        raise ToolkitError("this command writes to a store: give --store DIR, set $TOOLKIT_STORE, or run it in a "
+                           "folder that has a parquet/ store (the embedded demo store is read-only)")
+    return embedded_store_path()
+
+
+def resolve_store(given: str | Path | None, *, write: bool = False) -> Path:
+    """The store a command uses: ``given`` (--store), else the default above. A reading command
+    on a folder that does not exist is an error, not an empty store."""
+    path = Path(given) if given else default_store_path(write=write)
+    if not write and not path.is_dir():
+        raise ToolkitError(f"no store at {path} (a store folder holds runs/, objects/ and instruments/)")
+    return path
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import polars as pl
 import pyarrow.compute as pc
 
+from .manifest import RunManifest
 from .store import Store
 
 
-def run_table(store: Store) -> pl.DataFrame:
+def run_table(store: Store, runs: list[RunManifest] | None = None) -> pl.DataFrame:
+    """``runs`` (default: every run of the store), one row each."""
     rows = []
-    for m in store.runs():
+    for m in store.runs() if runs is None else runs:
         ratings = store.read_run(m, ["rating"])["rating"]
         valid = pc.sum(pc.greater_equal(ratings, 0)).as_py() or 0
         rows.append({

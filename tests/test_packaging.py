@@ -1,0 +1,63 @@
+"""The package as a user installs it: a wheel (not an editable checkout) carries the embedded
+demo store, reads it from any folder, and never writes inside site-packages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import tomllib
+
+from conftest import ROOT, tree_bytes
+
+
+def test_the_package_list_covers_every_package_in_the_tree():
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    found = sorted(".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "toolkit").rglob("__init__.py"))
+    assert sorted(set(listed) - {"toolkit.demo_store"}) == found
+
+
+def test_wheel_install_reads_the_demo_store_and_never_writes_into_the_package(tmp_path):
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(wheels), str(ROOT)], check=True, capture_output=True)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q",
+                    str(next(wheels.glob("*.whl")))], check=True, capture_output=True)
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    assert (site / "toolkit" / "demo_store" / "runs").is_dir()
+    before = tree_bytes(site)
+    work = tmp_path / "elsewhere"  # a folder with no parquet/
+    work.mkdir()
+    # the dependencies come from the test environment; the toolkit itself only from the wheel
+    env = {k: v for k, v in os.environ.items() if k != "TOOLKIT_STORE"}
+    env["PYTHONPATH"] = sysconfig.get_paths()["purelib"]
+
+    def toolkit(*args):
+        return subprocess.run([str(venv / "bin" / "toolkit"), *args], capture_output=True, text=True, cwd=work,
+                              env=env, timeout=300)
+
+    where = subprocess.run([str(python), "-c", "import toolkit; print(toolkit.__file__)"], capture_output=True,
+                           text=True, cwd=work, env=env, check=True).stdout
+    assert where.startswith(str(site))  # not the source checkout
+    res = toolkit("analyze", "--format", "csv", "--bootstrap", "20", "--rerun-bootstrap", "5")
+    assert res.returncode == 0, res.stderr
+    assert "SmolLM2-135M-Instruct" in res.stdout  # the embedded demo store
+    assert toolkit("verify").returncode == 0
+    rec = toolkit("record", "--backend", "instant", "--limit-personas", "1", "--items", "1", "--repetitions", "1")
+    assert rec.returncode == 2 and "writes to a store: give --store DIR" in rec.stderr
+    missing = toolkit("runs", "--store", str(tmp_path / "no-such-dir"))
+    assert missing.returncode == 2 and "no store at" in missing.stderr
+    assert tree_bytes(site) == before and not (site / "parquet").exists()
+    # with a parquet/ in the working folder, that is the store
+    (work / "parquet").mkdir()
+    rec = toolkit("record", "--backend", "instant", "--limit-personas", "1", "--items", "1", "--repetitions", "1",
+                  "--quiet")
+    assert rec.returncode == 0, rec.stderr
+    assert (work / "parquet" / "runs").is_dir() and tree_bytes(site) == before
