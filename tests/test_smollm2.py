@@ -119,7 +119,8 @@ def test_local_logprob_run(smollm2, tmp_path):
     # the same plan again from the command line: everything is cached, so no weights are loaded
     t0 = time.monotonic()
     again = run_cli("record", "--backend", "local", "--model-path", "smollm2", "--model", "SmolLM2-135M-Instruct",
-                    "--mode", "logprob", "--temperature", "1.0", "--limit-personas", "2", "--store", str(tmp_path / "a"))
+                    "--mode", "logprob", "--temperature", "1.0", "--limit-personas", "2",
+                    "--store", str(tmp_path / "a"))
     took = time.monotonic() - t0
     assert again.returncode == 0 and "cached 60, sent 0" in again.stdout, again.stderr
     assert took < 2.0, took
