@@ -91,3 +91,15 @@ def tree_bytes(folder: Path) -> dict[str, bytes]:
     if not folder.exists():
         return {}
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def server():
+    """A deterministic OpenAI-compatible server on 127.0.0.1 (tests/http_servers.py): its
+    Behaviour (request counter) and base URL."""
+    from http_servers import Behaviour, start
+
+    behaviour = Behaviour()
+    srv, url = start(behaviour)
+    yield behaviour, url
+    srv.shutdown()

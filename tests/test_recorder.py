@@ -8,8 +8,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from conftest import ROOT, run_cli
 from http_servers import Behaviour, start
 from toolkit.instrument import load_instrument
@@ -19,14 +17,6 @@ from toolkit.recorder.record import record
 from toolkit.store import Store
 
 SLICE = ["--limit-personas", "3", "--items", "1,2,3,4,5", "--repetitions", "2", "--temperature", "0.7"]
-
-
-@pytest.fixture
-def server():
-    behaviour = Behaviour()
-    srv, url = start(behaviour)
-    yield behaviour, url
-    srv.shutdown()
 
 
 def rec(store, url, *extra, env=None):

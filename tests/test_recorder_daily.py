@@ -7,21 +7,11 @@ from __future__ import annotations
 import socket
 import time
 
-import pytest
-
 from conftest import run_cli, tree_bytes
 from http_servers import Behaviour, start
 from toolkit.store import Store
 
 SLICE = ["--limit-personas", "1", "--items", "1,2", "--repetitions", "5", "--temperature", "0.7"]
-
-
-@pytest.fixture
-def server():
-    behaviour = Behaviour()
-    srv, url = start(behaviour)
-    yield behaviour, url
-    srv.shutdown()
 
 
 def dead_url() -> str:

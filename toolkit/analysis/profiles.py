@@ -13,7 +13,6 @@ Appendix C).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import polars as pl
 from ..errors import ToolkitError
 from ..hashing import canonical_json, sha256_text
 from ..instrument import Instrument
+from ..persona_sets import read_persona_json
 from ..store import RunManifest, Store
 from .cells import load_counts
 from .metrics import cell_moments
@@ -66,13 +66,7 @@ def persona_filter(personas_file: str | Path | None = None, ids: list[int] | Non
     digest, label = None, "all personas"
     if personas_file is not None:
         path = Path(personas_file)
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ToolkitError(f"cannot read persona file: {exc}", path=str(path)) from None
-        label = path.stem
-        if isinstance(raw, dict):
-            label, raw = str(raw.get("name", label)), raw.get("personas")
+        label, raw = read_persona_json(path)
         if isinstance(raw, list) and raw and all(isinstance(x, int) and not isinstance(x, bool) for x in raw):
             include = tuple(sorted(set(raw) & set(include))) if include is not None else tuple(raw)
         elif isinstance(raw, list) and raw and all(isinstance(x, str) and x.strip() for x in raw):

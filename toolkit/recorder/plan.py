@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import ToolkitError
 from ..hashing import canonical_json, request_key, sha256_text
 from ..instrument import Instrument
+from ..persona_sets import read_persona_json
 from ..store.manifest import check_run_fields
 
 
@@ -40,12 +41,7 @@ def load_personas(source: str | Path | None = None) -> PersonaSet:
             raise ToolkitError(f"unknown persona set {name!r}")
         raw, label = json.loads(res.read_text(encoding="utf-8")), name
     else:
-        path = Path(source)
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ToolkitError(f"cannot read persona file: {exc}", path=str(path)) from None
-        label = path.stem
+        label, raw = read_persona_json(source)
     if isinstance(raw, dict):
         label = str(raw.get("name", label))
         raw = raw.get("personas")
