@@ -624,13 +624,15 @@ def _extra_options(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--replay-only", "--offline", "replay_only", is_flag=True,
               help="Send nothing: exit 0 when the store holds every slot of the plan, else list the missing ones "
                    "and exit 1 (the check for a shipped store).")
+@click.option("--refresh", is_flag=True,
+              help="Ask every slot again, even those stored; the earlier answers stay, the newest is analyzed.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary line.")
 @_store_option
 @_guard
 def record(backend, backend_options, model, model_path, base_url, api_key_env, endpoint_label, mode, instrument,
            personas, limit_personas, items, repetitions, temperature, max_tokens, long_max_tokens, max_attempts,
            top_logprobs, no_seed, extra_body, variant, concurrency, rpm, timeout, max_retries, breaker, flush_rows,
-           flush_seconds, plan_only, replay_only, quiet, store_dir):
+           flush_seconds, plan_only, replay_only, refresh, quiet, store_dir):
     """Send every request of the protocol that the store does not hold yet; store each completion.
 
     Re-running is free (cached replay) and a crash loses at most the batch in flight. Planning,
@@ -638,9 +640,10 @@ def record(backend, backend_options, model, model_path, base_url, api_key_env, e
     """
     from toolkit.instrument import load_instrument
     from toolkit.recorder.backends.registry import RecordOptions, check_extra, get_backend, parse_extra_body
-    from toolkit.recorder.plan import Protocol, build_plan, load_personas
+    from toolkit.recorder.plan import Protocol, build_plan, load_personas, next_generation
     from toolkit.recorder.record import prepare
     from toolkit.recorder.record import record as run_record
+    from toolkit.recorder.writer import existing_keys
 
     spec = get_backend(backend)
     extra = _extra_options(backend_options)
@@ -657,9 +660,16 @@ def record(backend, backend_options, model, model_path, base_url, api_key_env, e
     item_list = _number_list(items, int, "--items", "item ids")
     persona_set = None if mode == "self" else load_personas(personas)
     store = _store(store_dir, write=True)
-    plan = build_plan(inst, endpoint=endpoint, model=model_name, protocol=proto, personas=persona_set,
-                      limit_personas=limit_personas, items=item_list)
+
+    def plan_for(generation: int):
+        return build_plan(inst, endpoint=endpoint, model=model_name, protocol=proto, personas=persona_set,
+                          limit_personas=limit_personas, items=item_list, refresh=generation)
+
+    plan = plan_for(0)
     template = prepare(store, plan, inst, spec.name, variant)
+    if refresh and not replay_only:
+        plan = plan_for(next_generation(existing_keys(store, template.run_id), plan_for))
+        template = prepare(store, plan, inst, spec.name, variant)
     if plan_only:
         click.echo(f"run {template.run_id}")
         click.echo(f"planned {len(plan.slots)}")

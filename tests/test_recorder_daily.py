@@ -196,3 +196,37 @@ def test_a_run_recorded_on_some_items_is_analyzed_on_those(tmp_path):
     assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 2 and ",other," in listed.stdout
     none = run_cli("runs", "--model", "nobody", *store)
     assert none.returncode == 2 and "no run in store" in none.stderr
+
+
+def test_refresh_keeps_old_answers_and_analysis_reads_the_newest(tmp_path):
+    import json
+    import statistics
+    from collections import defaultdict
+
+    store = ["--store", str(tmp_path / "s")]
+    slice_ = ["--backend", "instant", "--model", "m", "--limit-personas", "3", "--items", "1,2", "--repetitions", "3",
+              "--temperature", "0.7"]
+    assert run_cli("record", *slice_, "--quiet", *store).returncode == 0
+    for generation in (1, 2):
+        res = run_cli("record", *slice_, "--refresh", *store)
+        assert res.returncode == 0 and "cached 0, sent 18" in res.stdout, res.stdout
+        s = Store(tmp_path / "s")
+        rows = s.read_run(s.runs()[0], ["persona_id", "item_id", "request", "rating"]).to_pylist()
+        assert len(rows) == 18 * (generation + 1)  # every earlier answer is still stored
+        newest = defaultdict(list)
+        for r in rows:
+            if json.loads(r["request"]).get("refresh") == generation:
+                newest[(r["persona_id"], r["item_id"])].append(r["rating"])
+        assert len(newest) == 6
+        want = statistics.fmean(statistics.stdev(v) for v in newest.values())
+        res = run_cli("analyze", "--format", "csv", "--bootstrap", "10", "--rerun-bootstrap", "5", *store)
+        header, line = res.stdout.splitlines()[:2]
+        got = float(dict(zip(header.split(","), line.split(",")))["sigma_bar"])
+        assert abs(got - want) < 1e-12
+    again = run_cli("record", *slice_, *store)
+    assert again.returncode == 0 and "sent 0" in again.stdout  # a plain record finds everything cached
+    assert run_cli("record", *slice_, "--replay-only", *store).returncode == 0
+    assert run_cli("verify", *store).returncode == 0
+    csv = run_cli("export", "--out", str(tmp_path / "out"), *store)
+    assert csv.returncode == 2 and "several answers for some slots" in csv.stderr and not (tmp_path / "out").exists()
+    assert run_cli("export", "--out", str(tmp_path / "out"), "--format", "parquet", *store).returncode == 0

@@ -121,6 +121,9 @@ def export_runs(store: Store, runs: list[RunManifest], out: str | Path, fmt: str
         assert isinstance(rows, pl.DataFrame)
         if rows["source_line"].null_count() == 0:  # an imported run: rows in their file's order
             rows = rows.sort("source_line")
+        if fmt == "csv" and rows.height != rows.select("persona_id", "item_id", "repetition").n_unique():
+            raise ToolkitError(f"run {m.run_id} holds several answers for some slots (record --refresh); the "
+                               "published CSV layout has one per slot: export it with --format parquet or jsonl")
         inst = store.instrument(m.instrument["digest"])
         frame = (_published(m, rows, range(inst.scale_min, inst.scale_max + 1)) if fmt == "csv"
                  else _long(m, rows))

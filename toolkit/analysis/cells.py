@@ -42,13 +42,32 @@ class RunCounts:
         return (self.counts.sum(axis=2) > 0).all(axis=1)
 
 
+SLOT = ["persona_id", "item_id", "repetition"]
+
+
+def newest_per_slot(store: Store, manifest: RunManifest, df: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """One row per slot: after `record --refresh` a slot holds several answers, and the newest
+    (latest ``collected_at``; request key breaks ties) is the one analyzed. Checked on the
+    slot columns alone, so a run without refreshed slots costs one count, not a re-read."""
+    if df.height == df.select(SLOT).n_unique():
+        return df
+    full = pl.from_arrow(store.read_run(manifest, [*columns, "collected_at", "request_key"]))
+    assert isinstance(full, pl.DataFrame)
+    if "persona_id" in full.columns and manifest.mode == "self":
+        full = full.with_columns(pl.col("persona_id").fill_null(-1))
+    newest = full.sort([*SLOT, "collected_at", "request_key"], nulls_last=False).unique(SLOT, keep="last",
+                                                                                        maintain_order=True)
+    return newest.select(columns)
+
+
 def load_counts(store: Store, manifest: RunManifest) -> RunCounts:
     instrument = store.instrument(manifest.instrument["digest"])
-    table = store.read_run(manifest, ["persona_id", "item_id", "rating"])
-    df = pl.from_arrow(table)
+    columns = ["persona_id", "item_id", "repetition", "rating"]
+    df = pl.from_arrow(store.read_run(manifest, columns))
     assert isinstance(df, pl.DataFrame)
     if manifest.mode == "self":
         df = df.with_columns(pl.col("persona_id").fill_null(-1))
+    df = newest_per_slot(store, manifest, df, columns)
     persona_ids = np.unique(df["persona_id"].to_numpy())
     item_ids = np.asarray(instrument.item_ids)
     order = np.argsort(item_ids)

@@ -24,6 +24,7 @@ from joblib import delayed
 from ..errors import ToolkitError
 from ..instrument import Instrument
 from ..store import RunManifest, Store
+from .cells import newest_per_slot
 from .metrics import ItemGroups, instrument_groups, resample_weights
 from .numerics import exact_products, exp
 from .options import AnalysisOptions
@@ -68,10 +69,11 @@ def load_logprobs(store: Store, manifest: RunManifest) -> LogprobRun:
         raise ToolkitError(f"run {manifest.run_id} is a {manifest.mode} run: it has no digit log-probabilities")
     inst = store.instrument(manifest.instrument["digest"])
     K = inst.n_points
-    table = store.read_run(manifest, ["persona_id", "item_id", "repetition", "digit_logprobs", "top_logprobs"])
-    df = pl.from_arrow(table)
+    columns = ["persona_id", "item_id", "repetition", "digit_logprobs", "top_logprobs"]
+    df = pl.from_arrow(store.read_run(manifest, columns))
     assert isinstance(df, pl.DataFrame)
-    df = df.with_columns(pl.col("persona_id").fill_null(-1)).sort(["persona_id", "item_id", "repetition"])
+    df = newest_per_slot(store, manifest, df.with_columns(pl.col("persona_id").fill_null(-1)), columns)
+    df = df.sort(["persona_id", "item_id", "repetition"])
     df = df.unique(["persona_id", "item_id"], keep="first", maintain_order=True)
     lp = df["digit_logprobs"]
     if lp.null_count() or (lp.list.len() != K).any():

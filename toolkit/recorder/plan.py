@@ -145,7 +145,11 @@ def build_plan(
     personas: PersonaSet | None,
     limit_personas: int | None = None,
     items: list[int] | None = None,
+    refresh: int = 0,
 ) -> Plan:
+    """Every slot of the protocol with its request key. ``refresh`` = g > 0 asks every slot again
+    as generation g (``record --refresh``): the request says so, so its key, and the seed sent,
+    differ from those of earlier answers, which stay stored; analysis reads the newest."""
     try:
         check_run_fields(model, None, protocol.temperature, protocol.mode)
     except ValueError as exc:
@@ -174,7 +178,18 @@ def build_plan(
         for iid in item_ids:
             messages = ({"role": "user", "content": instrument.prompt(iid, persona)},)
             for rep in reps:
-                key, text = request_key({"endpoint": endpoint, "messages": list(messages), "mode": protocol.mode,
-                                         "model": model, "repetition": rep, "sampling": sampling})
+                request = {"endpoint": endpoint, "messages": list(messages), "mode": protocol.mode, "model": model,
+                           "repetition": rep, "sampling": sampling}
+                if refresh:
+                    request["refresh"] = refresh
+                key, text = request_key(request)
                 slots.append(Slot(pid, iid, rep, messages, text, key))
     return Plan(slots, endpoint, model, protocol, personas)
+
+
+def next_generation(have: set[str], build) -> int:
+    """The first refresh generation none of whose keys is stored (``build(g)`` plans generation g)."""
+    g = 1
+    while any(s.key in have for s in build(g).slots):
+        g += 1
+    return g
