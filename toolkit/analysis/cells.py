@@ -45,11 +45,23 @@ class RunCounts:
 SLOT = ["persona_id", "item_id", "repetition"]
 
 
+def has_repeated_slots(df: pl.DataFrame) -> bool:
+    """Whether some (persona, item, repetition) slot holds several rows: one bincount."""
+    if df.height < 2:
+        return False
+    cols = [df[c].fill_null(-1).to_numpy().astype(np.int64) for c in SLOT]
+    span = [int(c.max()) - int(c.min()) + 1 for c in cols]
+    if np.prod(span, dtype=np.float64) > 8 * df.height + (1 << 20):  # sparse ids: sort instead
+        return df.height != df.select(SLOT).n_unique()
+    key = ((cols[0] - cols[0].min()) * span[1] + cols[1] - cols[1].min()) * span[2] + cols[2] - cols[2].min()
+    return bool(np.bincount(key).max() > 1)
+
+
 def newest_per_slot(store: Store, manifest: RunManifest, df: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
     """One row per slot: after `record --refresh` a slot holds several answers, and the newest
     (latest ``collected_at``; request key breaks ties) is the one analyzed. Checked on the
-    slot columns alone, so a run without refreshed slots costs one count, not a re-read."""
-    if df.height == df.select(SLOT).n_unique():
+    slot columns alone, so a run without refreshed slots costs one bincount, not a re-read."""
+    if not has_repeated_slots(df):
         return df
     full = pl.from_arrow(store.read_run(manifest, [*columns, "collected_at", "request_key"]))
     assert isinstance(full, pl.DataFrame)
