@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .backends.base import Backend
+from .plan import PROTOCOL_DEFAULTS
 
 
 def _handler(backend: Backend, model_name: str):
@@ -53,7 +54,8 @@ def _handler(backend: Backend, model_name: str):
             choice: dict[str, Any] = {"index": 0}
             if req.get("logprobs"):
                 d = backend.digit_logprobs(messages, list(range(10)), seed=seed)
-                top = json.loads(d.top_logprobs_json)[: int(req.get("top_logprobs") or 20)]
+                asked = int(req.get("top_logprobs") or PROTOCOL_DEFAULTS["top_logprobs"])
+                top = json.loads(d.top_logprobs_json)[:asked]
                 choice.update(message={"role": "assistant", "content": d.top_text}, finish_reason="length",
                               logprobs={"content": [{"token": d.top_text, "logprob": top[0]["logprob"],
                                                      "top_logprobs": top}]})

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ...errors import ToolkitError
 from ...hashing import sha256_file
+from ..plan import PROTOCOL_DEFAULTS
 from .base import DigitLogprobs, Generation
 
 
@@ -35,7 +36,8 @@ def model_digest(path: Path) -> str:
 class LocalBackend:
     name = "local"
 
-    def __init__(self, model_path: str | Path, *, threads: int | None = None, top_logprobs: int = 20):
+    def __init__(self, model_path: str | Path, *, threads: int | None = None,
+                 top_logprobs: int = PROTOCOL_DEFAULTS["top_logprobs"]):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from disk, never from a hub
         try:
             import torch

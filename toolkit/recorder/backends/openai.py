@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 
 from ...errors import ToolkitError
+from ..plan import PROTOCOL_DEFAULTS
 from .base import DEFAULT_BREAKER, BackendError, DigitLogprobs, FatalBackendError, Generation, digits_from_top
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -134,7 +135,7 @@ class OpenAIBackend:
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         rpm: float | None = None,
-        top_logprobs: int = 20,
+        top_logprobs: int = PROTOCOL_DEFAULTS["top_logprobs"],
         endpoint_label: str | None = None,
         send_seed: bool = True,
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
