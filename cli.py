@@ -124,6 +124,8 @@ def _guard(f):
         except OSError as exc:
             where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
             _fail(f"{where}{exc.strerror or exc}", 2)
+        except click.exceptions.ClickException:
+            raise
         except Exception as exc:  # a bug in the toolkit, not bad input: say so, traceback on request
             if os.environ.get("TOOLKIT_DEBUG"):
                 raise

@@ -54,6 +54,11 @@ def test_wheel_install_reads_the_demo_store_and_never_writes_into_the_package(tm
     assert rec.returncode == 2 and "writes to a store: give --store DIR" in rec.stderr
     missing = toolkit("runs", "--store", str(tmp_path / "no-such-dir"))
     assert missing.returncode == 2 and "no store at" in missing.stderr
+    explicit = toolkit("compact", "--store", str(site / "toolkit" / "demo_store"))  # named on purpose: still refused
+    assert explicit.returncode == 2 and "read-only" in explicit.stderr
+    library = subprocess.run([str(python), "-c", "from toolkit.store import Store; Store().compact("
+                              "Store().runs()[0].run_id)"], capture_output=True, text=True, cwd=work, env=env)
+    assert library.returncode != 0 and "read-only" in library.stderr
     assert tree_bytes(site) == before and not (site / "parquet").exists()
     # with a parquet/ in the working folder, that is the store
     (work / "parquet").mkdir()

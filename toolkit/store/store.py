@@ -50,13 +50,16 @@ DICTIONARY_COLUMNS = ["run_id", "instrument", "provenance", "response", "finish_
 _TEST_DELAY_ENV = "TOOLKIT_TEST_WRITER_DELAY"
 
 
+INSTALLED_DEMO = Path(__file__).resolve().parents[1] / "demo_store"  # exists in an installed package only
+
+
 def embedded_store_path() -> Path:
     """The demo store: ``parquet/`` of the source tree, or its copy installed with the package
     (``toolkit.demo_store``). Read-only: nothing writes here unless it is named explicitly."""
     tree = Path(__file__).resolve().parents[2]
     if (tree / "pyproject.toml").is_file() and (tree / DEFAULT_DIRNAME).is_dir():
         return tree / DEFAULT_DIRNAME
-    return Path(__file__).resolve().parents[1] / "demo_store"
+    return INSTALLED_DEMO
 
 
 def default_store_path(*, write: bool = False) -> Path:
@@ -123,6 +126,9 @@ class Store:
     # ----- locks -------------------------------------------------------------------------
     @contextmanager
     def _flock(self, name: str, mode: int) -> Iterator[None]:
+        if self.root.resolve() == INSTALLED_DEMO.resolve():  # every write takes a lock: none reaches the package
+            raise ToolkitError(f"the demo store installed with the package ({self.root}) is read-only; give a "
+                               "store of your own (--store DIR or $TOOLKIT_STORE)")
         lock_dir = self.root / "locks"
         lock_dir.mkdir(parents=True, exist_ok=True)
         with open(lock_dir / name, "a+b") as fh:
