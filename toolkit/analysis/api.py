@@ -190,11 +190,12 @@ def consistency(store: Store | None = None, *, options: AnalysisOptions = DEFAUL
     store = store or Store()
     selection.pop("mode", None)
     logit_runs = select_runs(store, mode="logprob", **selection)
-    rows = []
+    rows, why = [], []
     for lr in logit_runs:
         try:
             sampled = analyze(store, model=lr.model, variant=lr.variant, mode="persona", options=options)
-        except ToolkitError:
+        except ToolkitError as exc:  # say why this model has no sampled side
+            why.append(f"{lr.model} ({lr.variant}): {exc}")
             continue
         temps = sampled["temperature"].unique().sort().to_list()
         curve = curves_for([load_logprobs(store, lr)], temperature_grid(temperatures=temps), by_group=False,
@@ -206,7 +207,8 @@ def consistency(store: Store | None = None, *, options: AnalysisOptions = DEFAUL
         rows.append(joined.rename({"S": "S_sampled", "S_se": "S_sampled_se", "R": "R_sampled", "R_se": "R_sampled_se",
                                    "personas": "personas_sampled"}))
     if not rows:
-        raise ToolkitError("no model has both a logprob run and a sampled persona run in the selection")
+        raise ToolkitError("no model has both a logprob run and a sampled persona run in the selection"
+                           + "".join(f"; {w}" for w in why))
     return pl.concat(rows)
 
 def strip_variant_suffix(model: str, suffixes: Sequence[str] = DEFAULT_VARIANT_SUFFIXES) -> str:

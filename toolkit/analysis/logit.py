@@ -165,6 +165,9 @@ def _curve_chunk(L: np.ndarray, temps: np.ndarray, scale: np.ndarray, G: ItemGro
 
 def temperature_grid(tmin: float = 0.35, tmax: float = 1.25, points: int = 201,
                      temperatures: list[float] | None = None) -> np.ndarray:
+    if not temperatures and not (tmin < tmax and points >= 2):
+        raise ToolkitError(f"a temperature grid needs --tmin < --tmax and at least 2 --points (got tmin {tmin:g}, "
+                           f"tmax {tmax:g}, {points} points); --temperatures lists single values")
     temps = np.asarray(temperatures if temperatures else np.linspace(tmin, tmax, points), dtype=np.float64)
     if temps.size == 0 or not np.all(np.isfinite(temps)) or (temps <= 0).any():
         raise ToolkitError("temperatures must be finite and > 0")

@@ -60,9 +60,16 @@ def select_runs(
     if not out:
         filters = {k: v for k, v in dict(model=model, variant=variant, temperature=temperature, mode=mode,
                                             run_id=run_id).items() if v is not None}
-        desc = ", ".join(f"{k}={v}" for k, v in filters.items()) or "no filter"
+        desc = ", ".join(f"{k} {_listed(v)}" for k, v in filters.items()) or "no filter"
         raise ToolkitError(f"no run in store {store.root} matches {desc}")
     return out
+
+
+def _listed(value) -> str:
+    """A filter value as a person writes it: ``persona or logprob``, not a Python list."""
+    if isinstance(value, (list, tuple)):
+        return " or ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def require_mode(runs: Iterable[RunManifest], modes: tuple[str, ...], command: str) -> None:
