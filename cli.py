@@ -151,6 +151,22 @@ def _emit(df: pl.DataFrame, fmt: str, caption: str | None = None) -> None:
     click.echo(format_frame(df, fmt, caption=caption), nl=False)
 
 
+def _view(df: pl.DataFrame, columns: str | None, fmt: str) -> pl.DataFrame:
+    """What a table command prints: chosen ``columns``, else for the terminal the compact view,
+    else (csv, json, markdown, latex) every column."""
+    if columns:
+        chosen = [c.strip() for c in columns.split(",") if c.strip()]
+        unknown = [c for c in chosen if c not in df.columns]
+        if unknown:
+            raise ToolkitError(f"--columns: no column {', '.join(unknown)} (there are: {', '.join(df.columns)})")
+        return df.select(chosen)
+    if fmt == "table" and len(df):
+        from toolkit.report.tables import metrics_view
+
+        return metrics_view(df)
+    return df
+
+
 def _finish(problems: list[str]) -> None:
     """Name every run an analysis left out, on stderr; exit 1 unless every selected run made it."""
     for p in problems:
@@ -361,11 +377,13 @@ def compact(run_id, grace, store_dir):
 @_selection_options
 @click.option("--by", type=click.Choice(["run", "group"]), default="run", show_default=True,
               help="'group' adds one row per item group (moral foundation).")
+@click.option("--columns", default=None, metavar="NAME,...",
+              help="Print these columns (any of csv's) instead of the compact table view.")
 @_store_option
 @_format_option()
 @_guard
 @_analysis_options()
-def analyze(model, variant, temperature, run_id, by, options, store_dir, fmt):
+def analyze(model, variant, temperature, run_id, by, columns, options, store_dir, fmt):
     """Moral susceptibility S, sigma_bar and robustness R = 1/sigma_bar with bootstrap SEs, and
     S_corrected (S without the spread finite repetitions add; docs/statistics.md)."""
     from toolkit.analysis import analyze as run_analysis
@@ -374,7 +392,7 @@ def analyze(model, variant, temperature, run_id, by, options, store_dir, fmt):
     notes: list[str] = []
     df = run_analysis(_store(store_dir), by_group=by == "group", options=options, problems=problems, notes=notes,
                       **_selection(model, variant, temperature, run_id))
-    _emit(df, fmt)
+    _emit(_view(df, columns, fmt), fmt)
     for n in notes:
         click.echo(f"note: {n}", err=True)
     _finish(problems)

@@ -84,3 +84,31 @@ def _latex_escape(text: str) -> str:
             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
             "±": r"$\pm$", "Δ": r"$\Delta$"}
     return "".join(repl.get(ch, ch) for ch in text)
+
+
+def _pm(value: float | None, se: float | None, decimals: int) -> str:
+    """value ± SE with the SE to two significant digits (``decimals`` without an SE)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "" if value is None else str(value)
+    if se is None or not math.isfinite(se):
+        return f"{value:.{decimals}f}"
+    if se > 0:
+        decimals = min(5, max(0, 1 - math.floor(math.log10(se))))
+    return f"{value:.{decimals}f} ± {se:.{decimals}f}"
+
+
+def metrics_view(metrics: pl.DataFrame) -> pl.DataFrame:
+    """`analyze` for a person: model, variant, T, group, S ± SE, R ± SE, S_corrected and the
+    personas × items behind them, each at a precision its size needs. The full frame (every
+    SE part, repetition counts, run id) stays in --format csv/json, or --columns. P is personas."""
+    rows = []
+    for r in metrics.iter_rows(named=True):
+        rows.append({
+            "model": r["model"], "variant": r["variant"], "T": f"{r['temperature']:g}", "group": r["group"],
+            "S ± SE": _pm(r["S"], r["S_se"], 3),
+            "R ± SE": _pm(r["R"], r["R_se"], 2),
+            "S_corr": _pm(r.get("S_corrected"), None, 3),
+            "P×items": f"{r['personas']}×{r['items']}",
+        })
+    return pl.DataFrame(rows, schema=dict.fromkeys(["model", "variant", "T", "group", "S ± SE", "R ± SE", "S_corr",
+                                                    "P×items"], pl.String))
