@@ -48,6 +48,7 @@ def _selection(model, variant, temperature, run_id) -> dict:
     return {"model": model, "variant": variant, "temperature": list(temperature) or None, "run_id": run_id}
 
 
+SHOWN_TEMPERATURES = 5  # curves in the terminal: evenly spaced temperatures of the grid, ends included
 PARALLEL_BACKENDS = ["threading", "loky", "multiprocessing", "dask"]
 OPTION_FIELDS = ("bootstrap", "rerun_bootstrap", "seed", "jobs", "backend", "scheduler", "ci_level", "ci_method",
                  "permutations")
@@ -560,12 +561,13 @@ def power(model, variant, temperature, run_id, metric, deltas, persona_counts, r
 @click.option("--by", type=click.Choice(["run", "group"]), default="run", show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a PNG figure of R(T) and S(T) (needs the [plot] extra).")
+@click.option("--all", "all_rows", is_flag=True, help="In the terminal table, every temperature (default: 5).")
 @_store_option
 @_format_option()
 @_guard
 @_analysis_options(rerun=False)
-def curves(model, variant, temperature, run_id, tmin, tmax, points, temperatures, by, plot_path, options, store_dir,
-           fmt):
+def curves(model, variant, temperature, run_id, tmin, tmax, points, temperatures, by, plot_path, all_rows, options,
+           store_dir, fmt):
     """R(T), S(T), sigma_bar(T) of logprob runs by the logit method (exact distributions)."""
     from toolkit.analysis import curves as run_curves
 
@@ -573,7 +575,14 @@ def curves(model, variant, temperature, run_id, tmin, tmax, points, temperatures
     problems: list[str] = []
     df = run_curves(_store(store_dir), tmin=tmin, tmax=tmax, points=points, temperatures=temps, by_group=by == "group",
                     options=options, problems=problems, **_selection(model, variant, temperature, run_id))
-    _emit(df, fmt)
+    grid = df["temperature"].unique().sort() if len(df) else None
+    if fmt == "table" and not all_rows and grid is not None and len(grid) > SHOWN_TEMPERATURES:
+        at = grid.gather([round(i * (len(grid) - 1) / (SHOWN_TEMPERATURES - 1)) for i in range(SHOWN_TEMPERATURES)])
+        _emit(df.filter(df["temperature"].is_in(at.implode())), fmt)
+        click.echo(f"({SHOWN_TEMPERATURES} of {len(grid)} temperatures shown: --all for every one, --format csv for "
+                   "the data)", err=True)
+    else:
+        _emit(df, fmt)
     if plot_path and len(df):
         from toolkit.report.figures import plot_curves
 
@@ -793,13 +802,15 @@ def fetch(name, source, quiet, store_dir, fmt):
 @click.option("--claims", default=None, help="Claims file (default: the one shipped for the dataset).")
 @click.option("--report-dir", type=click.Path(file_okay=False), default=None,
               help="Write index.html, report.md, figures and tables here.")
+@click.option("--all", "all_claims", is_flag=True, help="table/markdown: every claim (default: the counts and "
+              "the claims that are not PASS).")
 @click.option("--within-se", type=float, default=None, help="Grant WITHIN-SE to claims inside K standard errors.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @click.option("--store", "store_dir", type=click.Path(file_okay=False), default=None,
               help="Store to import into (default: a fresh temporary store; never the embedded one).")
 @_guard
 @_analysis_options(scheduler=False)
-def audit(name, source, claims, report_dir, within_se, fmt, options, store_dir):
+def audit(name, source, claims, report_dir, all_claims, within_se, fmt, options, store_dir):
     """Verify a paper's claims against its published raw data: PASS / WITHIN-SE / FAIL per number.
 
     Exit 0 when no claim fails, 1 when any does, 2 on bad input.
@@ -813,7 +824,7 @@ def audit(name, source, claims, report_dir, within_se, fmt, options, store_dir):
         store = _store(store_dir or str(Path(tmp) / "store"), write=True)
         result = run_audit(name, source=source, claims=claims, store=store, options=options, within_se=within_se,
                            progress=fmt == "table")
-        click.echo(claims_output(result, fmt), nl=False)
+        click.echo(claims_output(result, fmt, all_claims), nl=False)
         if report_dir:
             folder = write_report(result, report_dir)
             click.echo(f"report: {folder / 'index.html'}", err=True)

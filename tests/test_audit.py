@@ -70,6 +70,17 @@ def test_audit_passes_every_claim(audited):
     assert all(abs(c["diff_units"]) < 0.7 for c in claims if c["status"] == "WITHIN-SE")
 
 
+def test_terminal_view_lists_counts_and_only_the_claims_that_are_not_pass(tmp_path):
+    need_shared()
+    res = run_cli("audit", "costa2026-em", "--from", str(EM), "--store", str(tmp_path / "s"), "--jobs", "2")
+    assert res.returncode == 0, res.stderr[-1000:]
+    lines = res.stdout.splitlines()
+    assert lines[-2].startswith("audit costa2026-em") and "FAIL 0" in lines[-2]
+    listed = [line for line in lines[2:-2] if line.strip()]
+    assert listed and all(" PASS" not in line for line in listed)  # the WITHIN-SE ones, not all 431
+    assert len(listed) < 431
+
+
 def test_report_folder(audited):
     _, report = audited
     html = (report / "index.html").read_text()

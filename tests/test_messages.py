@@ -34,3 +34,11 @@ def test_compare_with_only_baseline_runs_says_there_is_nothing_to_compare(tmp_pa
     assert run_cli("simulate", "--runs", "1", "--personas", "4", "--repetitions", "2", *store).returncode == 0
     line = _one_line_error(run_cli("compare", "--summary", "--baseline", "simulated", *store))
     assert "nothing to compare: every selected run is of the baseline variant 'simulated'" in line
+
+
+def test_curves_in_the_terminal_shows_five_temperatures_unless_all():
+    short = run_cli("curves", *DEMO)
+    assert short.returncode == 0 and len(short.stdout.splitlines()) == 2 + 5
+    assert "5 of 201 temperatures shown: --all for every one" in short.stderr
+    assert len(run_cli("curves", "--all", *DEMO).stdout.splitlines()) == 2 + 201
+    assert len(run_cli("curves", "--format", "csv", *DEMO).stdout.splitlines()) == 1 + 201

@@ -17,7 +17,9 @@ from .run import AuditResult
 STATUS_COLOR = {"PASS": "#2e7d32", "WITHIN-SE": "#ef6c00", "FAIL": "#c62828"}
 
 
-def claims_output(result: AuditResult, fmt: str) -> str:
+def claims_output(result: AuditResult, fmt: str, all_claims: bool = False) -> str:
+    """The claims as the terminal (or Markdown) shows them: the counts and every claim that is
+    not a plain PASS, or with ``all_claims`` every claim; JSON always holds them all."""
     table = result.table
     if fmt == "json":
         doc = {"dataset": result.dataset.name, "paper": result.dataset.paper, "counts": result.counts,
@@ -27,6 +29,12 @@ def claims_output(result: AuditResult, fmt: str) -> str:
     shown = table.select("id", "table", "printed", "recomputed", "diff_units", "diff_se", "status")
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
     head = f"audit {result.dataset.name} ({result.dataset.paper}): {counts}\n"
+    if not all_claims:
+        shown = shown.filter(pl.col("status") != "PASS")
+        head += ("(the claims that are not PASS are listed above; --all lists every claim)\n" if len(shown) else
+                 "(every claim PASS; --all lists them)\n")
+        if not len(shown):
+            return f"**{head.strip()}**\n" if fmt == "markdown" else head
     if fmt == "markdown":
         return f"**{head.strip()}**\n\n" + format_frame(shown, "markdown")
     return format_frame(shown, "table") + head
@@ -86,7 +94,7 @@ def write_report(result: AuditResult, folder: str | Path) -> Path:
     md += [f"![{cap}]({src})" if src else f"_{cap}_" for src, cap in figures]
     for name, t in tables.items():
         md += ["", f"## {name}", "", format_frame(t, "markdown")]
-    md += ["", "## Claims", "", claims_output(result, "markdown")]
+    md += ["", "## Claims", "", claims_output(result, "markdown", all_claims=True)]
     (folder / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     (folder / "index.html").write_text(_html(result, figures, tables), encoding="utf-8")
     return folder
