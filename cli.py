@@ -168,6 +168,17 @@ def _view(df: pl.DataFrame, columns: str | None, fmt: str) -> pl.DataFrame:
     return df
 
 
+def _check_plot(plot_path: str | None, dpi: float | None) -> None:
+    """A figure's name and resolution are checked before any work is done."""
+    if plot_path or dpi is not None:
+        from toolkit.report.figures import check_figure_path, figure_options
+
+        if plot_path:
+            check_figure_path(plot_path)
+        with figure_options(dpi):
+            pass
+
+
 def _finish(problems: list[str]) -> None:
     """Name every run an analysis left out, on stderr; exit 1 unless every selected run made it."""
     for p in problems:
@@ -409,12 +420,14 @@ def analyze(model, variant, temperature, run_id, by, columns, options, store_dir
 @click.option("--persona-ids", default=None, help="The set: these persona ids (comma-separated). Implies --of set.")
 @click.option("--exclude-persona-ids", default=None, help="Leave these persona ids out (comma-separated).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
-              help="With --of set: a radar per model comparing its self profile with the set's ([plot] extra).")
+              help="With --of set: a radar per model comparing its self profile with the set's, as FILE.png, .pdf "
+                   "or .svg ([plot] extra).")
+@click.option("--dpi", type=float, default=None, help="Resolution of a PNG figure (default 100).")
 @_store_option
 @_format_option()
 @_guard
 def profiles(model, variant, temperature, run_id, of, personas_file, persona_ids, exclude_persona_ids, plot_path,
-             store_dir, fmt):
+             dpi, store_dir, fmt):
     """Moral-foundation profiles: mean rating and mean within-question std per group, of
     no-persona ("self") runs, of each persona, or over a set of personas (paper Appendix C)."""
     from toolkit.analysis.profiles import persona_filter, persona_profiles, persona_set_profiles
@@ -428,6 +441,7 @@ def profiles(model, variant, temperature, run_id, of, personas_file, persona_ids
         raise ToolkitError("--personas, --persona-ids, --exclude-persona-ids and --plot need --of set or persona")
     if plot_path and of != "set":
         raise ToolkitError("--plot draws set profiles: use it with --of set")
+    _check_plot(plot_path, dpi)
     filt = persona_filter(personas_file, _ints(persona_ids, "--persona-ids"),
                           _ints(exclude_persona_ids, "--exclude-persona-ids"))
     if of == "self":
@@ -438,7 +452,7 @@ def profiles(model, variant, temperature, run_id, of, personas_file, persona_ids
         table = persona_set_profiles(store, personas=filt, problems=problems, **sel)
         _emit(table, fmt)
         if plot_path and len(table):
-            from toolkit.report.figures import plot_profile_comparison
+            from toolkit.report.figures import figure_options, plot_profile_comparison
 
             own = {k: v for k, v in sel.items() if k != "run_id"}
             models = table["model"].unique().to_list()
@@ -446,7 +460,8 @@ def profiles(model, variant, temperature, run_id, of, personas_file, persona_ids
                 selves = self_profiles(store, problems=[], **{**own, "model": models})
             except ToolkitError:  # no self run of these models: the set profiles alone
                 selves = table.head(0)
-            click.echo(f"figure: {plot_profile_comparison(selves, table, plot_path)}", err=True)
+            with figure_options(dpi):
+                click.echo(f"figure: {plot_profile_comparison(selves, table, plot_path)}", err=True)
     _finish(problems)
 
 
@@ -498,15 +513,17 @@ def compare(model, variant, temperature, run_id, baseline, by, summary, paired, 
 @click.option("--by", type=click.Choice(["persona", "item"]), default="persona", show_default=True)
 @click.option("--baseline", default="base", show_default=True, help="Variant each run is compared with.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
-              help="Also a PNG of the personas ranked by their shift ([plot] extra).")
+              help="Also a figure of the personas ranked by their shift: FILE.png, .pdf or .svg ([plot] extra).")
+@click.option("--dpi", type=float, default=None, help="Resolution of a PNG figure (default 100).")
 @_store_option
 @_format_option()
 @_guard
-def diagnose(model, variant, temperature, run_id, by, baseline, plot_path, store_dir, fmt):
+def diagnose(model, variant, temperature, run_id, by, baseline, plot_path, dpi, store_dir, fmt):
     """Per persona or item: contributions to S and sigma_bar, and the paired shift from the
     baseline run (which personas collapse, which items move)."""
     from toolkit.analysis.diagnose import diagnose as run_diagnose
 
+    _check_plot(plot_path, dpi)
     problems: list[str] = []
     store = _store(store_dir)
     table = run_diagnose(store, by=by, baseline=baseline, problems=problems,
@@ -514,11 +531,12 @@ def diagnose(model, variant, temperature, run_id, by, baseline, plot_path, store
     _emit(table, fmt)
     if plot_path:
         from toolkit.analysis.diagnose import diagnose as persona_rows
-        from toolkit.report.figures import plot_persona_shifts
+        from toolkit.report.figures import figure_options, plot_persona_shifts
 
         rows = table if by == "persona" else persona_rows(store, baseline=baseline, problems=[],
                                                           **_selection(model, variant, temperature, run_id))
-        click.echo(f"figure: {plot_persona_shifts(rows, plot_path)}", err=True)
+        with figure_options(dpi):
+            click.echo(f"figure: {plot_persona_shifts(rows, plot_path)}", err=True)
     _finish(problems)
 
 
@@ -560,17 +578,19 @@ def power(model, variant, temperature, run_id, metric, deltas, persona_counts, r
 @click.option("--temperatures", default=None, help="Explicit comma-separated temperatures (overrides the grid).")
 @click.option("--by", type=click.Choice(["run", "group"]), default="run", show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write a PNG figure of R(T) and S(T) (needs the [plot] extra).")
+              help="Also a figure of R(T) and S(T): FILE.png, .pdf or .svg (needs the [plot] extra).")
+@click.option("--dpi", type=float, default=None, help="Resolution of a PNG figure (default 100).")
 @click.option("--all", "all_rows", is_flag=True, help="In the terminal table, every temperature (default: 5).")
 @_store_option
 @_format_option()
 @_guard
 @_analysis_options(rerun=False)
-def curves(model, variant, temperature, run_id, tmin, tmax, points, temperatures, by, plot_path, all_rows, options,
-           store_dir, fmt):
+def curves(model, variant, temperature, run_id, tmin, tmax, points, temperatures, by, plot_path, dpi, all_rows,
+           options, store_dir, fmt):
     """R(T), S(T), sigma_bar(T) of logprob runs by the logit method (exact distributions)."""
     from toolkit.analysis import curves as run_curves
 
+    _check_plot(plot_path, dpi)
     temps = _number_list(temperatures, float, "--temperatures", "numbers")
     problems: list[str] = []
     df = run_curves(_store(store_dir), tmin=tmin, tmax=tmax, points=points, temperatures=temps, by_group=by == "group",
@@ -584,9 +604,10 @@ def curves(model, variant, temperature, run_id, tmin, tmax, points, temperatures
     else:
         _emit(df, fmt)
     if plot_path and len(df):
-        from toolkit.report.figures import plot_curves
+        from toolkit.report.figures import figure_options, plot_curves
 
-        plot_curves(df, plot_path)
+        with figure_options(dpi):
+            plot_curves(df, plot_path)
     _finish(problems)
 
 
@@ -804,13 +825,16 @@ def fetch(name, source, quiet, store_dir, fmt):
               help="Write index.html, report.md, figures and tables here.")
 @click.option("--all", "all_claims", is_flag=True, help="table/markdown: every claim (default: the counts and "
               "the claims that are not PASS).")
+@click.option("--figure-format", type=click.Choice(["png", "pdf", "svg"]), default="png", show_default=True,
+              help="Format of the report's figures.")
+@click.option("--dpi", type=float, default=None, help="Resolution of PNG figures (default 100).")
 @click.option("--within-se", type=float, default=None, help="Grant WITHIN-SE to claims inside K standard errors.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @click.option("--store", "store_dir", type=click.Path(file_okay=False), default=None,
               help="Store to import into (default: a fresh temporary store; never the embedded one).")
 @_guard
 @_analysis_options(scheduler=False)
-def audit(name, source, claims, report_dir, all_claims, within_se, fmt, options, store_dir):
+def audit(name, source, claims, report_dir, all_claims, figure_format, dpi, within_se, fmt, options, store_dir):
     """Verify a paper's claims against its published raw data: PASS / WITHIN-SE / FAIL per number.
 
     Exit 0 when no claim fails, 1 when any does, 2 on bad input.
@@ -826,7 +850,10 @@ def audit(name, source, claims, report_dir, all_claims, within_se, fmt, options,
                            progress=fmt == "table")
         click.echo(claims_output(result, fmt, all_claims), nl=False)
         if report_dir:
-            folder = write_report(result, report_dir)
+            from toolkit.report.figures import figure_options
+
+            with figure_options(dpi):
+                folder = write_report(result, report_dir, figure_format)
             click.echo(f"report: {folder / 'index.html'}", err=True)
     for p in result.skipped:
         click.echo(f"skipped: {p}", err=True)

@@ -59,7 +59,7 @@ def paper_tables(result: AuditResult) -> dict[str, pl.DataFrame]:
     return out
 
 
-def write_report(result: AuditResult, folder: str | Path) -> Path:
+def write_report(result: AuditResult, folder: str | Path, figure_format: str = "png") -> Path:
     folder = Path(folder)
     (folder / "figures").mkdir(parents=True, exist_ok=True)
     figures: list[tuple[str, str]] = []
@@ -68,14 +68,16 @@ def write_report(result: AuditResult, folder: str | Path) -> Path:
 
         display = result.claims.display_names
         if len(result.comparison):
-            plot_bars(result.comparison, "S", folder / "figures" / "bars_S.png", display=display)
-            plot_bars(result.comparison, "R", folder / "figures" / "bars_R.png", display=display)
-            figures += [("figures/bars_S.png", "Moral susceptibility S per model and variant; Δ% from base"),
-                        ("figures/bars_R.png", "Moral robustness R per model and variant; Δ% from base")]
+            plot_bars(result.comparison, "S", folder / "figures" / f"bars_S.{figure_format}", display=display)
+            plot_bars(result.comparison, "R", folder / "figures" / f"bars_R.{figure_format}", display=display)
+            figures += [(f"figures/bars_{m}.{figure_format}", f"Moral {name} {m} per model and variant; Δ% from base")
+                        for m, name in (("S", "susceptibility"), ("R", "robustness"))]
         if len(result.profiles):
-            plot_radar(result.profiles, folder / "figures" / "radar_profiles.png", family=strip_variant_suffix,
+            plot_radar(result.profiles, folder / "figures" / f"radar_profiles.{figure_format}",
+                       family=strip_variant_suffix,
                        display=display)
-            figures.append(("figures/radar_profiles.png", "Moral foundations profiles without persona (mean ± std)"))
+            figures.append((f"figures/radar_profiles.{figure_format}",
+                            "Moral foundations profiles without persona (mean ± std)"))
     except Exception as exc:
         figures.append(("", f"figures not drawn: {exc}"))
     tables = paper_tables(result)
@@ -113,10 +115,19 @@ def _html_table(df: pl.DataFrame, status: bool = False) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _figure_html(src: str, cap: str) -> str:
+    """An image for PNG and SVG; a PDF (which browsers do not show inline) as a link."""
+    if not src:
+        return f"<p><em>{html.escape(cap)}</em></p>"
+    if src.endswith(".pdf"):
+        return f'<p><a href="{html.escape(src)}">{html.escape(cap)} (PDF)</a></p>'
+    return (f'<figure><img src="{html.escape(src)}" alt="{html.escape(cap)}"><figcaption>{html.escape(cap)}'
+            "</figcaption></figure>")
+
+
 def _html(result: AuditResult, figures, tables) -> str:
     counts = " · ".join(f'<span style="color:{STATUS_COLOR[k]}">{k} {v}</span>' for k, v in result.counts.items())
-    figs = "".join(f'<figure><img src="{html.escape(src)}" alt="{html.escape(cap)}"><figcaption>{html.escape(cap)}'
-                   f"</figcaption></figure>" if src else f"<p><em>{html.escape(cap)}</em></p>" for src, cap in figures)
+    figs = "".join(_figure_html(src, cap) for src, cap in figures)
     tabs = "".join(f"<h2>{html.escape(name)}</h2>{_html_table(t)}" for name, t in tables.items())
     shown = result.table.select("id", "table", "printed", "recomputed", "diff_units", "diff_se", "status")
     d = result.dataset

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
@@ -15,15 +17,42 @@ def _pyplot():
     except ImportError:
         raise ToolkitError("figures need matplotlib: pip install -e '.[plot]'") from None
     matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "persona-moral-toolkit"  # SVG ids from content, not at random
     import matplotlib.pyplot as plt
 
     return plt
 
 
-def _save(plt, fig, path: str | Path) -> Path:
+FIGURE_FORMATS = ("png", "pdf", "svg")
+NO_TIMESTAMP = {".pdf": {"CreationDate": None}, ".svg": {"Date": None}}  # the same figure, the same bytes
+_DPI: list[float | None] = [None]  # set by figure_options; None: each figure's own
+
+
+def check_figure_path(path: str | Path) -> Path:
+    """A figure's file name decides its format: .png, .pdf or .svg (checked before any work)."""
     out = Path(path)
+    if out.suffix.lower().lstrip(".") not in FIGURE_FORMATS:
+        raise ToolkitError(f"{out}: a figure is written as .png, .pdf or .svg (the name's extension picks which)")
+    return out
+
+
+@contextmanager
+def figure_options(dpi: float | None = None) -> Iterator[None]:
+    """Resolution of the PNGs written inside the block (vector formats ignore it)."""
+    if dpi is not None and not 10 <= dpi <= 1200:
+        raise ToolkitError(f"--dpi must be between 10 and 1200, not {dpi:g}")
+    _DPI[0] = dpi
+    try:
+        yield
+    finally:
+        _DPI[0] = None
+
+
+def _save(plt, fig, path: str | Path) -> Path:
+    out = check_figure_path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    fig.savefig(out, dpi=_DPI[0] if _DPI[0] is not None else "figure",
+                metadata=NO_TIMESTAMP.get(out.suffix.lower()))
     plt.close(fig)
     return out
 
@@ -46,6 +75,11 @@ def plot_curves(df: pl.DataFrame, path: str | Path) -> Path:
         ax.set_ylabel(f"{metric}(T)")
         ax.grid(alpha=0.3)
     axes[0].set_yscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 2, 3, 5 rather than 2×10⁰
+    axes[0].yaxis.set_major_formatter(plain)
+    axes[0].yaxis.set_minor_formatter(plain)
     axes[0].set_title("moral robustness R(T)")
     axes[1].set_title("moral susceptibility S(T)")
     axes[1].legend(fontsize=8)
@@ -110,6 +144,12 @@ def plot_bars(comparison: pl.DataFrame, metric: str, path: str | Path, *, displa
 def plot_radar(profiles: pl.DataFrame, path: str | Path, *, family, display: dict | None = None,
                scale_max: float = 5.0) -> Path:
     """One radar per model: the per-group profile of each variant, with ± mean-std bands."""
+    plt = _pyplot()
+    return _save(plt, radar_figure(profiles, family=family, display=display, scale_max=scale_max), path)
+
+
+def radar_figure(profiles: pl.DataFrame, *, family, display: dict | None = None, scale_max: float = 5.0):
+    """The radar figure itself (tests measure its layout: no label under the legend)."""
     import numpy as np
 
     plt = _pyplot()
@@ -141,9 +181,11 @@ def plot_radar(profiles: pl.DataFrame, path: str | Path, *, family, display: dic
         ax.set_ylim(0, scale_max)
         ax.set_title(display.get(fam, fam), fontsize=10, pad=18)
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
-    fig.tight_layout(rect=(0, 0.07, 1, 0.93))
-    return _save(plt, fig, path)
+    # the legend gets a band of its own below the panels, so it cannot cover an axis label
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+    return fig
 
 
 def plot_profile_comparison(selves: pl.DataFrame, sets: pl.DataFrame, path: str | Path,

@@ -58,9 +58,9 @@ def _rows_by_family_variant(frame: pl.DataFrame, family, display: dict | None, c
 
 def foundation_table(metrics: pl.DataFrame, metric: str, *, family, decimals: int = 2,
                      display: dict | None = None) -> pl.DataFrame:
-    """Tables 4-5: per-foundation metric ± SE, one row per model and variant (foundations A-Z)."""
-    ordered = metrics.sort("group", maintain_order=True)
-    return _rows_by_family_variant(ordered, family, display,
+    """Tables 4-5: per-foundation metric ± SE, one row per model and variant."""
+    # groups in instrument order, as analyze emits them and as Table 3 shows them
+    return _rows_by_family_variant(metrics, family, display,
                                    lambda r: _cell(r[metric][0], r[f"{metric}_se"][0], decimals))
 
 

@@ -1,0 +1,59 @@
+"""Paper-ready figures: PNG, PDF or SVG by the file name, a chosen resolution, the same bytes
+for the same data, no label under a legend, and foundations in instrument order everywhere."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+
+import polars as pl
+import pytest
+
+from conftest import ROOT, run_cli
+
+DEMO = ["--store", str(ROOT / "parquet")]
+
+
+def test_figure_formats_resolution_and_reproducible_bytes(tmp_path):
+    pytest.importorskip("matplotlib")
+    digests = {}
+    for name in ("c.png", "c.pdf", "c.svg"):
+        for attempt in range(2):
+            res = run_cli("curves", "--points", "9", "--plot", str(tmp_path / name), *DEMO)
+            assert res.returncode == 0, res.stderr
+            digests.setdefault(name, set()).add(hashlib.sha256((tmp_path / name).read_bytes()).hexdigest())
+    assert all(len(d) == 1 for d in digests.values())  # no timestamp or random id in any format
+    assert (tmp_path / "c.pdf").read_bytes()[:5] == b"%PDF-" and b"<svg" in (tmp_path / "c.svg").read_bytes()
+    run_cli("curves", "--points", "9", "--plot", str(tmp_path / "hi.png"), "--dpi", "200", *DEMO)
+    assert struct.unpack(">II", (tmp_path / "hi.png").read_bytes()[16:24]) == (2000, 800)  # 10 x 4 in at 200 dpi
+    bad = run_cli("curves", "--plot", str(tmp_path / "c.jpg"), *DEMO)
+    assert bad.returncode == 2 and "written as .png, .pdf or .svg" in bad.stderr and bad.stdout == ""
+    assert run_cli("curves", "--plot", str(tmp_path / "x.png"), "--dpi", "5", *DEMO).returncode == 2
+
+
+def test_no_axis_label_lies_under_the_radar_legend(em_store):
+    pytest.importorskip("matplotlib")
+    from toolkit.analysis import profiles
+    from toolkit.analysis.api import strip_variant_suffix
+    from toolkit.report.figures import radar_figure
+
+    fig = radar_figure(profiles(em_store), family=strip_variant_suffix)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    labels = [t for ax in fig.axes if ax.get_visible() for t in ax.get_xticklabels() + [ax.title]]
+    assert len(labels) == 4 * 6  # 4 models: 5 foundation labels and a title each
+    covered = [t.get_text() for t in labels if t.get_window_extent(renderer).overlaps(legend)]
+    assert covered == []
+
+
+def test_foundation_tables_follow_the_instrument_order(em_store):
+    from toolkit.instrument import load_instrument
+
+    groups = load_instrument().groups
+    for number in ("3", "4", "5"):
+        res = run_cli("paper-table", number, "--format", "csv", "--bootstrap", "20", "--rerun-bootstrap", "5",
+                      "--store", str(em_store.root))
+        assert res.returncode == 0, res.stderr
+        assert pl.read_csv(io.StringIO(res.stdout)).columns[2:] == groups
