@@ -19,7 +19,7 @@ def test_figure_formats_resolution_and_reproducible_bytes(tmp_path):
     pytest.importorskip("matplotlib")
     digests = {}
     for name in ("c.png", "c.pdf", "c.svg"):
-        for attempt in range(2):
+        for _ in range(2):
             res = run_cli("curves", "--points", "9", "--plot", str(tmp_path / name), *DEMO)
             assert res.returncode == 0, res.stderr
             digests.setdefault(name, set()).add(hashlib.sha256((tmp_path / name).read_bytes()).hexdigest())
