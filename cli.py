@@ -501,7 +501,7 @@ def compare(model, variant, temperature, run_id, baseline, by, summary, paired, 
         return
     metrics = run_analysis(_store(store_dir), by_group=by == "group", options=options, problems=problems, **sel)
     table = run_compare(metrics, baseline=baseline, problems=problems)
-    if not (table["variant"] != baseline).any():
+    if not problems and not (table["variant"] != baseline).any():  # (a run left out is named by _finish)
         raise ToolkitError(f"nothing to compare: every selected run is of the baseline variant {baseline!r} (compare "
                            "needs runs of another variant of the same model; --baseline names the baseline)")
     _emit(compare_summary(table, baseline=baseline) if summary else table, fmt)
