@@ -139,11 +139,21 @@ def persona_bootstrap(mu: np.ndarray, sigma: np.ndarray, noise: np.ndarray, G: I
     if draws <= 0:
         return (np.empty((0, G.width)),) * 3
     W = resample_weights(P, draws, rng)
-    centred = mu - mu.mean(axis=0)
-    Q = mu.shape[1]
-    sums = exact_products(W, np.concatenate([centred, centred * centred, sigma, noise], axis=1))
-    m1, m2, sig, nse = sums[:, :Q], sums[:, Q : 2 * Q], sums[:, 2 * Q : 3 * Q], sums[:, 3 * Q :]
-    return _replicates(m1, m2, sig, nse, P, G)
+    return from_sums(exact_products(W, persona_values(mu, sigma, noise, mu.mean(axis=0))), P, G)
+
+
+def persona_values(mu: np.ndarray, sigma: np.ndarray, noise: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Per persona, what every metric sums over personas, item by item: (P, 4Q), the blocks
+    (mu - c), (mu - c)^2, sigma and sigma^2/n. Any weighting of personas (a bootstrap draw, a
+    left-out persona, a permutation) is then one product with these rows."""
+    c = mu - centre
+    return np.concatenate([c, c * c, sigma, noise], axis=1)
+
+
+def from_sums(sums: np.ndarray, P: int, G: ItemGroups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """S, sigma_bar and S_corrected from (..., 4Q) sums of ``persona_values`` over P personas."""
+    Q = sums.shape[-1] // 4
+    return _replicates(sums[..., :Q], sums[..., Q : 2 * Q], sums[..., 2 * Q : 3 * Q], sums[..., 3 * Q :], P, G)
 
 
 def _replicates(m1: np.ndarray, m2: np.ndarray, sig: np.ndarray, noise: np.ndarray, P: int, G: ItemGroups):

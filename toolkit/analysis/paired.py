@@ -24,7 +24,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from .intervals import acceleration, bca_interval, percentile_interval
-from .metrics import ItemGroups, _replicates, cell_moments, point_estimates, repetition_noise, resample_weights
+from .metrics import (
+    ItemGroups,
+    cell_moments,
+    from_sums,
+    persona_values,
+    point_estimates,
+    repetition_noise,
+    resample_weights,
+)
 from .numerics import exact_products
 from .options import AnalysisOptions
 
@@ -59,16 +67,14 @@ class PairResult:
 
 
 def unit_values(counts: np.ndarray, scale: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """Per persona, the four per-item quantities the metrics sum: (P, 4Q)."""
+    """Per persona, the four per-item quantities the metrics sum (metrics.persona_values): (P, 4Q)."""
     n, mu, sigma = cell_moments(counts, scale)
-    c = mu - centre
-    return np.concatenate([c, c * c, sigma, repetition_noise(n, sigma)], axis=1)
+    return persona_values(mu, sigma, repetition_noise(n, sigma), centre)
 
 
 def metrics_from_sums(sums: np.ndarray, P: int, G: ItemGroups) -> np.ndarray:
     """(4, ..., G) values of METRICS from (..., 4Q) sums over P personas."""
-    Q = sums.shape[-1] // 4
-    S, sig, S_corr = _replicates(sums[..., :Q], sums[..., Q:2 * Q], sums[..., 2 * Q:3 * Q], sums[..., 3 * Q:], P, G)
+    S, sig, S_corr = from_sums(sums, P, G)
     with np.errstate(divide="ignore"):
         return np.stack([S, sig, 1.0 / sig, S_corr])
 
