@@ -27,7 +27,7 @@ from .paired import METRICS, PairResult, compare_pair
 from .parallel import chunks, run_parallel
 from .profiles import profiles  # noqa: F401  (re-exported: the API keeps it here too)
 from .seeds import rng_for
-from .selection import read_runs, retained_counts, runs_for, select_runs, skip
+from .selection import read_runs, retained_counts, runs_for, select_runs, skip, with_baselines
 
 ANALYZE_COLUMNS = [
     "model", "variant", "temperature", "group", "S", "S_se", "sigma_bar", "sigma_bar_se", "R", "R_se",
@@ -312,31 +312,19 @@ def paired_compare(
     all_runs = store.runs()
     runs = runs_for(store, selection, ("persona",), "compare --paired", among=all_runs)
     loaded = retained_counts(store, runs, all_runs, options, problems)
-    bases: dict[tuple, list] = {}
-    for rc, ids in loaded:
-        if rc.manifest.variant == baseline:
-            bases.setdefault((family(rc.manifest.model), rc.manifest.temperature), []).append((rc, ids))
-    if not bases:
+    if not any(rc.manifest.variant == baseline for rc, _ in loaded):
         raise ToolkitError(f"no run of baseline variant {baseline!r} in the selection")
     jobs_in, meta = [], []
-    for rc, ids in loaded:
+    for rc, ids, base, why in with_baselines(loaded, baseline, family, problems):
         m = rc.manifest
         if m.variant == baseline:
             continue
-        key = (family(m.model), m.temperature)
-        candidates = bases.get(key, [])
-        if len(candidates) != 1:
-            why = (f"no {baseline!r} run of family {key[0]!r} at temperature {key[1]} to compare with (--baseline "
-                   "names another variant)" if not candidates else
-                   f"several {baseline!r} runs of family {key[0]!r} at temperature {key[1]}; narrow the selection")
+        if base is None:
             skip(problems, f"run {m.run_id}: {why}")
             continue
-        base_rc, base_ids = candidates[0]
-        if base_rc.instrument.digest != rc.instrument.digest or base_rc.instrument.item_ids != rc.instrument.item_ids:
-            skip(problems, f"run {m.run_id}: its instrument or items differ from those of {base_rc.manifest.run_id}")
-            continue
+        base_rc, base_ids = base
         jobs_in.append((base_rc, base_ids, rc, ids, unpaired))
-        meta.append((key[0], m, base_rc.manifest, ["all"] + rc.instrument.groups))
+        meta.append((family(m.model), m, base_rc.manifest, ["all"] + rc.instrument.groups))
     results = [r for part in run_parallel([delayed(_pair_chunk)(c, options) for c in chunks(jobs_in, options.jobs)],
                                           options) for r in part]
     rows = []

@@ -23,7 +23,7 @@ from .cells import RunCounts
 from .metrics import ItemGroups, cell_moments, instrument_groups
 from .options import DEFAULT
 from .paired import leave_one_out, point_metrics, unit_values
-from .selection import retained_counts, runs_for, skip
+from .selection import retained_counts, runs_for, with_baselines
 
 PERSONA_COLUMNS = ["family", "model", "variant", "persona_id", "mean_rating", "sigma", "S_influence",
                    "base_mean_rating", "base_sigma", "base_S_influence", "shift_rating", "shift_abs", "shift_sigma",
@@ -52,21 +52,8 @@ def diagnose(store: Store | None = None, *, by: str = "persona", baseline: str =
     all_runs = store.runs()
     loaded = retained_counts(store, runs_for(store, selection, ("persona",), "diagnose", among=all_runs), all_runs,
                              DEFAULT, problems)
-    bases: dict[tuple, list[tuple[RunCounts, np.ndarray]]] = {}
-    for rc, ids in loaded:
-        if rc.manifest.variant == baseline:
-            bases.setdefault((family(rc.manifest.model), rc.manifest.temperature), []).append((rc, ids))
-    frames = []
-    for rc, ids in loaded:
-        m = rc.manifest
-        partners = [] if m.variant == baseline else bases.get((family(m.model), m.temperature), [])
-        if len(partners) > 1:
-            skip(problems, f"run {m.run_id}: several {baseline!r} runs of its family; narrow the selection")
-            continue
-        same = partners and partners[0][0].instrument.digest == rc.instrument.digest and \
-            partners[0][0].instrument.item_ids == rc.instrument.item_ids
-        base = partners[0] if same else None
-        frames.append(_rows(rc, ids, base, family(m.model), by))
+    frames = [_rows(rc, ids, base, family(rc.manifest.model), by)
+              for rc, ids, base, _ in with_baselines(loaded, baseline, family, problems)]
     columns = PERSONA_COLUMNS if by == "persona" else ITEM_COLUMNS
     if not frames:
         return pl.DataFrame(schema=dict.fromkeys(columns, pl.String))

@@ -190,3 +190,39 @@ def retained_counts(store: Store, runs: list[RunManifest], all_runs: list[RunMan
             continue
         out.append((rc, ids))
     return out
+
+
+Paired = tuple[RunCounts, np.ndarray]  # a run and the persona ids it retains
+
+
+def with_baselines(loaded: list[Paired], baseline: str, family: Callable[[str], str],
+                   problems: list[str] | None) -> list[tuple[RunCounts, np.ndarray, Paired | None, str | None]]:
+    """Each run with the run it is compared with: the one run of variant ``baseline`` of its
+    family (``family(model)``) and temperature, on the same instrument items. A run with
+    several such candidates is left out and named in ``problems``; one with none gets None and
+    the reason; a baseline run gets None and no reason."""
+    bases: dict[tuple, list[Paired]] = defaultdict(list)
+    for rc, ids in loaded:
+        if rc.manifest.variant == baseline:
+            bases[(family(rc.manifest.model), rc.manifest.temperature)].append((rc, ids))
+    out: list[tuple[RunCounts, np.ndarray, Paired | None, str | None]] = []
+    for rc, ids in loaded:
+        m = rc.manifest
+        if m.variant == baseline:
+            out.append((rc, ids, None, None))
+            continue
+        fam, temp = family(m.model), m.temperature
+        candidates = bases.get((fam, temp), [])
+        if len(candidates) > 1:
+            skip(problems, f"run {m.run_id}: several {baseline!r} runs of family {fam!r} at temperature {temp}; "
+                           "narrow the selection")
+        elif not candidates:
+            out.append((rc, ids, None, f"no {baseline!r} run of family {fam!r} at temperature {temp} to compare "
+                                       "with (--baseline names another variant)"))
+        elif (candidates[0][0].instrument.digest, candidates[0][0].instrument.item_ids) != \
+                (rc.instrument.digest, rc.instrument.item_ids):
+            out.append((rc, ids, None, f"its instrument or items differ from those of "
+                                       f"{candidates[0][0].manifest.run_id}"))
+        else:
+            out.append((rc, ids, candidates[0], None))
+    return out
