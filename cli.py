@@ -48,6 +48,7 @@ def _selection(model, variant, temperature, run_id) -> dict:
     return {"model": model, "variant": variant, "temperature": list(temperature) or None, "run_id": run_id}
 
 
+DPI_OPTION = click.option("--dpi", type=float, default=None, help="Resolution of PNG figures (default 100).")
 SHOWN_TEMPERATURES = 5  # curves in the terminal: evenly spaced temperatures of the grid, ends included
 PARALLEL_BACKENDS = ["threading", "loky", "multiprocessing", "dask"]
 OPTION_FIELDS = ("bootstrap", "rerun_bootstrap", "seed", "jobs", "backend", "scheduler", "ci_level", "ci_method",
@@ -171,12 +172,11 @@ def _view(df: pl.DataFrame, columns: str | None, fmt: str) -> pl.DataFrame:
 def _check_plot(plot_path: str | None, dpi: float | None) -> None:
     """A figure's name and resolution are checked before any work is done."""
     if plot_path or dpi is not None:
-        from toolkit.report.figures import check_figure_path, figure_options
+        from toolkit.report.figures import check_dpi, check_figure_path
 
         if plot_path:
             check_figure_path(plot_path)
-        with figure_options(dpi):
-            pass
+        check_dpi(dpi)
 
 
 def _finish(problems: list[str]) -> None:
@@ -422,7 +422,7 @@ def analyze(model, variant, temperature, run_id, by, columns, options, store_dir
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="With --of set: a radar per model comparing its self profile with the set's, as FILE.png, .pdf "
                    "or .svg ([plot] extra).")
-@click.option("--dpi", type=float, default=None, help="Resolution of a PNG figure (default 100).")
+@DPI_OPTION
 @_store_option
 @_format_option()
 @_guard
@@ -514,7 +514,7 @@ def compare(model, variant, temperature, run_id, baseline, by, summary, paired, 
 @click.option("--baseline", default="base", show_default=True, help="Variant each run is compared with.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also a figure of the personas ranked by their shift: FILE.png, .pdf or .svg ([plot] extra).")
-@click.option("--dpi", type=float, default=None, help="Resolution of a PNG figure (default 100).")
+@DPI_OPTION
 @_store_option
 @_format_option()
 @_guard
@@ -579,7 +579,7 @@ def power(model, variant, temperature, run_id, metric, deltas, persona_counts, r
 @click.option("--by", type=click.Choice(["run", "group"]), default="run", show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also a figure of R(T) and S(T): FILE.png, .pdf or .svg (needs the [plot] extra).")
-@click.option("--dpi", type=float, default=None, help="Resolution of a PNG figure (default 100).")
+@DPI_OPTION
 @click.option("--all", "all_rows", is_flag=True, help="In the terminal table, every temperature (default: 5).")
 @_store_option
 @_format_option()
@@ -720,9 +720,9 @@ def record(backend, backend_options, model, model_path, base_url, api_key_env, e
 
     plan = plan_for(0)
     template = prepare(store, plan, inst, spec.name, variant)
-    if refresh and not replay_only:
+    if refresh and not replay_only:  # the run is already checked; no key of a new generation is stored
         plan = plan_for(next_generation(existing_keys(store, template.run_id), plan_for))
-        template = prepare(store, plan, inst, spec.name, variant)
+        plan.to_send, plan.cached = list(plan.slots), 0
     if plan_only:
         click.echo(f"run {template.run_id}")
         click.echo(f"planned {len(plan.slots)}")
@@ -827,7 +827,7 @@ def fetch(name, source, quiet, store_dir, fmt):
               "the claims that are not PASS).")
 @click.option("--figure-format", type=click.Choice(["png", "pdf", "svg"]), default="png", show_default=True,
               help="Format of the report's figures.")
-@click.option("--dpi", type=float, default=None, help="Resolution of PNG figures (default 100).")
+@DPI_OPTION
 @click.option("--within-se", type=float, default=None, help="Grant WITHIN-SE to claims inside K standard errors.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @click.option("--store", "store_dir", type=click.Path(file_okay=False), default=None,

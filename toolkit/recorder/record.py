@@ -160,7 +160,7 @@ def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *
             if len(errors) < 5:
                 errors.append(text)
 
-    same: list[str] = []  # the last slot errors, while they are all the same
+    last_error, streak = "", 0  # the last slot error, and how many slots in a row failed with it
     try:
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             futures = {pool.submit(one, s): s for s in plan.to_send}
@@ -174,14 +174,15 @@ def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *
                     summary.failed += 1
                     note(f"persona {s.persona_id} item {s.item_id} rep {s.repetition}: {exc}")
                     bar.update(ok=False)
-                    same = same + [str(exc)] if same and same[-1] == str(exc) else [str(exc)]
-                    if summary.stopped is None and (isinstance(exc, FatalBackendError) or len(same) >= breaker):
+                    streak = streak + 1 if str(exc) == last_error else 1
+                    last_error = str(exc)
+                    if summary.stopped is None and (isinstance(exc, FatalBackendError) or streak >= breaker):
                         summary.stopped = (str(exc) if isinstance(exc, FatalBackendError) else
-                                           f"{len(same)} slots in a row failed with the same error: {exc}")
+                                           f"{streak} slots in a row failed with the same error: {exc}")
                         for other in futures:
                             other.cancel()
                     continue
-                same = []
+                last_error, streak = "", 0
                 summary.sent += 1
                 served = row.pop("_served", None)
                 if served and served != plan.model and served not in summary.served:

@@ -36,11 +36,15 @@ def check_figure_path(path: str | Path) -> Path:
     return out
 
 
+def check_dpi(dpi: float | None) -> None:
+    if dpi is not None and not 10 <= dpi <= 1200:
+        raise ToolkitError(f"--dpi must be between 10 and 1200, not {dpi:g}")
+
+
 @contextmanager
 def figure_options(dpi: float | None = None) -> Iterator[None]:
     """Resolution of the PNGs written inside the block (vector formats ignore it)."""
-    if dpi is not None and not 10 <= dpi <= 1200:
-        raise ToolkitError(f"--dpi must be between 10 and 1200, not {dpi:g}")
+    check_dpi(dpi)
     _DPI[0] = dpi
     try:
         yield
