@@ -53,10 +53,6 @@ def _metrics_task(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, content:
     )
 
 
-
-
-
-
 def _metrics_chunk(jobs: list[tuple], options: AnalysisOptions) -> list:
     return [_metrics_task(counts, scale, G, content, options) for counts, scale, G, content in jobs]
 
@@ -132,7 +128,6 @@ def analyze(
     return pl.concat([sampled, logit_rows]) if len(logit_rows) else sampled
 
 
-
 def _logprob_point_rows(store: Store, runs, by_group: bool, options: AnalysisOptions) -> pl.DataFrame:
     """Logprob runs in `analyze`: the logit-method values at the run's own temperature.
 
@@ -172,10 +167,10 @@ def curves(
     temps = temperature_grid(tmin, tmax, points, list(temperatures) if temperatures else None)
     loaded = []
     for run in read_runs(runs_for(store, selection, ("logprob",), "curves"), lambda m: load_logprobs(store, m),
-                       problems):
+                         problems):
         if run.persona_ids.size < 2:
             skip(problems, f"run {run.manifest.run_id}: fewer than 2 personas have a digit distribution for every "
-                            "item")
+                           "item")
         else:
             loaded.append(run)
     if not loaded:

@@ -65,7 +65,7 @@ def newest_per_slot(store: Store, manifest: RunManifest, df: pl.DataFrame, colum
         return df
     full = pl.from_arrow(store.read_run(manifest, [*columns, "collected_at", "request_key"]))
     assert isinstance(full, pl.DataFrame)
-    if "persona_id" in full.columns and manifest.mode == "self":
+    if manifest.mode == "self":
         full = full.with_columns(pl.col("persona_id").fill_null(-1))
     newest = full.sort([*SLOT, "collected_at", "request_key"], nulls_last=False).unique(SLOT, keep="last",
                                                                                         maintain_order=True)

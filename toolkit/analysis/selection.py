@@ -132,7 +132,7 @@ def _load_chunk(root: str, manifests: list) -> list:
 
 
 def runs_for(store: Store, selection: dict, modes: tuple[str, ...], command: str,
-              among: list[RunManifest] | None = None) -> list[RunManifest]:
+             among: list[RunManifest] | None = None) -> list[RunManifest]:
     """The selected runs of a command that reads ``modes``: without an explicit run id the
     selection is narrowed to those modes; an explicit run id of another mode is an error."""
     unknown = sorted(set(selection) - set(SELECTION_KEYS))
@@ -165,7 +165,7 @@ def skip(problems: list[str] | None, message: str, exc: ToolkitError | None = No
 
 
 def retained_counts(store: Store, runs: list[RunManifest], all_runs: list[RunManifest], options: AnalysisOptions,
-              problems: list[str] | None) -> list[tuple[RunCounts, np.ndarray]]:
+                    problems: list[str] | None) -> list[tuple[RunCounts, np.ndarray]]:
     """Each selected persona run read (in workers) with the persona ids the retention rule keeps;
     a run that cannot be read, or keeps fewer than 2 personas, is left out and named."""
     selected = {m.run_id for m in runs}
@@ -185,8 +185,8 @@ def retained_counts(store: Store, runs: list[RunManifest], all_runs: list[RunMan
         ids = keep[rc.manifest.run_id]
         if ids.size < 2:
             skip(problems, f"run {rc.manifest.run_id}: only {ids.size} persona(s) have a valid rating on all "
-                            f"{rc.counts.shape[1]} items; S and R need at least 2 (record the missing answers with "
-                            "`toolkit record`, which sends only what the store lacks)")
+                           f"{rc.counts.shape[1]} items; S and R need at least 2 (record the missing answers with "
+                           "`toolkit record`, which sends only what the store lacks)")
             continue
         out.append((rc, ids))
     return out
