@@ -70,6 +70,12 @@ class Instrument:
             seen.setdefault(it.group, None)
         return list(seen)
 
+    def group_masks(self) -> list[tuple[str, np.ndarray]]:
+        """"all", then each group, with a boolean mask over the items: the rows of every
+        group-wise table."""
+        return [(name, np.array([name == "all" or it.group == name for it in self.items]))
+                for name in ["all"] + self.groups]
+
     def group_of(self) -> dict[int, str]:
         return {it.id: it.group for it in self.items}
 

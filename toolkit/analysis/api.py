@@ -105,9 +105,8 @@ def analyze(
         se_sp, se_sr = bootstrap_se(est.S_persona), bootstrap_se(est.S_rerun)
         se_gp, se_gr = bootstrap_se(est.sigma_persona), bootstrap_se(est.sigma_rerun)
         se_cp, se_cr = bootstrap_se(est.S_corrected_persona), bootstrap_se(est.S_corrected_rerun)
-        for g, name in enumerate(names if by_group else names[:1]):
-            items_in = len(inst.items) if g == 0 else sum(1 for it in inst.items if it.group == name)
-            member = np.ones(len(inst.items), bool) if g == 0 else np.array([it.group == name for it in inst.items])
+        for g, (name, member) in enumerate(inst.group_masks()[: len(names) if by_group else 1]):
+            items_in = int(member.sum())
             ng = n[:, member]
             sb = float(est.sigma_bar[g])
             sig_se = float(np.hypot(se_gp[g], se_gr[g]))

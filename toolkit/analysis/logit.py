@@ -196,9 +196,9 @@ def curve_frames(runs: list[LogprobRun], temps: np.ndarray, *, by_group: bool,
     for i, run in enumerate(runs):
         S, sig, S_se, sig_se = (np.concatenate([p[k] for p in parts[i]], axis=1) for k in range(4))
         inst = run.instrument
-        names = ["all"] + inst.groups
-        for g, name in enumerate(names if by_group else names[:1]):
-            items = len(inst.items) if g == 0 else sum(it.group == name for it in inst.items)
+        masks = inst.group_masks()
+        for g, (name, member) in enumerate(masks if by_group else masks[:1]):
+            items = int(member.sum())
             frames.append(pl.DataFrame({
                 "model": run.manifest.model, "variant": run.manifest.variant, "group": name, "temperature": temps,
                 "S": S[g], "S_se": S_se[g], "sigma_bar": sig[g], "sigma_bar_se": sig_se[g], "R": 1.0 / sig[g],

@@ -21,7 +21,6 @@ import polars as pl
 
 from ..errors import ToolkitError
 from ..hashing import canonical_json, sha256_text
-from ..instrument import Instrument
 from ..persona_sets import read_persona_json
 from ..store import RunManifest, Store
 from .cells import load_counts
@@ -81,11 +80,6 @@ def persona_filter(personas_file: str | Path | None = None, ids: list[int] | Non
     return PersonaFilter(include, tuple(exclude or ()), digest, label)
 
 
-def _group_members(inst: Instrument) -> list[tuple[str, np.ndarray]]:
-    return [(name, np.array([name == "all" or it.group == name for it in inst.items]))
-            for name in ["all"] + inst.groups]
-
-
 def _group_scores(n: np.ndarray, mu: np.ndarray, sigma: np.ndarray, member: np.ndarray):
     """Per row (persona): mean of mu and of sigma over the member items that have ratings, the
     number of such items and of ratings."""
@@ -108,7 +102,7 @@ def profiles(store: Store | None = None, problems: list[str] | None = None, **se
         m, inst = rc.manifest, rc.instrument
         counts = rc.counts.sum(axis=0)  # (Q, K): a self run has one (null) persona
         n, mu, sigma = cell_moments(counts, inst.scale)
-        for name, member in _group_members(inst):
+        for name, member in inst.group_masks():
             used = member & (n > 0)
             rows.append({"model": m.model, "variant": m.variant, "temperature": m.temperature, "group": name,
                          "mean": float(mu[used].mean()) if used.any() else float("nan"),
@@ -130,7 +124,7 @@ def persona_profiles(store: Store | None = None, *, personas: PersonaFilter = Pe
         keep = np.isin(rc.persona_ids, personas.select(rc.persona_ids))
         n, mu, sigma = cell_moments(rc.counts[keep], inst.scale)
         ids = rc.persona_ids[keep]
-        for name, member in _group_members(inst):
+        for name, member in inst.group_masks():
             mean, std, k, ratings = _group_scores(n, mu, sigma, member)
             rows.extend({"model": m.model, "variant": m.variant, "temperature": m.temperature, "persona_id": int(p),
                          "group": name, "mean": float(a), "std": float(b), "items": int(c), "ratings": int(d),
@@ -154,7 +148,7 @@ def persona_set_profiles(store: Store | None = None, *, personas: PersonaFilter 
                            f"{personas.label!r}; a set profile needs at least 2")
             continue
         n, mu, sigma = cell_moments(rc.counts[np.isin(rc.persona_ids, ids)], inst.scale)
-        for name, member in _group_members(inst):
+        for name, member in inst.group_masks():
             score = _group_scores(n, mu, sigma, member)[0]
             rows.append({"model": m.model, "variant": m.variant, "temperature": m.temperature,
                          "persona_set": personas.label, "group": name, "mean": float(score.mean()),
