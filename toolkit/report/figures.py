@@ -177,7 +177,7 @@ def radar_figure(profiles: pl.DataFrame, *, family, display: dict | None = None,
             part = df.filter((pl.col("family") == fam) & (pl.col("variant") == v))
             mean = np.array([part.filter(pl.col("group") == g)["mean"][0] for g in groups])
             std = np.array([part.filter(pl.col("group") == g)["std"][0] for g in groups])
-            label, color = VARIANT_STYLE.get(v, (v, PALETTE[others.index(v) % len(PALETTE)] if v in others else ""))
+            label, color = VARIANT_STYLE[v] if v in VARIANT_STYLE else (v, PALETTE[others.index(v) % len(PALETTE)])
             ax.plot(closed, np.r_[mean, mean[:1]], color=color, label=label)
             ax.fill_between(closed, np.r_[mean - std, (mean - std)[:1]], np.r_[mean + std, (mean + std)[:1]],
                             color=color, alpha=0.2)

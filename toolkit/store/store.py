@@ -126,7 +126,7 @@ class Store:
     # ----- locks -------------------------------------------------------------------------
     @contextmanager
     def _flock(self, name: str, mode: int) -> Iterator[None]:
-        if self.root.resolve() == INSTALLED_DEMO.resolve():  # every write takes a lock: none reaches the package
+        if self.root.resolve() == INSTALLED_DEMO:  # every write takes a lock: none reaches the package
             raise ToolkitError(f"the demo store installed with the package ({self.root}) is read-only; give a "
                                "store of your own (--store DIR or $TOOLKIT_STORE)")
         lock_dir = self.root / "locks"
