@@ -81,7 +81,11 @@ def metrics_from_sums(sums: np.ndarray, P: int, G: ItemGroups) -> np.ndarray:
 
 def point_metrics(counts: np.ndarray, scale: np.ndarray, G: ItemGroups) -> np.ndarray:
     """(4, G) METRICS computed exactly as `analyze` computes them."""
-    n, mu, sigma = cell_moments(counts, scale)
+    return _metrics_of(cell_moments(counts, scale), G)
+
+
+def _metrics_of(moments: tuple[np.ndarray, np.ndarray, np.ndarray], G: ItemGroups) -> np.ndarray:
+    n, mu, sigma = moments
     S, sig, S_corr = point_estimates(mu, sigma, G, repetition_noise(n, sigma))
     with np.errstate(divide="ignore"):
         return np.stack([S, sig, 1.0 / sig, S_corr])
@@ -92,12 +96,11 @@ def compare_pair(base: np.ndarray, other: np.ndarray, scale: np.ndarray, G: Item
     """Compare two count tensors (P, Q, K). ``paired``: the rows are the same personas in order.
     ``rngs``: the bootstrap and the permutation streams."""
     rng_boot, rng_perm = rngs
-    _, mu_a, _ = cell_moments(base, scale)
-    _, mu_b, _ = cell_moments(other, scale)
-    centre = np.concatenate([mu_a, mu_b]).mean(axis=0)  # one centre for both: permuted rows mix them
-    Xa, Xb = unit_values(base, scale, centre), unit_values(other, scale, centre)
+    ma, mb = cell_moments(base, scale), cell_moments(other, scale)  # (n, mu, sigma) of each run, once
+    centre = np.concatenate([ma[1], mb[1]]).mean(axis=0)  # one centre for both: permuted rows mix them
+    Xa, Xb = (persona_values(mu, sigma, repetition_noise(n, sigma), centre) for n, mu, sigma in (ma, mb))
     Pa, Pb = Xa.shape[0], Xb.shape[0]
-    est_a, est_b = point_metrics(base, scale, G), point_metrics(other, scale, G)
+    est_a, est_b = _metrics_of(ma, G), _metrics_of(mb, G)
     B = options.bootstrap
     if paired:
         W = resample_weights(Pa, B, rng_boot)
