@@ -853,11 +853,43 @@ def audit(name, source, claims, report_dir, all_claims, figure_format, dpi, with
             from toolkit.report.figures import figure_options
 
             with figure_options(dpi):
-                folder = write_report(result, report_dir, figure_format)
-            click.echo(f"report: {folder / 'index.html'}", err=True)
+                folder = write_report(result, report_dir, figure_format, options)
+            click.echo(f"report: {folder / 'index.html'} (claims: {folder / 'audit.html'})", err=True)
     for p in result.skipped:
         click.echo(f"skipped: {p}", err=True)
     sys.exit(0 if result.passed and not result.skipped else 1)
+
+
+@main.command()
+@_selection_options
+@click.option("--mode", type=click.Choice(["persona", "self", "logprob"]), default=None, help="Only runs of this mode.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Folder of the site (created; an earlier report there is replaced).")
+@click.option("--personas", "personas_file", default=None,
+              help="Persona file (JSON list) whose texts the drill-down shows; recorded runs name their own set.")
+@click.option("--baseline", default="base", show_default=True, help="Variant the comparison is made against.")
+@click.option("--figure-format", type=click.Choice(["png", "svg", "pdf"]), default="png", show_default=True,
+              help="Format of the figures (PDF figures are linked, not shown inline).")
+@DPI_OPTION
+@_store_option
+@_guard
+@_analysis_options(scheduler=False)
+def report(model, variant, temperature, run_id, mode, out_dir, personas_file, baseline, figure_format, dpi, options,
+           store_dir):
+    """A static site for the store or a selection: metrics, comparisons, profiles, curves,
+    retention, runs with provenance and a per-persona drill-down. Opens from a file URL, offline."""
+    from toolkit.recorder.plan import load_personas
+    from toolkit.report.figures import check_dpi, figure_options
+    from toolkit.report.site import gather, write_site
+
+    check_dpi(dpi)
+    personas = load_personas(personas_file) if personas_file else None
+    data = gather(_store(store_dir), options=options, baseline=baseline,
+                  **_selection(model, variant, temperature, run_id), mode=mode)
+    with figure_options(dpi):
+        folder = write_site(data, out_dir, personas=personas, figure_format=figure_format)
+    click.echo(f"report: {folder / 'index.html'} ({len(data.runs)} runs)")
+    _finish(data.skipped)
 
 
 @main.command("paper-table")

@@ -76,6 +76,21 @@ def require_extra(extra: str, *modules: str) -> None:
         pytest.skip(f"needs the [{extra}] extra: {exc}")
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (tests/browser.py); skipped without one, a failure under REQUIRE_BROWSER=1."""
+    from browser import Browser, find_chromium
+
+    exe = find_chromium()
+    if exe is None:
+        msg = "no Chromium found (Debian: apt-get install chromium); .ci/run installs it"
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(msg + " (REQUIRE_BROWSER=1)")
+        pytest.skip(msg)
+    with Browser(exe) as b:
+        yield b
+
+
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess (exit codes and stdout exactly as a user sees them)."""
     full_env = dict(os.environ)

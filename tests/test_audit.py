@@ -101,6 +101,20 @@ def test_report_folder(audited):
         delta_r = line.split("|")[5]
         assert delta_r.strip().startswith("-") and "[-" in delta_r and ", -" in delta_r
     assert json.loads((report / "claims.json").read_text())["counts"]["FAIL"] == 0
+    assert 'href="audit.html"' in html and "PASS" in html  # the overview links the claims page with its counts
+
+
+def test_audit_page_is_a_page_of_the_report_site(audited, browser):
+    _, report = audited
+    browser.events.clear()
+    browser.open((report / "audit.html").as_uri())
+    assert browser.evaluate("document.querySelectorAll('#claims tbody tr').length") == 431
+    statuses = browser.evaluate("Array.from(document.querySelectorAll('#claims tbody tr td:last-child'))"
+                                ".map(c => c.textContent)")
+    assert set(statuses) <= {"PASS", "WITHIN-SE"}
+    browser.open(browser.evaluate("document.querySelector('nav a').href"))  # back to the overview
+    assert browser.evaluate("document.querySelectorAll('#metrics tbody tr').length") == 72
+    assert browser.problems() == []
 
 
 def _subset_claims(tmp_path, edit=None, drop_se=True, **changes):

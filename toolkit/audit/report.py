@@ -1,20 +1,20 @@
-"""Audit reports: a claims table in the terminal, Markdown or JSON, and a self-contained
-report folder (index.html + report.md + figures + CSV/JSON/LaTeX tables)."""
+"""Audit reports: a claims table in the terminal, Markdown or JSON, and a report site (the
+`toolkit report` site of the audited store, with the claims as its audit.html page, plus
+report.md, claims.json and the paper's tables in LaTeX)."""
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 
 import polars as pl
 
 from ..analysis.api import strip_variant_suffix
+from ..analysis.options import DEFAULT, AnalysisOptions
+from ..report import html as H
 from ..report.paper_tables import foundation_table, paired_table, profile_table, variant_table
 from ..report.tables import format_frame
 from .run import AuditResult
-
-STATUS_COLOR = {"PASS": "#2e7d32", "WITHIN-SE": "#ef6c00", "FAIL": "#c62828"}
 
 
 def claims_output(result: AuditResult, fmt: str, all_claims: bool = False) -> str:
@@ -59,89 +59,60 @@ def paper_tables(result: AuditResult) -> dict[str, pl.DataFrame]:
     return out
 
 
-def write_report(result: AuditResult, folder: str | Path, figure_format: str = "png") -> Path:
-    folder = Path(folder)
-    (folder / "figures").mkdir(parents=True, exist_ok=True)
-    figures: list[tuple[str, str]] = []
-    try:
-        from ..report.figures import plot_bars, plot_radar
+def write_report(result: AuditResult, folder: str | Path, figure_format: str = "png",
+                 options: AnalysisOptions = DEFAULT) -> Path:
+    """The audit as a report site (``toolkit report`` of the audited store) whose claims page
+    is ``audit.html``, with the claims (JSON), the paper's tables (LaTeX, Markdown) and the
+    analysed frames (CSV) beside it."""
+    from ..report.site import Page, gather, write_site
 
-        display = result.claims.display_names
-        if len(result.comparison):
-            plot_bars(result.comparison, "S", folder / "figures" / f"bars_S.{figure_format}", display=display)
-            plot_bars(result.comparison, "R", folder / "figures" / f"bars_R.{figure_format}", display=display)
-            figures += [(f"figures/bars_{m}.{figure_format}", f"Moral {name} {m} per model and variant; Δ% from base")
-                        for m, name in (("S", "susceptibility"), ("R", "robustness"))]
-        if len(result.profiles):
-            plot_radar(result.profiles, folder / "figures" / f"radar_profiles.{figure_format}",
-                       family=strip_variant_suffix,
-                       display=display)
-            figures.append((f"figures/radar_profiles.{figure_format}",
-                            "Moral foundations profiles without persona (mean ± std)"))
-    except Exception as exc:
-        figures.append(("", f"figures not drawn: {exc}"))
+    display = result.claims.display_names
+    data = gather(result.store, options=options, baseline=result.claims.baseline,
+                  title=f"Audit of {result.dataset.name} ({result.dataset.paper})", metrics=result.metrics,
+                  comparison=result.comparison, self_profiles=result.profiles, display=display)
+    data.skipped = sorted(set(data.skipped) | set(result.skipped))
     tables = paper_tables(result)
-    (folder / "claims.json").write_text(claims_output(result, "json"), encoding="utf-8")
-    result.metrics.write_csv(folder / "metrics.csv")
-    if len(result.comparison):
-        result.comparison.write_csv(folder / "comparison.csv")
-    if len(result.profiles):
-        result.profiles.write_csv(folder / "profiles.csv")
-    (folder / "tables.tex").write_text("\n".join(format_frame(t, "latex", caption=name) for name, t in tables.items()),
-                                       encoding="utf-8")
-    md = [f"# Audit of {result.dataset.name} ({result.dataset.paper})", "",
-          f"Source: {result.dataset.repository} at commit `{result.dataset.commit}`; "
-          f"{len(result.files)} files, every SHA-256 checked; store verified.", "",
-          "Counts: " + ", ".join(f"{k} {v}" for k, v in result.counts.items()), "", "## Figures", ""]
-    md += [f"![{cap}]({src})" if src else f"_{cap}_" for src, cap in figures]
-    for name, t in tables.items():
-        md += ["", f"## {name}", "", format_frame(t, "markdown")]
-    md += ["", "## Claims", "", claims_output(result, "markdown", all_claims=True)]
-    (folder / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    (folder / "index.html").write_text(_html(result, figures, tables), encoding="utf-8")
-    return folder
+    figures = [(f"figures/{name}.{figure_format}", caption) for name, caption in FIGURES]
+    counts = " · ".join(f'<span style="color:{H.STATUS_COLOR[k]}">{k} {v}</span>' for k, v in result.counts.items())
+    page = Page("audit.html", "Audit", f"Audit of {result.dataset.name} ({result.dataset.paper})",
+                _audit_body(result, tables, counts), summary=f"<strong>{counts}</strong>")
+
+    def extra_files(tmp: Path) -> None:
+        drawn = [(src, cap) for src, cap in figures if (tmp / src).is_file()]
+        (tmp / "claims.json").write_text(claims_output(result, "json"), encoding="utf-8")
+        if len(result.comparison):
+            result.comparison.write_csv(tmp / "comparison.csv")
+        if len(result.profiles):
+            result.profiles.write_csv(tmp / "profiles.csv")
+        (tmp / "tables.tex").write_text("\n".join(format_frame(t, "latex", caption=name) for name, t in tables.items()),
+                                        encoding="utf-8")
+        md = [f"# Audit of {result.dataset.name} ({result.dataset.paper})", "",
+              f"Source: {result.dataset.repository} at commit `{result.dataset.commit}`; "
+              f"{len(result.files)} files, every SHA-256 checked; store verified.", "",
+              "Counts: " + ", ".join(f"{k} {v}" for k, v in result.counts.items()), "", "## Figures", ""]
+        md += [f"![{cap}]({src})" for src, cap in drawn]
+        for name, t in tables.items():
+            md += ["", f"## {name}", "", format_frame(t, "markdown")]
+        md += ["", "## Claims", "", claims_output(result, "markdown", all_claims=True)]
+        (tmp / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+
+    return write_site(data, folder, figure_format=figure_format, pages=(page,), files=extra_files)
 
 
-def _html_table(df: pl.DataFrame, status: bool = False) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
-    body = []
-    for row in df.iter_rows(named=True):
-        cells = []
-        for k, v in row.items():
-            text = f"{v:.6g}" if isinstance(v, float) else ("" if v is None else str(v))
-            style = f' style="color:{STATUS_COLOR[text]};font-weight:bold"' if status and k == "status" else ""
-            cells.append(f"<td{style}>{html.escape(text)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+FIGURES = (("bars_S", "Moral susceptibility S per model and variant; Δ% from base"),
+           ("bars_R", "Moral robustness R per model and variant; Δ% from base"),
+           ("radar_profiles", "Moral foundations profiles without persona (mean ± std)"))
 
 
-def _figure_html(src: str, cap: str) -> str:
-    """An image for PNG and SVG; a PDF (which browsers do not show inline) as a link."""
-    if not src:
-        return f"<p><em>{html.escape(cap)}</em></p>"
-    if src.endswith(".pdf"):
-        return f'<p><a href="{html.escape(src)}">{html.escape(cap)} (PDF)</a></p>'
-    return (f'<figure><img src="{html.escape(src)}" alt="{html.escape(cap)}"><figcaption>{html.escape(cap)}'
-            "</figcaption></figure>")
-
-
-def _html(result: AuditResult, figures, tables) -> str:
-    counts = " · ".join(f'<span style="color:{STATUS_COLOR[k]}">{k} {v}</span>' for k, v in result.counts.items())
-    figs = "".join(_figure_html(src, cap) for src, cap in figures)
-    tabs = "".join(f"<h2>{html.escape(name)}</h2>{_html_table(t)}" for name, t in tables.items())
+def _audit_body(result: AuditResult, tables, counts: str) -> str:
+    """The claims page: where the data came from, the counts, the paper's tables recomputed
+    and every claim with its status (the figures are on the overview)."""
+    tabs = "".join(f"<h2>{H.esc(name)}</h2>{H.table(t)}" for name, t in tables.items())
     shown = result.table.select("id", "table", "printed", "recomputed", "diff_units", "diff_se", "status")
     d = result.dataset
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Audit {html.escape(d.name)}</title>
-<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}}
-table{{border-collapse:collapse;font-size:13px;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 6px}}
-th{{background:#f3f3f3}}img{{max-width:100%}}figure{{margin:1em 0}}</style></head><body>
-<h1>Audit of {html.escape(d.name)} ({html.escape(d.paper)})</h1>
-<p>{html.escape(d.title)}. Source: <code>{html.escape(d.repository)}</code>
-at commit <code>{html.escape(d.commit)}</code>;
-{len(result.files)} files, every SHA-256 checked; store verified.</p>
-<p><strong>{counts}</strong> (claims file: <code>{html.escape(result.claims.source)}</code>)</p>
-<h2>Figures</h2>{figs}{tabs}
-<h2>Claims</h2>{_html_table(shown, status=True)}
-</body></html>
-"""
+    return (f"<p>{H.esc(d.title)}. Source: <code>{H.esc(d.repository)}</code> at commit <code>{H.esc(d.commit)}"
+            f"</code>; {len(result.files)} files, every SHA-256 checked; store verified.</p>"
+            f"<p><strong>{counts}</strong> (claims file: <code>{H.esc(result.claims.source)}</code>; "
+            'files: <a href="claims.json">claims.json</a>, <a href="tables.tex">tables.tex</a>, '
+            f'<a href="report.md">report.md</a>; figures on the <a href="index.html">overview</a>)</p>{tabs}'
+            f"<h2>Claims</h2>{H.table(shown, table_id='claims', status='status')}")

@@ -1,0 +1,449 @@
+"""`toolkit report`: a static site for a store or a selection of its runs.
+
+``gather`` computes what the site shows (the same analyses the commands print); ``write_site``
+lays it out as pages a person reads and sends on:
+
+- ``index.html``: the metrics with their SEs, comparisons with the baseline (bars with Δ%),
+  radar profiles per group, temperature curves of logprob runs, retention and unparseable
+  answers per run, anything skipped and why;
+- ``runs.html``: every run with its provenance (origin, endpoint, sources and their hashes);
+- ``runs/<run>.html`` and ``runs/<run>/p<persona>.html``: the drill-down, a run's personas,
+  then one persona's text, its ratings per item and the responses stored for them;
+- extra pages a caller adds (the audit's claims page).
+
+The folder is written beside its destination and renamed into place, so a reader never sees
+half a report, and an existing folder is replaced only when it is a report itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from .. import __version__
+from ..analysis.api import analyze, compare, curves, strip_variant_suffix
+from ..analysis.cells import newest_per_slot
+from ..analysis.options import DEFAULT, AnalysisOptions
+from ..analysis.profiles import persona_set_profiles, profiles
+from ..analysis.selection import MIN_PERSONAS_FOR_INTERSECTION, retained_counts, select_runs
+from ..errors import ToolkitError
+from ..instrument import Instrument
+from ..recorder.plan import PersonaSet, load_personas
+from ..store import RunManifest, Store
+from . import html as H
+from .tables import _pm, metrics_view
+
+MARKER = ".toolkit-report"  # a folder holding it may be replaced by a new report
+CURVE_POINTS = 46
+
+
+@dataclass
+class Page:
+    """A page a caller adds to the site (the audit adds its claims); ``summary`` goes on the
+    overview, linked to the page."""
+    file: str
+    label: str
+    title: str
+    body: str
+    summary: str = ""
+
+
+@dataclass
+class SiteData:
+    store: Store
+    title: str
+    selection: dict
+    runs: list[RunManifest]
+    metrics: pl.DataFrame
+    comparison: pl.DataFrame
+    self_profiles: pl.DataFrame
+    set_profiles: pl.DataFrame
+    curves: pl.DataFrame
+    retention: pl.DataFrame
+    baseline: str = "base"
+    options: AnalysisOptions = DEFAULT
+    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    display: dict = field(default_factory=dict)
+
+
+def gather(store: Store, *, options: AnalysisOptions = DEFAULT, baseline: str = "base", title: str | None = None,
+           metrics: pl.DataFrame | None = None, comparison: pl.DataFrame | None = None,
+           self_profiles: pl.DataFrame | None = None, display: dict | None = None, **selection) -> SiteData:
+    """Every analysis the site shows, for the selected runs. A run an analysis cannot use is
+    named in ``skipped`` (the site says so) rather than stopping the report. Frames a caller
+    has already computed (the audit) are passed in and not computed again."""
+    runs = select_runs(store, **selection)
+    ids = lambda *modes: [m.run_id for m in runs if m.mode in modes]
+    skipped: list[str] = []
+    notes: list[str] = []
+    if metrics is None:
+        metrics = (analyze(store, by_group=True, options=options, problems=skipped, notes=notes,
+                           run_id=ids("persona", "logprob")) if ids("persona", "logprob") else pl.DataFrame())
+    if comparison is None:
+        variants = set(metrics["variant"]) if len(metrics) else set()
+        comparison = (compare(metrics, baseline=baseline, problems=notes)
+                      if baseline in variants and len(variants) > 1 else pl.DataFrame())
+    if self_profiles is None:
+        self_profiles = profiles(store, problems=skipped, run_id=ids("self")) if ids("self") else pl.DataFrame()
+    sets = persona_set_profiles(store, problems=[], run_id=ids("persona")) if ids("persona") else pl.DataFrame()
+    curve = (curves(store, points=CURVE_POINTS, options=options, problems=[], run_id=ids("logprob"))
+             if ids("logprob") else pl.DataFrame())
+    desc = ", ".join(f"{k} {v}" for k, v in selection.items() if v) or "every run"
+    return SiteData(store=store, title=title or f"Report: {store.root.name}", selection={"runs": desc}, runs=runs,
+                    metrics=metrics, comparison=comparison, self_profiles=self_profiles, set_profiles=sets,
+                    curves=curve, retention=retention_table(store, runs, options), baseline=baseline,
+                    options=options, skipped=sorted(set(skipped)), notes=notes, display=display or {})
+
+
+def retention_table(store: Store, runs: list[RunManifest], options: AnalysisOptions = DEFAULT) -> pl.DataFrame:
+    """Per sampled run (persona or self): completions, how many gave no rating in the scale,
+    failed attempts, and for persona runs how many personas answered every item and how many
+    the retention rule keeps (the same rule `analyze` applies)."""
+    sampled = [m for m in runs if m.mode in ("persona", "self")]
+    kept: dict[str, tuple[int, int, int]] = {}
+    persona_runs = [m for m in sampled if m.mode == "persona"]
+    if persona_runs:
+        for rc, ids in retained_counts(store, persona_runs, store.runs(), options, problems=[]):
+            kept[rc.manifest.run_id] = (rc.persona_ids.size, int(rc.valid_personas.sum()), int(ids.size))
+    rows = []
+    for m in sampled:
+        try:
+            df = pl.from_arrow(store.read_run(m, ["rating", "failures", "persona_id"]))
+        except ToolkitError:  # named by the analyses and by the run's own page
+            continue
+        assert isinstance(df, pl.DataFrame)
+        seen, complete, retained = kept.get(m.run_id, (df["persona_id"].n_unique(), None, None))
+        rows.append({"run_id": m.run_id, "mode": m.mode, "completions": df.height,
+                     "unparseable": int((df["rating"] < 0).sum()), "failed_attempts": int(df["failures"].sum() or 0),
+                     "personas": None if m.mode == "self" else seen, "complete_personas": complete,
+                     "retained": retained})
+    return pl.DataFrame(rows, schema={"run_id": pl.String, "mode": pl.String, "completions": pl.Int64,
+                                      "unparseable": pl.Int64, "failed_attempts": pl.Int64, "personas": pl.Int64,
+                                      "complete_personas": pl.Int64, "retained": pl.Int64})
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+def run_slug(run_id: str) -> str:
+    """A run's page name: from its id, so links stay the same from one report to the next."""
+    return "r" + hashlib.sha256(run_id.encode()).hexdigest()[:12]
+
+
+def write_site(data: SiteData, out: str | Path, *, personas: PersonaSet | None = None, figure_format: str = "png",
+               pages: tuple[Page, ...] = (), files: Callable[[Path], None] | None = None) -> Path:
+    """Write the site to ``out`` (replacing an earlier report there); ``files`` writes a
+    caller's own files into the new folder before it is moved into place."""
+    out = Path(out)
+    _check_destination(out)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "figures").mkdir(parents=True)
+    try:
+        (tmp / MARKER).write_text(f"toolkit {__version__} report\n", encoding="utf-8")
+        nav = [("index.html", "Overview"), ("runs.html", "Runs")] + [(p.file, p.label) for p in pages]
+        for m in data.runs:  # first: a run that cannot be read is named on the overview
+            try:
+                _run_pages(data, m, tmp, nav, _persona_texts(m, personas))
+            except ToolkitError as exc:
+                data.skipped.append(f"run {m.run_id}: cannot be read: {exc}")
+                _write(tmp / "runs" / f"{run_slug(m.run_id)}.html",
+                       H.page(f"Run {m.run_id}", f'<p class="warn">This run cannot be read: {H.esc(exc)}</p>', nav,
+                              "", "../"))
+        data.skipped = sorted(set(data.skipped))
+        figures = _figures(data, tmp / "figures", figure_format)
+        _write(tmp / "index.html", H.page(data.title, _overview(data, figures, pages), nav, "index.html"))
+        _write(tmp / "runs.html", H.page("Runs and their provenance", _runs_page(data), nav, "runs.html"))
+        for p in pages:
+            _write(tmp / p.file, H.page(p.title, p.body, nav, p.file))
+        if len(data.metrics):
+            data.metrics.write_csv(tmp / "metrics.csv")
+        if files is not None:
+            files(tmp)
+        os.sync()  # every file durable before the folder appears under its name
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _check_destination(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).is_file())):
+        raise ToolkitError(f"{out} exists and is not a toolkit report: choose a new folder (a report replaces only "
+                           "an earlier report)")
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def _figures(data: SiteData, folder: Path, fmt: str) -> dict[str, list[tuple[str, str]]]:
+    """Each section's figures as (src, caption); a figure that cannot be drawn becomes its reason."""
+    out: dict[str, list[tuple[str, str]]] = {"comparison": [], "profiles": [], "curves": []}
+    try:
+        from .figures import plot_bars, plot_curves, plot_profile_comparison, plot_radar
+    except ImportError as exc:  # pragma: no cover - figures.py imports matplotlib lazily
+        out["comparison"].append(("", f"figures not drawn: {exc}"))
+        return out
+
+    def draw(section: str, name: str, caption: str, fn: Callable[[Path], object]) -> None:
+        try:
+            fn(folder / f"{name}.{fmt}")
+            out[section].append((f"figures/{name}.{fmt}", caption))
+        except ToolkitError as exc:
+            out[section].append(("", f"{caption}: not drawn ({exc})"))
+
+    cmp_all = data.comparison.filter(pl.col("group") == "all") if len(data.comparison) else data.comparison
+    if len(cmp_all) and (cmp_all["variant"] != data.baseline).any():
+        for metric, name in (("S", "susceptibility"), ("R", "robustness")):
+            draw("comparison", f"bars_{metric}", f"Moral {name} {metric} per model and variant (± SE); Δ% from "
+                 f"{data.baseline}", partial(plot_bars, data.comparison, metric, display=data.display,
+                                             baseline=data.baseline))
+    if len(data.self_profiles):
+        draw("profiles", "radar_profiles", "Moral foundations profiles without persona (mean ± within-question std)",
+             lambda p: plot_radar(data.self_profiles, p, family=strip_variant_suffix, display=data.display))
+    if len(data.set_profiles):
+        draw("profiles", "radar_sets", "Profiles over each persona run's retained personas (mean ± across-persona "
+             "std), beside the same model's self profile", lambda p: plot_profile_comparison(
+                 data.self_profiles if len(data.self_profiles) else data.set_profiles.head(0), data.set_profiles, p))
+    if len(data.curves):
+        draw("curves", "curves", "R(T) and S(T) of the logprob runs (logit method, ± persona-bootstrap SE)",
+             lambda p: plot_curves(data.curves, p))
+    return out
+
+
+def _overview(data: SiteData, figures: dict[str, list[tuple[str, str]]], pages: tuple[Page, ...]) -> str:
+    modes = {mode: sum(m.mode == mode for m in data.runs) for mode in ("persona", "self", "logprob")}
+    o = data.options
+    parts = [f"<p>Store <code>{H.esc(data.store.root)}</code>, {H.esc(data.selection['runs'])}: "
+             + ", ".join(f"{n} {mode} run{'s' if n != 1 else ''}" for mode, n in modes.items() if n)
+             + '. <a href="runs.html">Runs and provenance</a>.</p>',
+             f'<p class="note">toolkit {H.esc(__version__)}; bootstrap {o.bootstrap} persona draws and '
+             f"{o.rerun_bootstrap} rerun draws, seed {o.seed} (the same store gives the same numbers and the same "
+             "pages). The full-precision metrics are in <a href=\"metrics.csv\">metrics.csv</a>.</p>"]
+    parts += [f'<p><a href="{H.esc(p.file)}">{H.esc(p.label)}</a>: {p.summary}</p>' for p in pages if p.summary]
+    if data.skipped or data.notes:
+        items = [f"<li class=\"warn\">skipped: {H.esc(s)}</li>" for s in data.skipped]
+        items += [f"<li>{H.esc(n)}</li>" for n in data.notes]
+        parts.append(f"<ul>{''.join(items)}</ul>")
+    parts.append("<h2>Metrics</h2>")
+    if len(data.metrics):
+        view = metrics_view(data.metrics).with_columns(
+            pl.Series("run", [f"runs/{run_slug(r)}.html" for r in data.metrics["run_id"]]))
+        parts.append('<p class="note">S: moral susceptibility (spread of persona means); R = 1/σ̄: moral '
+                     "robustness (σ̄, the mean std of repeated ratings); S_corr: S without the spread finite "
+                     "repetitions add. Logprob runs are scored from digit probabilities, so they have no "
+                     "repetition noise: their SE is the persona bootstrap alone.</p>")
+        parts.append(H.table(view, table_id="metrics", links={"model": "run"}))
+    else:
+        parts.append('<p class="note">No persona or logprob run in the selection: S and R need one.</p>')
+    if len(data.comparison):
+        parts.append(f"<h2>Comparison with {H.esc(data.baseline)}</h2>")
+        parts += [H.figure(src, cap) for src, cap in figures["comparison"]]
+        parts.append(H.table(_comparison_view(data.comparison), table_id="comparison"))
+    if len(data.self_profiles) or len(data.set_profiles):
+        parts.append("<h2>Profiles per moral foundation</h2>")
+        parts += [H.figure(src, cap) for src, cap in figures["profiles"]]
+    if len(data.curves):
+        parts.append("<h2>Temperature curves (logprob runs)</h2>")
+        parts += [H.figure(src, cap) for src, cap in figures["curves"]]
+    parts.append("<h2>Retention and unparseable answers</h2>")
+    parts.append(_retention_html(data))
+    return "\n".join(parts)
+
+
+def _comparison_view(comparison: pl.DataFrame) -> pl.DataFrame:
+    rows = []
+    for r in comparison.filter(pl.col("group") == "all").iter_rows(named=True):
+        rows.append({"model": r["model"], "variant": r["variant"], "T": f"{r['temperature']:g}",
+                     "S ± SE": _pm(r["S"], r["S_se"], 3), "ΔS % ± SE": _pm(r["delta_S_pct"], r["delta_S_pct_se"], 1),
+                     "R ± SE": _pm(r["R"], r["R_se"], 2), "ΔR % ± SE": _pm(r["delta_R_pct"], r["delta_R_pct_se"], 1)})
+    return pl.DataFrame(rows, schema=dict.fromkeys(["model", "variant", "T", "S ± SE", "ΔS % ± SE", "R ± SE",
+                                                    "ΔR % ± SE"], pl.String))
+
+
+def _retention_html(data: SiteData) -> str:
+    ret = data.retention
+    parts = []
+    if len(ret):
+        parts.append(
+            '<p class="note">An answer is unparseable when no rating in the scale could be read from it (after '
+            "the recorder's retries, counted as failed attempts). Retention keeps a persona only when every item "
+            "has a valid rating; when a model has runs at several temperatures, only personas valid in all of "
+            f"them (among runs with at least {MIN_PERSONAS_FOR_INTERSECTION} valid personas). "
+            "<code>--retention run</code> keeps each run's own complete personas instead.</p>")
+        shown = ret.with_columns(pl.Series("link", [f"runs/{run_slug(r)}.html" for r in ret["run_id"]]))
+        persona = shown.filter(pl.col("mode") == "persona").drop("mode")
+        if len(persona):
+            parts.append(H.table(persona, table_id="retention", links={"run_id": "link"}))
+        selves = shown.filter(pl.col("mode") == "self").drop("mode", "personas", "complete_personas", "retained")
+        if len(selves):
+            parts.append("<p class=\"note\">Self runs (no persona): retention does not apply.</p>"
+                         + H.table(selves, links={"run_id": "link"}))
+    logprob = [m for m in data.runs if m.mode == "logprob"]
+    if logprob:
+        parts.append('<p class="note">Logprob runs have no sampled ratings to parse: each cell is scored from the '
+                     "next-token probabilities of the scale's digits.</p>")
+        rows = [{"run_id": m.run_id, "cells": m.rows, "link": f"runs/{run_slug(m.run_id)}.html"} for m in logprob]
+        parts.append(H.table(pl.DataFrame(rows), links={"run_id": "link"}))
+    return "\n".join(parts)
+
+
+def _provenance(m: RunManifest) -> dict[str, str]:
+    proto = m.protocol if isinstance(m.protocol, dict) else {}
+    sources = "; ".join(f"{s.get('file')} (sha256 {str(s.get('sha256', ''))[:12]}…, {s.get('bytes')} bytes)"
+                        for s in (m.sources or []))
+    personas = proto.get("personas")
+    return {"origin": str(proto.get("origin", "")), "endpoint": str(proto.get("endpoint", "")),
+            "backend": str(proto.get("backend", proto.get("format", ""))),
+            "personas": (f"{personas.get('name')} ({personas.get('count')}, sha256 {personas.get('digest', '')[:12]}…)"
+                         if isinstance(personas, dict) else ""),
+            "sources": sources, "toolkit": str(m.toolkit_version or "")}
+
+
+def _runs_page(data: SiteData) -> str:
+    rows = []
+    for m in data.runs:
+        rows.append({"run_id": m.run_id, "link": f"runs/{run_slug(m.run_id)}.html", "model": m.model,
+                     "variant": m.variant, "T": f"{m.temperature:g}", "mode": m.mode,
+                     "instrument": m.instrument["name"], "rows": m.rows, **_provenance(m),
+                     "fingerprint": m.fingerprint[:16] + "…"})
+    return ('<p class="note">Each run links to its personas, their ratings and the stored responses. The fingerprint '
+            "is a digest of the run's content (`toolkit verify` re-derives it).</p>"
+            + H.table(pl.DataFrame(rows), table_id="runs", links={"run_id": "link"}))
+
+
+def _persona_texts(m: RunManifest, given: PersonaSet | None) -> tuple[dict[int, str], str]:
+    """The persona descriptions of a run and where they come from: the persona set its manifest
+    names (shipped, or the file given, when the digests agree), else the file given, labelled
+    unchecked (imported runs do not record their persona set)."""
+    proto = m.protocol if isinstance(m.protocol, dict) else {}
+    named = proto.get("personas") if isinstance(proto.get("personas"), dict) else None
+    candidates = [given] if given is not None else []
+    if named:
+        try:
+            candidates.append(load_personas(str(named.get("name"))))
+        except ToolkitError:
+            pass
+        for pset in candidates:
+            if pset.digest == named.get("digest"):
+                return dict(enumerate(pset.personas)), f"persona set {pset.name} (digest checked)"
+        return {}, (f"the run names persona set {named.get('name')!r}; pass that file with --personas to show the "
+                    "texts")
+    if given is not None:
+        return dict(enumerate(given.personas)), f"{given.name} (given; not checked: the run does not record its set)"
+    return {}, "pass --personas FILE to show the persona texts (imported runs do not carry them)"
+
+
+def _run_pages(data: SiteData, m: RunManifest, root: Path, nav, texts: tuple[dict[int, str], str]) -> None:
+    store = data.store
+    inst = store.instrument(m.instrument["digest"])
+    slug = run_slug(m.run_id)
+    cols = ["persona_id", "item_id", "repetition", "rating", "failures", "response", "finish_reason"]
+    if m.mode == "logprob":
+        cols.append("digit_logprobs")
+    df = pl.from_arrow(store.read_run(m, cols))
+    assert isinstance(df, pl.DataFrame)
+    df = newest_per_slot(store, m, df, cols).sort(["persona_id", "item_id", "repetition"], nulls_last=True)
+    prov = _provenance(m)
+    head = [f"<p>{H.esc(m.model)} · {H.esc(m.variant)} · T = {m.temperature:g} · {H.esc(m.mode)} · instrument "
+            f"{H.esc(m.instrument['name'])} · {m.rows} rows</p>",
+            "<table>" + "".join(f"<tr><th>{H.esc(k)}</th><td>{H.esc(v)}</td></tr>" for k, v in prov.items() if v)
+            + f"<tr><th>fingerprint</th><td><code>{H.esc(m.fingerprint)}</code></td></tr></table>"]
+    mine = data.metrics.filter(pl.col("run_id") == m.run_id) if len(data.metrics) else data.metrics
+    if len(mine):
+        head.append("<h2>Metrics</h2>" + H.table(metrics_view(mine)))
+    ret = data.retention.filter(pl.col("run_id") == m.run_id) if len(data.retention) else data.retention
+    if len(ret):
+        shown = ret.drop(["run_id"] + [c for c in ret.columns if ret[c].null_count() == len(ret)])  # n/a for self
+        head.append("<h2>Retention</h2>" + H.table(shown))
+    if m.mode == "self":
+        body = "\n".join(head) + "<h2>Ratings per item</h2>" + _persona_detail(df, inst, m)
+        _write(root / "runs" / f"{slug}.html", H.page(f"Run {m.run_id}", body, nav, "", "../"))
+        return
+    per_persona = df.group_by("persona_id", maintain_order=True).agg(
+        pl.col("item_id").filter(pl.col("rating") >= 0).n_unique().alias("items_answered"),
+        pl.col("rating").filter(pl.col("rating") >= 0).mean().round(2).alias("mean_rating"),
+        (pl.col("rating") < 0).sum().alias("unparseable"))
+    text, source = texts
+    listing = per_persona.with_columns(
+        pl.col("persona_id").map_elements(lambda p: _short(text.get(p, "")), return_dtype=pl.String).alias("persona"),
+        pl.format(f"{slug}/p{{}}.html", pl.col("persona_id")).alias("link"))
+    listing = listing.select("persona_id", "persona", "items_answered", "mean_rating", "unparseable", "link")
+    if m.mode == "logprob":
+        listing = listing.drop("items_answered", "mean_rating", "unparseable")
+    body = "\n".join(head) + (f'<h2>Personas</h2><p class="note">Texts: {H.esc(source)}.</p>'
+                              + H.table(listing, table_id="personas", links={"persona_id": "link"}))
+    _write(root / "runs" / f"{slug}.html", H.page(f"Run {m.run_id}", body, nav, "", "../"))
+    for (pid,), part in df.partition_by("persona_id", as_dict=True, maintain_order=True).items():
+        about = (f"<p><strong>Persona {pid}</strong> of run <a href=\"../{slug}.html\">{H.esc(m.run_id)}</a>"
+                 f" ({H.esc(m.model)}, {H.esc(m.variant)}, T = {m.temperature:g}).</p>"
+                 f"<blockquote>{H.esc(text.get(pid, 'text not available: ' + source))}</blockquote>")
+        _write(root / "runs" / slug / f"p{pid}.html",
+               H.page(f"Persona {pid} · {m.model}", about + _persona_detail(part, inst, m), nav, "", "../../"))
+
+
+def _short(text: str, width: int = 90) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _persona_detail(df: pl.DataFrame, inst: Instrument, m: RunManifest) -> str:
+    """One persona's (or a self run's) answers: a row per item with its ratings, then every
+    stored response per item."""
+    items = {it.id: it for it in inst.items}
+    group_of = {it.id: it.group for it in inst.items}
+    rows, responses = [], []
+    for (item_id,), cell in df.partition_by("item_id", as_dict=True, maintain_order=True).items():
+        it = items.get(item_id)
+        label = f"{item_id}. {_short(it.text, 80) if it else ''}"
+        if m.mode == "logprob":
+            lp = cell["digit_logprobs"][0]
+            probs = _digit_probs(lp)
+            rows.append({"item": label, "group": group_of.get(item_id, ""), "top token": cell["response"][0],
+                         **{f"P({v})": round(p, 3) for v, p in zip(range(inst.scale_min, inst.scale_max + 1), probs)}})
+            continue
+        ratings = cell["rating"].to_list()
+        valid = [r for r in ratings if r >= 0]
+        rows.append({"item": label, "group": group_of.get(item_id, ""),
+                     "ratings": " ".join("–" if r < 0 else str(r) for r in ratings),
+                     "mean": f"{sum(valid) / len(valid):.2f}" if valid else "no valid rating",
+                     "unparseable": sum(r < 0 for r in ratings)})
+        lines = "".join(f"<tr><td class=\"num\">{rep}</td><td class=\"num\">{'–' if r < 0 else r}</td>"
+                        f"<td class=\"num\">{f}</td><td>{H.esc(fr or '')}</td><td><pre>{H.esc(text)}</pre></td></tr>"
+                        for rep, r, f, fr, text in cell.select("repetition", "rating", "failures", "finish_reason",
+                                                               "response").iter_rows())
+        responses.append(f"<details><summary>item {item_id}: {len(ratings)} response(s)</summary><table><thead><tr>"
+                         "<th>rep</th><th>rating</th><th>failed attempts</th><th>finish</th><th>response</th></tr>"
+                         f"</thead><tbody>{lines}</tbody></table></details>")
+    out = H.table(pl.DataFrame(rows), table_id="ratings")
+    if responses:
+        out += "<h2>Stored responses</h2>" + "".join(responses)
+    else:
+        out += ('<p class="note">A logprob cell stores one next-token distribution: P(v) is the probability of the '
+                "digit v renormalised over the scale's digits, the answer the logit method scores.</p>")
+    return out
+
+
+def _digit_probs(logprobs) -> list[float]:
+    values = np.array([np.nan if v is None else v for v in logprobs], dtype=np.float64)
+    finite = np.where(np.isnan(values), -np.inf, values)
+    top = finite.max()
+    if not math.isfinite(top):
+        return [float("nan")] * values.size
+    w = np.exp(finite - top)
+    return (w / w.sum()).tolist()
