@@ -52,7 +52,7 @@ DPI_OPTION = click.option("--dpi", type=float, default=None, help="Resolution of
 SHOWN_TEMPERATURES = 5  # curves in the terminal: evenly spaced temperatures of the grid, ends included
 PARALLEL_BACKENDS = ["threading", "loky", "multiprocessing", "dask"]
 OPTION_FIELDS = ("bootstrap", "rerun_bootstrap", "seed", "jobs", "backend", "scheduler", "ci_level", "ci_method",
-                 "permutations")
+                 "permutations", "retention")
 
 
 def _analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool = False):
@@ -84,6 +84,9 @@ def _analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool
                          help="joblib backend for --jobs > 1; dask needs --scheduler (results do not depend on it)."),
             click.option("--backend", "old_backend", type=click.Choice(PARALLEL_BACKENDS), default=None, hidden=True,
                          help="Deprecated name of --parallel-backend."),
+            click.option("--retention", type=click.Choice(["family", "run"]), default="family", show_default=True,
+                         help="Personas a run keeps: those with a valid rating on every item, and (family) only those "
+                              "valid at every temperature of the same model, or (run) each run's own."),
         ]
         if rerun:
             opts.insert(1, click.option("--rerun-bootstrap", type=int, default=400, show_default=True,

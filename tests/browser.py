@@ -35,8 +35,9 @@ class Browser:
         self._from_child, from_child_w = os.pipe()
 
         def wire() -> None:  # in the child: the protocol pipe is fds 3 (in) and 4 (out)
-            os.dup2(to_child_r, 3)
-            os.dup2(from_child_w, 4)
+            src_in, src_out = os.dup(to_child_r), os.dup(from_child_w)  # safe if either already is 3 or 4
+            os.dup2(src_in, 3)
+            os.dup2(src_out, 4)
 
         self.proc = subprocess.Popen(
             [executable, "--headless", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu",

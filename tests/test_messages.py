@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import ROOT, run_cli
+from toolkit.analysis.options import AnalysisOptions
+from toolkit.errors import ToolkitError
 
 DEMO = ["--store", str(ROOT / "parquet")]
 
@@ -42,3 +46,38 @@ def test_curves_in_the_terminal_shows_five_temperatures_unless_all():
     assert "5 of 201 temperatures shown: --all for every one" in short.stderr
     assert len(run_cli("curves", "--all", *DEMO).stdout.splitlines()) == 2 + 201
     assert len(run_cli("curves", "--format", "csv", *DEMO).stdout.splitlines()) == 1 + 201
+
+
+def _long_run(path, temperature: float, personas: range, missing_item_1: range) -> None:
+    """A long-format run: two repetitions of every item; personas in ``missing_item_1`` gave no
+    valid rating on item 1."""
+    lines = ["persona,item,repetition,rating,model,variant,temperature"]
+    for p in personas:
+        for item in range(1, 31):
+            for rep in (1, 2):
+                rating = -1 if item == 1 and p in missing_item_1 else (p * 7 + item * 3 + rep) % 6
+                lines.append(f"{p},{item},{rep},{rating},m,base,{temperature}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_retention_that_drops_every_persona_names_its_rule_and_the_option_that_relaxes_it(tmp_path):
+    # 60 complete personas at each temperature, but not the same 60: the papers' rule keeps only
+    # personas complete at every temperature of a model, which leaves none
+    _long_run(tmp_path / "t01.csv", 0.1, range(60), range(0))
+    _long_run(tmp_path / "t07.csv", 0.7, range(120), range(60))
+    store = ["--store", str(tmp_path / "store")]
+    assert run_cli("import", str(tmp_path / "t01.csv"), str(tmp_path / "t07.csv"), *store).returncode == 0
+    res = run_cli("analyze", *store, "--bootstrap", "50", "--rerun-bootstrap", "20")
+    assert res.returncode == 1 and res.stdout.count("\n") == 2  # the header lines, no row
+    skipped = [line for line in res.stderr.splitlines() if line.startswith("skipped: ")]
+    assert len(skipped) == 2
+    assert all("60 personas have a valid rating on all 30 items, but only 0 of them also in every other run of m"
+               in line and "--retention run" in line for line in skipped)
+    relaxed = run_cli("analyze", *store, "--bootstrap", "50", "--rerun-bootstrap", "20", "--retention", "run",
+                      "--format", "csv", "--columns", "temperature,personas")
+    assert relaxed.returncode == 0, relaxed.stderr
+    assert relaxed.stdout.splitlines()[1:] == ["0.1,60", "0.7,60"]
+    bad = run_cli("analyze", *store, "--retention", "item")
+    assert bad.returncode == 2 and "'item' is not one of 'family', 'run'" in bad.stderr
+    with pytest.raises(ToolkitError, match="unknown retention rule 'item'"):
+        AnalysisOptions(retention="item")

@@ -1,7 +1,7 @@
 """How an analysis resamples and where it runs: one typed object instead of the same
 parameters repeated through every analysis signature.
 
-None of these change a point estimate. ``seed`` and the draw counts change the bootstrap
+None of these but ``retention`` (which personas a run keeps) change a point estimate. ``seed`` and the draw counts change the bootstrap
 replicates (reproducibly: streams derive from the data and the seed, never from time);
 ``jobs``, ``backend`` and ``scheduler`` change nothing but the speed.
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from ..errors import ToolkitError
 
 CI_METHODS = ("bca", "percentile")
+RETENTION = ("family", "run")  # personas valid at all of a model's temperatures, or each run's own
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class AnalysisOptions:
     ci_level: float = 0.95  # confidence level of intervals
     ci_method: str = "bca"  # bca or percentile
     permutations: int = 2000  # permutation-test draws of a paired comparison
+    retention: str = "family"  # which complete personas a run keeps (selection.retained_personas)
 
     def __post_init__(self) -> None:
         if self.bootstrap < 0 or self.rerun_bootstrap < 0 or self.permutations < 0:
@@ -34,6 +36,8 @@ class AnalysisOptions:
             raise ToolkitError(f"jobs must be >= 1, not {self.jobs}")
         if not 0 < self.ci_level < 1:
             raise ToolkitError(f"the confidence level must be between 0 and 1, not {self.ci_level}")
+        if self.retention not in RETENTION:
+            raise ToolkitError(f"unknown retention rule {self.retention!r} (choose from {', '.join(RETENTION)})")
         if self.ci_method not in CI_METHODS:
             raise ToolkitError(f"unknown interval method {self.ci_method!r} (choose from {', '.join(CI_METHODS)})")
 

@@ -90,13 +90,14 @@ def sibling_runs(all_runs: list[RunManifest], selected: list[RunManifest]) -> li
     return [m for m in all_runs if _family(m) in wanted]
 
 
-def retained_personas(loaded: list[RunCounts], selected: set[str]) -> dict[str, np.ndarray]:
+def retained_personas(loaded: list[RunCounts], selected: set[str], rule: str = "family") -> dict[str, np.ndarray]:
     """Persona ids kept per selected run (``loaded`` holds the selected runs and their siblings).
 
-    A persona is kept when every item has a valid rating. When the same model (and variant,
-    mode, instrument) has runs at several temperatures, only personas valid in all of them
-    are kept; runs with fewer than 50 valid personas stay out of that intersection and keep
-    their own valid set.
+    A persona is kept when every item has a valid rating. With the ``family`` rule (the
+    papers'), when the same model (and variant, mode, instrument) has runs at several
+    temperatures, only personas valid in all of them are kept; runs with fewer than 50 valid
+    personas stay out of that intersection and keep their own valid set. With ``run``, each
+    run keeps its own valid set.
     """
     families: dict[tuple, list[RunCounts]] = defaultdict(list)
     for rc in loaded:
@@ -113,7 +114,7 @@ def retained_personas(loaded: list[RunCounts], selected: set[str]) -> dict[str, 
         for run_id, own in valid.items():
             if run_id not in selected:
                 continue
-            keep_common = common is not None and own.size >= MIN_PERSONAS_FOR_INTERSECTION
+            keep_common = rule == "family" and common is not None and own.size >= MIN_PERSONAS_FOR_INTERSECTION
             out[run_id] = np.intersect1d(own, common) if keep_common and common is not None else own
     return out
 
@@ -177,16 +178,25 @@ def retained_counts(store: Store, runs: list[RunManifest], all_runs: list[RunMan
         if isinstance(rc, ToolkitError) and m.run_id in selected:
             skip(problems, f"run {m.run_id}: cannot be read: {rc}", rc)
     loaded_all = [rc for rc in read if not isinstance(rc, ToolkitError)]
-    keep = retained_personas(loaded_all, selected)
+    keep = retained_personas(loaded_all, selected, options.retention)
     out = []
     for rc in loaded_all:
         if rc.manifest.run_id not in selected:
             continue
         ids = keep[rc.manifest.run_id]
+        complete = int(rc.valid_personas.sum())
+        if ids.size < 2 and complete >= 2:
+            skip(problems, f"run {rc.manifest.run_id}: {complete} personas have a valid rating on all "
+                           f"{rc.counts.shape[1]} items, but only {ids.size} of them also in every other run of "
+                           f"{rc.manifest.model} ({rc.manifest.variant}) at another temperature, and the retention "
+                           "rule 'family' keeps only those; S and R need at least 2 (--retention run keeps each "
+                           "run's own complete personas)")
+            continue
         if ids.size < 2:
             skip(problems, f"run {rc.manifest.run_id}: only {ids.size} persona(s) have a valid rating on all "
-                           f"{rc.counts.shape[1]} items; S and R need at least 2 (record the missing answers with "
-                           "`toolkit record`, which sends only what the store lacks)")
+                           f"{rc.counts.shape[1]} items (retention keeps a persona only when every item has one); "
+                           "S and R need at least 2 (record the missing answers with `toolkit record`, which sends "
+                           "only what the store lacks)")
             continue
         out.append((rc, ids))
     return out
