@@ -48,6 +48,8 @@ def _selection(model, variant, temperature, run_id) -> dict:
     return {"model": model, "variant": variant, "temperature": list(temperature) or None, "run_id": run_id}
 
 
+COLUMNS_OPTION = click.option("--columns", default=None, metavar="NAME,...",
+                              help="Print these columns (any of csv's) instead of the compact table view.")
 DPI_OPTION = click.option("--dpi", type=float, default=None, help="Resolution of PNG figures (default 100).")
 SHOWN_TEMPERATURES = 5  # curves in the terminal: evenly spaced temperatures of the grid, ends included
 PARALLEL_BACKENDS = ["threading", "loky", "multiprocessing", "dask"]
@@ -156,9 +158,9 @@ def _emit(df: pl.DataFrame, fmt: str, caption: str | None = None) -> None:
     click.echo(format_frame(df, fmt, caption=caption), nl=False)
 
 
-def _view(df: pl.DataFrame, columns: str | None, fmt: str) -> pl.DataFrame:
-    """What a table command prints: chosen ``columns``, else for the terminal the compact view,
-    else (csv, json, markdown, latex) every column."""
+def _view(df: pl.DataFrame, columns: str | None, fmt: str, compact=None) -> pl.DataFrame:
+    """What a table command prints: chosen ``columns``, else for the terminal the compact view
+    (``compact``, default the metrics view), else (csv, json, markdown, latex) every column."""
     if columns:
         chosen = [c.strip() for c in columns.split(",") if c.strip()]
         unknown = [c for c in chosen if c not in df.columns]
@@ -168,7 +170,7 @@ def _view(df: pl.DataFrame, columns: str | None, fmt: str) -> pl.DataFrame:
     if fmt == "table" and len(df):
         from toolkit.report.tables import metrics_view
 
-        return metrics_view(df)
+        return (compact or metrics_view)(df)
     return df
 
 
@@ -307,17 +309,19 @@ def export(model, variant, temperature, run_id, out_dir, fmt, store_dir):
 @main.command()
 @_selection_options
 @click.option("--mode", type=click.Choice(["persona", "self", "logprob"]), default=None, help="Only runs of this mode.")
+@COLUMNS_OPTION
 @_store_option
 @_format_option()
 @_guard
-def runs(model, variant, temperature, run_id, mode, store_dir, fmt):
+def runs(model, variant, temperature, run_id, mode, columns, store_dir, fmt):
     """List the runs in the store with row counts, valid-rating share and fingerprint."""
     from toolkit.analysis.selection import select_runs
+    from toolkit.report.tables import runs_view
     from toolkit.store.summary import run_table
 
     store = _store(store_dir)
     sel = {k: v for k, v in {**_selection(model, variant, temperature, run_id), "mode": mode}.items() if v}
-    _emit(run_table(store, select_runs(store, **sel) if sel else None), fmt)
+    _emit(_view(run_table(store, select_runs(store, **sel) if sel else None), columns, fmt, runs_view), fmt)
 
 
 @main.command()
@@ -392,8 +396,7 @@ def compact(run_id, grace, store_dir):
 @_selection_options
 @click.option("--by", type=click.Choice(["run", "group"]), default="run", show_default=True,
               help="'group' adds one row per item group (moral foundation).")
-@click.option("--columns", default=None, metavar="NAME,...",
-              help="Print these columns (any of csv's) instead of the compact table view.")
+@COLUMNS_OPTION
 @_store_option
 @_format_option()
 @_guard
@@ -478,12 +481,13 @@ def profiles(model, variant, temperature, run_id, of, personas_file, persona_ids
                    "run, group and metric; runs of the same personas are resampled together.")
 @click.option("--unpaired", is_flag=True, help="With --paired: treat the two runs as independent samples anyway.")
 @click.option("--wide", is_flag=True, help="With --paired: also the Δ%% intervals, persona counts and run ids.")
+@COLUMNS_OPTION
 @_store_option
 @_format_option()
 @_guard
 @_analysis_options(tests=True)
-def compare(model, variant, temperature, run_id, baseline, by, summary, paired, unpaired, wide, options, store_dir,
-            fmt):
+def compare(model, variant, temperature, run_id, baseline, by, summary, paired, unpaired, wide, columns, options,
+            store_dir, fmt):
     """Change of S, R and sigma_bar against the baseline variant of each model: relative change
     (%) with propagated SEs, or with --paired the difference with an interval and a test."""
     from toolkit.analysis import analyze as run_analysis
@@ -495,8 +499,8 @@ def compare(model, variant, temperature, run_id, baseline, by, summary, paired, 
     if paired or unpaired:
         from toolkit.analysis.api import PAIRED_COLUMNS, paired_compare
 
-        if summary:
-            raise ToolkitError("--summary and --paired are two different tables; choose one")
+        if summary or columns:
+            raise ToolkitError("--summary and --columns do not apply to --paired (--wide adds its other columns)")
         table = paired_compare(_store(store_dir), baseline=baseline, by_group=by == "group", unpaired=unpaired,
                                options=options, problems=problems, **sel)
         _emit(table if wide else table.select(PAIRED_COLUMNS), fmt)
@@ -507,7 +511,12 @@ def compare(model, variant, temperature, run_id, baseline, by, summary, paired, 
     if not problems and not (table["variant"] != baseline).any():  # (a run left out is named by _finish)
         raise ToolkitError(f"nothing to compare: every selected run is of the baseline variant {baseline!r} (compare "
                            "needs runs of another variant of the same model; --baseline names the baseline)")
-    _emit(compare_summary(table, baseline=baseline) if summary else table, fmt)
+    if summary:
+        _emit(compare_summary(table, baseline=baseline), fmt)
+    else:
+        from toolkit.report.tables import comparison_view
+
+        _emit(_view(table, columns, fmt, functools.partial(comparison_view, baseline=baseline)), fmt)
     _finish(problems)
 
 

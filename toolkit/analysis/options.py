@@ -1,8 +1,9 @@
 """How an analysis resamples and where it runs: one typed object instead of the same
 parameters repeated through every analysis signature.
 
-None of these but ``retention`` (which personas a run keeps) change a point estimate. ``seed`` and the draw counts change the bootstrap
-replicates (reproducibly: streams derive from the data and the seed, never from time);
+Only ``retention`` (which personas a run keeps) changes a point estimate. ``seed`` and the
+draw counts change the bootstrap replicates (reproducibly: streams derive from the data and
+the seed, never from time);
 ``jobs``, ``backend`` and ``scheduler`` change nothing but the speed.
 """
 

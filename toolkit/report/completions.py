@@ -25,6 +25,7 @@ def completions(store: Store, runs: list[RunManifest], *, persona: list[int] | N
     for m in runs:
         df = pl.from_arrow(store.read_run(m, SHOW_COLUMNS))
         assert isinstance(df, pl.DataFrame)
+        df = df.with_columns(pl.lit(m.mode).alias("mode"))  # how the row is scored: render says so
         for col, wanted in (("persona_id", persona), ("item_id", item), ("repetition", repetition)):
             if wanted is not None:
                 df = df.filter(pl.col(col).is_in(wanted))
@@ -68,9 +69,12 @@ def render(df: pl.DataFrame) -> str:
         when = r["collected_at"] or "unknown time"
         extra = f", {r['latency_s']:.2f} s" if r["latency_s"] is not None else ""
         out.append(f"from {r['provenance']} at {when}{extra}")
-        rating = "no valid rating" if r["rating"] == -1 else str(r["rating"])
         finish = f", finish reason {r['finish_reason']}" if r["finish_reason"] else ""
-        out.append(f"rating {rating} (after {r['failures']} failed attempt(s){finish})")
+        if r.get("mode") == "logprob":  # no sampled rating: the digits' probabilities are the answer
+            out.append(f"logprob cell: scored from the stored digit log-probabilities, not from a rating{finish}")
+        else:
+            rating = "no valid rating" if r["rating"] == -1 else str(r["rating"])
+            out.append(f"rating {rating} (after {r['failures']} failed attempt(s){finish})")
         out.append("request:")
         out += _request_text(r["request"])
         for i, attempt in enumerate(r["attempts"] or [], start=1):

@@ -40,7 +40,7 @@ from ..instrument import Instrument
 from ..recorder.plan import PersonaSet, load_personas
 from ..store import RunManifest, Store
 from . import html as H
-from .tables import _pm, metrics_view
+from .tables import comparison_view, metrics_view
 
 MARKER = ".toolkit-report"  # a folder holding it may be replaced by a new report
 CURVE_POINTS = 46
@@ -255,7 +255,8 @@ def _overview(data: SiteData, figures: dict[str, list[tuple[str, str]]], pages: 
     if len(data.comparison):
         parts.append(f"<h2>Comparison with {H.esc(data.baseline)}</h2>")
         parts += [H.figure(src, cap) for src, cap in figures["comparison"]]
-        parts.append(H.table(_comparison_view(data.comparison), table_id="comparison"))
+        overall = data.comparison.filter(pl.col("group") == "all")
+        parts.append(H.table(comparison_view(overall, data.baseline).drop("group"), table_id="comparison"))
     if len(data.self_profiles) or len(data.set_profiles):
         parts.append("<h2>Profiles per moral foundation</h2>")
         parts += [H.figure(src, cap) for src, cap in figures["profiles"]]
@@ -265,16 +266,6 @@ def _overview(data: SiteData, figures: dict[str, list[tuple[str, str]]], pages: 
     parts.append("<h2>Retention and unparseable answers</h2>")
     parts.append(_retention_html(data))
     return "\n".join(parts)
-
-
-def _comparison_view(comparison: pl.DataFrame) -> pl.DataFrame:
-    rows = []
-    for r in comparison.filter(pl.col("group") == "all").iter_rows(named=True):
-        rows.append({"model": r["model"], "variant": r["variant"], "T": f"{r['temperature']:g}",
-                     "S ± SE": _pm(r["S"], r["S_se"], 3), "ΔS % ± SE": _pm(r["delta_S_pct"], r["delta_S_pct_se"], 1),
-                     "R ± SE": _pm(r["R"], r["R_se"], 2), "ΔR % ± SE": _pm(r["delta_R_pct"], r["delta_R_pct_se"], 1)})
-    return pl.DataFrame(rows, schema=dict.fromkeys(["model", "variant", "T", "S ± SE", "ΔS % ± SE", "R ± SE",
-                                                    "ΔR % ± SE"], pl.String))
 
 
 def _retention_html(data: SiteData) -> str:

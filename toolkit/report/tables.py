@@ -112,3 +112,28 @@ def metrics_view(metrics: pl.DataFrame) -> pl.DataFrame:
         })
     return pl.DataFrame(rows, schema=dict.fromkeys(["model", "variant", "T", "group", "S ± SE", "R ± SE", "S_corr",
                                                     "P×items"], pl.String))
+
+
+def comparison_view(comparison: pl.DataFrame, baseline: str = "base") -> pl.DataFrame:
+    """`compare` for a person: each run's S and R with their SEs and their change from the
+    baseline in percent (± its propagated SE). Every column stays in csv/json and --columns."""
+    rows = []
+    for r in comparison.iter_rows(named=True):
+        base = r["variant"] == baseline
+        rows.append({"model": r["model"], "variant": r["variant"], "T": f"{r['temperature']:g}", "group": r["group"],
+                     "S ± SE": _pm(r["S"], r["S_se"], 3),
+                     "ΔS % ± SE": "baseline" if base else _pm(r["delta_S_pct"], r["delta_S_pct_se"], 1),
+                     "R ± SE": _pm(r["R"], r["R_se"], 2),
+                     "ΔR % ± SE": "baseline" if base else _pm(r["delta_R_pct"], r["delta_R_pct_se"], 1)})
+    return pl.DataFrame(rows, schema=dict.fromkeys(["model", "variant", "T", "group", "S ± SE", "ΔS % ± SE", "R ± SE",
+                                                    "ΔR % ± SE"], pl.String))
+
+
+def runs_view(runs: pl.DataFrame) -> pl.DataFrame:
+    """`runs` for a person: the run id (which names model, variant, temperature and mode), its
+    rows, the share of valid ratings where a run has ratings, and a short fingerprint."""
+    return runs.select(
+        "run_id", "rows",
+        pl.when(pl.col("mode") == "logprob").then(pl.lit("n/a: digit probabilities"))
+        .otherwise((pl.col("valid_share") * 100).round(2).cast(pl.String) + "%").alias("valid ratings"),
+        "segments", (pl.col("fingerprint").str.slice(0, 12) + "…").alias("fingerprint"))

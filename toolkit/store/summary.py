@@ -10,15 +10,19 @@ from .store import Store
 
 
 def run_table(store: Store, runs: list[RunManifest] | None = None) -> pl.DataFrame:
-    """``runs`` (default: every run of the store), one row each."""
+    """``runs`` (default: every run of the store), one row each; ``valid_share`` is null for
+    logprob runs, where it does not apply."""
     rows = []
     for m in store.runs() if runs is None else runs:
-        ratings = store.read_run(m, ["rating"])["rating"]
-        valid = pc.sum(pc.greater_equal(ratings, 0)).as_py() or 0
+        valid_share = None  # a logprob run has digit probabilities, not a sampled rating to validate
+        if m.mode != "logprob":
+            ratings = store.read_run(m, ["rating"])["rating"]
+            valid = pc.sum(pc.greater_equal(ratings, 0)).as_py() or 0
+            valid_share = valid / m.rows if m.rows else float("nan")
         rows.append({
             "run_id": m.run_id, "model": m.model, "variant": m.variant, "temperature": m.temperature,
             "mode": m.mode, "rows": m.rows, "fingerprint": m.fingerprint,
-            "valid_share": valid / m.rows if m.rows else float("nan"), "segments": len(m.segments),
+            "valid_share": valid_share, "segments": len(m.segments),
             "instrument": m.instrument["name"],
         })
     schema = {"run_id": pl.String, "model": pl.String, "variant": pl.String, "temperature": pl.Float64,
