@@ -593,12 +593,13 @@ def power(model, variant, temperature, run_id, metric, deltas, persona_counts, r
               help="Also a figure of R(T) and S(T): FILE.png, .pdf or .svg (needs the [plot] extra).")
 @DPI_OPTION
 @click.option("--all", "all_rows", is_flag=True, help="In the terminal table, every temperature (default: 5).")
+@COLUMNS_OPTION
 @_store_option
 @_format_option()
 @_guard
 @_analysis_options(rerun=False)
 def curves(model, variant, temperature, run_id, tmin, tmax, points, temperatures, by, plot_path, dpi, all_rows,
-           options, store_dir, fmt):
+           columns, options, store_dir, fmt):
     """R(T), S(T), sigma_bar(T) of logprob runs by the logit method (exact distributions)."""
     from toolkit.analysis import curves as run_curves
 
@@ -607,14 +608,16 @@ def curves(model, variant, temperature, run_id, tmin, tmax, points, temperatures
     problems: list[str] = []
     df = run_curves(_store(store_dir), tmin=tmin, tmax=tmax, points=points, temperatures=temps, by_group=by == "group",
                     options=options, problems=problems, **_selection(model, variant, temperature, run_id))
+    from toolkit.report.tables import curves_view
+
     grid = df["temperature"].unique().sort() if len(df) else None
     if fmt == "table" and not all_rows and grid is not None and len(grid) > SHOWN_TEMPERATURES:
         at = grid.gather([round(i * (len(grid) - 1) / (SHOWN_TEMPERATURES - 1)) for i in range(SHOWN_TEMPERATURES)])
-        _emit(df.filter(df["temperature"].is_in(at.implode())), fmt)
+        _emit(_view(df.filter(df["temperature"].is_in(at.implode())), columns, fmt, curves_view), fmt)
         click.echo(f"({SHOWN_TEMPERATURES} of {len(grid)} temperatures shown: --all for every one, --format csv for "
                    "the data)", err=True)
     else:
-        _emit(df, fmt)
+        _emit(_view(df, columns, fmt, curves_view), fmt)
     if plot_path and len(df):
         from toolkit.report.figures import figure_options, plot_curves
 

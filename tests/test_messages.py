@@ -46,6 +46,16 @@ def test_curves_in_the_terminal_shows_five_temperatures_unless_all():
     assert "5 of 201 temperatures shown: --all for every one" in short.stderr
     assert len(run_cli("curves", "--all", *DEMO).stdout.splitlines()) == 2 + 201
     assert len(run_cli("curves", "--format", "csv", *DEMO).stdout.splitlines()) == 1 + 201
+    lines = short.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 120 and lines[0].split()[:4] == ["model", "variant", "group", "T"]
+    assert [line.split()[3] for line in lines[2:]] == ["0.35", "0.575", "0.8", "1.025", "1.25"]
+
+
+def test_temperatures_print_as_given_not_to_four_significant_digits():
+    lines = run_cli("profiles", *DEMO).stdout.splitlines()
+    assert lines[0].split()[2] == "temperature" and {line.split()[2] for line in lines[2:]} == {"0.7"}
+    csv = run_cli("curves", "--temperatures", "0.7,1", "--columns", "temperature,S", *DEMO).stdout.splitlines()
+    assert [line.split()[0] for line in csv[2:]] == ["0.7", "1"]
 
 
 def _long_run(path, temperature: float, personas: range, missing_item_1: range) -> None:

@@ -36,6 +36,13 @@ def _fixed(value: float, digits: int) -> str:
     return f"{value:.{decimals}f}"
 
 
+EXACT_COLUMNS = {"temperature", "T", "ci_level"}
+
+
+def _exact(value: Any) -> str:
+    return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return None
@@ -48,7 +55,8 @@ def format_frame(df: pl.DataFrame, fmt: str = "table", *, digits: int = 4, capti
     if fmt == "json":
         rows = [{k: _json_value(v) for k, v in row.items()} for row in df.iter_rows(named=True)]
         return json.dumps(rows, indent=1, ensure_ascii=False) + "\n"
-    cells = [[_human(v, digits) for v in row] for row in df.iter_rows()]
+    exact = [c in EXACT_COLUMNS for c in df.columns]  # labels, not measurements: 0.7, not 0.7000
+    cells = [[_exact(v) if e else _human(v, digits) for v, e in zip(row, exact)] for row in df.iter_rows()]
     header = df.columns
     numeric = [dt.is_numeric() for dt in df.dtypes]
     if fmt == "table":
@@ -137,3 +145,15 @@ def runs_view(runs: pl.DataFrame) -> pl.DataFrame:
         pl.when(pl.col("mode") == "logprob").then(pl.lit("n/a: digit probabilities"))
         .otherwise((pl.col("valid_share") * 100).round(2).cast(pl.String) + "%").alias("valid ratings"),
         "segments", (pl.col("fingerprint").str.slice(0, 12) + "…").alias("fingerprint"))
+
+
+def curves_view(curve: pl.DataFrame) -> pl.DataFrame:
+    """`curves` for a person: per run, group and temperature, S, sigma_bar and R with their
+    (persona-bootstrap) SEs and the personas × items behind them."""
+    rows = []
+    for r in curve.iter_rows(named=True):
+        rows.append({"model": r["model"], "variant": r["variant"], "group": r["group"], "T": f"{r['temperature']:g}",
+                     "S ± SE": _pm(r["S"], r["S_se"], 3), "σ̄ ± SE": _pm(r["sigma_bar"], r["sigma_bar_se"], 3),
+                     "R ± SE": _pm(r["R"], r["R_se"], 2), "P×items": f"{r['personas']}×{r['items']}"})
+    return pl.DataFrame(rows, schema=dict.fromkeys(["model", "variant", "group", "T", "S ± SE", "σ̄ ± SE", "R ± SE",
+                                                    "P×items"], pl.String))
