@@ -1,4 +1,5 @@
-"""Import files into the store: the published CSV trees, or any format of ``toolkit.ingest``.
+"""Import files into the store: the published CSV trees, any format of ``toolkit.ingest``, or
+Inspect logs of the persona_moral task.
 
 Files stream through: each is parsed, validated and written in turn, and the manifests are
 saved together at the end, so a bad file in a batch changes no run (the segments the batch
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ToolkitError
+from .ingest.inspect_log import SUFFIXES as INSPECT_SUFFIXES
+from .ingest.inspect_log import is_inspect_log, parse_inspect_log
 from .ingest.pipeline import ENDPOINT, model_from_name, parse_file, temperature_from_name
 from .ingest.source import CONTAINERS
 from .instrument import Instrument, load_instrument
@@ -44,7 +47,8 @@ def _walk(folder: Path) -> list[Path]:
                     entry.resolve(strict=True)
                 except (OSError, RuntimeError):
                     raise ToolkitError("symbolic link loops or leads nowhere", path=str(entry)) from None
-        found.extend(Path(dirpath) / f for f in filenames if f.endswith(".csv") and (Path(dirpath) / f).is_file())
+        found.extend(Path(dirpath) / f for f in filenames
+                     if f.endswith((".csv", *INSPECT_SUFFIXES)) and (Path(dirpath) / f).is_file())
     return sorted(found)
 
 
@@ -56,12 +60,12 @@ def _expand(paths: Sequence[str | Path]) -> list[Path]:
         if p.is_dir():
             found = _walk(p)
             if not found:
-                raise ToolkitError("folder holds no .csv files", path=str(p))
+                raise ToolkitError("folder holds no .csv files or Inspect .eval logs", path=str(p))
             files.extend(found)
         elif p.is_file():
-            if p.suffix.lower() not in CONTAINERS:
-                raise ToolkitError(f"unknown file type {p.suffix!r} (expected {', '.join(sorted(CONTAINERS))})",
-                                   path=str(p))
+            if p.suffix.lower() not in CONTAINERS and not is_inspect_log(p):
+                known = ", ".join(sorted(CONTAINERS) + [*INSPECT_SUFFIXES, ".json (Inspect log)"])
+                raise ToolkitError(f"unknown file type {p.suffix!r} (expected {known})", path=str(p))
             files.append(p)
         else:
             raise ToolkitError("no such file or folder", path=str(p))
@@ -107,8 +111,14 @@ class _Prepared:
 def _prepare(item: tuple[Path, dict], instrument: Instrument) -> _Prepared:
     """The CPU work of one file, with no store access: it runs on threads or processes alike."""
     path = Path(item[0])
-    p = parse_file(path, instrument, **{k: item[1].get(k) for k in ("model", "variant", "temperature", "mode",
-                                                                     "columns", "expect_sha256")})
+    if is_inspect_log(path):
+        if item[1].get("columns"):
+            raise ToolkitError("--columns maps table columns; an Inspect log has none to map", path=str(path))
+        p = parse_inspect_log(path, instrument, **{k: item[1].get(k) for k in ("model", "variant", "temperature",
+                                                                                 "mode", "expect_sha256")})
+    else:
+        p = parse_file(path, instrument, **{k: item[1].get(k) for k in ("model", "variant", "temperature", "mode",
+                                                                         "columns", "expect_sha256")})
     Store.seal(p.manifest, p.table)
     segment = Store.encode_segment(p.table) if p.table.num_rows else None
     return _Prepared(path, p.manifest, segment, p.table.num_rows, p.notes)

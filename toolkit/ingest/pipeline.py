@@ -158,17 +158,21 @@ def imported_requests(rows: pl.DataFrame, manifest: RunManifest) -> pl.Series:
     return rows.select(text.alias("request"))["request"]
 
 
-def store_rows(rows: pl.DataFrame, manifest: RunManifest, *, provenance: str) -> pa.Table:
-    """Parsed rows -> store rows: identity columns, the canonical request and its key."""
-    requests = imported_requests(rows, manifest)
+def store_rows(rows: pl.DataFrame, manifest: RunManifest, *, provenance: str,
+               requests: pl.Series | None = None) -> pa.Table:
+    """Parsed rows -> store rows: identity columns, the canonical request (``requests``, else
+    the published-file request of each row) and its key. Failed attempts' texts are kept when
+    the source has them."""
+    requests = (imported_requests(rows, manifest) if requests is None else requests).alias("request")
     out = rows.with_columns(
         requests,
         request_keys(requests).alias("request_key"),
         pl.lit(manifest.run_id).alias("run_id"),
         pl.lit(manifest.instrument["digest"]).alias("instrument"),
         pl.lit(provenance).alias("provenance"),
-        pl.lit(None, dtype=pl.List(pl.String)).alias("attempts"),
         pl.lit(None, dtype=pl.String).alias("finish_reason"),
         pl.lit(None, dtype=pl.Float64).alias("latency_s"),
     )
+    if "attempts" not in out.columns:
+        out = out.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias("attempts"))
     return out.select(ROW_SCHEMA.names).to_arrow().cast(ROW_SCHEMA)

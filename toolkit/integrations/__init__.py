@@ -1,0 +1,1 @@
+"""Bridges to other evaluation tools (optional extras; nothing else in the toolkit imports them)."""
