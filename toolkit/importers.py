@@ -10,6 +10,7 @@ request-key function, like recorded rows.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -204,3 +205,40 @@ def import_files(
             store.discard(created)
         raise
     return [result for _, _, result in staged]
+
+
+def import_bundle(store: Store, path: str | Path, *, replace: bool = False) -> list[ImportResult]:
+    """Add a bundle's runs to a store: the bundle is checked member by member first; a run the
+    store already holds with the same fingerprint is ``unchanged``, one with other data needs
+    ``replace``. As for files, the manifests are saved together at the end, and on any error
+    the segments this import wrote are removed again."""
+    from .store.bundle import open_bundle
+
+    source, _ = open_bundle(path)
+    created: set[str] = set()
+    staged: list[tuple[RunManifest, ImportResult]] = []
+    try:
+        with store.writing():
+            for m in source.runs():
+                existing = store.get_run(m.run_id)
+                if existing is not None and existing.fingerprint == m.fingerprint:
+                    staged.append((m, ImportResult(str(path), m.run_id, m.rows, "unchanged")))
+                    continue
+                if existing is not None and not replace:
+                    raise ToolkitError(f"run {m.run_id} already holds different data; use --replace to overwrite it",
+                                       path=str(path))
+                store.put_instrument(source.instrument(m.instrument["digest"]))
+                segments = [store.write_encoded(source.read_segment_bytes(s.object, m.run_id), s.rows, created)
+                            for s in m.segments]
+                copy = dataclasses.replace(m, segments=segments)
+                status = "added" if existing is None else "replaced"
+                staged.append((copy, ImportResult(str(path), m.run_id, m.rows, status)))
+            for manifest, result in staged:
+                if result.status != "unchanged":
+                    with store.run_lock(manifest.run_id):
+                        store.save_manifest(manifest)
+    except BaseException:
+        if created:
+            store.discard(created)
+        raise
+    return [result for _, result in staged]

@@ -202,6 +202,10 @@ class Store:
                                path=str(path))
         return data
 
+    def read_segment_bytes(self, digest: str, run_id: str | None = None) -> bytes:
+        """A segment's bytes, whose hash was just checked (to copy it into another store)."""
+        return self._verified_bytes(digest, run_id)
+
     def read_segment(self, digest: str, columns: list[str] | None = None, *, run_id: str | None = None,
                      size: int | None = None) -> pa.Table:
         """The rows of one segment, from bytes whose hash was just checked."""
