@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import json
 import os
 import sys
 from pathlib import Path
@@ -22,11 +23,12 @@ if TYPE_CHECKING:  # the heavy libraries load only inside the commands that use 
 
     from toolkit.store import Store
 
-STORE_HELP = "Store folder (default: $TOOLKIT_STORE, else parquet/ next to cli.py)."
+STORE_HELP = ("Store folder, or a bundle file to read (default: $TOOLKIT_STORE, else ./parquet, else the embedded "
+              "demo store).")
 
 
 def _store_option(f):
-    return click.option("--store", "store_dir", type=click.Path(file_okay=False), envvar="TOOLKIT_STORE",
+    return click.option("--store", "store_dir", type=click.Path(), envvar="TOOLKIT_STORE",
                         help=STORE_HELP)(f)
 
 
@@ -197,6 +199,13 @@ def _store(store_dir: str | None, *, write: bool = False) -> Store:
     """--store, else $TOOLKIT_STORE, else ./parquet, else (reading only) the embedded demo store."""
     from toolkit.store import store as store_module  # loaded here: --help and --version stay fast
 
+    if store_dir and Path(store_dir).is_file():  # a bundle: checked, then read from a private copy
+        if write:
+            raise ToolkitError(f"{store_dir} is a bundle, which is read-only: add its runs to a store with "
+                               "`toolkit import BUNDLE --store DIR`")
+        from toolkit.store.bundle import open_bundle
+
+        return open_bundle(store_dir)[0]
     return store_module.Store(store_module.resolve_store(store_dir, write=write))
 
 
@@ -247,11 +256,17 @@ def import_cmd(paths, model, variant, temperature, mode, columns, instrument, re
     checked and written one by one and the runs committed together at the end: on any error no
     run changes. A missing optional column is a note, not an error.
     """
-    from toolkit.importers import import_paths
+    from toolkit.importers import import_bundle, import_paths
+    from toolkit.store.bundle import is_bundle
 
-    results = import_paths(_store(store_dir, write=True), paths, model=model, variant=variant,
-                           temperature=temperature, mode=mode,
-                           columns=_column_map(columns), instrument=instrument, replace=replace)
+    if any(is_bundle(p) for p in paths):
+        if len(paths) > 1 or any(v is not None for v in (model, variant, temperature, mode, columns, instrument)):
+            raise ToolkitError("a bundle is imported alone and as it is: its runs keep their names and instrument")
+        results = import_bundle(_store(store_dir, write=True), paths[0], replace=replace)
+    else:
+        results = import_paths(_store(store_dir, write=True), paths, model=model, variant=variant,
+                               temperature=temperature, mode=mode,
+                               columns=_column_map(columns), instrument=instrument, replace=replace)
     _emit(_frame([r.__dict__ for r in results], ["run_id", "rows", "status", "path"]), fmt)
     for r in results:
         if r.notes:
@@ -325,10 +340,31 @@ def runs(model, variant, temperature, run_id, mode, columns, store_dir, fmt):
 
 
 @main.command()
+@click.argument("bundle", required=False, type=click.Path(dir_okay=False))
 @_store_option
 @_guard
-def verify(store_dir):
-    """Re-hash every segment and re-derive every fingerprint and request key; exit 1 on any problem."""
+def verify(bundle, store_dir):
+    """Re-hash every segment and re-derive every fingerprint and request key; exit 1 on any problem.
+
+    With a BUNDLE file: also every member against the bundle's index and the index against its
+    digest (the first damaged member is named)."""
+    if bundle:
+        from toolkit.errors import StoreCorrupt
+        from toolkit.store.bundle import open_bundle
+
+        try:
+            store, info = open_bundle(bundle)
+        except StoreCorrupt as exc:
+            click.echo(f"PROBLEM {exc}")
+            click.echo(f"verify: bundle {bundle} is damaged", err=True)
+            sys.exit(1)
+        problems = store.verify()
+        for p in problems:
+            click.echo(f"PROBLEM {p}")
+        if problems:
+            sys.exit(1)
+        click.echo(f"verify: ok (bundle {bundle}: {len(info.runs)} runs, digest {info.digest})")
+        return
     store = _store(store_dir)
     problems = store.verify()
     for p in problems:
@@ -832,47 +868,166 @@ def fetch(name, source, quiet, store_dir, fmt):
     _emit(_frame([r.__dict__ for r in results], ["run_id", "rows", "status", "path"]), fmt)
 
 
+def _others(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, sep, folder = pair.partition("=")
+        if not sep or not name or not folder:
+            raise ToolkitError(f"--with {pair!r}: expected NAME=DIR (a catalogued dataset and a folder with its files)")
+        out[name] = folder
+    return out
+
+
+def _run_audit(name, source, claims, store_dir, options, within_se, others, progress: bool):
+    """A catalogued audit (NAME: its files fetched into a fresh store, or into --store DIR),
+    or without NAME the audit of --store DIR|BUNDLE against --claims FILE."""
+    import tempfile
+
+    from toolkit.audit import audit as run_audit
+    from toolkit.audit.run import audit_store
+
+    if name is None:
+        if not claims:
+            raise ToolkitError("give a dataset NAME from the catalogue, or --claims FILE to check a store of your own")
+        if others:
+            raise ToolkitError("--with checks catalogued datasets a catalogued audit quotes: give the dataset NAME")
+        store = _store(store_dir)
+        return audit_store(store, claims, options=options, within_se=within_se,
+                           label=Path(store_dir).stem if store_dir else None), None
+    tmp = tempfile.TemporaryDirectory(prefix=f"audit-{name}-")  # removed afterwards unless --store
+    store = _store(store_dir or str(Path(tmp.name) / "store"), write=True)
+    return run_audit(name, source=source, claims=claims, store=store, options=options, within_se=within_se,
+                     progress=progress, others=_others(others)), tmp
+
+
+AUDIT_STORE_HELP = ("With NAME: the store to import the dataset into (default: a fresh temporary one). Without NAME: "
+                    "the store folder or bundle file whose runs --claims are checked against.")
+
+
 @main.command()
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option("--from", "source", type=click.Path(), default=None, help="Local folder with the dataset's files.")
-@click.option("--claims", default=None, help="Claims file (default: the one shipped for the dataset).")
+@click.option("--claims", default=None, help="Claims file (default: the one shipped for the dataset; required "
+              "without NAME).")
+@click.option("--with", "others", multiple=True, metavar="NAME=DIR",
+              help="A folder with another catalogued dataset's files, for the claims that quote it (repeatable).")
 @click.option("--report-dir", type=click.Path(file_okay=False), default=None,
-              help="Write index.html, report.md, figures and tables here.")
+              help="Write the report site (index.html, audit.html, report.md, figures, tables) here.")
 @click.option("--all", "all_claims", is_flag=True, help="table/markdown: every claim (default: the counts and "
               "the claims that are not PASS).")
+@click.option("--summary", is_flag=True, help="Only one line per claim that is not PASS (as `toolkit check`).")
 @click.option("--figure-format", type=click.Choice(["png", "pdf", "svg"]), default="png", show_default=True,
               help="Format of the report's figures.")
 @DPI_OPTION
 @click.option("--within-se", type=float, default=None, help="Grant WITHIN-SE to claims inside K standard errors.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
-@click.option("--store", "store_dir", type=click.Path(file_okay=False), default=None,
-              help="Store to import into (default: a fresh temporary store; never the embedded one).")
+@click.option("--store", "store_dir", type=click.Path(), default=None, help=AUDIT_STORE_HELP)
 @_guard
 @_analysis_options(scheduler=False)
-def audit(name, source, claims, report_dir, all_claims, figure_format, dpi, within_se, fmt, options, store_dir):
-    """Verify a paper's claims against its published raw data: PASS / WITHIN-SE / FAIL per number.
+def audit(name, source, claims, others, report_dir, all_claims, summary, figure_format, dpi, within_se, fmt, options,
+          store_dir):
+    """Verify a paper's claims against raw data: PASS / WITHIN-SE / FAIL / UNVERIFIABLE per number,
+    and for a FAIL, the run or file version that reproduces the printed value when there is one.
 
-    Exit 0 when no claim fails, 1 when any does, 2 on bad input.
+    NAME audits a catalogued dataset; without it, --claims FILE is checked against --store DIR or
+    a bundle. Exit 0 when no claim fails, 1 when any does, 2 on bad input.
     """
-    import tempfile
+    from toolkit.audit.report import check_lines, claims_output, write_report
 
-    from toolkit.audit import audit as run_audit
-    from toolkit.audit.report import claims_output, write_report
-
-    with tempfile.TemporaryDirectory(prefix=f"audit-{name}-") as tmp:  # removed afterwards unless --store
-        store = _store(store_dir or str(Path(tmp) / "store"), write=True)
-        result = run_audit(name, source=source, claims=claims, store=store, options=options, within_se=within_se,
-                           progress=fmt == "table")
-        click.echo(claims_output(result, fmt, all_claims), nl=False)
+    result, tmp = _run_audit(name, source, claims, store_dir, options, within_se, others,
+                             progress=fmt == "table" and not summary)
+    try:
+        click.echo(check_lines(result) if summary else claims_output(result, fmt, all_claims), nl=False)
         if report_dir:
             from toolkit.report.figures import figure_options
 
             with figure_options(dpi):
                 folder = write_report(result, report_dir, figure_format, options)
             click.echo(f"report: {folder / 'index.html'} (claims: {folder / 'audit.html'})", err=True)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    for n in result.notes:
+        click.echo(f"note: {n}", err=True)
     for p in result.skipped:
         click.echo(f"skipped: {p}", err=True)
     sys.exit(0 if result.passed and not result.skipped else 1)
+
+
+@main.command()
+@click.option("--claims", required=True, help="The claims file: what the numbers must be.")
+@click.option("--within-se", type=float, default=None, help="Grant WITHIN-SE to claims inside K standard errors.")
+@_store_option
+@_guard
+@_analysis_options(scheduler=False)
+def check(claims, within_se, options, store_dir):
+    """For CI: check a claims file against the store (or a bundle). One line per claim that is
+    not PASS; exit 0 when none fails, 1 when any does."""
+    from toolkit.audit.report import check_lines
+
+    result, _ = _run_audit(None, None, claims, store_dir, options, within_se, (), progress=False)
+    click.echo(check_lines(result), nl=False)
+    counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
+    click.echo(f"check: {len(result.table)} claims: {counts}", err=True)
+    for p in result.skipped:
+        click.echo(f"skipped: {p}", err=True)
+    sys.exit(0 if result.passed and not result.skipped else 1)
+
+
+@main.group()
+def claims() -> None:
+    """Claims files (toolkit-claims/1): the numbers a paper prints, checked by `audit` and `check`."""
+
+
+@claims.command("draft")
+@_selection_options
+@click.option("--metrics", "metric_names", default="S,R,sigma_bar", show_default=True,
+              help="Which metrics to claim (any of S, S_se, R, R_se, sigma_bar, sigma_bar_se, delta_S_pct, "
+                   "delta_R_pct, delta_sigma_bar_pct).")
+@click.option("--decimals", type=click.IntRange(0, 12), default=2, show_default=True,
+              help="Decimals printed: the tolerance is half a unit of the last one.")
+@click.option("--by", type=click.Choice(["run", "group"]), default="run", show_default=True,
+              help="'group' also claims each item group (moral foundation).")
+@click.option("--baseline", default="base", show_default=True, help="Variant the delta_* metrics compare with.")
+@click.option("--paper", default="", help="What the claims are from (a title or an arXiv id).")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), required=True, help="The claims file to write.")
+@_store_option
+@_guard
+@_analysis_options(scheduler=False)
+def claims_draft(model, variant, temperature, run_id, metric_names, decimals, by, baseline, paper, out_file, options,
+                 store_dir):
+    """Write a claims file from the current analysis: the numbers as a paper would print them."""
+    from toolkit.audit.draft import draft_claims
+
+    store = _store(store_dir)
+    doc = draft_claims(store, metrics=[m.strip() for m in metric_names.split(",") if m.strip()], decimals=decimals,
+                       by_group=by == "group", baseline=baseline, paper=paper, options=options,
+                       **_selection(model, variant, temperature, run_id))
+    from toolkit.store.atomic import atomic_write_bytes
+
+    atomic_write_bytes(Path(out_file), (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+    click.echo(f"claims: {out_file} ({len(doc['claims'])} claims)")
+
+
+@main.command()
+@_selection_options
+@click.option("--mode", type=click.Choice(["persona", "self", "logprob"]), default=None, help="Only runs of this mode.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), required=True, help="The bundle file to write.")
+@click.option("--personas", "personas_file", default=None,
+              help="Also carry this persona file (recorded runs' own shipped sets are carried anyway).")
+@_store_option
+@_guard
+def bundle(model, variant, temperature, run_id, mode, out_file, personas_file, store_dir):
+    """Write the selected runs (manifests, segments, instruments, persona files) as one file with
+    a digest over its contents: what an author hands to a reviewer."""
+    from toolkit.analysis.selection import select_runs
+    from toolkit.store.bundle import persona_payloads, write_bundle
+
+    store = _store(store_dir)
+    sel = {k: v for k, v in {**_selection(model, variant, temperature, run_id), "mode": mode}.items() if v}
+    runs = select_runs(store, **sel) if sel else store.runs()
+    info = write_bundle(store, runs, out_file, personas=persona_payloads(runs, personas_file))
+    click.echo(f"bundle: {info.path} ({len(info.runs)} runs, {len(info.members)} members, digest {info.digest})")
 
 
 @main.command()

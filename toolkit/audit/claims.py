@@ -11,7 +11,10 @@ Format ``toolkit-claims/1`` (JSON)::
 digit unless ``tolerance`` (absolute) is given; ``rel_tolerance`` adds a relative margin (used
 for bootstrap SEs, which are Monte-Carlo estimates); ``within_se: k`` grants WITHIN-SE when the
 difference is inside k recomputed standard errors (for a relative change, the SE propagated
-from the two values' SEs).
+from the two values' SEs). Optional fields: ``temperature`` (when a model has runs at several),
+``dataset`` (the claim is checked against another catalogued dataset, which the audit needs at
+hand) and ``unverifiable`` (the reason no published data can check it: it is counted, never
+silently left out). docs/claims.md describes the format.
 """
 
 from __future__ import annotations
@@ -35,9 +38,11 @@ RUN_METRICS = {"S", "S_se", "R", "R_se", "sigma_bar", "sigma_bar_se", "delta_S_p
 SELF_METRICS = {"profile_mean", "profile_std"}
 VARIANT_METRICS = {"mean_delta_S_pct", "mean_delta_R_pct", "mean_delta_sigma_bar_pct", "mean_excess_R_pp",
                    "mean_excess_S_pp"}
+RANGE_METRICS = {"min_S", "max_S", "min_R", "max_R"}  # over the claim's ``models``, e.g. "0.66 <= S <= 0.83"
 SE_OF = {"S": "S_se", "R": "R_se", "sigma_bar": "sigma_bar_se"}
 CLAIM_COLUMNS = ["id", "table", "model", "variant", "group", "metric", "printed", "recomputed", "diff", "diff_units",
-                 "diff_se", "tolerance", "status"]
+                 "diff_se", "tolerance", "status", "note"]
+STATUSES = ("PASS", "WITHIN-SE", "FAIL", "UNVERIFIABLE")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,10 @@ class Claim:
     tolerance: float | None = None
     rel_tolerance: float | None = None
     within_se: float | None = None
+    temperature: float | None = None
+    dataset: str | None = None
+    unverifiable: str | None = None
+    models: tuple[str, ...] | None = None
 
     @property
     def value(self) -> float:
@@ -104,17 +113,21 @@ def load_claims(name_or_path: str | Path) -> ClaimSet:
     for i, c in enumerate(raw["claims"]):
         where = f"claim #{i} ({c.get('id', '?') if isinstance(c, dict) else '?'})"
         try:
-            claim = Claim(**c)
+            claim = Claim(**{**c, "models": tuple(c["models"]) if c.get("models") else None})
             float(claim.printed)
             Decimal(claim.printed.lstrip("+"))
         except (TypeError, ValueError, InvalidOperation, AttributeError) as exc:
             raise ToolkitError(f"malformed {where}: {exc}", path=source) from None
-        known = RUN_METRICS | SELF_METRICS | VARIANT_METRICS
+        known = RUN_METRICS | SELF_METRICS | VARIANT_METRICS | RANGE_METRICS
         if claim.metric not in known:
             raise ToolkitError(f"{where}: unknown metric {claim.metric!r}", path=source)
-        if claim.metric in VARIANT_METRICS and claim.model is not None:
-            raise ToolkitError(f"{where}: {claim.metric} is a per-variant claim; set model to null", path=source)
-        if claim.metric not in VARIANT_METRICS and not claim.model:
+        if claim.metric in VARIANT_METRICS | RANGE_METRICS and claim.model is not None:
+            raise ToolkitError(f"{where}: {claim.metric} is not a claim about one model; set model to null",
+                               path=source)
+        if (claim.metric in RANGE_METRICS) != bool(claim.models):
+            raise ToolkitError(f"{where}: a models list goes with (and only with) {', '.join(sorted(RANGE_METRICS))}",
+                               path=source)
+        if claim.metric not in VARIANT_METRICS | RANGE_METRICS and not claim.model:
             raise ToolkitError(f"{where}: {claim.metric} needs a model", path=source)
         if claim.metric.startswith(("excess", "mean_excess")) and not claim.control:
             raise ToolkitError(f"{where}: an excess claim needs a control variant", path=source)
@@ -122,14 +135,16 @@ def load_claims(name_or_path: str | Path) -> ClaimSet:
             raise ToolkitError(f"{where}: duplicate claim id", path=source)
         seen.add(claim.id)
         claims.append(claim)
-    return ClaimSet(source, str(raw.get("paper", "")), str(raw.get("dataset", "")), str(raw.get("baseline", "base")),
-                    claims, dict(raw.get("display_names", {})))
+    return ClaimSet(source, str(raw.get("paper") or ""), str(raw.get("dataset") or ""),
+                    str(raw.get("baseline", "base")), claims, dict(raw.get("display_names", {})))
 
 
 def check_against_runs(claims: ClaimSet, runs: set[tuple[str, str, str]]) -> None:
-    """Every claim must refer to a run (model, variant, mode) or variant the dataset has."""
+    """Every claim the dataset checks must refer to a run (model, variant, mode) or variant it has."""
     variants = {v for _, v, _ in runs}
     for c in claims.claims:
+        if c.unverifiable or (c.dataset and c.dataset != claims.dataset):
+            continue
         if c.metric in VARIANT_METRICS:
             ok = c.variant in variants and (c.control is None or c.control in variants)
         else:
@@ -152,6 +167,9 @@ def evaluate_claims(claims: ClaimSet, *, metrics: pl.DataFrame, comparison: pl.D
                     within_se: float | None = None) -> pl.DataFrame:
     rows = []
     for c in claims.claims:
+        if c.unverifiable:
+            rows.append(unverifiable_row(c, c.unverifiable))
+            continue
         value, se = _recompute(c, metrics, comparison, summary, excess, profiles, family)
         diff = value - c.value if value is not None else None
         k = c.within_se if c.within_se is not None else within_se
@@ -169,17 +187,39 @@ def evaluate_claims(claims: ClaimSet, *, metrics: pl.DataFrame, comparison: pl.D
             "metric": c.metric, "printed": c.printed, "recomputed": value, "diff": diff,
             "diff_units": diff / c.unit if diff is not None else None,
             "diff_se": diff / se if (diff is not None and se) else None, "tolerance": allowed, "status": status,
+            "note": None if value is not None else "no recomputed value: the run or group is not in the data",
         })
-    schema = {"id": pl.String, "table": pl.String, "model": pl.String, "variant": pl.String, "group": pl.String,
-              "metric": pl.String, "printed": pl.String, "recomputed": pl.Float64, "diff": pl.Float64,
-              "diff_units": pl.Float64, "diff_se": pl.Float64, "tolerance": pl.Float64, "status": pl.String}
-    return pl.DataFrame(rows, schema=schema).select(CLAIM_COLUMNS)
+    return claims_frame(rows)
+
+
+CLAIM_SCHEMA = {"id": pl.String, "table": pl.String, "model": pl.String, "variant": pl.String, "group": pl.String,
+                "metric": pl.String, "printed": pl.String, "recomputed": pl.Float64, "diff": pl.Float64,
+                "diff_units": pl.Float64, "diff_se": pl.Float64, "tolerance": pl.Float64, "status": pl.String,
+                "note": pl.String}
+
+
+def claims_frame(rows: list[dict]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=CLAIM_SCHEMA).select(CLAIM_COLUMNS)
+
+
+def unverifiable_row(c: Claim, reason: str) -> dict[str, Any]:
+    """A claim no data at hand can check: listed and counted, neither passing nor failing."""
+    return {"id": c.id, "table": c.table, "model": c.model, "variant": c.variant, "group": c.group,
+            "metric": c.metric, "printed": c.printed, "recomputed": None, "diff": None, "diff_units": None,
+            "diff_se": None, "tolerance": c.allowed(), "status": "UNVERIFIABLE", "note": reason}
 
 
 def _recompute(c: Claim, metrics, comparison, summary, excess, profiles, family) -> tuple[float | None, float | None]:
     if c.metric in SELF_METRICS:
-        r = _row(profiles, model=c.model, variant=c.variant, group=c.group)
+        r = _row(profiles, model=c.model, variant=c.variant, group=c.group, **_at(c))
         return (None, None) if r is None else (r["mean" if c.metric == "profile_mean" else "std"], None)
+    if c.metric in RANGE_METRICS:
+        which, metric = c.metric.split("_", 1)
+        sub = metrics.filter(pl.col("model").is_in(list(c.models or ())) & (pl.col("variant") == c.variant)
+                             & (pl.col("group") == c.group))
+        if sub["model"].n_unique() != len(c.models or ()):
+            return None, None  # a model of the range is not in the data
+        return float(sub[metric].min() if which == "min" else sub[metric].max()), None
     if c.metric in VARIANT_METRICS:
         if c.metric.startswith("mean_excess"):
             frame = excess.get(f"{c.variant}|{c.control}|{c.metric.split('_')[2]}")
@@ -194,10 +234,14 @@ def _recompute(c: Claim, metrics, comparison, summary, excess, profiles, family)
         r = None if frame is None else _row(frame, family=family(c.model), group=c.group)
         return (None, None) if r is None else (r[frame.columns[-1]], None)
     if c.metric.startswith("delta"):
-        r = _row(comparison, model=c.model, variant=c.variant, group=c.group)
+        r = _row(comparison, model=c.model, variant=c.variant, group=c.group, **_at(c))
         return (None, None) if r is None else (r[c.metric], r[f"{c.metric}_se"])
-    r = _row(metrics, model=c.model, variant=c.variant, group=c.group)
+    r = _row(metrics, model=c.model, variant=c.variant, group=c.group, **_at(c))
     if r is None:
         return None, None
     se = r.get(SE_OF[c.metric]) if c.metric in SE_OF else None
     return r[c.metric], se
+
+
+def _at(c: Claim) -> dict[str, float]:
+    return {} if c.temperature is None else {"temperature": float(c.temperature)}

@@ -26,9 +26,10 @@ def claims_output(result: AuditResult, fmt: str, all_claims: bool = False) -> st
                "passed": result.passed,
                "claims": [dict(row) for row in table.iter_rows(named=True)]}
         return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
-    shown = table.select("id", "table", "printed", "recomputed", "diff_units", "diff_se", "status")
+    shown = table.select("id", "table", "printed", "recomputed", "diff_units", "diff_se", "status", "note")
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
-    head = f"audit {result.dataset.name} ({result.dataset.paper}): {counts}\n"
+    paper = f" ({result.dataset.paper})" if result.dataset.paper else ""
+    head = f"audit {result.dataset.name}{paper}: {counts}\n"
     if not all_claims:
         shown = shown.filter(pl.col("status") != "PASS")
         head += ("(the claims that are not PASS are listed above; --all lists every claim)\n" if len(shown) else
@@ -37,7 +38,18 @@ def claims_output(result: AuditResult, fmt: str, all_claims: bool = False) -> st
             return f"**{head.strip()}**\n" if fmt == "markdown" else head
     if fmt == "markdown":
         return f"**{head.strip()}**\n\n" + format_frame(shown, "markdown")
-    return format_frame(shown, "table") + head
+    notes = "".join(f"  {cid}: {note}\n" for cid, note in shown.select("id", "note").iter_rows() if note)
+    return format_frame(shown.drop("note"), "table") + notes + head
+
+
+def check_lines(result: AuditResult) -> str:
+    """One line per claim that is not PASS (what `toolkit check` prints for CI), else nothing."""
+    out = []
+    for r in result.table.filter(pl.col("status") != "PASS").iter_rows(named=True):
+        got = "no value" if r["recomputed"] is None else f"recomputed {r['recomputed']:.6g}"
+        note = f" ({r['note']})" if r["note"] else ""
+        out.append(f"{r['status']} {r['id']}: printed {r['printed']}, {got}{note}\n")
+    return "".join(out)
 
 
 def paper_tables(result: AuditResult) -> dict[str, pl.DataFrame]:
@@ -68,13 +80,13 @@ def write_report(result: AuditResult, folder: str | Path, figure_format: str = "
 
     display = result.claims.display_names
     data = gather(result.store, options=options, baseline=result.claims.baseline,
-                  title=f"Audit of {result.dataset.name} ({result.dataset.paper})", metrics=result.metrics,
+                  title=_title(result), metrics=result.metrics,
                   comparison=result.comparison, self_profiles=result.profiles, display=display)
     data.skipped = sorted(set(data.skipped) | set(result.skipped))
     tables = paper_tables(result)
     figures = [(f"figures/{name}.{figure_format}", caption) for name, caption in FIGURES]
     counts = " · ".join(f'<span style="color:{H.STATUS_COLOR[k]}">{k} {v}</span>' for k, v in result.counts.items())
-    page = Page("audit.html", "Audit", f"Audit of {result.dataset.name} ({result.dataset.paper})",
+    page = Page("audit.html", "Audit", _title(result),
                 _audit_body(result, tables, counts), summary=f"<strong>{counts}</strong>")
 
     def extra_files(tmp: Path) -> None:
@@ -86,9 +98,7 @@ def write_report(result: AuditResult, folder: str | Path, figure_format: str = "
             result.profiles.write_csv(tmp / "profiles.csv")
         (tmp / "tables.tex").write_text("\n".join(format_frame(t, "latex", caption=name) for name, t in tables.items()),
                                         encoding="utf-8")
-        md = [f"# Audit of {result.dataset.name} ({result.dataset.paper})", "",
-              f"Source: {result.dataset.repository} at commit `{result.dataset.commit}`; "
-              f"{len(result.files)} files, every SHA-256 checked; store verified.", "",
+        md = [f"# {_title(result)}", "", _source_line(result), "",
               "Counts: " + ", ".join(f"{k} {v}" for k, v in result.counts.items()), "", "## Figures", ""]
         md += [f"![{cap}]({src})" for src, cap in drawn]
         for name, t in tables.items():
@@ -97,6 +107,19 @@ def write_report(result: AuditResult, folder: str | Path, figure_format: str = "
         (tmp / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
 
     return write_site(data, folder, figure_format=figure_format, pages=(page,), files=extra_files)
+
+
+def _title(result: AuditResult) -> str:
+    paper = f" ({result.dataset.paper})" if result.dataset.paper else ""
+    return f"Audit of {result.dataset.name}{paper}"
+
+
+def _source_line(result: AuditResult) -> str:
+    d = result.dataset
+    if result.files:
+        return (f"Source: {d.repository} at commit {d.commit}; {len(result.files)} files, every SHA-256 checked; "
+                "store verified.")
+    return f"Source: the store {d.repository} (every segment's SHA-256 checked as it was read)."
 
 
 FIGURES = (("bars_S", "Moral susceptibility S per model and variant; Δ% from base"),
@@ -108,10 +131,9 @@ def _audit_body(result: AuditResult, tables, counts: str) -> str:
     """The claims page: where the data came from, the counts, the paper's tables recomputed
     and every claim with its status (the figures are on the overview)."""
     tabs = "".join(f"<h2>{H.esc(name)}</h2>{H.table(t)}" for name, t in tables.items())
-    shown = result.table.select("id", "table", "printed", "recomputed", "diff_units", "diff_se", "status")
+    shown = result.table.select("id", "table", "printed", "recomputed", "diff_units", "diff_se", "status", "note")
     d = result.dataset
-    return (f"<p>{H.esc(d.title)}. Source: <code>{H.esc(d.repository)}</code> at commit <code>{H.esc(d.commit)}"
-            f"</code>; {len(result.files)} files, every SHA-256 checked; store verified.</p>"
+    return (f"<p>{H.esc(d.title)}. {H.esc(_source_line(result))}</p>"
             f"<p><strong>{counts}</strong> (claims file: <code>{H.esc(result.claims.source)}</code>; "
             'files: <a href="claims.json">claims.json</a>, <a href="tables.tex">tables.tex</a>, '
             f'<a href="report.md">report.md</a>; figures on the <a href="index.html">overview</a>)</p>{tabs}'

@@ -11,6 +11,22 @@ from ..errors import ToolkitError
 
 
 @dataclass(frozen=True)
+class FileVersion:
+    """Another published version of a file (an earlier collection of the same model, say): an
+    audit that fails a claim looks for it and says when it reproduces the printed number."""
+    label: str
+    repository: str
+    commit: str
+    path: str
+    url: str
+    sha256: str
+    bytes: int | None = None
+
+    def describe(self) -> str:
+        return f"{self.path} @ {self.commit[:7]} of {self.repository} ({self.label})"
+
+
+@dataclass(frozen=True)
 class DatasetFile:
     path: str  # path inside the source repository
     url: str
@@ -20,6 +36,7 @@ class DatasetFile:
     variant: str
     temperature: float
     mode: str
+    versions: tuple[FileVersion, ...] = ()
 
     @property
     def name(self) -> str:
@@ -44,7 +61,8 @@ def load_catalogue() -> dict[str, Dataset]:
     raw = json.loads((resources.files("toolkit") / "data" / "datasets.json").read_text(encoding="utf-8"))
     out = {}
     for name, d in raw["datasets"].items():
-        files = tuple(DatasetFile(**f) for f in d["files"])
+        files = tuple(DatasetFile(**{**f, "versions": tuple(FileVersion(**v) for v in f.get("versions", ()))})
+                      for f in d["files"])
         out[name] = Dataset(name, d["title"], d["paper"], d["repository"], d["commit"], d["claims"], files)
     return out
 

@@ -17,7 +17,7 @@ from ..hashing import sha256_file
 from ..importers import import_files
 from ..store import Store
 from ..store.atomic import atomic_write_bytes
-from .catalogue import Dataset, DatasetFile
+from .catalogue import Dataset, DatasetFile, FileVersion
 
 
 def default_cache() -> Path:
@@ -89,3 +89,46 @@ def fetch(store: Store, dataset: Dataset, source: str | Path | None = None, *, p
     files = collect(dataset, source, progress=progress)
     return import_files(store, [(path, {"model": f.model, "variant": f.variant, "temperature": f.temperature,
                                         "mode": f.mode, "expect_sha256": f.sha256}) for f, path in files])
+
+
+def version_variant(f: DatasetFile, v: FileVersion) -> str:
+    """The variant an earlier version of a file is imported under, beside the current one."""
+    return f"{f.variant}@{v.commit[:7]}"
+
+
+def _find_version(folder: Path, v: FileVersion) -> Path | None:
+    """A file in ``folder`` with the version's digest, whatever its name (it usually shares its
+    name with the current file); files of another size are not even read."""
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and (v.bytes is None or p.stat().st_size == v.bytes) and sha256_file(p) == v.sha256:
+            return p
+    return None
+
+
+def fetch_versions(store: Store, dataset: Dataset, models: set[str], source: str | Path | None = None, *,
+                   progress: bool = True, problems: list[str] | None = None) -> list[tuple[str, str]]:
+    """Import the catalogued other versions of ``models``' files that are at hand (in
+    ``source``, or downloaded when there is no source folder), each as its own run. Returns
+    (run id, description) per version imported; one that cannot be had is named in
+    ``problems`` and the others go on (they only explain failures, they never decide one)."""
+    out = []
+    for f in dataset.files:
+        for v in f.versions if f.model in models else ():
+            try:
+                if source is not None:
+                    path = _find_version(Path(source), v)
+                    if path is None:
+                        continue
+                else:
+                    as_file = DatasetFile(v.path, v.url, v.sha256, v.bytes, f.model, f.variant, f.temperature, f.mode)
+                    path = _download(as_file, default_cache() / dataset.name / "versions" / v.commit / v.path,
+                                     progress)
+                opts = {"model": f.model, "variant": version_variant(f, v), "temperature": f.temperature,
+                        "mode": f.mode, "expect_sha256": v.sha256}
+                (result,) = import_files(store, [(path, opts)])
+            except ToolkitError as exc:
+                if problems is not None:
+                    problems.append(f"version {v.describe()} could not be used: {exc}")
+                continue
+            out.append((result.run_id, f"{v.describe()} (run {result.run_id})"))
+    return out

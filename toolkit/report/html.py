@@ -21,7 +21,7 @@ img{max-width:100%;height:auto}figure{margin:1em 0}figcaption{font-size:13px;col
 .note{color:#555;font-size:14px}.warn{color:#a04000}pre{white-space:pre-wrap;background:#f7f7f7;padding:.5em}
 details{margin:.3em 0}summary{cursor:pointer}code{font-size:90%}"""
 
-STATUS_COLOR = {"PASS": "#2e7d32", "WITHIN-SE": "#ef6c00", "FAIL": "#c62828"}
+STATUS_COLOR = {"PASS": "#2e7d32", "WITHIN-SE": "#ef6c00", "FAIL": "#c62828", "UNVERIFIABLE": "#5f6368"}
 
 
 def esc(value: object) -> str:

@@ -1,0 +1,53 @@
+"""Draft a claims file from the current analysis: what an author ships beside a paper.
+
+Every claim names its run by model, variant and temperature (and group), holds the value as
+it would be printed (``decimals`` after the point, so the tolerance is half a unit of the
+last one) and is checked by `toolkit audit --claims` or `toolkit check` like any other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from ..analysis import analyze, compare
+from ..analysis.options import DEFAULT, AnalysisOptions
+from ..errors import ToolkitError
+from ..store import Store
+from .claims import FORMAT
+
+ANALYZE_METRICS = ("S", "S_se", "R", "R_se", "sigma_bar", "sigma_bar_se")
+DELTA_METRICS = ("delta_S_pct", "delta_R_pct", "delta_sigma_bar_pct")
+
+
+def draft_claims(store: Store, *, metrics: list[str], decimals: int = 2, by_group: bool = False,
+                 baseline: str = "base", paper: str = "", options: AnalysisOptions = DEFAULT,
+                 **selection) -> dict[str, Any]:
+    unknown = [m for m in metrics if m not in ANALYZE_METRICS + DELTA_METRICS]
+    if unknown or not metrics:
+        raise ToolkitError(f"--metrics: cannot claim {', '.join(unknown) or 'nothing'} (choose from "
+                           f"{', '.join(ANALYZE_METRICS + DELTA_METRICS)})")
+    problems: list[str] = []
+    frame = analyze(store, by_group=by_group, options=options, problems=problems, **selection)
+    if problems:
+        raise ToolkitError(f"cannot draft claims while a selected run cannot be analyzed: {problems[0]}")
+    if any(m in DELTA_METRICS for m in metrics):
+        deltas = compare(frame, baseline=baseline).select("model", "variant", "temperature", "group", *DELTA_METRICS)
+        frame = frame.join(deltas, on=["model", "variant", "temperature", "group"], how="left")
+    claims = []
+    for row in frame.sort(["model", "variant", "temperature", "group"]).iter_rows(named=True):
+        for metric in metrics:
+            value = row.get(metric)
+            if value is None or (metric in DELTA_METRICS and row["variant"] == baseline):
+                continue  # no change from itself to claim
+            key = f"{row['model']}/{row['variant']}/T{row['temperature']:g}/{row['group']}/{metric}"
+            claims.append({"id": key, "table": "analyze", "model": row["model"], "variant": row["variant"],
+                           "temperature": row["temperature"], "group": row["group"], "metric": metric,
+                           "printed": f"{value:.{decimals}f}"})
+    if not claims:
+        raise ToolkitError("nothing to claim: no selected run has these metrics")
+    return {"format": FORMAT, "paper": paper, "dataset": None, "baseline": baseline,
+            "notes": f"drafted by `toolkit claims draft` from {pl.Series(frame['run_id']).n_unique()} runs; "
+                     f"{decimals} decimals, tolerance half a unit of the last",
+            "claims": claims}
