@@ -21,8 +21,8 @@ from conftest import ROOT, require_extra, run_cli
 
 TASK_FILE = "toolkit/integrations/inspect_task.py"  # as `inspect eval` is given it, from the repository root
 PERSONAS = ["A night-shift nurse who trusts protocols", "A street artist who distrusts institutions",
-            "A retired judge who values tradition", "A teenage climate activist"]
-EPOCHS = 3
+            "A retired judge who values tradition"]
+EPOCHS = 2
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,8 @@ def _answer(pid: int, item: int, epoch: int) -> int:
     return (pid * 5 + item * 2 + epoch * epoch) % 6
 
 
-JUNK_ONCE = {(1, 4, 2), (3, 17, 1)}  # first answer unparseable, the retry a digit
-JUNK_ALWAYS = {(2, 9, 3)}  # never a digit: rating -1 after max_attempts + one long answer
+JUNK_ONCE = {(1, 4, 2), (0, 17, 1)}  # first answer unparseable, the retry a digit
+JUNK_ALWAYS = {(2, 9, 2)}  # never a digit: rating -1 after max_attempts + one long answer
 
 
 def _output(content: str, logprobs=None):
@@ -169,7 +169,7 @@ def test_the_same_answers_through_the_published_csv_give_identical_metrics(sampl
     # persona 2 lacks a valid rating on item 9 in one repetition only: it is still complete
     assert from_log.returncode == 0, from_log.stderr
     assert from_log.stdout == from_csv.stdout  # same counts, same seeds, same bytes
-    assert pl.read_csv(io.StringIO(from_log.stdout))["personas"].to_list() == [4] * 6
+    assert pl.read_csv(io.StringIO(from_log.stdout))["personas"].to_list() == [len(PERSONAS)] * 6
 
 
 def test_logprob_logs_become_logprob_runs(inspect_ai, tmp_path, monkeypatch):

@@ -31,7 +31,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
-from scipy.special import ndtr, ndtri
 
 from ..errors import ToolkitError
 from ..store import Store
@@ -93,6 +92,8 @@ def power(store: Store | None = None, *, metric: str = "R", deltas: Sequence[flo
     G = instrument_groups(rc.instrument)
     k = METRICS.index(metric)
     value = float(point_metrics(counts, rc.instrument.scale, G)[k, 0])
+    from scipy.special import ndtr, ndtri  # imported when used: it is slow to import
+
     z = float(ndtri(1 - alpha / 2))
     rows = []
     for P in personas:
