@@ -18,7 +18,6 @@ half a report, and an existing folder is replaced only when it is a report itsel
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import shutil
 from collections.abc import Callable
@@ -363,8 +362,9 @@ def _run_pages(data: SiteData, m: RunManifest, root: Path, nav, texts: tuple[dic
     if len(ret):
         shown = ret.drop(["run_id"] + [c for c in ret.columns if ret[c].null_count() == len(ret)])  # n/a for self
         head.append("<h2>Retention</h2>" + H.table(shown))
+    details = _details(df, inst, m)
     if m.mode == "self":
-        body = "\n".join(head) + "<h2>Ratings per item</h2>" + _persona_detail(df, inst, m)
+        body = "\n".join(head) + "<h2>Ratings per item</h2>" + details.get(None, "")
         _write(root / "runs" / f"{slug}.html", H.page(f"Run {m.run_id}", body, nav, "", "../"))
         return
     per_persona = df.group_by("persona_id", maintain_order=True).agg(
@@ -381,60 +381,87 @@ def _run_pages(data: SiteData, m: RunManifest, root: Path, nav, texts: tuple[dic
     body = "\n".join(head) + (f'<h2>Personas</h2><p class="note">Texts: {H.esc(source)}.</p>'
                               + H.table(listing, table_id="personas", links={"persona_id": "link"}))
     _write(root / "runs" / f"{slug}.html", H.page(f"Run {m.run_id}", body, nav, "", "../"))
-    for (pid,), part in df.partition_by("persona_id", as_dict=True, maintain_order=True).items():
+    for pid, detail in details.items():
+        assert pid is not None  # a persona or logprob run: every row has a persona
         about = (f"<p><strong>Persona {pid}</strong> of run <a href=\"../{slug}.html\">{H.esc(m.run_id)}</a>"
                  f" ({H.esc(m.model)}, {H.esc(m.variant)}, T = {m.temperature:g}).</p>"
                  f"<blockquote>{H.esc(text.get(pid, 'text not available: ' + source))}</blockquote>")
         _write(root / "runs" / slug / f"p{pid}.html",
-               H.page(f"Persona {pid} · {m.model}", about + _persona_detail(part, inst, m), nav, "", "../../"))
+               H.page(f"Persona {pid} · {m.model}", about + detail, nav, "", "../../"))
 
 
 def _short(text: str, width: int = 90) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _persona_detail(df: pl.DataFrame, inst: Instrument, m: RunManifest) -> str:
-    """One persona's (or a self run's) answers: a row per item with its ratings, then every
-    stored response per item."""
-    items = {it.id: it for it in inst.items}
-    group_of = {it.id: it.group for it in inst.items}
-    rows, responses = [], []
-    for (item_id,), cell in df.partition_by("item_id", as_dict=True, maintain_order=True).items():
-        it = items.get(item_id)
-        label = f"{item_id}. {_short(it.text, 80) if it else ''}"
-        if m.mode == "logprob":
-            lp = cell["digit_logprobs"][0]
-            probs = _digit_probs(lp)
-            rows.append({"item": label, "group": group_of.get(item_id, ""), "top token": cell["response"][0],
-                         **{f"P({v})": round(p, 3) for v, p in zip(range(inst.scale_min, inst.scale_max + 1), probs)}})
-            continue
-        ratings = cell["rating"].to_list()
-        valid = [r for r in ratings if r >= 0]
-        rows.append({"item": label, "group": group_of.get(item_id, ""),
-                     "ratings": " ".join("–" if r < 0 else str(r) for r in ratings),
-                     "mean": f"{sum(valid) / len(valid):.2f}" if valid else "no valid rating",
-                     "unparseable": sum(r < 0 for r in ratings)})
-        lines = "".join(f"<tr><td class=\"num\">{rep}</td><td class=\"num\">{'–' if r < 0 else r}</td>"
-                        f"<td class=\"num\">{f}</td><td>{H.esc(fr or '')}</td><td><pre>{H.esc(text)}</pre></td></tr>"
-                        for rep, r, f, fr, text in cell.select("repetition", "rating", "failures", "finish_reason",
-                                                               "response").iter_rows())
-        responses.append(f"<details><summary>item {item_id}: {len(ratings)} response(s)</summary><table><thead><tr>"
-                         "<th>rep</th><th>rating</th><th>failed attempts</th><th>finish</th><th>response</th></tr>"
-                         f"</thead><tbody>{lines}</tbody></table></details>")
-    out = H.table(pl.DataFrame(rows), table_id="ratings")
-    if responses:
-        out += "<h2>Stored responses</h2>" + "".join(responses)
-    else:
-        out += ('<p class="note">A logprob cell stores one next-token distribution: P(v) is the probability of the '
+def _esc(col: pl.Expr) -> pl.Expr:
+    """html.escape, column-wise."""
+    for raw, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;")):
+        col = col.str.replace_all(raw, entity, literal=True)
+    return col
+
+
+def _two_decimals(col: pl.Expr) -> pl.Expr:
+    """A non-negative number as text with two decimals (3.7 -> "3.70"), column-wise."""
+    hundredths = (col * 100).round(0).cast(pl.Int64)
+    return pl.concat_str([(hundredths // 100).cast(pl.String), pl.lit("."),
+                          (hundredths % 100).cast(pl.String).str.zfill(2)])
+
+
+LOGPROB_NOTE = ('<p class="note">A logprob cell stores one next-token distribution: P(v) is the probability of the '
                 "digit v renormalised over the scale's digits, the answer the logit method scores.</p>")
+RESPONSES_HEAD = ("<table><thead><tr><th>rep</th><th>rating</th><th>failed attempts</th><th>finish</th>"
+                  "<th>response</th></tr></thead><tbody>")
+
+
+def _details(df: pl.DataFrame, inst: Instrument, m: RunManifest) -> dict[int | None, str]:
+    """Each persona's (or the self run's) answers as HTML: a row per item with its ratings (or,
+    for a logprob run, its digit probabilities), then every stored response per item. Built
+    column-wise for the whole run; only the pages themselves are assembled per persona."""
+    items = pl.DataFrame({"item_id": [it.id for it in inst.items],
+                          "item": [f"{it.id}. {_short(it.text, 80)}" for it in inst.items],
+                          "group": [it.group for it in inst.items]}, schema_overrides={"item_id": pl.Int64})
+    df = df.with_columns(pl.col("item_id").cast(pl.Int64))
+    if m.mode == "logprob":
+        L = np.array([[np.nan if v is None else v for v in row] for row in df["digit_logprobs"].to_list()],
+                     dtype=np.float64).reshape(len(df), inst.n_points)
+        probs = _digit_probs(L)
+        cells = df.select("persona_id", "item_id", pl.col("response").alias("top token")).with_columns(
+            [pl.Series(f"P({v})", np.round(probs[:, k], 3)) for k, v in enumerate(range(inst.scale_min,
+                                                                                       inst.scale_max + 1))])
+        cells = cells.join(items, on="item_id", how="left").select("persona_id", "item", "group", "top token",
+                                                                   *[c for c in cells.columns if c.startswith("P(")])
+        return {pid: H.table(part.drop("persona_id"), table_id="ratings") + LOGPROB_NOTE
+                for (pid,), part in cells.partition_by("persona_id", as_dict=True, maintain_order=True).items()}
+    shown = pl.when(pl.col("rating") < 0).then(pl.lit("–")).otherwise(pl.col("rating").cast(pl.String))
+    row_html = pl.concat_str([
+        pl.lit('<tr><td class="num">'), pl.col("repetition").cast(pl.String), pl.lit('</td><td class="num">'), shown,
+        pl.lit('</td><td class="num">'), pl.col("failures").cast(pl.String), pl.lit("</td><td>"),
+        _esc(pl.col("finish_reason").fill_null("")), pl.lit("</td><td><pre>"), _esc(pl.col("response").fill_null("")),
+        pl.lit("</pre></td></tr>")])
+    cells = df.group_by("persona_id", "item_id", maintain_order=True).agg(
+        shown.str.join(" ").alias("ratings"),
+        pl.col("rating").filter(pl.col("rating") >= 0).mean().alias("mean"),
+        (pl.col("rating") < 0).sum().alias("unparseable"),
+        pl.len().alias("n"),
+        row_html.str.join("").alias("rows_html"))
+    cells = cells.join(items, on="item_id", how="left").with_columns(
+        _two_decimals(pl.col("mean")).fill_null("no valid rating").alias("mean"),
+        pl.concat_str([pl.lit("<details><summary>item "), pl.col("item_id").cast(pl.String), pl.lit(": "),
+                       pl.col("n").cast(pl.String), pl.lit(" response(s)</summary>" + RESPONSES_HEAD),
+                       pl.col("rows_html"), pl.lit("</tbody></table></details>")]).alias("details"))
+    out: dict[int | None, str] = {}
+    for (pid,), part in cells.partition_by("persona_id", as_dict=True, maintain_order=True).items():
+        table = H.table(part.select("item", "group", "ratings", "mean", "unparseable"), table_id="ratings")
+        out[pid] = table + "<h2>Stored responses</h2>" + "".join(part["details"].to_list())
     return out
 
 
-def _digit_probs(logprobs) -> list[float]:
-    values = np.array([np.nan if v is None else v for v in logprobs], dtype=np.float64)
-    finite = np.where(np.isnan(values), -np.inf, values)
-    top = finite.max()
-    if not math.isfinite(top):
-        return [float("nan")] * values.size
-    w = np.exp(finite - top)
-    return (w / w.sum()).tolist()
+def _digit_probs(L: np.ndarray) -> np.ndarray:
+    """Each row's digit log-probabilities renormalised to probabilities over the digits (a digit
+    missing from the top-k list gets 0; a row with none gets NaN)."""
+    finite = np.where(np.isnan(L), -np.inf, L)
+    top = finite.max(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        w = np.exp(finite - top)
+        return w / w.sum(axis=1, keepdims=True)
