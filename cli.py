@@ -1054,10 +1054,16 @@ def report(model, variant, temperature, run_id, mode, out_dir, personas_file, ba
 
     check_dpi(dpi)
     personas = load_personas(personas_file) if personas_file else None
-    data = gather(_store(store_dir), options=options, baseline=baseline,
-                  **_selection(model, variant, temperature, run_id), mode=mode)
+    store = _store(store_dir)
+    carried = []
+    if store_dir and Path(store_dir).is_file():  # a bundle: the persona files it carries
+        from toolkit.store.bundle import persona_files
+
+        carried = [load_personas(str(p)) for p in persona_files(store.root).values()]
+    data = gather(store, options=options, baseline=baseline, **_selection(model, variant, temperature, run_id),
+                  mode=mode)
     with figure_options(dpi):
-        folder = write_site(data, out_dir, personas=personas, figure_format=figure_format)
+        folder = write_site(data, out_dir, personas=personas, carried=carried, figure_format=figure_format)
     click.echo(f"report: {folder / 'index.html'} ({len(data.runs)} runs)")
     _finish(data.skipped)
 

@@ -220,3 +220,17 @@ def test_the_regression_example_for_users_repositories_runs(tmp_path):
     assert broken.returncode == 1 and "1 failed, 1 passed" in broken.stdout
     assert "FAIL " + doc["claims"][0]["id"] in broken.stdout
     assert tree_bytes(work / "tests" / "__snapshots__") == snapshot_before
+
+
+def test_a_bundle_carries_the_persona_texts_to_the_reviewers_report(em_store, tmp_path):
+    need_shared()
+    bundle = tmp_path / "gpt-4o.zip"
+    res = run_cli("bundle", "--out", str(bundle), "--store", str(em_store.root), "--model", "gpt-4o", "--mode",
+                  "persona", "--personas", str(EM / "personas.json"))
+    assert res.returncode == 0 and "(1 runs," in res.stdout, res.stderr
+    site = tmp_path / "site"
+    assert run_cli("report", "--store", str(bundle), "--out", str(site), *FAST).returncode == 0
+    persona = next((site / "runs").glob("r*/p7.html")).read_text()
+    text = json.loads((EM / "personas.json").read_text())[7]
+    assert f"<blockquote>{text}</blockquote>" in persona or text.replace("'", "&#x27;") in persona
+    assert "carried in the bundle" in next((site / "runs").glob("r*.html")).read_text()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -138,10 +138,12 @@ def run_slug(run_id: str) -> str:
     return "r" + hashlib.sha256(run_id.encode()).hexdigest()[:12]
 
 
-def write_site(data: SiteData, out: str | Path, *, personas: PersonaSet | None = None, figure_format: str = "png",
-               pages: tuple[Page, ...] = (), files: Callable[[Path], None] | None = None) -> Path:
-    """Write the site to ``out`` (replacing an earlier report there); ``files`` writes a
-    caller's own files into the new folder before it is moved into place."""
+def write_site(data: SiteData, out: str | Path, *, personas: PersonaSet | None = None,
+               carried: Sequence[PersonaSet] = (), figure_format: str = "png", pages: tuple[Page, ...] = (),
+               files: Callable[[Path], None] | None = None) -> Path:
+    """Write the site to ``out`` (replacing an earlier report there). ``personas`` is a persona
+    file the user gave, ``carried`` the ones a bundle brought; ``files`` writes a caller's own
+    files into the new folder before it is moved into place."""
     out = Path(out)
     _check_destination(out)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
@@ -152,7 +154,7 @@ def write_site(data: SiteData, out: str | Path, *, personas: PersonaSet | None =
         nav = [("index.html", "Overview"), ("runs.html", "Runs")] + [(p.file, p.label) for p in pages]
         for m in data.runs:  # first: a run that cannot be read is named on the overview
             try:
-                _run_pages(data, m, tmp, nav, _persona_texts(m, personas))
+                _run_pages(data, m, tmp, nav, _persona_texts(m, personas, carried))
             except ToolkitError as exc:
                 data.skipped.append(f"run {m.run_id}: cannot be read: {exc}")
                 _write(tmp / "runs" / f"{run_slug(m.run_id)}.html",
@@ -318,13 +320,15 @@ def _runs_page(data: SiteData) -> str:
             + H.table(pl.DataFrame(rows), table_id="runs", links={"run_id": "link"}))
 
 
-def _persona_texts(m: RunManifest, given: PersonaSet | None) -> tuple[dict[int, str], str]:
+def _persona_texts(m: RunManifest, given: PersonaSet | None,
+                   carried: Sequence[PersonaSet] = ()) -> tuple[dict[int, str], str]:
     """The persona descriptions of a run and where they come from: the persona set its manifest
-    names (shipped, or the file given, when the digests agree), else the file given, labelled
-    unchecked (imported runs do not record their persona set)."""
+    names (the file given, one a bundle carried, or a shipped set, when the digests agree), else
+    the file given or the one set a bundle carried, labelled unchecked (imported runs do not
+    record their persona set)."""
     proto = m.protocol if isinstance(m.protocol, dict) else {}
     named = proto.get("personas") if isinstance(proto.get("personas"), dict) else None
-    candidates = [given] if given is not None else []
+    candidates = ([given] if given is not None else []) + list(carried)
     if named:
         try:
             candidates.append(load_personas(str(named.get("name"))))
@@ -337,6 +341,9 @@ def _persona_texts(m: RunManifest, given: PersonaSet | None) -> tuple[dict[int, 
                     "texts")
     if given is not None:
         return dict(enumerate(given.personas)), f"{given.name} (given; not checked: the run does not record its set)"
+    if len(carried) == 1:
+        return (dict(enumerate(carried[0].personas)),
+                f"{carried[0].name}, carried in the bundle (not checked: the run does not record its set)")
     return {}, "pass --personas FILE to show the persona texts (imported runs do not carry them)"
 
 
