@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,21 +190,33 @@ def import_files(
             p.manifest.segments = [store.write_encoded(p.segment, p.rows, created)]
         staged.append((p.manifest, status, ImportResult(str(p.path), rid, p.rows, status, "; ".join(p.notes))))
 
+    with _undone_on_error(store, created), held, worker_environment():
+        parallel = Parallel(n_jobs=workers, backend=backend, return_as="generator", pre_dispatch="2*n_jobs")
+        for prepared in parallel(delayed(_prepare)(item, inst) for item in files):
+            commit(prepared)
+        changed = [manifest for manifest, status, _ in staged if status != "unchanged"]
+        if changed:
+            before_first_write()
+        _save_manifests(store, changed)
+    return [result for _, _, result in staged]
+
+
+@contextlib.contextmanager
+def _undone_on_error(store: Store, created: set[str]) -> Iterator[None]:
+    """All or nothing: on any error, the segments an import wrote are removed again."""
     try:
-        with held, worker_environment():
-            parallel = Parallel(n_jobs=workers, backend=backend, return_as="generator", pre_dispatch="2*n_jobs")
-            for prepared in parallel(delayed(_prepare)(item, inst) for item in files):
-                commit(prepared)
-            for manifest, status, _ in staged:
-                if status != "unchanged":
-                    before_first_write()
-                    with store.run_lock(manifest.run_id):
-                        store.save_manifest(manifest)
+        yield
     except BaseException:
         if created:
             store.discard(created)
         raise
-    return [result for _, _, result in staged]
+
+
+def _save_manifests(store: Store, manifests: list[RunManifest]) -> None:
+    """The last step of an import: its runs appear together, after every segment is durable."""
+    for manifest in manifests:
+        with store.run_lock(manifest.run_id):
+            store.save_manifest(manifest)
 
 
 def import_bundle(store: Store, path: str | Path, *, replace: bool = False) -> list[ImportResult]:
@@ -217,28 +229,20 @@ def import_bundle(store: Store, path: str | Path, *, replace: bool = False) -> l
     source, _ = open_bundle(path)
     created: set[str] = set()
     staged: list[tuple[RunManifest, ImportResult]] = []
-    try:
-        with store.writing():
-            for m in source.runs():
-                existing = store.get_run(m.run_id)
-                if existing is not None and existing.fingerprint == m.fingerprint:
-                    staged.append((m, ImportResult(str(path), m.run_id, m.rows, "unchanged")))
-                    continue
-                if existing is not None and not replace:
-                    raise ToolkitError(f"run {m.run_id} already holds different data; use --replace to overwrite it",
-                                       path=str(path))
-                store.put_instrument(source.instrument(m.instrument["digest"]))
-                segments = [store.write_encoded(source.read_segment_bytes(s.object, m.run_id), s.rows, created)
-                            for s in m.segments]
-                copy = dataclasses.replace(m, segments=segments)
-                status = "added" if existing is None else "replaced"
-                staged.append((copy, ImportResult(str(path), m.run_id, m.rows, status)))
-            for manifest, result in staged:
-                if result.status != "unchanged":
-                    with store.run_lock(manifest.run_id):
-                        store.save_manifest(manifest)
-    except BaseException:
-        if created:
-            store.discard(created)
-        raise
+    with _undone_on_error(store, created), store.writing():
+        for m in source.runs():
+            existing = store.get_run(m.run_id)
+            if existing is not None and existing.fingerprint == m.fingerprint:
+                staged.append((m, ImportResult(str(path), m.run_id, m.rows, "unchanged")))
+                continue
+            if existing is not None and not replace:
+                raise ToolkitError(f"run {m.run_id} already holds different data; use --replace to overwrite it",
+                                   path=str(path))
+            store.put_instrument(source.instrument(m.instrument["digest"]))
+            segments = [store.write_encoded(source.read_segment_bytes(s.object, m.run_id), s.rows, created)
+                        for s in m.segments]
+            status = "added" if existing is None else "replaced"
+            result = ImportResult(str(path), m.run_id, m.rows, status)
+            staged.append((dataclasses.replace(m, segments=segments), result))
+        _save_manifests(store, [manifest for manifest, result in staged if result.status != "unchanged"])
     return [result for _, result in staged]
