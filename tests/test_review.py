@@ -86,6 +86,13 @@ def test_a_tampered_bundle_is_refused_naming_the_member(demo_bundle, tmp_path, p
     assert imported.returncode == 1 and not (tmp_path / "s" / "runs").exists()
 
 
+def test_a_file_that_is_not_a_bundle_is_bad_input_not_a_damaged_store(tmp_path):
+    stray = tmp_path / "notes.csv"
+    stray.write_text("a,b\n1,2\n")
+    res = run_cli("analyze", "--store", str(stray))
+    assert res.returncode == 2 and "is a file but not a bundle" in res.stderr
+
+
 def test_a_member_added_to_a_bundle_is_refused(demo_bundle, tmp_path):
     bad = tmp_path / "extra.zip"
     shutil.copy(demo_bundle, bad)

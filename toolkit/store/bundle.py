@@ -99,6 +99,9 @@ def check_bundle(path: str | Path) -> tuple[BundleInfo, dict[str, bytes]]:
     """Every member's bytes, after checking them all against the index and the index against
     its digest; the first problem is an error naming the member."""
     path = Path(path)
+    if not zipfile.is_zipfile(path):
+        raise ToolkitError("is a file but not a bundle (a store is a folder; `toolkit bundle` makes bundles)",
+                           path=str(path))
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -127,6 +130,8 @@ def check_bundle(path: str | Path) -> tuple[BundleInfo, dict[str, bytes]]:
                 raise StoreCorrupt(f"member {name} is missing", path=str(path))
             if not _safe(name):
                 raise StoreCorrupt(f"member {name} would be written outside the bundle's folders", path=str(path))
+            if zf.getinfo(name).file_size != meta.get("bytes"):  # checked before reading: no oversized member
+                raise StoreCorrupt(f"member {name} does not have the size {INDEX} gives it", path=str(path))
             try:
                 blob = zf.read(name)
             except (zipfile.BadZipFile, OSError) as exc:  # a damaged entry (its CRC) is a damaged member
