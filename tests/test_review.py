@@ -46,9 +46,13 @@ def test_bundle_verify_draft_audit_loop_on_the_embedded_store(demo_bundle, tmp_p
     for c in doc["claims"]:
         row = csv.filter((pl.col("group") == c["group"]) & (pl.col("model") == c["model"])).row(0, named=True)
         assert c["printed"] == f"{row[c['metric']]:.4f}"
-    audited = run_cli("audit", "--claims", str(claims), "--store", str(demo_bundle), "--format", "json", *FAST)
+    site = tmp_path / "review"
+    audited = run_cli("audit", "--claims", str(claims), "--store", str(demo_bundle), "--format", "json",
+                      "--report-dir", str(site), *FAST)
     assert audited.returncode == 0, audited.stderr
     assert json.loads(audited.stdout)["counts"] == {"PASS": 24, "WITHIN-SE": 0, "FAIL": 0, "UNVERIFIABLE": 0}
+    page = (site / "audit.html").read_text()
+    assert page.count('<td style="color:#2e7d32;font-weight:bold">PASS</td>') == 24 and "Source: the store" in page
     quiet = run_cli("check", "--claims", str(claims), "--store", str(demo_bundle), *FAST)
     assert quiet.returncode == 0 and quiet.stdout == "" and "PASS 24" in quiet.stderr
     # one edited claim fails, alone, in one line
