@@ -83,7 +83,7 @@ def _analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool
             click.option("--seed", type=int, default=0, show_default=True,
                          help="User seed; combined with each run's content digest, never with time."),
             click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Parallel workers (joblib)."),
-            click.option("--parallel-backend", "backend", type=click.Choice(PARALLEL_BACKENDS), default="threading",
+            click.option("--parallel-backend", "backend", type=click.Choice(PARALLEL_BACKENDS), default="loky",
                          show_default=True,
                          help="joblib backend for --jobs > 1; dask needs --scheduler (results do not depend on it)."),
             click.option("--backend", "old_backend", type=click.Choice(PARALLEL_BACKENDS), default=None, hidden=True,
