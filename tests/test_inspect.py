@@ -268,3 +268,25 @@ def test_self_mode_asks_without_a_persona_and_imports_as_a_self_run(inspect_ai, 
     harm = [i.id for i in inst.items if i.group == "Harm/Care"]
     want = sum((i + 1) % 6 + (i + 2) % 6 for i in harm) / (2 * len(harm))  # mean over items of the item means
     assert prof.filter(pl.col("group") == "Harm/Care")["mean"][0] == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize(("samples", "message"), [
+    ([{"persona_id": 0, "item_id": 999}], "item 999 is not a slot of instrument 'mfq30'"),
+    ([{"persona_id": 0, "item_id": 1}, {"persona_id": 0, "item_id": 1}], "persona 0 item 1 epoch 1 appears in more"),
+])
+def test_a_hostile_log_with_our_metadata_is_refused(inspect_ai, tmp_path, samples, message):
+    from inspect_ai import Task
+    from inspect_ai.dataset import Sample
+    from inspect_ai.model import get_model
+
+    from toolkit.instrument import load_instrument
+
+    inst = load_instrument()
+    forged = [Sample(id=f"s{i}", input="rate", metadata={"instrument": "mfq30", "instrument_digest": inst.digest,
+                                                         "mode": "persona", **meta})
+              for i, meta in enumerate(samples)]
+    model = get_model("mockllm/model", custom_outputs=lambda *args: _output("3"))
+    inspect_ai.eval(Task(dataset=forged, name="forged"), model=model, log_dir=str(tmp_path / "logs"), display="none")
+    res = run_cli("import", str(tmp_path / "logs"), "--store", str(tmp_path / "store"), "--temperature", "0.1")
+    assert res.returncode == 2 and message in res.stderr, res.stderr
+    assert not (tmp_path / "store").exists()

@@ -245,3 +245,22 @@ def test_a_bundle_carries_the_persona_texts_to_the_reviewers_report(em_store, tm
     text = json.loads((EM / "personas.json").read_text())[7]
     assert f"<blockquote>{text}</blockquote>" in persona or text.replace("'", "&#x27;") in persona
     assert "carried in the bundle" in next((site / "runs").glob("r*.html")).read_text()
+
+
+def test_a_bundle_member_named_outside_its_folders_is_refused(tmp_path):
+    """A hostile bundle whose index is self-consistent but names a path with '..'."""
+    import hashlib
+
+    evil = b"not a store file"
+    members = {"store/../escaped.json": {"bytes": len(evil), "sha256": hashlib.sha256(evil).hexdigest()}}
+    from toolkit.hashing import canonical_json
+
+    index = {"format": "toolkit-bundle/1", "runs": [], "members": members,
+             "digest": hashlib.sha256(canonical_json(members).encode()).hexdigest()}
+    bad = tmp_path / "evil.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("bundle.json", json.dumps(index))
+        zf.writestr("store/../escaped.json", evil)
+    res = run_cli("verify", str(bad))
+    assert res.returncode == 1 and "would be written outside the bundle's folders" in res.stdout
+    assert not (tmp_path / "escaped.json").exists()

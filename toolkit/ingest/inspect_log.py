@@ -103,6 +103,11 @@ def parse_inspect_log(path: Path, instrument: Instrument, *, model: str | None =
                                f"({instrument.digest[:12]}…): give that instrument with --instrument", path=str(path))
         if meta["mode"] != first["mode"]:
             raise ToolkitError(f"samples of modes {first['mode']} and {meta['mode']} in one log", path=str(path))
+        pid = meta.get("persona_id")
+        if meta["item_id"] not in instrument.item_ids or not (pid is None or (isinstance(pid, int) and pid >= 0)) \
+                or not (isinstance(s.epoch, int) and s.epoch >= 1):
+            raise ToolkitError(f"sample {s.id!r} epoch {s.epoch}: persona {pid!r}, item {meta['item_id']!r} is not a "
+                               f"slot of instrument {instrument.name!r}", path=str(path))
     run_mode = first["mode"]
     if mode is not None and mode != run_mode:
         raise ToolkitError(f"--mode {mode} does not fit this log (its samples are {run_mode})", path=str(path))
@@ -160,6 +165,11 @@ def parse_inspect_log(path: Path, instrument: Instrument, *, model: str | None =
         "top_logprobs": pl.String, "collected_at": pl.String, "attempts": pl.List(pl.String),
         "request": pl.String}).with_columns(pl.lit(None, dtype=pl.Int64).alias("source_line"))
     frame = frame.sort(["persona_id", "item_id", "repetition"], nulls_last=True)
+    twice = frame.filter(frame.select("persona_id", "item_id", "repetition").is_duplicated())
+    if len(twice):
+        r = twice.row(0, named=True)
+        raise ToolkitError(f"persona {r['persona_id']} item {r['item_id']} epoch {r['repetition']} appears in more "
+                           "than one sample", path=str(path))
     table = store_rows(frame.drop("request"), manifest, provenance=f"{ENDPOINT}:{path.name}@sha256:{sha}",
                        requests=frame["request"])
     manifest.sources = [{"file": path.name, "sha256": sha, "bytes": len(data)}]
