@@ -1048,7 +1048,7 @@ def report(model, variant, temperature, run_id, mode, out_dir, personas_file, ba
            store_dir):
     """A static site for the store or a selection: metrics, comparisons, profiles, curves,
     retention, runs with provenance and a per-persona drill-down. Opens from a file URL, offline."""
-    from toolkit.recorder.plan import load_personas
+    from toolkit.persona_sets import load_personas
     from toolkit.report.figures import check_dpi, figure_options
     from toolkit.report.site import gather, write_site
 

@@ -73,7 +73,8 @@ def test_analysis_runs_with_network_sockets_disabled(em_store, tmp_path):
 
 
 def test_analysis_import_graph_has_no_network_client():
-    code = ("import sys, toolkit.analysis, toolkit.report, toolkit.store, cli; "
+    code = ("import sys, toolkit.analysis, toolkit.analysis.api, toolkit.report, toolkit.report.site, "
+            "toolkit.report.figures, toolkit.audit, toolkit.store, toolkit.store.bundle, cli; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('httpx', 'requests', 'urllib3', 'http') "
             "or m.startswith('toolkit.recorder')]; print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

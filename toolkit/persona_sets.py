@@ -1,16 +1,20 @@
-"""Reading a persona file: a JSON list, or ``{"name": ..., "personas": [...]}``.
+"""Persona files: a JSON list, or ``{"name": ..., "personas": [...]}``; persona id = position.
 
-Shared by the recorder (descriptions to ask with) and the analysis (which personas a profile
-covers), so that both read a file the same way and agree on its label.
+Shared by the recorder (descriptions to ask with), the analysis (which personas a profile
+covers), reports and bundles (the texts to show and to carry), so that all read a file the
+same way and agree on its label and digest.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .errors import ToolkitError
+from .hashing import canonical_json, sha256_text
 
 
 def read_persona_json(path: str | Path) -> tuple[str, Any]:
@@ -24,3 +28,32 @@ def read_persona_json(path: str | Path) -> tuple[str, Any]:
     if isinstance(raw, dict):
         label, raw = str(raw.get("name", label)), raw.get("personas")
     return label, raw
+
+
+@dataclass(frozen=True)
+class PersonaSet:
+    name: str
+    personas: tuple[str, ...]
+
+    @property
+    def digest(self) -> str:
+        return sha256_text(canonical_json(list(self.personas)))
+
+
+def load_personas(source: str | Path | None = None) -> PersonaSet:
+    """A JSON list of persona descriptions, or ``{"name": …, "personas": [...]}``; persona
+    id = position in the list. Without a source, the shipped ``demo20`` set."""
+    if source is None or (isinstance(source, str) and not source.endswith(".json") and not Path(source).exists()):
+        name = source or "demo20"
+        res = resources.files("toolkit") / "personas" / f"{name}.json"
+        if not res.is_file():
+            raise ToolkitError(f"unknown persona set {name!r}")
+        raw, label = json.loads(res.read_text(encoding="utf-8")), name
+    else:
+        label, raw = read_persona_json(source)
+    if isinstance(raw, dict):
+        label = str(raw.get("name", label))
+        raw = raw.get("personas")
+    if not isinstance(raw, list) or not raw or not all(isinstance(p, str) and p.strip() for p in raw):
+        raise ToolkitError("a persona file holds a non-empty JSON list of persona descriptions", path=str(source))
+    return PersonaSet(label, tuple(raw))

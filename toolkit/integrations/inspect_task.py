@@ -26,7 +26,8 @@ from inspect_ai.solver import Generate, TaskState, solver
 
 from toolkit.ingest.inspect_log import top_k_digits
 from toolkit.instrument import Instrument, load_instrument
-from toolkit.recorder.plan import PersonaSet, Protocol, load_personas
+from toolkit.persona_sets import PersonaSet, load_personas
+from toolkit.recorder.plan import Protocol
 
 MODES = ("persona", "self", "logprob")
 TASK_NAME = "persona_moral"  # the importer recognises the task's logs by their sample metadata, not this

@@ -10,45 +10,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from ..errors import ToolkitError
-from ..hashing import canonical_json, request_key, sha256_text
+from ..hashing import canonical_json, request_key
 from ..instrument import Instrument
-from ..persona_sets import read_persona_json
+from ..persona_sets import PersonaSet, load_personas  # noqa: F401  (the recorder's names for them)
 from ..store.manifest import check_run_fields
-
-
-@dataclass(frozen=True)
-class PersonaSet:
-    name: str
-    personas: tuple[str, ...]
-
-    @property
-    def digest(self) -> str:
-        return sha256_text(canonical_json(list(self.personas)))
-
-
-def load_personas(source: str | Path | None = None) -> PersonaSet:
-    """A JSON list of persona descriptions, or ``{"name": …, "personas": [...]}``; persona
-    id = position in the list. Without a source, the shipped ``demo20`` set."""
-    if source is None or (isinstance(source, str) and not source.endswith(".json") and not Path(source).exists()):
-        name = source or "demo20"
-        res = resources.files("toolkit") / "personas" / f"{name}.json"
-        if not res.is_file():
-            raise ToolkitError(f"unknown persona set {name!r}")
-        raw, label = json.loads(res.read_text(encoding="utf-8")), name
-    else:
-        label, raw = read_persona_json(source)
-    if isinstance(raw, dict):
-        label = str(raw.get("name", label))
-        raw = raw.get("personas")
-    if not isinstance(raw, list) or not raw or not all(isinstance(p, str) and p.strip() for p in raw):
-        raise ToolkitError("a persona file holds a non-empty JSON list of persona descriptions", path=str(source))
-    return PersonaSet(label, tuple(raw))
-
 
 # The protocol's defaults, in one place. An instrument's JSON "defaults" override them (the
 # MFQ-30 file gives the published values), and the user's options override both.

@@ -36,7 +36,7 @@ from ..analysis.profiles import persona_set_profiles, profiles
 from ..analysis.selection import MIN_PERSONAS_FOR_INTERSECTION, retained_counts, select_runs
 from ..errors import ToolkitError
 from ..instrument import Instrument
-from ..recorder.plan import PersonaSet, load_personas
+from ..persona_sets import PersonaSet, load_personas
 from ..store import RunManifest, Store
 from . import html as H
 from .tables import comparison_view, metrics_view

@@ -171,7 +171,7 @@ def persona_files(info_root: Path) -> dict[str, Path]:
 def persona_payloads(runs: list[RunManifest], given: str | Path | None = None) -> dict[str, bytes]:
     """The persona files to carry, by digest: the shipped set a recorded run names, and the
     file given (for imported runs, which do not name theirs)."""
-    from ..recorder.plan import load_personas
+    from ..persona_sets import load_personas
 
     sets = []
     for m in runs:
