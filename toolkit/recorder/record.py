@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -161,34 +161,50 @@ def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *
                 errors.append(text)
 
     last_error, streak = "", 0  # the last slot error, and how many slots in a row failed with it
+    queue = iter(plan.to_send)
+    window = 2 * max(1, concurrency)  # slots handed to the pool ahead of the results read
     try:
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            futures = {pool.submit(one, s): s for s in plan.to_send}
-            for fut in as_completed(futures):
-                if fut.cancelled():
-                    continue
-                s = futures[fut]
-                try:
-                    row = fut.result()
-                except BackendError as exc:
-                    summary.failed += 1
-                    note(f"persona {s.persona_id} item {s.item_id} rep {s.repetition}: {exc}")
-                    bar.update(ok=False)
-                    streak = streak + 1 if str(exc) == last_error else 1
-                    last_error = str(exc)
-                    if summary.stopped is None and (isinstance(exc, FatalBackendError) or streak >= breaker):
-                        summary.stopped = (str(exc) if isinstance(exc, FatalBackendError) else
-                                           f"{streak} slots in a row failed with the same error: {exc}")
-                        for other in futures:
-                            other.cancel()
-                    continue
-                last_error, streak = "", 0
-                summary.sent += 1
-                served = row.pop("_served", None)
-                if served and served != plan.model and served not in summary.served:
-                    summary.served.append(served)
-                writer.add(row)
-                bar.update(ok=True)
+            futures: dict[Future, Slot] = {}
+
+            def top_up() -> None:
+                """Hand the pool slots only a little ahead of the results read, so that a stop
+                sends at most ``window`` more requests, however far the workers ran ahead."""
+                while summary.stopped is None and len(futures) < window:
+                    slot = next(queue, None)
+                    if slot is None:
+                        return
+                    futures[pool.submit(one, slot)] = slot
+
+            top_up()
+            while futures:
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    s = futures.pop(fut)
+                    if fut.cancelled():
+                        continue
+                    try:
+                        row = fut.result()
+                    except BackendError as exc:
+                        summary.failed += 1
+                        note(f"persona {s.persona_id} item {s.item_id} rep {s.repetition}: {exc}")
+                        bar.update(ok=False)
+                        streak = streak + 1 if str(exc) == last_error else 1
+                        last_error = str(exc)
+                        if summary.stopped is None and (isinstance(exc, FatalBackendError) or streak >= breaker):
+                            summary.stopped = (str(exc) if isinstance(exc, FatalBackendError) else
+                                               f"{streak} slots in a row failed with the same error: {exc}")
+                            for other in futures:
+                                other.cancel()
+                        continue
+                    last_error, streak = "", 0
+                    summary.sent += 1
+                    served = row.pop("_served", None)
+                    if served and served != plan.model and served not in summary.served:
+                        summary.served.append(served)
+                    writer.add(row)
+                    bar.update(ok=True)
+                top_up()
     finally:
         try:
             writer.close()
