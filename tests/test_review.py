@@ -264,3 +264,21 @@ def test_a_bundle_member_named_outside_its_folders_is_refused(tmp_path):
     res = run_cli("verify", str(bad))
     assert res.returncode == 1 and "would be written outside the bundle's folders" in res.stdout
     assert not (tmp_path / "escaped.json").exists()
+
+
+def test_range_claims_check_the_smallest_and_largest_value_over_their_models(tmp_path):
+    """'0.66 <= S <= 0.83 across 13 models' as claims: min_S and max_S over a models list."""
+    store = _two_temperatures(tmp_path)
+    csv = pl.read_csv(run_cli("analyze", "--format", "csv", *store, *FAST).stdout.encode())
+    low, high = float(csv["S"].min()), float(csv["S"].max())
+    assert low < high  # two different runs of the one model
+    claims = tmp_path / "range.json"
+    base = {"table": "text", "model": None, "variant": "simulated", "models": ["sim-0000"]}
+    claims.write_text(json.dumps({"format": "toolkit-claims/1", "claims": [
+        {**base, "id": "low", "metric": "min_S", "printed": f"{low:.3f}"},
+        {**base, "id": "high", "metric": "max_S", "printed": f"{high:.3f}"},
+        {**base, "id": "wrong", "metric": "max_S", "printed": f"{low:.3f}"},
+        {**base, "id": "absent", "metric": "min_S", "printed": "0.5", "models": ["sim-0000", "nobody"]}]}))
+    res = run_cli("audit", "--claims", str(claims), *store, "--format", "json", *FAST)
+    status = {c["id"]: c["status"] for c in json.loads(res.stdout)["claims"]}
+    assert status == {"low": "PASS", "high": "PASS", "wrong": "FAIL", "absent": "FAIL"}
