@@ -57,3 +57,22 @@ def load_personas(source: str | Path | None = None) -> PersonaSet:
     if not isinstance(raw, list) or not raw or not all(isinstance(p, str) and p.strip() for p in raw):
         raise ToolkitError("a persona file holds a non-empty JSON list of persona descriptions", path=str(source))
     return PersonaSet(label, tuple(raw))
+
+
+def named_set(protocol: Any) -> dict | None:
+    """The persona set a run's manifest names ({"name", "digest", "count"}; recorded runs name
+    one, imported runs none)."""
+    named = protocol.get("personas") if isinstance(protocol, dict) else None
+    return named if isinstance(named, dict) else None
+
+
+def shipped_named(protocol: Any) -> PersonaSet | None:
+    """The shipped persona set a run's manifest names, when its digest is the one recorded."""
+    named = named_set(protocol)
+    if named is None:
+        return None
+    try:
+        pset = load_personas(str(named.get("name")))
+    except ToolkitError:  # not a shipped set: its file must come from the user
+        return None
+    return pset if pset.digest == named.get("digest") else None

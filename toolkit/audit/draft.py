@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import polars as pl
-
 from ..analysis import analyze, compare
 from ..analysis.options import DEFAULT, AnalysisOptions
 from ..errors import ToolkitError
@@ -48,6 +46,6 @@ def draft_claims(store: Store, *, metrics: list[str], decimals: int = 2, by_grou
     if not claims:
         raise ToolkitError("nothing to claim: no selected run has these metrics")
     return {"format": FORMAT, "paper": paper, "dataset": None, "baseline": baseline,
-            "notes": f"drafted by `toolkit claims draft` from {pl.Series(frame['run_id']).n_unique()} runs; "
+            "notes": f"drafted by `toolkit claims draft` from {frame['run_id'].n_unique()} runs; "
                      f"{decimals} decimals, tolerance half a unit of the last",
             "claims": claims}

@@ -36,7 +36,7 @@ from ..analysis.profiles import persona_set_profiles, profiles
 from ..analysis.selection import MIN_PERSONAS_FOR_INTERSECTION, retained_counts, select_runs
 from ..errors import ToolkitError
 from ..instrument import Instrument
-from ..persona_sets import PersonaSet, load_personas
+from ..persona_sets import PersonaSet, named_set, shipped_named
 from ..store import RunManifest, Store
 from . import html as H
 from .tables import comparison_view, metrics_view
@@ -283,7 +283,7 @@ def _retention_html(data: SiteData) -> str:
         persona = shown.filter(pl.col("mode") == "persona").drop("mode")
         if len(persona):
             parts.append(H.table(persona, table_id="retention", links={"run_id": "link"}))
-        selves = shown.filter(pl.col("mode") == "self").drop("mode", "personas", "complete_personas", "retained")
+        selves = _applicable(shown.filter(pl.col("mode") == "self").drop("mode"))
         if len(selves):
             parts.append("<p class=\"note\">Self runs (no persona): retention does not apply.</p>"
                          + H.table(selves, links={"run_id": "link"}))
@@ -294,6 +294,12 @@ def _retention_html(data: SiteData) -> str:
         rows = [{"run_id": m.run_id, "cells": m.rows, "link": f"runs/{run_slug(m.run_id)}.html"} for m in logprob]
         parts.append(H.table(pl.DataFrame(rows), links={"run_id": "link"}))
     return "\n".join(parts)
+
+
+def _applicable(df: pl.DataFrame) -> pl.DataFrame:
+    """Without the columns that hold nothing for these rows (the persona counts of self runs):
+    a table shows what does not apply by leaving it out, not by blank cells."""
+    return df.drop([c for c in df.columns if df[c].null_count() == len(df)])
 
 
 def _provenance(m: RunManifest) -> dict[str, str]:
@@ -326,15 +332,10 @@ def _persona_texts(m: RunManifest, given: PersonaSet | None,
     names (the file given, one a bundle carried, or a shipped set, when the digests agree), else
     the file given or the one set a bundle carried, labelled unchecked (imported runs do not
     record their persona set)."""
-    proto = m.protocol if isinstance(m.protocol, dict) else {}
-    named = proto.get("personas") if isinstance(proto.get("personas"), dict) else None
-    candidates = ([given] if given is not None else []) + list(carried)
+    named = named_set(m.protocol)
+    candidates = ([given] if given is not None else []) + list(carried) + [shipped_named(m.protocol)]
     if named:
-        try:
-            candidates.append(load_personas(str(named.get("name"))))
-        except ToolkitError:
-            pass
-        for pset in candidates:
+        for pset in filter(None, candidates):
             if pset.digest == named.get("digest"):
                 return dict(enumerate(pset.personas)), f"persona set {pset.name} (digest checked)"
         return {}, (f"the run names persona set {named.get('name')!r}; pass that file with --personas to show the "
@@ -367,8 +368,7 @@ def _run_pages(data: SiteData, m: RunManifest, root: Path, nav, texts: tuple[dic
         head.append("<h2>Metrics</h2>" + H.table(metrics_view(mine)))
     ret = data.retention.filter(pl.col("run_id") == m.run_id) if len(data.retention) else data.retention
     if len(ret):
-        shown = ret.drop(["run_id"] + [c for c in ret.columns if ret[c].null_count() == len(ret)])  # n/a for self
-        head.append("<h2>Retention</h2>" + H.table(shown))
+        head.append("<h2>Retention</h2>" + H.table(_applicable(ret.drop("run_id"))))
     details = _details(df, inst, m)
     if m.mode == "self":
         body = "\n".join(head) + "<h2>Ratings per item</h2>" + details.get(None, "")

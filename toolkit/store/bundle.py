@@ -73,15 +73,13 @@ def write_bundle(store: Store, runs: list[RunManifest], out: str | Path, *,
         if problems:
             raise StoreCorrupt(f"run {m.run_id} is damaged ({problems[0]}); `toolkit verify` lists every problem")
         files[f"store/runs/{manifest_filename(m.run_id)}"] = m.to_json().encode("utf-8")
-        for seg in m.segments:
-            files[f"store/objects/{seg.object[:2]}/{seg.object}.parquet"] = store.object_path(seg.object).read_bytes()
+        for seg in m.segments:  # the bytes that go in, their hash checked as they are read
+            name = f"store/objects/{seg.object[:2]}/{seg.object}.parquet"
+            files[name] = store.read_segment_bytes(seg.object, m.run_id)
         digest = m.instrument["digest"]
         files[f"store/instruments/{digest}.json"] = (store.instruments_dir / f"{digest}.json").read_bytes()
     for digest, data in (personas or {}).items():
         files[f"personas/{digest}.json"] = data
-    for name, data in files.items():  # the hashes are checked again here, on the bytes that go in
-        if name.startswith("store/objects/") and sha256_bytes(data) != Path(name).stem:
-            raise StoreCorrupt(f"segment {Path(name).stem} changed while it was bundled", path=str(store.root))
     members = {name: {"bytes": len(data), "sha256": sha256_bytes(data)} for name, data in sorted(files.items())}
     digest = sha256_bytes(canonical_json(members).encode("utf-8"))
     run_ids = sorted(m.run_id for m in runs)
@@ -171,19 +169,10 @@ def persona_files(info_root: Path) -> dict[str, Path]:
 def persona_payloads(runs: list[RunManifest], given: str | Path | None = None) -> dict[str, bytes]:
     """The persona files to carry, by digest: the shipped set a recorded run names, and the
     file given (for imported runs, which do not name theirs)."""
-    from ..persona_sets import load_personas
+    from ..persona_sets import load_personas, shipped_named
 
-    sets = []
-    for m in runs:
-        named = m.protocol.get("personas") if isinstance(m.protocol, dict) else None
-        if isinstance(named, dict):
-            try:
-                pset = load_personas(str(named.get("name")))
-            except ToolkitError:  # not shipped: the author passes it with --personas
-                continue
-            if pset.digest == named.get("digest"):
-                sets.append(pset)
-    if given is not None:
+    sets = [pset for pset in map(shipped_named, (m.protocol for m in runs)) if pset is not None]
+    if given is not None:  # (a set that is not shipped comes only this way)
         sets.append(load_personas(given))
     return {p.digest: (canonical_json({"name": p.name, "personas": list(p.personas)}) + "\n").encode("utf-8")
             for p in sets}
