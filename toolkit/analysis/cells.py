@@ -8,14 +8,19 @@ Every statistic below (mean, ddof=1 std, bootstrap resamples) is a function of i
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import ToolkitError
 from ..instrument import Instrument
 from ..store import RunManifest, Store
 from .seeds import input_digest
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 @dataclass
@@ -45,54 +50,75 @@ class RunCounts:
 SLOT = ["persona_id", "item_id", "repetition"]
 
 
-def has_repeated_slots(df: pl.DataFrame) -> bool:
+def slot_arrays(table: pa.Table) -> list[np.ndarray]:
+    """The (persona, item, repetition) columns as int64 arrays; a self run's null persona is -1."""
+    return [np.asarray(pc.fill_null(table[c], -1).to_numpy(), dtype=np.int64) for c in SLOT]
+
+
+def has_repeated_slots(slots: list[np.ndarray]) -> bool:
     """Whether some (persona, item, repetition) slot holds several rows: one bincount."""
-    if df.height < 2:
+    n = len(slots[0])
+    if n < 2:
         return False
-    cols = [df[c].fill_null(-1).to_numpy().astype(np.int64) for c in SLOT]
-    span = [int(c.max()) - int(c.min()) + 1 for c in cols]
-    if np.prod(span, dtype=np.float64) > 8 * df.height + (1 << 20):  # sparse ids: sort instead
-        return df.height != df.select(SLOT).n_unique()
-    key = ((cols[0] - cols[0].min()) * span[1] + cols[1] - cols[1].min()) * span[2] + cols[2] - cols[2].min()
+    span = [int(c.max()) - int(c.min()) + 1 for c in slots]
+    if np.prod(span, dtype=np.float64) > 8 * n + (1 << 20):  # sparse ids: sort instead
+        return len(np.unique(np.stack(slots, axis=1), axis=0)) != n
+    key = ((slots[0] - slots[0].min()) * span[1] + slots[1] - slots[1].min()) * span[2] + slots[2] - slots[2].min()
     return bool(np.bincount(key).max() > 1)
 
 
+def newest_rows(store: Store, manifest: RunManifest, slots: list[np.ndarray]) -> np.ndarray | None:
+    """Positions of the rows analyzed, one per slot, or None when no slot holds several (all are).
+
+    After `record --refresh` a slot holds several answers, and the newest (latest
+    ``collected_at``, a missing one oldest; request key breaks ties) is the one analyzed, in
+    slot order. Checked on the slot columns alone, so a run without refreshed slots costs one
+    bincount, not a re-read."""
+    if not has_repeated_slots(slots):
+        return None
+    extra = store.read_run(manifest, ["collected_at", "request_key"])
+    when = np.asarray(pc.fill_null(extra["collected_at"], "").to_numpy(zero_copy_only=False), dtype=str)
+    key = np.asarray(extra["request_key"].to_numpy(zero_copy_only=False), dtype=str)
+    order = np.lexsort((key, when, slots[2], slots[1], slots[0]))
+    ordered = [c[order] for c in slots]
+    last = np.ones(len(order), dtype=bool)  # the last row of each slot in that order
+    last[:-1] = np.any([c[1:] != c[:-1] for c in ordered], axis=0)
+    return order[last]
+
+
 def newest_per_slot(store: Store, manifest: RunManifest, df: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
-    """One row per slot: after `record --refresh` a slot holds several answers, and the newest
-    (latest ``collected_at``; request key breaks ties) is the one analyzed. Checked on the
-    slot columns alone, so a run without refreshed slots costs one bincount, not a re-read."""
-    if not has_repeated_slots(df):
+    """``newest_rows`` of a data frame of the run's rows (read in store order)."""
+    slots = [df[c].fill_null(-1).to_numpy().astype(np.int64) for c in SLOT]
+    keep = newest_rows(store, manifest, slots)
+    if keep is None:
         return df
-    full = pl.from_arrow(store.read_run(manifest, [*columns, "collected_at", "request_key"]))
-    assert isinstance(full, pl.DataFrame)
-    if manifest.mode == "self":
-        full = full.with_columns(pl.col("persona_id").fill_null(-1))
-    newest = full.sort([*SLOT, "collected_at", "request_key"], nulls_last=False).unique(SLOT, keep="last",
-                                                                                        maintain_order=True)
-    return newest.select(columns)
+    out = df.select(columns)[keep]
+    return out.with_columns(out["persona_id"].fill_null(-1)) if manifest.mode == "self" else out
 
 
 def load_counts(store: Store, manifest: RunManifest) -> RunCounts:
+    """The run's count tensor from its verified rows (numpy and arrow only: analysis workers
+    forked from the fork server never need polars, whose import starts threads)."""
     instrument = store.instrument(manifest.instrument["digest"])
-    columns = ["persona_id", "item_id", "repetition", "rating"]
-    df = pl.from_arrow(store.read_run(manifest, columns))
-    assert isinstance(df, pl.DataFrame)
-    if manifest.mode == "self":
-        df = df.with_columns(pl.col("persona_id").fill_null(-1))
-    df = newest_per_slot(store, manifest, df, columns)
-    persona_ids = np.unique(df["persona_id"].to_numpy())
+    table = store.read_run(manifest, ["persona_id", "item_id", "repetition", "rating"])
+    slots = slot_arrays(table)
+    rating = np.asarray(table["rating"].to_numpy(), dtype=np.int64)
+    persona, every = slots[0], slots[1]
+    keep = newest_rows(store, manifest, slots)
+    if keep is not None:
+        persona, every, rating = persona[keep], every[keep], rating[keep]
+    persona_ids = np.unique(persona)
     item_ids = np.asarray(instrument.item_ids)
     order = np.argsort(item_ids)
-    every = df["item_id"].to_numpy()
     pos_all = np.clip(np.searchsorted(item_ids[order], every), 0, len(item_ids) - 1)
     if not np.array_equal(item_ids[order][pos_all], every):
         raise ToolkitError(f"run {manifest.run_id} holds item ids outside its instrument")
     asked = np.zeros(len(item_ids), bool)
     asked[order[pos_all]] = True  # items with any row, valid or not
-    valid = df.filter(pl.col("rating") >= 0)
-    p = np.searchsorted(persona_ids, valid["persona_id"].to_numpy())
-    q = order[np.searchsorted(item_ids[order], valid["item_id"].to_numpy())]
-    k = valid["rating"].to_numpy().astype(np.int64) - instrument.scale_min
+    valid = rating >= 0
+    p = np.searchsorted(persona_ids, persona[valid])
+    q = order[pos_all[valid]]
+    k = rating[valid] - instrument.scale_min
     if k.size and (k.max() >= instrument.n_points):
         raise ToolkitError(f"run {manifest.run_id} holds ratings above the scale maximum")
     P, Q, K = len(persona_ids), len(item_ids), instrument.n_points

@@ -9,7 +9,6 @@ into the current in-memory form (request keys as 64-character hex text).
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 
 SCHEMA_VERSION = 2
@@ -98,6 +97,8 @@ def to_current(table: pa.Table, version: int) -> pa.Table:
         raise ValueError(f"segment schema version {version} is not one this release reads {READABLE_VERSIONS}")
     if version >= 2 and "request_key" in table.column_names:
         i = table.schema.get_field_index("request_key")
+        import polars as pl  # here, not at the top: analysis workers read the store without polars
+
         raw = table["request_key"].combine_chunks().cast(pa.binary())
         hexed = pl.Series(raw).bin.encode("hex").to_arrow().cast(pa.string())
         table = table.set_column(i, pa.field("request_key", pa.string(), nullable=False), hexed)

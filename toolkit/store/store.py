@@ -28,7 +28,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -37,7 +36,6 @@ from ..errors import StoreCorrupt, ToolkitError
 from ..hashing import canonical_json, sha256_bytes, sha256_text
 from ..instrument import Instrument, parse_instrument
 from .atomic import TMP_PREFIX, atomic_write_bytes
-from .fingerprint import FINGERPRINT_VERSION, fingerprint, fingerprint_v1
 from .manifest import DIGEST_RE, MANIFEST_FORMAT, ManifestError, RunManifest, SegmentRef, manifest_filename
 from .schema import ROW_SCHEMA, to_current, to_disk, version_of
 
@@ -323,6 +321,8 @@ class Store:
     @staticmethod
     def seal(manifest: RunManifest, table: pa.Table) -> None:
         """Current format, row count and fingerprint of a manifest over all its rows."""
+        from .fingerprint import FINGERPRINT_VERSION, fingerprint  # imports polars: writers need it, readers not
+
         manifest.format = MANIFEST_FORMAT
         manifest.rows = table.num_rows
         manifest.fingerprint = fingerprint(table, manifest)
@@ -422,6 +422,10 @@ class Store:
 
     def verify_run(self, m: RunManifest) -> list[Problem]:
         """Every check on one run: segments intact and consistent, request keys, fingerprint."""
+        import polars as pl
+
+        from .fingerprint import fingerprint, fingerprint_v1
+
         name = f"run {m.run_id}"
         try:
             self.instrument(m.instrument["digest"])
