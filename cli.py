@@ -54,7 +54,7 @@ COLUMNS_OPTION = click.option("--columns", default=None, metavar="NAME,...",
                               help="Print these columns (any of csv's) instead of the compact table view.")
 DPI_OPTION = click.option("--dpi", type=float, default=None, help="Resolution of PNG figures (default 100).")
 SHOWN_TEMPERATURES = 5  # curves in the terminal: evenly spaced temperatures of the grid, ends included
-PARALLEL_BACKENDS = ["threading", "loky", "multiprocessing", "dask"]
+PARALLEL_BACKENDS = ["forkserver", "loky", "threading", "multiprocessing", "dask"]
 OPTION_FIELDS = ("bootstrap", "rerun_bootstrap", "seed", "jobs", "backend", "scheduler", "ci_level", "ci_method",
                  "permutations", "retention")
 
@@ -67,13 +67,18 @@ def _analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool
     def deco(f):
         @functools.wraps(f)
         def wrapper(*args, **kwargs):
-            from toolkit.analysis.options import AnalysisOptions
-
             old = kwargs.pop("old_backend", None)
             if old is not None:  # the old name keeps working for one release
                 click.echo("note: --backend is now --parallel-backend here (the old name goes in the next release)",
                            err=True)
                 kwargs["backend"] = old
+            if kwargs.get("jobs", 1) > 1 and kwargs.get("backend") == "forkserver" and not kwargs.get("scheduler"):
+                from toolkit.workers import fork_server
+
+                fork_server()  # it imports the analysis while this process does the same, below
+
+            from toolkit.analysis.options import AnalysisOptions
+
             given = {k: kwargs.pop(k) for k in OPTION_FIELDS if k in kwargs}
             return f(*args, options=AnalysisOptions(**given), **kwargs)
 
@@ -83,9 +88,11 @@ def _analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool
             click.option("--seed", type=int, default=0, show_default=True,
                          help="User seed; combined with each run's content digest, never with time."),
             click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Parallel workers (joblib)."),
-            click.option("--parallel-backend", "backend", type=click.Choice(PARALLEL_BACKENDS), default="loky",
+            click.option("--parallel-backend", "backend", type=click.Choice(PARALLEL_BACKENDS), default="forkserver",
                          show_default=True,
-                         help="joblib backend for --jobs > 1; dask needs --scheduler (results do not depend on it)."),
+                         help="Where --jobs > 1 workers run: processes forked from a server that has the analysis "
+                              "imported, joblib's loky or threading, or dask (needs --scheduler). Results do not "
+                              "depend on it."),
             click.option("--backend", "old_backend", type=click.Choice(PARALLEL_BACKENDS), default=None, hidden=True,
                          help="Deprecated name of --parallel-backend."),
             click.option("--retention", type=click.Choice(["family", "run"]), default="family", show_default=True,

@@ -19,7 +19,7 @@ from toolkit.store import Store
 
 def test_bit_identical_across_jobs_and_backends(em_store):
     ref = analyze(em_store, by_group=True, options=AnalysisOptions(jobs=1, bootstrap=300, rerun_bootstrap=100))
-    for jobs, backend in ((2, "threading"), (2, "loky")):
+    for jobs, backend in ((2, "threading"), (2, "loky"), (2, "forkserver")):
         other = analyze(em_store, by_group=True,
                         options=AnalysisOptions(jobs=jobs, backend=backend, bootstrap=300, rerun_bootstrap=100))
         assert format_frame(other, "csv") == format_frame(ref, "csv"), (jobs, backend)
@@ -60,13 +60,15 @@ NO_NETWORK = textwrap.dedent("""
 
 
 def test_analysis_runs_with_network_sockets_disabled(em_store, tmp_path):
-    """sitecustomize disables AF_INET/AF_INET6 sockets in this process and in every joblib worker."""
+    """sitecustomize disables AF_INET/AF_INET6 sockets in this process and in every joblib worker
+    (spawned by loky, or forked from the fork server, which talks to this process on a Unix socket)."""
     (tmp_path / "sitecustomize.py").write_text(NO_NETWORK)
     env = {"PYTHONPATH": str(tmp_path)}
     probe = subprocess.run([sys.executable, "-c", "import socket; socket.socket()"], capture_output=True, text=True,
                            env={**__import__("os").environ, **env})
     assert probe.returncode != 0 and "network disabled" in probe.stderr  # the guard really bites
-    for cmd in (["analyze", "--by", "group", "--jobs", "2", "--parallel-backend", "loky"], ["profiles"],
+    for cmd in (["analyze", "--by", "group", "--jobs", "2", "--parallel-backend", "loky"],
+                ["analyze", "--by", "group", "--jobs", "2"], ["profiles"],
                 ["compare", "--summary"], ["runs"], ["verify"]):
         res = run_cli(*cmd, "--store", str(em_store.root), env=env)
         assert res.returncode == 0, (cmd, res.stderr)

@@ -20,14 +20,15 @@ from .cells import RunCounts
 from .intervals import holm
 from .logit import curve_frames as curves_for
 from .logit import load_logprobs, temperature_grid
-from .metrics import Estimates, ItemGroups, bootstrap_se, estimate, instrument_groups
+from .metrics import instrument_groups
 from .numerics import fmean, fstd
 from .options import DEFAULT, AnalysisOptions
 from .paired import METRICS, PairResult, compare_pair
 from .parallel import chunks, run_parallel
 from .profiles import profiles  # noqa: F401  (re-exported: the API keeps it here too)
+from .scoring import score_units
 from .seeds import rng_for
-from .selection import read_runs, retained_counts, runs_for, select_runs, skip, with_baselines
+from .selection import family_units, read_runs, retained_counts, runs_for, select_runs, skip, with_baselines
 
 ANALYZE_COLUMNS = [
     "model", "variant", "temperature", "group", "S", "S_se", "sigma_bar", "sigma_bar_se", "R", "R_se",
@@ -38,23 +39,6 @@ ANALYZE_SCHEMA = dict(zip(ANALYZE_COLUMNS, [pl.String, pl.String, pl.Float64, pl
                           + [pl.Int64, pl.Int64] + [pl.Float64] * 4 + [pl.Int64, pl.Float64, pl.Int64, pl.String]
                           + [pl.Float64] * 2))
 DEFAULT_VARIANT_SUFFIXES = ("-misaligned", "-insecure", "-secure")
-
-
-def _metrics_task(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, content: str, options: AnalysisOptions,
-                  ) -> Estimates:
-    return estimate(
-        counts,
-        scale,
-        G,
-        persona_draws=options.bootstrap,
-        rerun_draws=options.rerun_bootstrap,
-        rng_persona=rng_for(content, "metrics", options.seed, "persona"),
-        rng_rerun=rng_for(content, "metrics", options.seed, "rerun"),
-    )
-
-
-def _metrics_chunk(jobs: list[tuple], options: AnalysisOptions) -> list:
-    return [_metrics_task(counts, scale, G, content, options) for counts, scale, G, content in jobs]
 
 
 def analyze(
@@ -69,13 +53,13 @@ def analyze(
     """S, sigma_bar, R and S_corrected with bootstrap SEs for every selected persona (or
     logprob-sampled) run.
 
-    ``selection`` takes ``model``, ``variant``, ``temperature``, ``mode``, ``run_id``. Runs are
-    read and scored in chunks (a few per worker) through joblib (``options``: backend
-    threading, loky or dask with a scheduler address); the result is bit-identical for any.
-    With a ``problems`` list, a run that cannot be analyzed (unreadable, too few complete
-    personas) is left out and the reason appended there; without one, it is an error. A run
-    recorded on a subset of the items is analyzed on those (``items`` says how many), and
-    ``notes`` gets a line saying so.
+    ``selection`` takes ``model``, ``variant``, ``temperature``, ``mode``, ``run_id``. Each
+    worker reads its runs from the store by path and scores them, so only rows travel back
+    (``options``: jobs, and the backend: forkserver, loky, threading, or dask with a scheduler
+    address); the result is bit-identical for any. With a ``problems`` list, a run that cannot
+    be analyzed (unreadable, too few complete personas) is left out and the reason appended
+    there; without one, it is an error. A run recorded on a subset of the items is analyzed on
+    those (``items`` says how many), and ``notes`` gets a line saying so.
     """
     store = store or Store()
     all_runs = store.runs()  # read once: selection and retention both need them
@@ -85,43 +69,18 @@ def analyze(
     logit_rows = _logprob_point_rows(store, logprob_runs, by_group, options)
     if not runs:
         return logit_rows
-    jobs_in, meta = [], []
-    for rc, ids in retained_counts(store, runs, all_runs, options, problems):
-        if rc.partial and notes is not None:
-            notes.append(f"run {rc.manifest.run_id}: recorded on {len(rc.instrument.items)} of the instrument's "
-                         f"{rc.items_total} items; its values are over those items (and their groups) only")
-        counts = rc.counts[np.isin(rc.persona_ids, ids)]
-        inst = rc.instrument
-        groups = inst.groups
-        G = instrument_groups(inst)
-        jobs_in.append((counts, inst.scale, G, rc.input_digest))
-        n = counts.sum(axis=2)
-        meta.append((rc.manifest, ["all"] + groups, counts.shape[0], inst, n))
-    tasks = [delayed(_metrics_chunk)(c, options) for c in chunks(jobs_in, options.jobs)]
-    results = [est for part in run_parallel(tasks, options) for est in part]
-
+    units = family_units(all_runs, runs, options.retention, largest=None if options.jobs == 1 else 8)
+    root = str(store.root.resolve())  # workers may start in another folder
+    tasks = [delayed(score_units)(root, part, by_group, options) for part in chunks(units, options.jobs)]
+    done = {result[0]: result[1:] for part in run_parallel(tasks, options) for result in part}
     rows = []
-    for (m, names, personas, inst, n), est in zip(meta, results):
-        se_sp, se_sr = bootstrap_se(est.S_persona), bootstrap_se(est.S_rerun)
-        se_gp, se_gr = bootstrap_se(est.sigma_persona), bootstrap_se(est.sigma_rerun)
-        se_cp, se_cr = bootstrap_se(est.S_corrected_persona), bootstrap_se(est.S_corrected_rerun)
-        for g, (name, member) in enumerate(inst.group_masks()[: len(names) if by_group else 1]):
-            items_in = int(member.sum())
-            ng = n[:, member]
-            sb = float(est.sigma_bar[g])
-            sig_se = float(np.hypot(se_gp[g], se_gr[g]))
-            rows.append({
-                "model": m.model, "variant": m.variant, "temperature": m.temperature, "group": name,
-                "S": float(est.S[g]), "S_se": float(np.hypot(se_sp[g], se_sr[g])),
-                "sigma_bar": sb, "sigma_bar_se": sig_se,
-                "R": 1.0 / sb if sb > 0 else float("inf"), "R_se": sig_se / sb**2 if sb > 0 else float("nan"),
-                "S_corrected": float(est.S_corrected[g]), "S_corrected_se": float(np.hypot(se_cp[g], se_cr[g])),
-                "personas": personas, "items": items_in,
-                "S_se_persona": float(se_sp[g]), "S_se_rerun": float(se_sr[g]),
-                "sigma_bar_se_persona": float(se_gp[g]), "sigma_bar_se_rerun": float(se_gr[g]),
-                "min_reps": int(ng.min()), "median_reps": float(np.median(ng)), "max_reps": int(ng.max()),
-                "run_id": m.run_id,
-            })
+    for m in runs:  # the selection's order, whatever the units' order
+        run_rows, note, refusal = done[m.run_id]
+        if refusal is not None:
+            skip(problems, *refusal)
+        if note and notes is not None:
+            notes.append(note)
+        rows += run_rows
     sampled = (pl.DataFrame(rows, schema_overrides={"median_reps": pl.Float64}).select(ANALYZE_COLUMNS) if rows
                else pl.DataFrame(schema=ANALYZE_SCHEMA))
     return pl.concat([sampled, logit_rows]) if len(logit_rows) else sampled

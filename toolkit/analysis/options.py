@@ -23,7 +23,9 @@ class AnalysisOptions:
     rerun_bootstrap: int = 400  # rerun (repetition) bootstrap draws
     seed: int = 0  # user seed, combined with each run's content digest
     jobs: int = 1  # joblib workers
-    backend: str | None = "loky"  # joblib backend: threading, loky, multiprocessing or dask
+    # joblib backend: forkserver (the CLI's default; a script needs its __main__ guard), loky,
+    # threading, multiprocessing, or dask with a scheduler
+    backend: str | None = "loky"
     scheduler: str | None = None  # dask.distributed scheduler address
     ci_level: float = 0.95  # confidence level of intervals
     ci_method: str = "bca"  # bca or percentile

@@ -177,29 +177,84 @@ def retained_counts(store: Store, runs: list[RunManifest], all_runs: list[RunMan
     for m, rc in zip(to_load, read):  # read in workers: same rule as read_runs
         if isinstance(rc, ToolkitError) and m.run_id in selected:
             skip(problems, f"run {m.run_id}: cannot be read: {rc}", rc)
-    loaded_all = [rc for rc in read if not isinstance(rc, ToolkitError)]
-    keep = retained_personas(loaded_all, selected, options.retention)
-    out = []
-    for rc in loaded_all:
-        if rc.manifest.run_id not in selected:
+    kept, refused = retain([rc for rc in read if not isinstance(rc, ToolkitError)], selected, options.retention)
+    for message in refused.values():
+        skip(problems, message)
+    return kept
+
+
+def retain(loaded: list[RunCounts], selected: set[str], rule: str,
+           ) -> tuple[list[tuple[RunCounts, np.ndarray]], dict[str, str]]:
+    """The selected runs of ``loaded`` (which holds whole families) with the persona ids the
+    retention rule keeps, and, by run id, why a run keeping fewer than 2 personas is left out."""
+    keep = retained_personas(loaded, selected, rule)
+    out, refused = [], {}
+    for rc in loaded:
+        run_id = rc.manifest.run_id
+        if run_id not in selected:
             continue
-        ids = keep[rc.manifest.run_id]
+        ids = keep[run_id]
         complete = int(rc.valid_personas.sum())
         if ids.size < 2 and complete >= 2:
-            skip(problems, f"run {rc.manifest.run_id}: {complete} personas have a valid rating on all "
-                           f"{rc.counts.shape[1]} items, but only {ids.size} of them also in every other run of "
-                           f"{rc.manifest.model} ({rc.manifest.variant}) at another temperature, and the retention "
-                           "rule 'family' keeps only those; S and R need at least 2 (--retention run keeps each "
-                           "run's own complete personas)")
-            continue
-        if ids.size < 2:
-            skip(problems, f"run {rc.manifest.run_id}: only {ids.size} persona(s) have a valid rating on all "
-                           f"{rc.counts.shape[1]} items (retention keeps a persona only when every item has one); "
-                           "S and R need at least 2 (record the missing answers with `toolkit record`, which sends "
-                           "only what the store lacks)")
-            continue
-        out.append((rc, ids))
-    return out
+            refused[run_id] = (
+                f"run {run_id}: {complete} personas have a valid rating on all "
+                f"{rc.counts.shape[1]} items, but only {ids.size} of them also in every other run of "
+                f"{rc.manifest.model} ({rc.manifest.variant}) at another temperature, and the retention "
+                "rule 'family' keeps only those; S and R need at least 2 (--retention run keeps each "
+                "run's own complete personas)")
+        elif ids.size < 2:
+            refused[run_id] = (
+                f"run {run_id}: only {ids.size} persona(s) have a valid rating on all "
+                f"{rc.counts.shape[1]} items (retention keeps a persona only when every item has one); "
+                "S and R need at least 2 (record the missing answers with `toolkit record`, which sends "
+                "only what the store lacks)")
+        else:
+            out.append((rc, ids))
+    return out, refused
+
+
+Unit = tuple[list[RunManifest], list[str]]  # runs to read, and the ids among them to analyze
+
+
+def family_units(all_runs: list[RunManifest], runs: list[RunManifest], rule: str,
+                 largest: int | None = 8) -> list[Unit]:
+    """The selection cut into units a worker can analyze on its own: a few selected runs with
+    every run their retention reads (the whole family under the ``family`` rule, themselves
+    under ``run``). A family with more than ``largest`` selected runs is split, each part
+    reading the family again, so that a temperature sweep still spreads over the workers
+    (``None``: never split, for a single worker)."""
+    if rule == "run":
+        return [([m], [m.run_id]) for m in runs]
+    family_of: dict[tuple, list[RunManifest]] = defaultdict(list)
+    for m in all_runs:
+        family_of[_family(m)].append(m)
+    chosen: dict[tuple, list[RunManifest]] = defaultdict(list)
+    for m in runs:
+        chosen[_family(m)].append(m)
+    units: list[Unit] = []
+    for key, members in chosen.items():
+        family = family_of[key] if len(family_of[key]) > 1 else members
+        step = largest or len(members)
+        for lo in range(0, len(members), step):
+            units.append((family, [m.run_id for m in members[lo : lo + step]]))
+    return units
+
+
+def read_unit(store: Store, unit: Unit, rule: str,
+              ) -> tuple[list[tuple[RunCounts, np.ndarray]], dict[str, tuple[str, ToolkitError | None]]]:
+    """One unit read and its retention rule applied: the analyzable runs with their persona ids, and,
+    by run id, why any other selected run is left out (with the read error, to raise as is)."""
+    manifests, ids = unit
+    selected = set(ids)
+    loaded, refused = [], {}
+    for m in manifests:
+        try:
+            loaded.append(load_counts(store, m))
+        except ToolkitError as exc:
+            if m.run_id in selected:
+                refused[m.run_id] = (f"run {m.run_id}: cannot be read: {exc}", exc)
+    kept, short = retain(loaded, selected, rule)
+    return kept, refused | {k: (v, None) for k, v in short.items()}
 
 
 Paired = tuple[RunCounts, np.ndarray]  # a run and the persona ids it retains
