@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -163,3 +165,31 @@ def test_an_unreadable_run_is_named_or_raised_from_a_worker(sweep, tmp_path):
     with pytest.raises(StoreCorrupt, match="damaged"):
         analyze(store, options=opts)
     assert np.isfinite(df["S"].to_numpy()).all()
+
+
+SCRIPT = """
+import sys
+from toolkit.analysis import analyze
+from toolkit.analysis.options import AnalysisOptions
+from toolkit.store import Store
+
+
+def main():
+    print(analyze(Store(sys.argv[1]), options=AnalysisOptions(jobs=2, backend="forkserver",
+                                                              bootstrap=20, rerun_bootstrap=5)).height)
+"""
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_a_script_without_its_main_guard_is_refused_not_run_again_and_again(sweep, tmp_path, guarded):
+    """The fork server imports the calling script: one that analyzes as it is imported would
+    start over in the server, and in that server's helpers... It gets one clear error instead."""
+    script = tmp_path / "script.py"
+    text = SCRIPT + ('\nif __name__ == "__main__":\n    main()\n' if guarded else "\nmain()\n")
+    script.write_text(text)
+    res = subprocess.run([sys.executable, str(script), str(sweep.root)], capture_output=True, text=True, timeout=120)
+    if guarded:
+        assert res.returncode == 0 and res.stdout.strip() == "13", res.stderr
+    else:
+        assert res.returncode == 1 and res.stdout == ""
+        assert f"line {text.splitlines().index('main()') + 1} of {script}" in res.stderr and 'if __name__ == "__main__":' in res.stderr

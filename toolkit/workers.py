@@ -7,11 +7,17 @@ before it imports numpy, polars and pyarrow itself, so that both imports run at 
 
 from __future__ import annotations
 
+import ast
 import multiprocessing
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.context import BaseContext
+from pathlib import Path
+from types import FrameType
+
+from .errors import ToolkitError
 
 # What worker processes started inside ``worker_environment`` get, unless the user set it.
 WORKER_ENV = {
@@ -72,6 +78,14 @@ def fork_server() -> BaseContext | None:
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return None
+    line = _unguarded_script_line()
+    if line is not None or getattr(multiprocessing.process.current_process(), "_inheriting", False):
+        # The server and its workers import the calling script: one that starts its analysis
+        # when imported would start it again there, and again in their helpers, without end.
+        where = f" (line {line} of {sys.modules['__main__'].__file__})" if line is not None else ""
+        raise ToolkitError(f"the forkserver backend imports the calling script in its helper processes, and this "
+                           f"script starts its analysis when imported{where}: put that under "
+                           "`if __name__ == \"__main__\":`, or use the loky backend")
     from multiprocessing import forkserver
 
     context = multiprocessing.get_context("forkserver")
@@ -82,3 +96,39 @@ def fork_server() -> BaseContext | None:
     except OSError:
         return None
     return context
+
+
+def _unguarded_script_line() -> int | None:
+    """The line of the running script's top-level code that led here, when it is not under
+    ``if __name__ == "__main__":`` (None when guarded, or when no script file runs: -c, a
+    notebook, an interactive session)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not path:
+        return None
+    frame: FrameType | None = sys._getframe()
+    top = None
+    while frame is not None:
+        if frame.f_globals is vars(main) and frame.f_code.co_name == "<module>":
+            top = frame
+        frame = frame.f_back
+    if top is None:
+        return None
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.If) and _is_main_test(node.test) and \
+                node.lineno <= top.f_lineno <= (node.end_lineno or node.lineno):
+            return None
+    return top.f_lineno
+
+
+def _is_main_test(test: ast.expr) -> bool:
+    """``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return any(isinstance(x, ast.Name) and x.id == "__name__" for x in sides) and \
+        any(isinstance(x, ast.Constant) and x.value == "__main__" for x in sides)
