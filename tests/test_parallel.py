@@ -192,4 +192,5 @@ def test_a_script_without_its_main_guard_is_refused_not_run_again_and_again(swee
         assert res.returncode == 0 and res.stdout.strip() == "13", res.stderr
     else:
         assert res.returncode == 1 and res.stdout == ""
-        assert f"line {text.splitlines().index('main()') + 1} of {script}" in res.stderr and 'if __name__ == "__main__":' in res.stderr
+        line = text.splitlines().index("main()") + 1
+        assert f"line {line} of {script}" in res.stderr and 'if __name__ == "__main__":' in res.stderr

@@ -21,6 +21,7 @@ import pytest
 from conftest import ROOT
 
 PIPELINES = textwrap.dedent("""
+    import os
     import sys
     from toolkit.analysis import analyze, compare, compare_summary, curves, profiles
     from toolkit.analysis.api import paired_compare
@@ -29,7 +30,7 @@ PIPELINES = textwrap.dedent("""
     from toolkit.store import Store
 
     em, logit, jobs = Store(sys.argv[1]), Store(sys.argv[2]), int(sys.argv[3])
-    backend = "loky" if jobs > 1 else None
+    backend = os.environ.get("BACKEND", "loky") if jobs > 1 else None
     out = []
     metrics = analyze(em, by_group=True,
                       options=AnalysisOptions(bootstrap=500, rerun_bootstrap=200, jobs=jobs, backend=backend))
@@ -64,11 +65,13 @@ def _settings() -> list[tuple[str, dict[str, str]]]:
         settings.append(("without the widest SIMD", {"NPY_DISABLE_CPU_FEATURES": " ".join(feats[1:])}))
     settings.append(("one BLAS thread, two loky workers", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
                                                             "JOBS": "2"}))
+    settings.append(("two workers forked from the fork server", {"JOBS": "2", "BACKEND": "forkserver"}))
     return settings
 
 
 def _run(em_store, logit_store, extra_env: dict[str, str]) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in ("NPY_DISABLE_CPU_FEATURES", "OPENBLAS_NUM_THREADS")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NPY_DISABLE_CPU_FEATURES", "OPENBLAS_NUM_THREADS", "BACKEND")}
     jobs = extra_env.pop("JOBS", "1")
     env.update(extra_env)
     res = subprocess.run([sys.executable, "-c", PIPELINES, str(em_store.root), str(logit_store.root), jobs,
