@@ -75,7 +75,7 @@ def _analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool
             if kwargs.get("jobs", 1) > 1 and kwargs.get("backend") == "forkserver" and not kwargs.get("scheduler"):
                 from toolkit.workers import fork_server
 
-                fork_server()  # it imports the analysis while this process does the same, below
+                fork_server(trusted_main=True)  # it imports the analysis while this process does the same
 
             from toolkit.analysis.options import AnalysisOptions
 

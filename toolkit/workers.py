@@ -8,6 +8,7 @@ before it imports numpy, polars and pyarrow itself, so that both imports run at 
 from __future__ import annotations
 
 import ast
+import functools
 import multiprocessing
 import os
 import sys
@@ -64,7 +65,7 @@ def worker_environment(values: dict[str, str] | None = None, *, override: bool =
                 os.environ[k] = v
 
 
-def fork_server() -> BaseContext | None:
+def fork_server(*, trusted_main: bool = False) -> BaseContext | None:
     """The multiprocessing context of a fork server that has imported the analysis, started
     now if it is not running; None where there is none (Windows) or it cannot start.
 
@@ -74,11 +75,13 @@ def fork_server() -> BaseContext | None:
     loaded.
     The server is a fresh interpreter kept at one thread (SERVER_ENV, and no polars), so
     forking it is safe, unlike forking a process whose thread pools may hold a lock (a test
-    holds it to one thread). It lives as long as this process.
+    holds it to one thread). It lives as long as this process. ``trusted_main``: the caller
+    knows the running script is guarded (the CLI), so it is not parsed to check.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return None
-    line = _unguarded_script_line()
+    global _main_checked
+    line = None if (_main_checked or trusted_main) else _unguarded_script_line()
     if line is not None or getattr(multiprocessing.process.current_process(), "_inheriting", False):
         # The server and its workers import the calling script: one that starts its analysis
         # when imported would start it again there, and again in their helpers, without end.
@@ -86,6 +89,7 @@ def fork_server() -> BaseContext | None:
         raise ToolkitError(f"the forkserver backend imports the calling script in its helper processes, and this "
                            f"script starts its analysis when imported{where}: put that under "
                            "`if __name__ == \"__main__\":`, or use the loky backend")
+    _main_checked = True  # once: the server imports this same script whenever it (re)starts
     from multiprocessing import forkserver
 
     context = multiprocessing.get_context("forkserver")
@@ -96,6 +100,9 @@ def fork_server() -> BaseContext | None:
     except OSError:
         return None
     return context
+
+
+_main_checked = False  # the calling script was found safe to import (or vouched for by the CLI)
 
 
 def _unguarded_script_line() -> int | None:
@@ -114,15 +121,20 @@ def _unguarded_script_line() -> int | None:
         frame = frame.f_back
     if top is None:
         return None
+    inside = any(lo <= top.f_lineno <= hi for lo, hi in _main_guards(path))
+    return None if inside else top.f_lineno
+
+
+@functools.lru_cache(maxsize=8)
+def _main_guards(path: str) -> tuple[tuple[int, int], ...]:
+    """Line ranges of a script's top-level ``if __name__ == "__main__":`` blocks (parsed once:
+    about 20 ms for the CLI's own file); a file that does not parse counts as all guarded."""
     try:
         tree = ast.parse(Path(path).read_text(encoding="utf-8"))
     except (OSError, SyntaxError, ValueError):
-        return None
-    for node in tree.body:
-        if isinstance(node, ast.If) and _is_main_test(node.test) and \
-                node.lineno <= top.f_lineno <= (node.end_lineno or node.lineno):
-            return None
-    return top.f_lineno
+        return ((1, 1 << 30),)
+    return tuple((node.lineno, node.end_lineno or node.lineno) for node in tree.body
+                 if isinstance(node, ast.If) and _is_main_test(node.test))
 
 
 def _is_main_test(test: ast.expr) -> bool:
