@@ -88,8 +88,7 @@ def newest_rows(store: Store, manifest: RunManifest, slots: list[np.ndarray]) ->
 
 def newest_per_slot(store: Store, manifest: RunManifest, df: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
     """``newest_rows`` of a data frame of the run's rows (read in store order)."""
-    slots = [df[c].fill_null(-1).to_numpy().astype(np.int64) for c in SLOT]
-    keep = newest_rows(store, manifest, slots)
+    keep = newest_rows(store, manifest, slot_arrays(df.select(SLOT).to_arrow()))
     if keep is None:
         return df
     out = df.select(columns)[keep]

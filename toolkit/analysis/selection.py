@@ -120,10 +120,14 @@ def retained_personas(loaded: list[RunCounts], selected: set[str], rule: str = "
 
 
 def _load_chunk(root: str, manifests: list) -> list:
-    """Read runs in a worker: it opens the store by path (any worker that sees the folder can).
-    A run that cannot be read comes back as its error, so it cannot hide the others."""
-    store = Store(root)
-    out: list = []
+    """Read runs in a worker: it opens the store by path (any worker that sees the folder can)."""
+    return read_each(Store(root), manifests)
+
+
+def read_each(store: Store, manifests: list[RunManifest]) -> list[RunCounts | ToolkitError]:
+    """Each run's counts; a run that cannot be read comes back as its error, so it cannot hide
+    the others."""
+    out: list[RunCounts | ToolkitError] = []
     for m in manifests:
         try:
             out.append(load_counts(store, m))
@@ -233,10 +237,9 @@ def family_units(all_runs: list[RunManifest], runs: list[RunManifest], rule: str
         chosen[_family(m)].append(m)
     units: list[Unit] = []
     for key, members in chosen.items():
-        family = family_of[key] if len(family_of[key]) > 1 else members
         step = largest or len(members)
         for lo in range(0, len(members), step):
-            units.append((family, [m.run_id for m in members[lo : lo + step]]))
+            units.append((family_of[key], [m.run_id for m in members[lo : lo + step]]))
     return units
 
 
@@ -246,14 +249,11 @@ def read_unit(store: Store, unit: Unit, rule: str,
     by run id, why any other selected run is left out (with the read error, to raise as is)."""
     manifests, ids = unit
     selected = set(ids)
-    loaded, refused = [], {}
-    for m in manifests:
-        try:
-            loaded.append(load_counts(store, m))
-        except ToolkitError as exc:
-            if m.run_id in selected:
-                refused[m.run_id] = (f"run {m.run_id}: cannot be read: {exc}", exc)
-    kept, short = retain(loaded, selected, rule)
+    read = read_each(store, manifests)
+    refused: dict[str, tuple[str, ToolkitError | None]] = {
+        m.run_id: (f"run {m.run_id}: cannot be read: {rc}", rc)
+        for m, rc in zip(manifests, read) if isinstance(rc, ToolkitError) and m.run_id in selected}
+    kept, short = retain([rc for rc in read if not isinstance(rc, ToolkitError)], selected, rule)
     return kept, refused | {k: (v, None) for k, v in short.items()}
 
 
