@@ -194,3 +194,26 @@ def test_a_script_without_its_main_guard_is_refused_not_run_again_and_again(swee
         assert res.returncode == 1 and res.stdout == ""
         line = text.splitlines().index("main()") + 1
         assert f"line {line} of {script}" in res.stderr and 'if __name__ == "__main__":' in res.stderr
+
+
+DYING = """
+import os, sys
+from joblib import delayed
+from toolkit.analysis.options import AnalysisOptions
+from toolkit.analysis.parallel import run_parallel
+from toolkit.errors import WorkerLost
+try:
+    run_parallel([delayed(os._exit)(9) for _ in range(4)], AnalysisOptions(jobs=2, backend=sys.argv[1]))
+except WorkerLost as exc:
+    print(exc)
+    sys.exit(exc.exit_code)
+"""
+
+
+@pytest.mark.parametrize("backend", ["forkserver", "loky"])
+def test_a_worker_that_dies_fails_the_call_instead_of_hanging(backend):
+    """kill -9 or the out-of-memory killer: multiprocessing.Pool would wait for the lost task
+    for ever; the call must end with one line and exit code 1."""
+    res = subprocess.run([sys.executable, "-c", DYING, backend], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stderr
+    assert res.stdout.startswith("a worker process stopped before it finished") and res.stdout.count("\n") == 1

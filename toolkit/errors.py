@@ -34,3 +34,10 @@ class StoreCorrupt(ToolkitError):
     """The store failed an integrity check (verify reports these, exit code 1)."""
 
     exit_code = 1
+
+
+class WorkerLost(ToolkitError):
+    """A worker process died before it finished (killed, out of memory): nothing was written,
+    exit code 1."""
+
+    exit_code = 1

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from itertools import pairwise
+from multiprocessing.context import BaseContext
 from typing import Any, TypeVar
 
 from joblib import Parallel
+from joblib.parallel import ParallelBackendBase
 from threadpoolctl import threadpool_limits
 
-from ..errors import ToolkitError
+from ..errors import ToolkitError, WorkerLost
 from ..workers import fork_server, worker_environment
 from .options import AnalysisOptions
 
@@ -57,11 +61,63 @@ def run_parallel(tasks: list, options: AnalysisOptions) -> list[Any]:
         raise ToolkitError(f"unknown parallel backend {backend!r} (choose from {', '.join(BACKENDS)})")
     chosen: Any = backend if jobs != 1 and len(tasks) > 1 else "sequential"
     if chosen == "forkserver":
-        # joblib's multiprocessing backend forks from the calling thread: only the main one may
-        chosen = (fork_server() if threading.current_thread() is threading.main_thread() else None) or "loky"
+        context = fork_server() if threading.current_thread() is threading.main_thread() else None
+        chosen = ForkServerBackend(context) if context is not None else "loky"  # forks only from the main thread
     parallel = Parallel(n_jobs=jobs, backend=chosen)
     with threadpool_limits(limits=1 if jobs != 1 else None, user_api="blas"), worker_environment():
-        return parallel(tasks)
+        try:
+            return parallel(tasks)
+        except BrokenProcessPool as exc:  # loky's TerminatedWorkerError is one too
+            raise WorkerLost("a worker process stopped before it finished (killed, or out of memory?); nothing "
+                             f"was written: {' '.join(str(exc).split())}") from None
+
+
+class ForkServerBackend(ParallelBackendBase):
+    """joblib backend: a ``concurrent.futures`` process pool whose workers fork from the fork
+    server (toolkit.workers.fork_server).
+
+    Why not joblib's multiprocessing backend on the same context: when one of its workers dies
+    mid-task (kill -9, the out-of-memory killer), multiprocessing.Pool replaces the worker and
+    waits for the lost task for ever. A ProcessPoolExecutor marks itself broken instead, and
+    the call fails at once (tests/test_parallel.py kills a worker)."""
+
+    supports_retrieve_callback = True
+
+    def __init__(self, context: BaseContext, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.context = context
+        self.pool: ProcessPoolExecutor | None = None
+
+    def effective_n_jobs(self, n_jobs: int) -> int:
+        return max(1, n_jobs)
+
+    def configure(self, n_jobs: int = 1, parallel: Any = None, **_: Any) -> int:
+        self.parallel = parallel
+        n = self.effective_n_jobs(n_jobs)
+        self.pool = ProcessPoolExecutor(n, mp_context=self.context)
+        return n
+
+    def submit(self, func: Any, callback: Any = None) -> Future:
+        assert self.pool is not None
+        future = self.pool.submit(func)
+        if callback is not None:
+            future.add_done_callback(callback)
+        return future
+
+    def retrieve_result_callback(self, out: Future) -> Any:
+        return out.result()
+
+    def terminate(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    def abort_everything(self, ensure_ready: bool = True) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+        if ensure_ready:
+            self.configure(n_jobs=self.parallel.n_jobs, parallel=self.parallel)
 
 
 def _run_dask(tasks: list, jobs: int, scheduler: str | None) -> list[Any]:
