@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 from toolkit.analysis import analyze
 from toolkit.analysis.cells import load_counts
 from toolkit.analysis.options import AnalysisOptions
@@ -217,3 +217,24 @@ def test_a_worker_that_dies_fails_the_call_instead_of_hanging(backend):
     res = subprocess.run([sys.executable, "-c", DYING, backend], capture_output=True, text=True, timeout=120)
     assert res.returncode == 1, res.stderr
     assert res.stdout.startswith("a worker process stopped before it finished") and res.stdout.count("\n") == 1
+
+
+
+def test_ctrl_c_stops_the_workers_and_the_command_at_once(tmp_path):
+    """Ctrl-C while workers run: the command stops them instead of waiting for their tasks
+    (idle ones waited for work that never came, and the exit waited with them, for ever)."""
+    import signal
+    import time
+
+    store = Store(tmp_path / "s")
+    for i in range(8):
+        simulate_run(store, load_instrument(), f"busy-{i}", Spec(), seed=300 + i)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "analyze", "--jobs", "2", "--bootstrap", "20000",
+                             "--rerun-bootstrap", "20000", "--store", str(store.root)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # imports done, both workers in their first runs (the whole call takes 5 s or more)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    t0 = time.perf_counter()
+    out, err = proc.communicate(timeout=60)
+    assert time.perf_counter() - t0 < 5 and proc.returncode == 1 and "Aborted!" in err and out == ""

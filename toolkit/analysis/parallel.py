@@ -70,6 +70,9 @@ def run_parallel(tasks: list, options: AnalysisOptions) -> list[Any]:
         except BrokenProcessPool as exc:  # loky's TerminatedWorkerError is one too
             raise WorkerLost("a worker process stopped before it finished (killed, or out of memory?); nothing "
                              f"was written: {' '.join(str(exc).split())}") from None
+        finally:
+            if isinstance(chosen, ForkServerBackend):  # after Ctrl-C or an error too: no worker outlives the call
+                chosen.abort_everything(ensure_ready=False)
 
 
 class ForkServerBackend(ParallelBackendBase):
@@ -113,9 +116,14 @@ class ForkServerBackend(ParallelBackendBase):
             self.pool = None
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self.pool = None
+        """Stop at once: results still running are not wanted (an error, or Ctrl-C). Idle
+        workers would otherwise wait for work, and the exit of a process that still has
+        children waits with them."""
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.kill()
+            pool.shutdown(wait=True, cancel_futures=True)
         if ensure_ready:
             self.configure(n_jobs=self.parallel.n_jobs, parallel=self.parallel)
 
