@@ -1,6 +1,7 @@
 """Where analysis tasks run: in-process; in worker processes forked from a fork server that
-has the analysis imported (the default), or on joblib's loky or threading backends; or on a
-dask.distributed cluster through joblib's dask backend (the ``[dask]`` extra).
+has the analysis imported (the CLI's default), or on joblib's loky (the library's default) or
+threading backends; or on a dask.distributed cluster through joblib's dask backend (the
+``[dask]`` extra).
 
 Units of work are chunks of runs, a few per worker, not one tiny task per run: start-up and
 transfer costs are paid per task. Results never depend on the choice: every random stream
@@ -36,7 +37,7 @@ def chunks(items: Sequence[T], jobs: int, per_worker: int = 4, largest: int = 4)
     most ``largest`` items each, so that a slow worker holds back the end by a few items only
     (measured: 125-run chunks left one core idle for seconds at 1,000 runs). Their number is a
     multiple of ``jobs`` and their sizes differ by one at most, so the workers finish together
-    (100 runs on 2 workers: 14 chunks of 7 or 8, not 12 of 8 and a last one of 4)."""
+    (100 runs on 2 workers: 26 chunks of 3 or 4, not 25 of 4 with one worker left alone at the end)."""
     items = list(items)
     if not items:
         return []
