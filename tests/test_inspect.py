@@ -12,6 +12,8 @@ import io
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -290,3 +292,21 @@ def test_a_hostile_log_with_our_metadata_is_refused(inspect_ai, tmp_path, sample
     res = run_cli("import", str(tmp_path / "logs"), "--store", str(tmp_path / "store"), "--temperature", "0.1")
     assert res.returncode == 2 and message in res.stderr, res.stderr
     assert not (tmp_path / "store").exists()
+
+
+def test_the_readme_inspect_commands_run_offline_as_written(inspect_ai, tmp_path):
+    """The README's offline Inspect lines, run exactly as written from an empty folder (no key,
+    no network): the registered task name resolves, the stand-in model answers, and the log
+    imports and analyzes."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Run it in Inspect", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    lines = [line for line in block.splitlines() if line and not line.startswith("#")]
+    offline = [line for line in lines if "toolkit-instant" in line or "toolkit analyze" in line]
+    assert len(offline) == 2, lines
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
+    for line in offline:
+        res = subprocess.run(line.replace("/tmp/mine", str(tmp_path / "mine")), shell=True, cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, (line, res.stdout[-2000:], res.stderr[-2000:])
+    assert "demo" in res.stdout and "20×30" in res.stdout

@@ -53,7 +53,9 @@ def test_dead_port_stops_a_3000_slot_plan_fast_and_keeps_what_is_stored(server, 
     t0 = time.monotonic()
     res = rec(store, dead_url(), *full, "--endpoint-label", f"openai-chat:{url}")
     elapsed = time.monotonic() - t0
-    assert res.returncode == 1 and elapsed < 10, (elapsed, res.stderr[-500:])
+    # the stop message below proves the failure-streak rule ended it; the bound only guards
+    # against trying all 3,000 slots (minutes), whatever the machine's speed
+    assert res.returncode == 1 and elapsed < 120, (elapsed, res.stderr[-500:])
     stops = [line for line in res.stderr.splitlines() if line.startswith("error: recording stopped")]
     assert len(stops) == 1 and "connection failures in a row to http://127.0.0.1" in stops[0]
     assert tree_bytes(store) == before  # the 10 stored rows untouched, nothing half-written

@@ -25,6 +25,7 @@ import polars as pl
 import pyarrow as pa
 
 from . import __version__
+from .analysis.numerics import exp
 from .errors import ToolkitError
 from .hashing import canonical_json, request_keys, sha256_text
 from .instrument import Instrument
@@ -73,7 +74,8 @@ def discretised(latent: np.ndarray, spread_within: float, scale: np.ndarray) -> 
     if spread_within == 0:
         nearest = np.abs(latent[..., None] - scale).argmin(axis=-1)
         return np.eye(len(scale))[nearest]
-    dens = np.exp(-0.5 * ((scale - latent[..., None]) / spread_within) ** 2)
+    z = (scale - latent[..., None]) / spread_within
+    dens = exp(-0.5 * (z * z))  # the portable exp: np.exp's last bits differ by CPU
     return dens / dens.sum(axis=-1, keepdims=True)
 
 
@@ -108,8 +110,8 @@ def pair_counts(spec: PairSpec, scale: np.ndarray, rng: np.random.Generator,
 
 
 def truth_of(probs: np.ndarray, scale: np.ndarray) -> tuple[float, float]:
-    mu = probs @ scale
-    sd = np.sqrt(np.maximum(probs @ (scale * scale) - mu * mu, 0.0))
+    mu = (probs * scale).sum(axis=-1)  # ufunc sums, not a BLAS product: the same bits on every CPU
+    sd = np.sqrt(np.maximum((probs * (scale * scale)).sum(axis=-1) - mu * mu, 0.0))
     return float(np.std(mu, axis=0, ddof=1).mean()), float(sd.mean())
 
 
@@ -178,10 +180,12 @@ def simulate(store: Store, instrument: Instrument, *, runs: int, spec: Spec, see
             for i in range(runs)]
 
 
-def expected_sd(probs: np.ndarray, n: int, scale: np.ndarray, chunk: int = 4096) -> np.ndarray:
+def expected_sd(probs: np.ndarray, n: int, scale: np.ndarray) -> np.ndarray:
     """E[sample sd (ddof=1) of n ratings] for cells with these rating probabilities, exactly:
-    summed over every outcome (count vector) with its multinomial probability."""
-    from math import lgamma
+    summed over every outcome (count vector) with its multinomial probability
+    n!/prod(c_k!) * prod(p_k**c_k). The powers are repeated products and the coefficient an exact
+    integer, so no exp, log or BLAS kernel (each differs by CPU) touches the result."""
+    from math import factorial
 
     from .analysis.metrics import compositions, sample_sd
 
@@ -189,13 +193,21 @@ def expected_sd(probs: np.ndarray, n: int, scale: np.ndarray, chunk: int = 4096)
     comp = compositions(n, K)  # (M, K)
     s1, s2 = comp @ scale.astype(np.int64), comp @ (scale.astype(np.int64) ** 2)
     sd = sample_sd(np.full(len(comp), n), s1, s2)
-    log_coef = lgamma(n + 1) - np.array([sum(lgamma(k + 1) for k in row) for row in comp.tolist()])
+    coef = np.array([factorial(n) // np.prod([factorial(c) for c in row], dtype=object) for row in comp.tolist()],
+                    dtype=np.float64)  # exact below 2**53 for every n the simulator takes
     flat = probs.reshape(-1, K)
     out = np.empty(len(flat))
-    comp_t = comp.T.astype(np.float64)
+    chunk = max(1, (1 << 21) // len(comp))  # about 16 MB a temporary
     for lo in range(0, len(flat), chunk):
-        logp = np.log(np.maximum(flat[lo : lo + chunk], 1e-300))  # a zero probability has a zero count's weight
-        out[lo : lo + chunk] = np.exp(log_coef + logp @ comp_t) @ sd
+        p = flat[lo : lo + chunk]
+        powers = np.empty(p.shape + (n + 1,))
+        powers[..., 0] = 1.0
+        for c in range(1, n + 1):
+            powers[..., c] = powers[..., c - 1] * p
+        pmf = np.broadcast_to(coef, (len(p), len(comp))).copy()
+        for k in range(K):
+            pmf *= powers[:, k, comp[:, k]]
+        out[lo : lo + chunk] = (pmf * sd).sum(axis=-1)
     return out.reshape(probs.shape[:-1])
 
 
@@ -208,8 +220,8 @@ def truth_metrics(probs: np.ndarray, n: int, scale: np.ndarray, groups: np.ndarr
 
     G = ItemGroups(groups, n_groups)
     s = scale.astype(np.float64)
-    m = probs @ s
-    v = probs @ (s * s) - m * m
+    m = (probs * s).sum(axis=-1)
+    v = (probs * (s * s)).sum(axis=-1) - m * m
     spread = np.var(m, axis=0, ddof=1)
     S = G.means(np.sqrt(spread + v.mean(axis=0) / n))
     sigma_bar = G.means(expected_sd(probs, n, scale).mean(axis=0))

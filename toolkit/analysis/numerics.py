@@ -162,3 +162,175 @@ def fstd(values) -> float:
         return float("nan")
     m = fmean(vals)
     return math.sqrt(math.fsum((v - m) ** 2 for v in vals) / (len(vals) - 1))
+
+
+# --- The normal distribution and logarithms, correctly rounded in decimal arithmetic -------
+#
+# scipy's ndtr/ndtri (cephes) and Python's math.exp/log call the system's libm, which differs by
+# library and version (glibc 2.35 replaced hypot, 2.28 exp/log; macOS and musl have their own)
+# and, in glibc, by CPU (FMA variants chosen at run time). The few normal-distribution values an
+# interval or a power table needs are computed here in the decimal module instead (libmpdec:
+# integer arithmetic, identical everywhere) to far more digits than a double holds, then rounded
+# once to the nearest double. They cost about 0.1 ms each, so they serve small arrays only.
+
+_PREC = 36  # decimal digits carried: 19 beyond a double's 17, so a misrounding needs a 1e-19 tie
+
+
+def _pi():
+    """pi to 60 digits by Machin's formula (computed once)."""
+    from decimal import Decimal, localcontext
+
+    if _PI:
+        return _PI[0]
+    with localcontext() as ctx:
+        ctx.prec = 70
+
+        def arctan_inv(n: int) -> Decimal:
+            x, n2, total, k, sign = Decimal(1) / n, n * n, Decimal(0), 1, 1
+            while x > Decimal(10) ** -75:
+                total += sign * x / k
+                x /= n2
+                k, sign = k + 2, -sign
+            return total
+
+        _PI.append(+(4 * (4 * arctan_inv(5) - arctan_inv(239))))
+    return _PI[0]
+
+
+_PI: list = []
+
+
+def _density(x):
+    """phi(x) in the current decimal context."""
+    return (-x * x / 2).exp() / (2 * _pi()).sqrt()
+
+
+def _cdf_decimal(x):
+    """Phi(x) in the current decimal context: Marsaglia's series
+    Phi(x) = 1/2 + phi(x) * sum_k x**(2k+1) / (1*3*...*(2k+1)) for |x| <= 5 (every term of one
+    sign; the lower tail loses at most 6 digits to the cancellation against 1/2), and Laplace's
+    continued fraction 1 - Phi(|x|) = phi(x) / (|x| + 1/(|x| + 2/(|x| + ...))) beyond (Lentz's
+    method), which loses nothing."""
+    from decimal import Decimal, getcontext
+
+    tiny = Decimal(10) ** -(getcontext().prec + 2)
+    if abs(x) <= 5:
+        x2 = x * x
+        term = total = x
+        k = 1
+        while abs(term) > abs(total) * tiny:
+            term = term * x2 / (2 * k + 1)
+            total += term
+            k += 1
+        return Decimal("0.5") + _density(x) * total
+    a = abs(x)
+    f = c = a
+    d = Decimal(0)
+    k = 1
+    while True:
+        d = 1 / (a + k * d)
+        c = a + k / c
+        delta = c * d
+        f *= delta
+        k += 1
+        if abs(delta - 1) <= tiny:
+            break
+    tail = _density(a) / f
+    return tail if x < 0 else 1 - tail
+
+
+def normal_cdf_scalar(x: float) -> float:
+    """The standard normal CDF, correctly rounded (bar a tie beyond 36 digits)."""
+    from decimal import Decimal, localcontext
+
+    if math.isnan(x):
+        return math.nan
+    if x < -38.5:  # below the smallest subnormal
+        return 0.0
+    if x > 8.3:  # 1 - Phi(x) < 2**-54: rounds to 1
+        return 1.0
+    with localcontext() as ctx:
+        ctx.prec = _PREC + 6
+        return float(_cdf_decimal(Decimal(x)))
+
+
+def normal_quantile_scalar(p: float) -> float:
+    """The standard normal quantile Phi^-1(p), correctly rounded (bar a tie beyond 36 digits):
+    Newton's method in decimal from a rough start, to convergence, then one rounding."""
+    from decimal import Decimal, localcontext
+
+    if math.isnan(p) or p < 0.0 or p > 1.0:
+        return math.nan
+    if p == 0.0:
+        return -math.inf
+    if p == 1.0:
+        return math.inf
+    if p == 0.5:
+        return 0.0
+    lower = p < 0.5
+    with localcontext() as ctx:
+        ctx.prec = _PREC + 6
+        q = Decimal(p) if lower else Decimal(1) - Decimal(p)  # exact: p has at most 53 significant bits
+        # Abramowitz & Stegun 26.2.23 as the start (error < 5e-4), then Newton on Phi(x) = q, x < 0.
+        t = (-2 * q.ln()).sqrt()
+        x = -(t - (Decimal("2.515517") + Decimal("0.802853") * t + Decimal("0.010328") * t * t)
+              / (1 + Decimal("1.432788") * t + Decimal("0.189269") * t * t + Decimal("0.001308") * t * t * t))
+        limit = Decimal(10) ** -(_PREC + 2)
+        for _ in range(60):
+            step = (_cdf_decimal(x) - q) / _density(x)
+            x -= step
+            if abs(step) <= abs(x) * limit:
+                break
+        value = float(x)
+    return value if lower else -value
+
+
+def normal_cdf(x) -> np.ndarray:
+    """``normal_cdf_scalar`` over an array (for the few values an interval or a table needs)."""
+    arr = np.asarray(x, dtype=np.float64)
+    return np.array([_cached_cdf(v) for v in arr.ravel().tolist()], dtype=np.float64).reshape(arr.shape)
+
+
+def normal_quantile(p) -> np.ndarray:
+    """``normal_quantile_scalar`` over an array."""
+    arr = np.asarray(p, dtype=np.float64)
+    return np.array([_cached_quantile(v) for v in arr.ravel().tolist()], dtype=np.float64).reshape(arr.shape)
+
+
+def _memo(f):
+    import functools
+
+    return functools.lru_cache(maxsize=65536)(f)
+
+
+_cached_cdf = _memo(normal_cdf_scalar)
+_cached_quantile = _memo(normal_quantile_scalar)
+
+
+def log_sum_exp(values: list[float]) -> float:
+    """log(sum(exp(v))) of a few log-probabilities, correctly rounded; one value is returned as
+    it is (no round trip through exp and log)."""
+    from decimal import Decimal, localcontext
+
+    if len(values) == 1:
+        return float(values[0])
+    with localcontext() as ctx:
+        ctx.prec = _PREC
+        return float(sum((Decimal(v).exp() for v in values), Decimal(0)).ln())
+
+
+def log_ratio(numerator: float, denominator: float) -> float:
+    """log(numerator / denominator) for positive numbers, correctly rounded."""
+    from decimal import Decimal, localcontext
+
+    with localcontext() as ctx:
+        ctx.prec = _PREC
+        return float((Decimal(numerator) / Decimal(denominator)).ln())
+
+
+def decimal_exponent(value: float) -> int:
+    """floor(log10(|value|)) exactly, for a finite non-zero value (math.log10 rounds first and
+    can be off by one just below a power of ten)."""
+    from decimal import Decimal
+
+    return Decimal(abs(value)).adjusted()

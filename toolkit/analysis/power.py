@@ -92,7 +92,8 @@ def power(store: Store | None = None, *, metric: str = "R", deltas: Sequence[flo
     G = instrument_groups(rc.instrument)
     k = METRICS.index(metric)
     value = float(point_metrics(counts, rc.instrument.scale, G)[k, 0])
-    from scipy.special import ndtr, ndtri  # imported when used: it is slow to import
+    from .numerics import normal_cdf_scalar as ndtr
+    from .numerics import normal_quantile_scalar as ndtri
 
     z = float(ndtri(1 - alpha / 2))
     rows = []

@@ -51,6 +51,13 @@ def score_units(root: str, units: list[Unit], by_group: bool, options: AnalysisO
     return out
 
 
+def _root_sum_squares(a: float, b: float) -> float:
+    """sqrt(a**2 + b**2) in three correctly rounded IEEE operations. Not np.hypot: that is the
+    system libm's hypot, whose last bits differ between C libraries and their versions."""
+    a, b = float(a), float(b)
+    return float(np.sqrt(a * a + b * b))
+
+
 def metric_rows(m: RunManifest, inst: Instrument, counts: np.ndarray, est: Estimates, by_group: bool,
                 ) -> list[dict]:
     """The ``analyze`` rows of one run: overall, then each group with ``by_group``."""
@@ -62,13 +69,13 @@ def metric_rows(m: RunManifest, inst: Instrument, counts: np.ndarray, est: Estim
     for g, (name, member) in enumerate(inst.group_masks()[: None if by_group else 1]):
         ng = n[:, member]
         sb = float(est.sigma_bar[g])
-        sig_se = float(np.hypot(se_gp[g], se_gr[g]))
+        sig_se = _root_sum_squares(se_gp[g], se_gr[g])
         rows.append({
             "model": m.model, "variant": m.variant, "temperature": m.temperature, "group": name,
-            "S": float(est.S[g]), "S_se": float(np.hypot(se_sp[g], se_sr[g])),
+            "S": float(est.S[g]), "S_se": _root_sum_squares(se_sp[g], se_sr[g]),
             "sigma_bar": sb, "sigma_bar_se": sig_se,
             "R": 1.0 / sb if sb > 0 else float("inf"), "R_se": sig_se / sb**2 if sb > 0 else float("nan"),
-            "S_corrected": float(est.S_corrected[g]), "S_corrected_se": float(np.hypot(se_cp[g], se_cr[g])),
+            "S_corrected": float(est.S_corrected[g]), "S_corrected_se": _root_sum_squares(se_cp[g], se_cr[g]),
             "personas": counts.shape[0], "items": int(member.sum()),
             "S_se_persona": float(se_sp[g]), "S_se_rerun": float(se_sr[g]),
             "sigma_bar_se_persona": float(se_gp[g]), "sigma_bar_se_rerun": float(se_gr[g]),

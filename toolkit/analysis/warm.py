@@ -20,12 +20,14 @@ import pyarrow.parquet as pq
 
 from .cells import slot_arrays
 from .metrics import ItemGroups, estimate
+from .numerics import exp
 
 
 def warm_up(personas: int = 100, items: int = 30, repetitions: int = 10) -> None:
     rng = np.random.default_rng(0)
     centre = rng.uniform(0.5, 4.5, size=(personas, items, 1))
-    spread = np.exp(-0.5 * ((np.arange(6) - centre) / 0.8) ** 2)
+    z = (np.arange(6) - centre) / 0.8
+    spread = exp(-0.5 * (z * z))
     counts = np.stack([rng.multinomial(repetitions, p / p.sum()) for p in spread.reshape(-1, 6)])
     cells = personas * items
     table = pa.table({  # the columns the analysis reads, in the store's row layout

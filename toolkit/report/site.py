@@ -469,6 +469,9 @@ def _digit_probs(L: np.ndarray) -> np.ndarray:
     missing from the top-k list gets 0; a row with none gets NaN)."""
     finite = np.where(np.isnan(L), -np.inf, L)
     top = finite.max(axis=1, keepdims=True)
+    from ..analysis.numerics import exp
+
     with np.errstate(invalid="ignore"):
-        w = np.exp(finite - top)
+        shifted = finite - top  # <= 0, or NaN for a row without any digit
+        w = np.where(np.isnan(shifted), np.nan, exp(np.where(np.isnan(shifted), 0.0, shifted)))
         return w / w.sum(axis=1, keepdims=True)

@@ -12,6 +12,7 @@ from typing import Any
 
 import polars as pl
 
+from ..analysis.numerics import decimal_exponent
 from ..formats import FORMATS
 
 
@@ -31,7 +32,7 @@ def _fixed(value: float, digits: int) -> str:
     """Fixed-point with ``digits`` significant digits, never scientific for ordinary magnitudes."""
     if value == 0:
         return "0"
-    magnitude = math.floor(math.log10(abs(value)))
+    magnitude = decimal_exponent(value)
     decimals = max(0, digits - 1 - magnitude)
     return f"{value:.{decimals}f}"
 
@@ -101,7 +102,7 @@ def _pm(value: float | None, se: float | None, decimals: int) -> str:
     if se is None or not math.isfinite(se):
         return f"{value:.{decimals}f}"
     if se > 0:
-        decimals = min(5, max(0, 1 - math.floor(math.log10(se))))
+        decimals = min(5, max(0, 1 - decimal_exponent(se)))
     return f"{value:.{decimals}f} ± {se:.{decimals}f}"
 
 

@@ -7,7 +7,6 @@ details stay inside the backend; the recorder only sees results or a ``BackendEr
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -57,9 +56,16 @@ class Backend(Protocol):
 def digits_from_top(top: Sequence[tuple[str, float]], scale: Sequence[int]) -> list[float | None]:
     """Total probability of every listed token that reads as each digit once whitespace is
     stripped (" 3", "3", "3\\n" all count for 3), as a log-probability; None when absent."""
-    totals: dict[int, float] = {}
+    from ...analysis.numerics import log_sum_exp
+
+    found: dict[int, list[float]] = {}
     for token, logprob in top:
         text = token.strip()
         if text.isdigit() and int(text) in scale and str(int(text)) == text:
-            totals[int(text)] = totals.get(int(text), 0.0) + math.exp(logprob)
-    return [math.log(totals[r]) if totals.get(r, 0.0) > 0 else None for r in scale]
+            found.setdefault(int(text), []).append(float(logprob))
+    # one token: its log-probability as sent; several: their total, correctly rounded (libm's
+    # exp and log differ by C library and CPU, and a stored value must not)
+    return [log_sum_exp(found[r]) if r in found and max(found[r]) >= UNDERFLOW else None for r in scale]
+
+
+UNDERFLOW = -745.1332191019412  # exp of anything below is 0 in double precision: no probability left

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Sequence
 
+from ...analysis.numerics import log_ratio
 from .base import DigitLogprobs, Generation
 
 ENDPOINT = "instant:sha256-hash-answers"
@@ -38,7 +38,7 @@ class InstantBackend:
         h = self._h(messages, seed)
         weights = [1.0 + ((h >> (8 * i)) & 0xFF) for i in range(len(scale))]
         total = sum(weights)
-        lps = [math.log(w / total) for w in weights]
+        lps = [log_ratio(w, total) for w in weights]
         best = max(range(len(scale)), key=lambda i: lps[i])
         top = [{"token": str(r), "logprob": lp} for r, lp in zip(scale, lps)]
         return DigitLogprobs(lps, str(scale[best]), json.dumps(top), 0.0)

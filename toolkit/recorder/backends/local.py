@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ...errors import ToolkitError
 from ...hashing import sha256_file
@@ -62,9 +63,9 @@ class LocalBackend:
         self.top_logprobs = top_logprobs  # length of the stored top-k list (the digits are exact anyway)
 
     def _inputs(self, messages: Sequence[dict]):
-        enc = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, return_tensors="pt",
-                                                 return_dict=True)
-        return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}  # type: ignore[union-attr]
+        enc: Any = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True,
+                                                      return_tensors="pt", return_dict=True)  # a BatchEncoding
+        return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
     def generate(self, messages, *, temperature: float, max_tokens: int, seed: int) -> Generation:
         torch = self.torch
