@@ -1006,15 +1006,17 @@ def claims() -> None:
 def claims_draft(model, variant, temperature, run_id, metric_names, decimals, by, baseline, paper, out_file, options,
                  store_dir):
     """Write a claims file from the current analysis: the numbers as a paper would print them."""
+    from toolkit.audit.claims import is_claims_file
     from toolkit.audit.draft import draft_claims
+    from toolkit.store.atomic import atomic_write_bytes
+    from toolkit.store.output import check_output_file
 
+    out = check_output_file(out_file, ours=is_claims_file)  # before any work
     store = _store(store_dir)
     doc = draft_claims(store, metrics=[m.strip() for m in metric_names.split(",") if m.strip()], decimals=decimals,
                        by_group=by == "group", baseline=baseline, paper=paper, options=options,
                        **_selection(model, variant, temperature, run_id))
-    from toolkit.store.atomic import atomic_write_bytes
-
-    atomic_write_bytes(Path(out_file), (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+    atomic_write_bytes(out, (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
     click.echo(f"claims: {out_file} ({len(doc['claims'])} claims)")
 
 

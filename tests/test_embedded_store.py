@@ -45,7 +45,7 @@ def test_a_format_1_store_reads_as_is_and_compact_migrates_it(tmp_path):
               for cmd in (["analyze", "--by", "group"], ["profiles"], ["curves", "--points", "5"])]
     res = run_cli("compact", "--grace", "0", "--store", str(copy))
     assert res.returncode == 0, res.stderr
-    assert {(m.format, m.fingerprint_version) for m in store.runs()} == {("toolkit-run/2", "fp2")}
+    assert {(m.format, m.fingerprint_version) for m in store.runs()} == {("toolkit-run/3", "fp2")}  # sealed
     assert store.verify() == []
     after = [run_cli(*cmd, "--format", "csv", "--store", str(copy)).stdout
              for cmd in (["analyze", "--by", "group"], ["profiles"], ["curves", "--points", "5"])]

@@ -149,7 +149,7 @@ def test_an_existing_folder_that_is_not_a_report_is_left_alone(tmp_path):
     precious.mkdir()
     (precious / "chapter1.tex").write_text("do not lose me")
     res = run_cli("report", "--out", str(precious), "--store", str(DEMO), *FAST)
-    assert res.returncode == 2 and "is not a toolkit report" in res.stderr
+    assert res.returncode == 2 and "this command did not write" in res.stderr
     assert tree_bytes(precious) == {"chapter1.tex": b"do not lose me"}
     assert [p.name for p in tmp_path.iterdir()] == ["thesis"]  # no partial folder left behind
 

@@ -23,6 +23,7 @@ from .errors import ToolkitError
 from .ingest.pipeline import model_from_name, temperature_from_name
 from .store import RunManifest, Store
 from .store.atomic import atomic_write_bytes
+from .store.output import refuse_inside_store
 
 EXPORT_FORMATS = ("csv", "parquet", "jsonl")
 LONG_NAMES = {"persona_id": "persona", "item_id": "item"}
@@ -104,7 +105,7 @@ def export_runs(store: Store, runs: list[RunManifest], out: str | Path, fmt: str
     """Write each run to ``out`` in ``fmt``; every name is checked before anything is written."""
     if fmt not in EXPORT_FORMATS:
         raise ToolkitError(f"unknown export format {fmt!r} (choose from {', '.join(EXPORT_FORMATS)})")
-    root = Path(out)
+    root = refuse_inside_store(out)
     names = {m.run_id: csv_name(m) if fmt == "csv" else
              f"{m.variant}/{m.model}_{m.mode}_T{m.temperature!r}.{fmt}" for m in runs}
     for m in runs:

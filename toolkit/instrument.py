@@ -120,6 +120,12 @@ def parse_instrument(raw: dict[str, Any], path: str = "<instrument>") -> Instrum
         name = str(raw["name"])
     except (KeyError, TypeError, ValueError) as exc:
         raise _fail(path, f"missing or malformed field {exc}") from None
+    from .store.manifest import check_name
+
+    try:
+        check_name("instrument", name)
+    except ValueError as exc:
+        raise _fail(path, f"'name': {exc}") from None
     if smax <= smin:
         raise _fail(path, "scale max must exceed scale min")
     for key in ("persona", "self"):

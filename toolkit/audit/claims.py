@@ -63,6 +63,7 @@ class Claim:
     dataset: str | None = None
     unverifiable: str | None = None
     models: tuple[str, ...] | None = None
+    reason: str | None = None  # why a tolerance wider than the printed number is right (required then)
 
     @property
     def value(self) -> float:
@@ -93,6 +94,15 @@ class ClaimSet:
     display_names: dict[str, str] = field(default_factory=dict)
 
 
+def is_claims_file(path: Path) -> bool:
+    """A claims file (``format`` toolkit-claims/1): the only file ``claims draft`` replaces."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and doc.get("format") == FORMAT
+
+
 def load_claims(name_or_path: str | Path) -> ClaimSet:
     """A shipped claims file by name (``costa2026-em.json``) or any claims file by path."""
     path = Path(name_or_path)
@@ -105,17 +115,22 @@ def load_claims(name_or_path: str | Path) -> ClaimSet:
         text, source = res.read_text(encoding="utf-8"), f"claims/{name_or_path}"
     try:
         raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ToolkitError(f"malformed claims file: {exc}", path=source) from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ToolkitError(f"malformed claims file: {reason}", path=source) from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT or not isinstance(raw.get("claims"), list):
         raise ToolkitError(f"malformed claims file: expected format {FORMAT!r} with a 'claims' list", path=source)
+    for key in ("paper", "dataset", "baseline"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise ToolkitError(f"malformed claims file: {key!r} must be a string", path=source)
+    names = raw.get("display_names", {})
+    if not isinstance(names, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in names.items()):
+        raise ToolkitError("malformed claims file: 'display_names' must map names to names (strings)", path=source)
     claims, seen = [], set()
     for i, c in enumerate(raw["claims"]):
         where = f"claim #{i} ({c.get('id', '?') if isinstance(c, dict) else '?'})"
         try:
-            claim = Claim(**{**c, "models": tuple(c["models"]) if c.get("models") else None})
-            float(claim.printed)
-            Decimal(claim.printed.lstrip("+"))
+            claim = _typed_claim(c)
         except (TypeError, ValueError, InvalidOperation, AttributeError) as exc:
             raise ToolkitError(f"malformed {where}: {exc}", path=source) from None
         known = RUN_METRICS | SELF_METRICS | VARIANT_METRICS | RANGE_METRICS
@@ -137,6 +152,56 @@ def load_claims(name_or_path: str | Path) -> ClaimSet:
         claims.append(claim)
     return ClaimSet(source, str(raw.get("paper") or ""), str(raw.get("dataset") or ""),
                     str(raw.get("baseline", "base")), claims, dict(raw.get("display_names", {})))
+
+
+_TEXT_FIELDS = {"id": False, "table": False, "variant": False, "metric": False, "printed": False, "group": False,
+                "mode": False, "model": True, "control": True, "dataset": True, "unverifiable": True, "reason": True}
+_NUMBER_FIELDS = ("tolerance", "rel_tolerance", "within_se", "temperature")
+MAX_WITHIN_SE = 3.0  # "within k SEs" beyond this needs a reason
+
+
+def _typed_claim(c: object) -> Claim:
+    """A claim from its JSON object, every field of its type: the schema of a claims file.
+    Tolerances are finite numbers >= 0 (a boolean is not a number); one that would pass any
+    value (wider than the printed number itself, or more than MAX_WITHIN_SE standard errors)
+    is refused unless the claim gives its ``reason``."""
+    if not isinstance(c, dict):
+        raise TypeError("a claim is a JSON object")
+    unknown = set(c) - set(_TEXT_FIELDS) - set(_NUMBER_FIELDS) - {"models"}
+    if unknown:
+        raise TypeError(f"unknown field {sorted(unknown)[0]!r}")
+    for key, optional in _TEXT_FIELDS.items():
+        if key not in c:
+            if not optional and key not in ("group", "mode"):
+                raise TypeError(f"missing field {key!r}")
+            continue
+        if not (isinstance(c[key], str) or (optional and c[key] is None)):
+            raise TypeError(f"{key!r} must be a string{' or null' if optional else ''}, not {c[key]!r}")
+    for key in _NUMBER_FIELDS:
+        v = c.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"{key!r} must be a finite number >= 0, not {v!r}")
+    models = c.get("models")
+    if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) for m in models)):
+        raise TypeError("'models' must be a list of model names")
+    claim = Claim(**{**c, "models": tuple(models) if models else None})
+    value = float(claim.printed)
+    Decimal(claim.printed.lstrip("+"))
+    if not math.isfinite(value):
+        raise ValueError(f"printed {claim.printed!r} is not a finite number")
+    if not claim.reason:
+        wide = []
+        if claim.tolerance is not None and claim.tolerance > max(abs(value), claim.unit):
+            wide.append(f"tolerance {claim.tolerance!r} is wider than the printed {claim.printed}")
+        if claim.rel_tolerance is not None and claim.rel_tolerance > 1:
+            wide.append(f"rel_tolerance {claim.rel_tolerance!r} exceeds 1 (the whole printed value)")
+        if claim.within_se is not None and claim.within_se > MAX_WITHIN_SE:
+            wide.append(f"within_se {claim.within_se!r} exceeds {MAX_WITHIN_SE:g} standard errors")
+        if wide:
+            raise ValueError(f"{wide[0]}: a tolerance that passes any value needs a 'reason'")
+    return claim
 
 
 def check_against_runs(claims: ClaimSet, runs: set[tuple[str, str, str]]) -> None:

@@ -147,6 +147,7 @@ def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *
     if not plan.to_send:
         summary.seconds = time.monotonic() - t0
         return summary
+    store.check_writable()  # before the first paid request: a store that cannot keep answers wastes them
     writer = RunWriter(store, template, instrument, flush_rows=flush_rows, flush_seconds=flush_seconds)
     bar = Progress(len(plan.to_send), plan.cached, enabled=progress)
     errors: list[str] = []

@@ -38,6 +38,7 @@ from ..errors import ToolkitError
 from ..instrument import Instrument
 from ..persona_sets import PersonaSet, named_set, shipped_named
 from ..store import RunManifest, Store
+from ..store.output import check_output_folder, marker_text
 from . import html as H
 from .tables import comparison_view, metrics_view
 
@@ -144,13 +145,11 @@ def write_site(data: SiteData, out: str | Path, *, personas: PersonaSet | None =
     """Write the site to ``out`` (replacing an earlier report there). ``personas`` is a persona
     file the user gave, ``carried`` the ones a bundle brought; ``files`` writes a caller's own
     files into the new folder before it is moved into place."""
-    out = Path(out)
-    _check_destination(out)
+    out = check_output_folder(out, MARKER, legacy=_written_by_an_older_report)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "figures").mkdir(parents=True)
     try:
-        (tmp / MARKER).write_text(f"toolkit {__version__} report\n", encoding="utf-8")
         nav = [("index.html", "Overview"), ("runs.html", "Runs")] + [(p.file, p.label) for p in pages]
         for m in data.runs:  # first: a run that cannot be read is named on the overview
             try:
@@ -170,6 +169,8 @@ def write_site(data: SiteData, out: str | Path, *, personas: PersonaSet | None =
             data.metrics.write_csv(tmp / "metrics.csv")
         if files is not None:
             files(tmp)
+        written = [p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file()]
+        (tmp / MARKER).write_text(marker_text("report", __version__, written), encoding="utf-8")
         os.sync()  # every file durable before the folder appears under its name
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         if out.exists():
@@ -182,10 +183,15 @@ def write_site(data: SiteData, out: str | Path, *, personas: PersonaSet | None =
     return out
 
 
-def _check_destination(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).is_file())):
-        raise ToolkitError(f"{out} exists and is not a toolkit report: choose a new folder (a report replaces only "
-                           "an earlier report)")
+_OLD_REPORT_FILES = {"index.html", "runs.html", "metrics.csv", "claims.json", "comparison.csv", "profiles.csv",
+                     "tables.tex"}
+
+
+def _written_by_an_older_report(path: Path) -> bool:
+    """A file of a report written before its marker listed its files (release 0.1): its pages,
+    tables and figures, by name; anything else in such a folder is not replaced."""
+    return (path.parts[0] in ("figures", "runs") or path.as_posix() in _OLD_REPORT_FILES
+            or (len(path.parts) == 1 and path.suffix == ".html"))
 
 
 def _write(path: Path, text: str) -> None:

@@ -24,12 +24,14 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from zlib import error as zlib_error
 
 from .. import __version__
 from ..errors import StoreCorrupt, ToolkitError
 from ..hashing import canonical_json, sha256_bytes
 from .atomic import atomic_write_bytes
-from .manifest import RunManifest, manifest_filename
+from .manifest import DIGEST_RE, RunManifest, manifest_filename
+from .output import check_output_file
 from .store import Store
 
 FORMAT = "toolkit-bundle/1"
@@ -64,18 +66,15 @@ def write_bundle(store: Store, runs: list[RunManifest], out: str | Path, *,
                  personas: dict[str, bytes] | None = None) -> BundleInfo:
     """Write ``runs`` of ``store`` (each segment's hash checked as it is read) as a bundle.
     ``personas`` maps a persona set's digest to its file's bytes."""
-    out = Path(out)
+    out = check_output_file(out, ours=is_bundle)
     if not runs:
         raise ToolkitError("nothing to bundle: the selection holds no run")
     files: dict[str, bytes] = {}
-    for m in runs:
-        problems = store.verify_run(m)
-        if problems:
-            raise StoreCorrupt(f"run {m.run_id} is damaged ({problems[0]}); `toolkit verify` lists every problem")
+    for run in runs:
+        m, segments = store.consistently(run, lambda m: _run_bytes(store, m))  # as the analysis reads
         files[f"store/runs/{manifest_filename(m.run_id)}"] = m.to_json().encode("utf-8")
-        for seg in m.segments:  # the bytes that go in, their hash checked as they are read
-            name = f"store/objects/{seg.object[:2]}/{seg.object}.parquet"
-            files[name] = store.read_segment_bytes(seg.object, m.run_id)
+        for digest, data in segments.items():
+            files[f"store/objects/{digest[:2]}/{digest}.parquet"] = data
         digest = m.instrument["digest"]
         files[f"store/instruments/{digest}.json"] = (store.instruments_dir / f"{digest}.json").read_bytes()
     for digest, data in (personas or {}).items():
@@ -93,71 +92,175 @@ def write_bundle(store: Store, runs: list[RunManifest], out: str | Path, *,
     return BundleInfo(out, digest, run_ids, members)
 
 
-def check_bundle(path: str | Path) -> tuple[BundleInfo, dict[str, bytes]]:
-    """Every member's bytes, after checking them all against the index and the index against
-    its digest; the first problem is an error naming the member."""
+def _run_bytes(store: Store, m: RunManifest) -> tuple[RunManifest, dict[str, bytes]]:
+    problems = store.verify_run(m)
+    if problems:
+        raise StoreCorrupt(f"run {m.run_id} is damaged ({problems[0]}); `toolkit verify` lists every problem")
+    return m, {seg.object: store.read_segment_bytes(seg.object, m.run_id) for seg in m.segments}
+
+
+# Limits of what a bundle member may be, before a byte of it is read. Segments are bounded by
+# the size their run's manifest gives them, and every member is stored uncompressed (as
+# ``write_bundle`` writes them), so no member can unpack to more than the bundle's own bytes.
+MAX_INDEX_BYTES = 64 << 20
+MAX_SMALL_MEMBER = 16 << 20  # a manifest, an instrument or a persona file
+_CHUNK = 1 << 20
+
+
+def open_bundle(path: str | Path) -> tuple[Store, BundleInfo]:
+    """The store inside a checked bundle, as a private read-only copy (removed at exit).
+
+    Trusts nothing, reads nothing whole into memory: the index is parsed with limits; every
+    member must be listed, stored uncompressed and unencrypted, of the size the index gives it;
+    manifests are parsed first, and every other member must be something a run names
+    (a segment at the size its manifest says, its instrument, or a persona file); the runs list
+    must be the runs inside. Members are copied in chunks, hashed as they stream. The first
+    problem is an error naming the bundle and the member (exit 1)."""
     path = Path(path)
-    if not zipfile.is_zipfile(path):
+    where = str(path)
+    if not path.is_file() or not zipfile.is_zipfile(path):
         raise ToolkitError("is a file but not a bundle (a store is a folder; `toolkit bundle` makes bundles)",
-                           path=str(path))
+                           path=where)
+    root = Path(tempfile.mkdtemp(prefix="toolkit-bundle-")) / path.stem
+    atexit.register(shutil.rmtree, root.parent, True)
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise StoreCorrupt(f"not a readable bundle: {exc}", path=str(path)) from None
-    with zf:
-        names = zf.namelist()
-        if len(names) != len(set(names)):
-            raise StoreCorrupt("a member name appears twice", path=str(path))
-        if INDEX not in names:
-            raise StoreCorrupt(f"no {INDEX}: not a toolkit bundle", path=str(path))
-        try:
-            index = json.loads(zf.read(INDEX))
-            members = index["members"]
-            if index.get("format") != FORMAT or not isinstance(members, dict):
-                raise ValueError(f"format {index.get('format')!r}")
-        except (ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
-            raise StoreCorrupt(f"member {INDEX} is not a bundle index ({exc})", path=str(path)) from None
-        if sha256_bytes(canonical_json(members).encode("utf-8")) != index.get("digest"):
-            raise StoreCorrupt(f"member {INDEX}: its member list does not match its digest", path=str(path))
-        extra = sorted(set(names) - set(members) - {INDEX})
-        if extra:
-            raise StoreCorrupt(f"member {extra[0]} is not listed in {INDEX}", path=str(path))
-        data: dict[str, bytes] = {}
-        for name, meta in members.items():
-            if name not in names:
-                raise StoreCorrupt(f"member {name} is missing", path=str(path))
-            if not _safe(name):
-                raise StoreCorrupt(f"member {name} would be written outside the bundle's folders", path=str(path))
-            if zf.getinfo(name).file_size != meta.get("bytes"):  # checked before reading: no oversized member
-                raise StoreCorrupt(f"member {name} does not have the size {INDEX} gives it", path=str(path))
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise StoreCorrupt(f"not a readable bundle: {exc}", path=where) from None
+    try:
+        with zf:
+            info = _read_checked(zf, root, where)
+    except (zipfile.BadZipFile, zlib_error, OSError, EOFError, ValueError) as exc:
+        raise StoreCorrupt(f"not a readable bundle: {exc}", path=where) from None
+    (root / "runs").mkdir(parents=True, exist_ok=True)
+    return Store(root), info
+
+
+def _read_checked(zf: zipfile.ZipFile, root: Path, where: str) -> BundleInfo:
+    entries = zf.infolist()
+    names = [e.filename for e in entries]
+    if len(names) != len(set(names)):
+        raise StoreCorrupt("a member name appears twice", path=where)
+    by_name = {e.filename: e for e in entries}
+    for e in entries:
+        if e.flag_bits & 0x1:
+            raise StoreCorrupt(f"member {e.filename} is encrypted", path=where)
+        if e.compress_type != zipfile.ZIP_STORED or e.compress_size != e.file_size:
+            raise StoreCorrupt(f"member {e.filename} is compressed (method {e.compress_type}); bundle members are "
+                               "stored as they are", path=where)
+    if INDEX not in by_name:
+        raise StoreCorrupt(f"no {INDEX}: not a toolkit bundle", path=where)
+    index, members = _index(zf, by_name[INDEX], where)
+    extra = sorted(set(names) - set(members) - {INDEX})
+    if extra:
+        raise StoreCorrupt(f"member {extra[0]} is not listed in {INDEX}", path=where)
+    for name, meta in members.items():
+        if name not in by_name:
+            raise StoreCorrupt(f"member {name} is missing", path=where)
+        if not _safe(name):
+            raise StoreCorrupt(f"member {name} would be written outside the bundle's folders", path=where)
+        if by_name[name].file_size != meta["bytes"]:  # checked before reading: no oversized member
+            raise StoreCorrupt(f"member {name} does not have the size {INDEX} gives it", path=where)
+    # the manifests first: they say which other members may exist, and how large
+    manifests: list[RunManifest] = []
+    for name in sorted(members):
+        if name.startswith("store/runs/"):
+            if members[name]["bytes"] > MAX_SMALL_MEMBER:
+                raise StoreCorrupt(f"member {name} is larger than a run manifest can be", path=where)
+            data = _copy(zf, by_name[name], members[name], _target(root, name), where)
             try:
-                blob = zf.read(name)
-            except (zipfile.BadZipFile, OSError) as exc:  # a damaged entry (its CRC) is a damaged member
-                raise StoreCorrupt(f"member {name} cannot be read: {exc}", path=str(path)) from None
-            if len(blob) != meta.get("bytes") or sha256_bytes(blob) != meta.get("sha256"):
-                raise StoreCorrupt(f"member {name} does not match its SHA-256 in {INDEX}", path=str(path))
-            data[name] = blob
-    return BundleInfo(path, index["digest"], list(index.get("runs", [])), members), data
+                manifests.append(RunManifest.from_dict(json.loads(data)))
+            except (ValueError, TypeError, RecursionError) as exc:
+                raise StoreCorrupt(f"member {name} is not a run manifest ({str(exc)[:200]})", path=where) from None
+    segment_sizes = {f"store/objects/{seg.object[:2]}/{seg.object}.parquet": seg.bytes
+                     for m in manifests for seg in m.segments}
+    instruments = {f"store/instruments/{m.instrument['digest']}.json" for m in manifests}
+    runs = sorted(m.run_id for m in manifests)
+    if index.get("runs") != runs:
+        raise StoreCorrupt(f"member {INDEX}: its runs list is not the runs the bundle holds", path=where)
+    for name in sorted(members):
+        size = members[name]["bytes"]
+        if name.startswith("store/runs/"):
+            continue
+        if name in segment_sizes:
+            if size != segment_sizes[name]:
+                raise StoreCorrupt(f"member {name} does not have the size its run's manifest gives it", path=where)
+        elif name in instruments or name.startswith("personas/"):
+            if size > MAX_SMALL_MEMBER:
+                raise StoreCorrupt(f"member {name} is larger than an instrument or persona file can be", path=where)
+        else:
+            raise StoreCorrupt(f"member {name} is named by no run in the bundle", path=where)
+        _copy(zf, by_name[name], members[name], _target(root, name), where, keep=False)
+    return BundleInfo(Path(where), index["digest"], runs, members)
+
+
+def _index(zf: zipfile.ZipFile, entry: zipfile.ZipInfo, where: str) -> tuple[dict, dict[str, dict]]:
+    if entry.file_size > MAX_INDEX_BYTES:
+        raise StoreCorrupt(f"member {INDEX} is larger than a bundle index can be", path=where)
+    try:
+        raw = zf.read(entry)
+    except (zipfile.BadZipFile, zlib_error, EOFError) as exc:
+        raise StoreCorrupt(f"member {INDEX} cannot be read: {exc}", path=where) from None
+    try:
+        index = json.loads(raw)
+        if not isinstance(index, dict) or index.get("format") != FORMAT:
+            raise ValueError(f"format {index.get('format') if isinstance(index, dict) else None!r}")
+        members = index.get("members")
+        if not isinstance(members, dict):
+            raise ValueError("'members' is not an object")
+        for name, meta in members.items():
+            if (not isinstance(meta, dict) or set(meta) != {"bytes", "sha256"} or isinstance(meta["bytes"], bool)
+                    or not isinstance(meta["bytes"], int) or meta["bytes"] < 0 or not isinstance(meta["sha256"], str)
+                    or not DIGEST_RE.match(meta["sha256"])):
+                raise ValueError(f"member {name}: each member is {{bytes, sha256}}")
+        runs = index.get("runs")
+        if not isinstance(runs, list) or not all(isinstance(r, str) for r in runs):
+            raise ValueError("'runs' is not a list of run ids")
+    except RecursionError:
+        raise StoreCorrupt(f"member {INDEX} is not a bundle index (nested too deeply)", path=where) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StoreCorrupt(f"member {INDEX} is not a bundle index ({str(exc)[:200]})", path=where) from None
+    if sha256_bytes(canonical_json(members).encode("utf-8")) != index.get("digest"):
+        raise StoreCorrupt(f"member {INDEX}: its member list does not match its digest", path=where)
+    return index, members
+
+
+def _target(root: Path, name: str) -> Path:
+    return root.parent / name if name.startswith("personas/") else root / Path(name).relative_to("store")
+
+
+def _copy(zf: zipfile.ZipFile, entry: zipfile.ZipInfo, meta: dict, target: Path, where: str,
+          keep: bool = True) -> bytes:
+    """Stream one member to ``target`` (read-only), hashing as it goes; its bytes are returned
+    only with ``keep`` (manifests, already bounded). A mismatch names the member."""
+    import hashlib
+
+    h, size, kept = hashlib.sha256(), 0, []
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with zf.open(entry) as src, open(target, "wb") as dst:
+            while chunk := src.read(_CHUNK):
+                size += len(chunk)
+                if size > meta["bytes"]:
+                    break
+                h.update(chunk)
+                dst.write(chunk)
+                if keep:
+                    kept.append(chunk)
+    except (zipfile.BadZipFile, zlib_error, EOFError) as exc:  # a damaged entry (its CRC): a damaged member
+        target.unlink(missing_ok=True)
+        raise StoreCorrupt(f"member {entry.filename} cannot be read: {exc}", path=where) from None
+    if size != meta["bytes"] or h.hexdigest() != meta["sha256"]:
+        target.unlink(missing_ok=True)
+        raise StoreCorrupt(f"member {entry.filename} does not match its SHA-256 in {INDEX}", path=where)
+    os.chmod(target, 0o444)
+    return b"".join(kept)
 
 
 def _safe(name: str) -> bool:
     parts = Path(name).parts
     return (len(parts) >= 2 and parts[0] in ("store", "personas") and ".." not in parts
             and not Path(name).is_absolute())
-
-
-def open_bundle(path: str | Path) -> tuple[Store, BundleInfo]:
-    """The store inside a checked bundle, as a private read-only copy (removed at exit)."""
-    info, data = check_bundle(path)
-    root = Path(tempfile.mkdtemp(prefix="toolkit-bundle-")) / Path(path).stem
-    atexit.register(shutil.rmtree, root.parent, True)
-    for name, blob in data.items():
-        target = root.parent / name if name.startswith("personas/") else root / Path(name).relative_to("store")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(blob)
-        os.chmod(target, 0o444)
-    (root / "runs").mkdir(parents=True, exist_ok=True)
-    return Store(root), info
 
 
 def persona_files(info_root: Path) -> dict[str, Path]:

@@ -15,9 +15,12 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import quote
 
-MANIFEST_FORMAT = "toolkit-run/2"
-READABLE_FORMATS = ("toolkit-run/1", "toolkit-run/2")
-FINGERPRINT_FOR_FORMAT = {"toolkit-run/1": "fp1", "toolkit-run/2": "fp2"}
+from ..hashing import canonical_json, sha256_text
+
+MANIFEST_FORMAT = "toolkit-run/3"
+READABLE_FORMATS = ("toolkit-run/1", "toolkit-run/2", "toolkit-run/3")
+FINGERPRINT_FOR_FORMAT = {"toolkit-run/1": "fp1", "toolkit-run/2": "fp2", "toolkit-run/3": "fp2"}
+SEALED_FORMATS = ("toolkit-run/3",)  # manifests whose every field is covered by their ``seal``
 MODES = ("persona", "self", "logprob")
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 MAX_NAME_BYTES = 200  # a run id is a file name once quoted: keep it well inside 255 bytes
@@ -40,18 +43,30 @@ def manifest_filename(run_id: str) -> str:
     return quote(run_id, safe="") + ".json"
 
 
-def check_run_fields(model: str, variant: str | None, temperature: float, mode: str) -> None:
+def check_name(what: str, name: object) -> None:
+    """The one rule for a user-chosen name that becomes part of a store path (model, variant,
+    instrument; the run id and its manifest's file name are made of them). A leading dot is
+    refused: the store's temporary files (``.tmp-``), locks and hidden files start with one, and
+    a run named like them would be skipped by every reader and collected by ``compact``."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{what} name must be a non-empty string")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise ValueError(f"{what} name is {len(name.encode('utf-8'))} bytes long; at most {MAX_NAME_BYTES}")
+    if any(ord(ch) < 32 or ch == "\x7f" for ch in name):
+        raise ValueError(f"{what} name contains a control character")
+    if name.startswith("."):
+        raise ValueError(f"{what} name {name!r} starts with '.', which the store reserves for its temporary "
+                         "and hidden files")
+
+
+def check_run_fields(model: str, variant: str | None, temperature: float, mode: str,
+                     instrument: str | None = None) -> None:
     """Refuse names and values that cannot make a sound run id (raised as ValueError); a
     variant of None is not checked (a plan has none yet)."""
-    for what, name in (("model", model), ("variant", variant)):
-        if name is None and what == "variant":
+    for what, name in (("model", model), ("variant", variant), ("instrument", instrument)):
+        if name is None and what != "model":
             continue
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"{what} name must be a non-empty string")
-        if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-            raise ValueError(f"{what} name is {len(name.encode('utf-8'))} bytes long; at most {MAX_NAME_BYTES}")
-        if any(ord(ch) < 32 for ch in name):
-            raise ValueError(f"{what} name contains a control character")
+        check_name(what, name)
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
             or temperature < 0:
         raise ValueError(f"temperature must be a finite number >= 0, not {temperature!r}")
@@ -82,6 +97,7 @@ class RunManifest:
     fingerprint_version: str = ""
     sources: list[dict[str, Any]] = field(default_factory=list)
     format: str = MANIFEST_FORMAT
+    seal: str = ""  # toolkit-run/3: SHA-256 over every other field (provenance included), see ``seal_of``
 
     def fresh(self) -> RunManifest:
         """The same run with no rows yet: identity and protocol copied, segments and seal empty."""
@@ -89,8 +105,18 @@ class RunManifest:
                            mode=self.mode, instrument=dict(self.instrument), protocol=dict(self.protocol),
                            toolkit_version=self.toolkit_version)
 
+    def seal_of(self) -> str:
+        """The digest that covers every field but itself: the run id, identity, protocol and
+        endpoint, sources, segments, row count and the rows' fingerprint. An edit to any of them
+        (provenance a report shows as fact included) no longer matches."""
+        fields_ = {k: v for k, v in asdict(self).items() if k != "seal"}
+        return sha256_text("toolkit-run-seal\n" + canonical_json(fields_))
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+        data = asdict(self)
+        if self.format not in SEALED_FORMATS:
+            data.pop("seal")  # an older format is written as it was
+        return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
     @classmethod
     def from_dict(cls, raw: Any) -> RunManifest:
@@ -105,7 +131,11 @@ class RunManifest:
         if extra:
             raise ManifestError(f"unknown field(s) {', '.join(extra)}")
         missing = sorted(f.name for f in fields(cls) if f.name not in raw and f.name not in (
-            "segments", "rows", "fingerprint", "fingerprint_version", "sources", "format"))
+            "segments", "rows", "fingerprint", "fingerprint_version", "sources", "format", "seal"))
+        if raw["format"] in SEALED_FORMATS and not isinstance(raw.get("seal"), str):
+            raise ManifestError(f"a {raw['format']} manifest has a seal (a string)")
+        if raw["format"] not in SEALED_FORMATS and "seal" in raw:
+            raise ManifestError(f"a {raw['format']} manifest has no seal")
         if missing:
             raise ManifestError(f"missing field(s) {', '.join(missing)}")
         data = dict(raw)
@@ -134,7 +164,8 @@ class RunManifest:
         if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
             raise ManifestError("rows must be a non-negative integer")
         try:
-            check_run_fields(data["model"], data["variant"], data["temperature"], data["mode"])
+            check_run_fields(data["model"], data["variant"], data["temperature"], data["mode"],
+                             data["instrument"]["name"])
         except ValueError as exc:
             raise ManifestError(str(exc)) from None
         m = cls(**data)
@@ -152,7 +183,7 @@ def new_run(*, model: str, variant: str, temperature: float, mode: str, instrume
     checked (ValueError), the run id derived from them, the instrument named by name and digest."""
     from .. import __version__
 
-    check_run_fields(model, variant, temperature, mode)
+    check_run_fields(model, variant, temperature, mode, instrument.name)
     return RunManifest(run_id=make_run_id(model, variant, temperature, mode, instrument.name), model=model,
                        variant=variant, temperature=float(temperature), mode=mode,
                        instrument={"name": instrument.name, "digest": instrument.digest}, protocol=protocol,

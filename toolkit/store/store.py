@@ -23,10 +23,11 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,7 +37,15 @@ from ..errors import StoreCorrupt, ToolkitError
 from ..hashing import canonical_json, sha256_bytes, sha256_text
 from ..instrument import Instrument, parse_instrument
 from .atomic import TMP_PREFIX, atomic_write_bytes
-from .manifest import DIGEST_RE, MANIFEST_FORMAT, ManifestError, RunManifest, SegmentRef, manifest_filename
+from .manifest import (
+    DIGEST_RE,
+    MANIFEST_FORMAT,
+    SEALED_FORMATS,
+    ManifestError,
+    RunManifest,
+    SegmentRef,
+    manifest_filename,
+)
 from .schema import ROW_SCHEMA, to_current, to_disk, version_of
 
 ENV_VAR = "TOOLKIT_STORE"
@@ -47,6 +56,8 @@ DICTIONARY_COLUMNS = ["run_id", "instrument", "provenance", "response", "finish_
 # names it (widens the window a garbage collector would have to hit). Never set in use.
 _TEST_DELAY_ENV = "TOOLKIT_TEST_WRITER_DELAY"
 
+
+T = TypeVar("T")
 
 INSTALLED_DEMO = Path(__file__).resolve().parents[1] / "demo_store"  # exists in an installed package only
 
@@ -68,11 +79,12 @@ def default_store_path(*, write: bool = False) -> Path:
     if env:
         return Path(env)
     here = Path.cwd() / DEFAULT_DIRNAME
-    if here.is_dir():
-        return here
+    if here.is_dir() and not (write and here.resolve() == embedded_store_path().resolve()):
+        return here  # the source tree's demo store only for reading, unless named with --store parquet
     if write:
         raise ToolkitError("this command writes to a store: give --store DIR, set $TOOLKIT_STORE, or run it in a "
-                           "folder that has a parquet/ store (the embedded demo store is read-only)")
+                           "folder that has a parquet/ store (the embedded demo store is read-only unless named "
+                           "with --store)")
     return embedded_store_path()
 
 
@@ -80,9 +92,16 @@ def resolve_store(given: str | Path | None, *, write: bool = False) -> Path:
     """The store a command uses: ``given`` (--store), else the default above. A reading command
     on a folder that does not exist is an error, not an empty store."""
     path = Path(given) if given else default_store_path(write=write)
-    if not write and not path.is_dir():
+    if not write and not is_store_folder(path):
         raise ToolkitError(f"no store at {path} (a store folder holds runs/, objects/ and instruments/)")
     return path
+
+
+def is_store_folder(path: Path) -> bool:
+    """A folder with a store's layout: at least two of runs/, objects/ and instruments/ (of any
+    kind: a store whose runs/ was replaced by a file is a damaged store, for ``verify`` to name).
+    ``/``, a plain folder, or a store never written to is not one."""
+    return path.is_dir() and sum((path / part).exists() for part in ("runs", "objects", "instruments")) >= 2
 
 
 @dataclass(frozen=True)
@@ -237,6 +256,22 @@ class Store:
             raise StoreCorrupt(f"instrument {digest} is damaged: its content does not match its name", path=str(path))
         return parse_instrument(raw, str(path))
 
+    def check_writable(self) -> None:
+        """Prove that every folder a writer uses takes a new file (a read-only mount, a folder
+        without write permission, a full disk): ToolkitError (exit 2) naming it, nothing left."""
+        import tempfile
+
+        if self.root.resolve() == INSTALLED_DEMO:
+            raise ToolkitError(f"the demo store installed with the package ({self.root}) is read-only; give a "
+                               "store of your own (--store DIR or $TOOLKIT_STORE)")
+        for folder in (self.root, self.runs_dir, self.objects_dir, self.instruments_dir):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                with tempfile.NamedTemporaryFile(dir=folder, prefix=TMP_PREFIX + "probe-"):
+                    pass
+            except OSError as exc:
+                raise ToolkitError(f"the store cannot be written: {exc.strerror or exc}", path=str(folder)) from None
+
     # ----- manifests ---------------------------------------------------------------------
     def _manifest_files(self) -> list[Path]:
         if not self.runs_dir.exists():
@@ -267,6 +302,8 @@ class Store:
         return self._load_manifest(path) if path.exists() else None
 
     def save_manifest(self, manifest: RunManifest) -> None:
+        if manifest.format in SEALED_FORMATS:
+            manifest.seal = manifest.seal_of()
         atomic_write_bytes(self.manifest_path(manifest.run_id), manifest.to_json().encode("utf-8"))
 
     def read_run(self, run: RunManifest | str, columns: list[str] | None = None) -> pa.Table:
@@ -275,13 +312,19 @@ class Store:
         manifest = run if isinstance(run, RunManifest) else self.get_run(run)
         if manifest is None:
             raise ToolkitError(f"no run {run!r} in store {self.root}")
+        return self.consistently(manifest, lambda m: self._read_checked(m, columns))
+
+    def consistently(self, manifest: RunManifest, read: Callable[[RunManifest], T]) -> T:
+        """``read(manifest)``, once more with the run's fresh manifest when a concurrent
+        ``compact`` replaced it mid-read (its old segments are then gone): the one read
+        discipline of every reader (analysis, bundles)."""
         try:
-            return self._read_checked(manifest, columns)
+            return read(manifest)
         except StoreCorrupt:
-            fresh = self.get_run(manifest.run_id)  # a concurrent compact may have replaced it
+            fresh = self.get_run(manifest.run_id)
             if fresh is None or fresh.segments == manifest.segments:
                 raise
-            return self._read_checked(fresh, columns)
+            return read(fresh)
 
     def _read_checked(self, m: RunManifest, columns: list[str] | None) -> pa.Table:
         wanted = list(ROW_SCHEMA.names) if columns is None else list(columns)
@@ -449,4 +492,6 @@ class Store:
             ok = fingerprint(table, m) == m.fingerprint
         if not ok:
             out.append(Problem(name, "logical fingerprint does not match the manifest"))
+        if m.format in SEALED_FORMATS and m.seal != m.seal_of():
+            out.append(Problem(name, "manifest fields do not match its seal (edited provenance or identity?)"))
         return out

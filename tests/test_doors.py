@@ -1,0 +1,300 @@
+"""Nothing lost, nothing wrong, at every door: each writing command's output rule, each JSON
+input's schema, the bounded bundle reader, the manifest seal, the recorder's preflight. Every
+case drives the real CLI on real files (hostile ZIPs and edited JSON built here)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli, tree_bytes
+from http_servers import Behaviour, start
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    """A store with two simulated runs (treat as read-only)."""
+    store = tmp_path_factory.mktemp("small") / "store"
+    res = run_cli("simulate", "--runs", "2", "--personas", "5", "--repetitions", "2", "--store", str(store))
+    assert res.returncode == 0, res.stderr
+    return store
+
+
+@pytest.fixture(scope="module")
+def exported(small, tmp_path_factory) -> Path:
+    """One of those runs as a published-layout CSV."""
+    out = tmp_path_factory.mktemp("exported")
+    assert run_cli("export", "--out", str(out), "--store", str(small)).returncode == 0
+    return sorted(out.rglob("*.csv"))[0]
+
+
+def one_line(res) -> str:
+    """The one line a refusal prints on stderr (``verify`` names the problem on stdout first)."""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    return res.stdout.strip() + " " + lines[0] if res.stdout.startswith("PROBLEM") else lines[0]
+
+
+# ----- user-chosen names never collide with the store's own ------------------------------------
+@pytest.mark.parametrize("name", [".tmp-x", ".hidden"])
+def test_an_instrument_named_like_a_store_temporary_is_refused(exported, tmp_path, name):
+    inst = json.loads((ROOT / "toolkit" / "instruments" / "mfq30.json").read_text())
+    inst["name"] = name
+    (tmp_path / "inst.json").write_text(json.dumps(inst))
+    store = tmp_path / "s"
+    res = run_cli("import", str(exported), "--instrument", str(tmp_path / "inst.json"), "--store", str(store))
+    assert res.returncode == 2 and "inst.json" in one_line(res) and "starts with '.'" in res.stderr
+    assert not (store / "runs").exists() or not any((store / "runs").iterdir())
+
+
+@pytest.mark.parametrize("option", ["--model", "--variant"])
+def test_a_model_or_variant_named_like_a_store_temporary_is_refused(exported, tmp_path, option):
+    res = run_cli("import", str(exported), option, ".tmp-run", "--store", str(tmp_path / "s"))
+    assert res.returncode == 2 and "starts with '.'" in one_line(res)
+    assert not (tmp_path / "s" / "runs").exists() or not any((tmp_path / "s" / "runs").iterdir())
+
+
+# ----- one output-path rule --------------------------------------------------------------------
+def test_report_replaces_its_own_earlier_report_but_nothing_else(small, tmp_path):
+    out = tmp_path / "rep"
+    assert run_cli("report", "--out", str(out), "--store", str(small)).returncode == 0
+    marker = json.loads((out / ".toolkit-report").read_text())
+    assert "index.html" in marker["files"]
+    assert run_cli("report", "--out", str(out), "--store", str(small)).returncode == 0  # its own files: replaced
+    (out / "important.txt").write_text("mine")
+    (out / "mydata").mkdir()
+    (out / "mydata" / "notes.txt").write_text("mine too")
+    before = tree_bytes(out)
+    res = run_cli("report", "--out", str(out), "--store", str(small))
+    assert res.returncode == 2 and "did not write" in one_line(res)
+    assert tree_bytes(out) == before
+
+
+def test_a_copied_report_marker_does_not_license_deleting_a_folder(small, tmp_path):
+    out = tmp_path / "thesis"
+    out.mkdir()
+    (out / ".toolkit-report").write_text("toolkit 0.1.0 report\n")  # a marker of the older kind, copied
+    (out / "thesis.tex").write_text("\\documentclass{article}")
+    res = run_cli("report", "--out", str(out), "--store", str(small))
+    assert res.returncode == 2 and "thesis.tex" in one_line(res)
+    assert (out / "thesis.tex").read_text() == "\\documentclass{article}"
+
+
+@pytest.mark.parametrize("args", [["report", "--out", "{s}/runs/evil.json"], ["export", "--out", "{s}/runs"],
+                                  ["export", "--out", "{s}/objects/zz", "--format", "parquet"],
+                                  ["report", "--out", "{s}"], ["bundle", "--out", "{s}/objects/b.zip"],
+                                  ["claims", "draft", "--out", "{s}/instruments/c.json"]])
+def test_no_command_writes_inside_a_store(small, tmp_path, args):
+    store = tmp_path / "s"
+    run_cli("simulate", "--runs", "1", "--personas", "3", "--repetitions", "2", "--store", str(store))
+    before = tree_bytes(store)
+    res = run_cli(*[a.format(s=store) for a in args], "--store", str(small))
+    assert res.returncode == 2 and "inside the store" in one_line(res)
+    assert tree_bytes(store) == before
+    assert run_cli("verify", "--store", str(store)).returncode == 0
+
+
+def test_claims_draft_replaces_a_claims_file_but_not_another_file(small, tmp_path):
+    claims = tmp_path / "claims.json"
+    assert run_cli("claims", "draft", "--out", str(claims), "--store", str(small)).returncode == 0
+    assert run_cli("claims", "draft", "--out", str(claims), "--store", str(small)).returncode == 0
+    other = tmp_path / "paper.json"
+    other.write_text('{"title": "mine"}')
+    res = run_cli("claims", "draft", "--out", str(other), "--store", str(small))
+    assert res.returncode == 2 and "not written by this command" in one_line(res)
+    assert other.read_text() == '{"title": "mine"}'
+
+
+# ----- claims files: a typed schema ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def drafted(small, tmp_path_factory) -> dict:
+    path = tmp_path_factory.mktemp("claims") / "claims.json"
+    assert run_cli("claims", "draft", "--out", str(path), "--store", str(small)).returncode == 0
+    return json.loads(path.read_text())
+
+
+def _claims_with(drafted: dict, tmp_path: Path, **changes) -> Path:
+    doc = json.loads(json.dumps(drafted))
+    claim = next(c for c in doc["claims"] if c["metric"] == "S")
+    claim.update({"printed": "0.10", **changes})
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(doc, allow_nan=True))
+    return path
+
+
+@pytest.mark.parametrize("changes", [{"tolerance": float("inf")}, {"tolerance": 1e300}, {"tolerance": True},
+                                     {"tolerance": "0.5"}, {"tolerance": float("nan")}, {"tolerance": -0.01},
+                                     {"rel_tolerance": 1e6}, {"within_se": 1e9}, {"printed": "nan"},
+                                     {"printed": "inf"}, {"printed": "1e999"}, {"temperature": "hot"},
+                                     {"models": "gpt"}, {"surprise": 1}])
+def test_a_claim_that_would_pass_anything_or_is_malformed_is_refused_by_id(drafted, small, tmp_path, changes):
+    path = _claims_with(drafted, tmp_path, **changes)
+    res = run_cli("check", "--claims", str(path), "--store", str(small))
+    assert res.returncode == 2, res.stdout + res.stderr
+    line = one_line(res)
+    assert "edited.json" in line and "claim #" in line
+
+
+def test_a_wide_tolerance_with_its_reason_is_taken_and_a_wrong_number_fails(drafted, small, tmp_path):
+    wide = _claims_with(drafted, tmp_path, tolerance=1.0, reason="order of magnitude only")
+    assert run_cli("check", "--claims", str(wide), "--store", str(small)).returncode == 0
+    strict = _claims_with(drafted, tmp_path)
+    res = run_cli("check", "--claims", str(strict), "--store", str(small))
+    assert res.returncode == 1 and "FAIL" in res.stdout
+
+
+def test_deeply_nested_claims_and_display_names_of_the_wrong_type_are_one_line(small, tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({"format": "toolkit-claims/1", "claims": [], "display_names": ["a"]}))
+    for path in (deep, names):
+        res = run_cli("check", "--claims", str(path), "--store", str(small))
+        assert res.returncode == 2 and path.name in one_line(res)
+
+
+# ----- bundles: one bounded reader -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bundle(small, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bundle") / "b.zip"
+    assert run_cli("bundle", "--out", str(out), "--store", str(small)).returncode == 0
+    return out
+
+
+def _rebuild(src: Path, dst: Path, *, index_edit=None, extra: dict[str, bytes] | None = None,
+             compress: set[str] = frozenset()) -> Path:
+    """A copy of a bundle with its index edited and members added, re-hashed so that only the
+    change under test is wrong."""
+    with zipfile.ZipFile(src) as zf:
+        files = {n: zf.read(n) for n in zf.namelist()}
+    index = json.loads(files.pop("bundle.json"))
+    for name, data in (extra or {}).items():
+        files[name] = data
+        index["members"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    from toolkit.hashing import canonical_json
+
+    index["members"] = dict(sorted(index["members"].items()))
+    index["digest"] = hashlib.sha256(canonical_json(index["members"]).encode()).hexdigest()
+    if index_edit:
+        index_edit(index)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("bundle.json", json.dumps(index))
+        for name, data in sorted(files.items()):
+            zf.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED if name in compress else zipfile.ZIP_STORED)
+    dst.write_bytes(buf.getvalue())
+    return dst
+
+
+def _every_reader(path: Path, tmp_path: Path) -> list:
+    return [run_cli("verify", str(path)), run_cli("analyze", "--store", str(path)),
+            run_cli("import", str(path), "--store", str(tmp_path / "into")),
+            run_cli("report", "--store", str(path), "--out", str(tmp_path / "rep"))]
+
+
+def test_a_zip_bomb_member_is_refused_by_every_reader_before_it_is_unpacked(bundle, tmp_path):
+    zeros = bytes(64 << 20)  # deflates to about 64 KB
+    bomb = _rebuild(bundle, tmp_path / "bomb.zip", extra={"store/objects/00/zeros.parquet": zeros},
+                    compress={"store/objects/00/zeros.parquet"})
+    assert bomb.stat().st_size < 2 << 20
+    for res in _every_reader(bomb, tmp_path):
+        assert res.returncode == 1 and "compressed" in one_line(res), res.stderr
+    assert not (tmp_path / "rep").exists() and not (tmp_path / "into" / "runs").exists()
+
+
+def test_a_member_no_run_names_is_refused(bundle, tmp_path):
+    extra = _rebuild(bundle, tmp_path / "extra.zip", extra={"store/objects/ab/" + "ab" * 32 + ".parquet": b"x" * 100})
+    for res in _every_reader(extra, tmp_path):
+        assert res.returncode == 1 and "named by no run" in one_line(res), res.stderr
+
+
+def test_a_false_runs_list_in_the_index_is_refused(bundle, tmp_path):
+    def lie(index):
+        index["runs"] = index["runs"][:1] + ["mfq30/base/invented/T0.7/persona"]
+
+    res = run_cli("verify", str(_rebuild(bundle, tmp_path / "lie.zip", index_edit=lie)))
+    assert res.returncode == 1 and "runs list" in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("edit", ["nested", "int_meta", "encrypted"])
+def test_hostile_bundle_indexes_end_in_one_line(bundle, tmp_path, edit):
+    path = tmp_path / f"{edit}.zip"
+    if edit == "nested":
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("bundle.json", '{"format": "toolkit-bundle/1", "members": ' + "[" * 50_000 + "]" * 50_000 + "}")
+    elif edit == "int_meta":
+        def intify(index):
+            first = next(iter(index["members"]))
+            index["members"][first] = 7
+        _rebuild(bundle, path, index_edit=intify)
+    else:
+        data = bytearray(bundle.read_bytes())
+        # set the encryption flag of every central-directory entry (signature PK\x01\x02, flags at +8)
+        pos = data.find(b"PK\x01\x02")
+        while pos != -1:
+            data[pos + 8] |= 1
+            pos = data.find(b"PK\x01\x02", pos + 4)
+        path.write_bytes(bytes(data))
+    res = run_cli("verify", str(path))
+    assert res.returncode in (1, 2)
+    assert len(res.stderr.strip().splitlines()) <= 1 and "Traceback" not in res.stderr
+
+
+# ----- manifests: every field sealed -----------------------------------------------------------
+@pytest.mark.parametrize("edit", [lambda m: m["protocol"].update(endpoint="openai-chat:https://elsewhere"),
+                                  lambda m: m.update(toolkit_version="9.9.9"),
+                                  lambda m: m["protocol"].update(note="added")])
+def test_edited_provenance_no_longer_verifies(tmp_path, edit):
+    store = tmp_path / "s"
+    assert run_cli("simulate", "--runs", "1", "--personas", "3", "--repetitions", "2", "--store", str(store)) \
+        .returncode == 0
+    path = next((store / "runs").glob("*.json"))
+    manifest = json.loads(path.read_text())
+    assert manifest["format"] == "toolkit-run/3" and len(manifest["seal"]) == 64
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+    res = run_cli("verify", "--store", str(store))
+    assert res.returncode == 1 and "seal" in res.stdout
+
+
+def test_the_previous_release_format_still_loads_and_verifies():
+    res = run_cli("verify", "--store", str(ROOT / "parquet"))
+    assert res.returncode == 0 and "ok (2 runs)" in res.stdout
+
+
+# ----- the recorder checks before it pays -------------------------------------------------------
+def test_record_into_a_store_that_cannot_be_written_sends_nothing(tmp_path):
+    store = tmp_path / "s"
+    store.mkdir()
+    (store / "objects").write_text("not a folder")  # a store whose segment folder cannot be written
+    behaviour = Behaviour()
+    server, url = start(behaviour)
+    try:
+        res = run_cli("record", "--backend", "openai", "--model", "m", "--base-url", url, "--limit-personas", "1",
+                      "--items", "1,2", "--repetitions", "1", "--quiet", "--store", str(store))
+    finally:
+        server.shutdown()
+    assert res.returncode == 2 and "cannot be written" in one_line(res)
+    assert behaviour.count == 0
+
+
+# ----- what is not a store ------------------------------------------------------------------------
+@pytest.mark.parametrize("folder", ["/", "plain"])
+def test_a_folder_that_is_not_a_store_is_no_store(tmp_path, folder):
+    path = Path(folder) if folder == "/" else tmp_path / folder
+    path.mkdir(exist_ok=True)
+    for cmd in (["verify"], ["runs"], ["analyze"]):
+        res = run_cli(*cmd, "--store", str(path))
+        assert res.returncode == 2 and "no store at" in one_line(res)
+
+
+def test_write_commands_in_the_source_tree_never_write_the_demo_store():
+    before = tree_bytes(ROOT / "parquet")
+    res = run_cli("simulate", "--runs", "1", "--personas", "3", "--repetitions", "1", cwd=ROOT)
+    assert res.returncode == 2 and "read-only" in one_line(res)
+    assert tree_bytes(ROOT / "parquet") == before
