@@ -122,7 +122,8 @@ def _analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    one_line = " ".join(message.split())  # a library's multi-line message (pydantic, polars) as one line
+    click.echo(f"error: {one_line[:2000]}", err=True)
     gc.collect()  # let Arrow's background threads finish while Arrow is alive (no abort at exit)
     sys.exit(code)
 

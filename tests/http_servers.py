@@ -147,6 +147,7 @@ def make_handler(behaviour: Behaviour):
                        "lp_pos": [{"token": "3", "logprob": 0.5}, {"token": "2", "logprob": -1.0}],
                        "lp_bool": [{"token": "3", "logprob": True}],
                        "lp_dup": [{"token": "3", "logprob": -0.1}, {"token": "3", "logprob": -0.2}],
+                       "lp_tiny": [{"token": str(d), "logprob": -1e308} for d in range(6)],
                        "lp_none": None}[action]
                 choice = {"message": {"content": "3"}, "finish_reason": "length"}
                 if top is not None:

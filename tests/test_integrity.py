@@ -286,7 +286,7 @@ def test_6_a_manifest_cannot_name_a_file_outside_the_store(store, tmp_path):
 
 
 # ----- 7. impossible log-probabilities ----------------------------------------------------------
-@pytest.mark.parametrize("action", ["lp_inf", "lp_pos", "lp_bool", "lp_dup", "lp_none"])
+@pytest.mark.parametrize("action", ["lp_inf", "lp_pos", "lp_bool", "lp_dup", "lp_none", "lp_tiny"])
 def test_7_recorder_refuses_impossible_logprobs(tmp_path, action):
     res = record_against([action], tmp_path / "s", "--mode", "logprob", "--items", "1", "--max-retries", "0")
     assert res.returncode == 1, res.stdout
@@ -294,13 +294,15 @@ def test_7_recorder_refuses_impossible_logprobs(tmp_path, action):
     assert not (tmp_path / "s" / "runs").exists() or not list((tmp_path / "s" / "runs").iterdir())
 
 
-def test_7_importer_refuses_a_row_whose_digits_are_all_minus_infinity(tmp_path):
+@pytest.mark.parametrize("value", ["-inf", "-1e308"])
+def test_7_importer_refuses_a_row_whose_digits_are_all_minus_infinity(tmp_path, value):
+    """The same row rule as the recorder's (lp_tiny above): digits given, none usable."""
     path = logprob_csv(tmp_path / "v" / "m_logprobs.csv")
     lines = path.read_text().splitlines()
-    lines[3] = "2,3," + ",".join(["-inf"] * 6)
+    lines[3] = "2,3," + ",".join([value] * 6)
     path.write_text("\n".join(lines) + "\n")
     res = run_cli("import", str(path), "--temperature", "1", "--store", str(tmp_path / "s"))
-    assert res.returncode == 2 and ":4:" in res.stderr and "-inf" in res.stderr
+    assert res.returncode == 2 and ":4:" in res.stderr and "no digit has a usable probability" in res.stderr
 
 
 # ----- 8. replies that are not completions ------------------------------------------------------

@@ -48,3 +48,13 @@ def request_keys(requests: Any) -> Any:
     import polars as pl
 
     return pl.Series("request_key", list(map(sha256_text, requests.to_list())), dtype=pl.String)
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads`` for input from outside (files, rows, replies): nesting too deep for the
+    parser is a ValueError like any other malformed JSON, so every caller's one-line error
+    covers it (a RecursionError would end the command as an internal error)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None

@@ -7,7 +7,6 @@ documented in docs/instrument-format.md). MFQ-30 ships as the default.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ToolkitError
-from .hashing import canonical_json, sha256_text
+from .hashing import canonical_json, parse_json, sha256_text
 
 FORMAT = "toolkit-instrument/1"
 DEFAULT_INSTRUMENT = "mfq30"
@@ -168,11 +167,11 @@ def load_instrument(name_or_path: str | Path | None = None) -> Instrument:
     path = Path(target)
     if path.suffix == ".json" or path.exists():
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raw = parse_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
             raise ToolkitError(f"cannot read instrument: {exc}", path=str(path)) from None
         return parse_instrument(raw, str(path))
     res = resources.files("toolkit") / "instruments" / f"{target}.json"
     if not res.is_file():
         raise ToolkitError(f"unknown instrument {str(target)!r} (give a name shipped with the toolkit or a path)")
-    return parse_instrument(json.loads(res.read_text(encoding="utf-8")), f"instruments/{target}.json")
+    return parse_instrument(parse_json(res.read_text(encoding="utf-8")), f"instruments/{target}.json")

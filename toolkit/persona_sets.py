@@ -7,22 +7,21 @@ same way and agree on its label and digest.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .errors import ToolkitError
-from .hashing import canonical_json, sha256_text
+from .hashing import canonical_json, parse_json, sha256_text
 
 
 def read_persona_json(path: str | Path) -> tuple[str, Any]:
     """The file's label (its "name", else its stem) and its list, unchecked."""
     path = Path(path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raw = parse_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
         raise ToolkitError(f"cannot read persona file: {exc}", path=str(path)) from None
     label = path.stem
     if isinstance(raw, dict):
@@ -48,7 +47,7 @@ def load_personas(source: str | Path | None = None) -> PersonaSet:
         res = resources.files("toolkit") / "personas" / f"{name}.json"
         if not res.is_file():
             raise ToolkitError(f"unknown persona set {name!r}")
-        raw, label = json.loads(res.read_text(encoding="utf-8")), name
+        raw, label = parse_json(res.read_text(encoding="utf-8")), name
     else:
         label, raw = read_persona_json(source)
     if isinstance(raw, dict):

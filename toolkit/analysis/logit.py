@@ -14,7 +14,6 @@ are bit-identical for any --jobs, thread count, BLAS kernel and CPU.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +21,7 @@ import polars as pl
 from joblib import delayed
 
 from ..errors import ToolkitError
+from ..hashing import parse_json
 from ..instrument import Instrument
 from ..store import RunManifest, Store
 from .cells import newest_per_slot
@@ -55,8 +55,8 @@ def _topk_min(raw: str | None) -> float | None:
     if not raw:
         return None
     try:
-        entries = json.loads(raw)
-    except json.JSONDecodeError:
+        entries = parse_json(raw)
+    except ValueError:
         return None
     if isinstance(entries, dict):
         entries = entries.get("top_logprobs") or entries.get("content") or []

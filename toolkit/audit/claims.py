@@ -19,7 +19,6 @@ silently left out). docs/claims.md describes the format.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -31,6 +30,7 @@ import polars as pl
 
 from ..analysis.numerics import fmean
 from ..errors import ToolkitError
+from ..hashing import parse_json
 
 FORMAT = "toolkit-claims/1"
 RUN_METRICS = {"S", "S_se", "R", "R_se", "sigma_bar", "sigma_bar_se", "delta_S_pct", "delta_R_pct",
@@ -97,8 +97,8 @@ class ClaimSet:
 def is_claims_file(path: Path) -> bool:
     """A claims file (``format`` toolkit-claims/1): the only file ``claims draft`` replaces."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        doc = parse_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return False
     return isinstance(doc, dict) and doc.get("format") == FORMAT
 
@@ -107,17 +107,16 @@ def load_claims(name_or_path: str | Path) -> ClaimSet:
     """A shipped claims file by name (``costa2026-em.json``) or any claims file by path."""
     path = Path(name_or_path)
     if path.is_file():
-        text, source = path.read_text(encoding="utf-8"), str(path)
+        data, source = path.read_bytes(), str(path)
     else:
         res = resources.files("toolkit") / "data" / "claims" / str(name_or_path)
         if not res.is_file():
             raise ToolkitError("no such claims file", path=str(name_or_path))
-        text, source = res.read_text(encoding="utf-8"), f"claims/{name_or_path}"
+        data, source = res.read_bytes(), f"claims/{name_or_path}"
     try:
-        raw = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise ToolkitError(f"malformed claims file: {reason}", path=source) from None
+        raw = parse_json(data.decode("utf-8"))
+    except ValueError as exc:
+        raise ToolkitError(f"malformed claims file: {exc}", path=source) from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT or not isinstance(raw.get("claims"), list):
         raise ToolkitError(f"malformed claims file: expected format {FORMAT!r} with a 'claims' list", path=source)
     for key in ("paper", "dataset", "baseline"):

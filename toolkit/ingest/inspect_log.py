@@ -27,7 +27,9 @@ from ..errors import ToolkitError
 from ..hashing import canonical_json, sha256_bytes
 from ..instrument import Instrument
 from ..store.manifest import new_run
+from ..store.rows import first_problem
 from .base import ROW_COLUMNS
+from .source import INT32_MAX
 
 ENDPOINT = "inspect"
 SUFFIXES = (".eval",)  # and .json files whose content is an Inspect log
@@ -44,6 +46,11 @@ def is_inspect_log(path: Path) -> bool:
     return b'"eval"' in head and b'"version"' in head
 
 
+def _whole(value: object) -> bool:
+    """A whole number the store's int32 columns hold (1.0 and True are not ids)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= INT32_MAX
+
+
 def _read_log(path: Path, data: bytes):
     try:
         from inspect_ai.log import read_eval_log
@@ -56,7 +63,20 @@ def _read_log(path: Path, data: bytes):
         try:
             return read_eval_log(str(copy))
         except Exception as exc:  # a zip, JSON or schema error: all mean "not a log we can read"
-            raise ToolkitError(f"not a readable Inspect log: {type(exc).__name__}: {exc}", path=str(path)) from None
+            raise ToolkitError(f"not a readable Inspect log: {_first_problem(exc)}", path=str(path)) from None
+
+
+def _first_problem(exc: Exception) -> str:
+    """One line for a reader's error: a schema error's first field and message (pydantic lists
+    every field over many lines)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            return f"field {'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        except Exception:  # not pydantic's shape after all
+            pass
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
 def top_k_digits(output, inst: Instrument) -> tuple[list[float | None], str | None]:
@@ -103,9 +123,9 @@ def parse_inspect_log(path: Path, instrument: Instrument, *, model: str | None =
                                f"({instrument.digest[:12]}…): give that instrument with --instrument", path=str(path))
         if meta["mode"] != first["mode"]:
             raise ToolkitError(f"samples of modes {first['mode']} and {meta['mode']} in one log", path=str(path))
-        pid = meta.get("persona_id")
-        if meta["item_id"] not in instrument.item_ids or not (pid is None or (isinstance(pid, int) and pid >= 0)) \
-                or not (isinstance(s.epoch, int) and s.epoch >= 1):
+        pid, item = meta.get("persona_id"), meta["item_id"]
+        if not (_whole(item) and item in instrument.item_ids and (pid is None or _whole(pid))
+                and _whole(s.epoch) and s.epoch >= 1):
             raise ToolkitError(f"sample {s.id!r} epoch {s.epoch}: persona {pid!r}, item {meta['item_id']!r} is not a "
                                f"slot of instrument {instrument.name!r}", path=str(path))
     run_mode = first["mode"]
@@ -170,6 +190,10 @@ def parse_inspect_log(path: Path, instrument: Instrument, *, model: str | None =
         r = twice.row(0, named=True)
         raise ToolkitError(f"persona {r['persona_id']} item {r['item_id']} epoch {r['repetition']} appears in more "
                            "than one sample", path=str(path))
+    if (bad := first_problem(frame, run_mode)) is not None:  # the one row rule (recorder, importers)
+        r = frame.row(bad[0], named=True)
+        raise ToolkitError(f"sample of persona {r['persona_id']} item {r['item_id']} epoch {r['repetition']}: "
+                           f"{bad[1]}", path=str(path))
     table = store_rows(frame.drop("request"), manifest, provenance=f"{ENDPOINT}:{path.name}@sha256:{sha}",
                        requests=frame["request"])
     manifest.sources = [{"file": path.name, "sha256": sha, "bytes": len(data)}]

@@ -35,15 +35,9 @@ def parse(src: Source) -> FormatRows:
             raise src.error(f"column {name!r}: {raw[i]!r} is not a log-probability", i)
         digit_cols.append(val.alias(name))
     digits = pl.DataFrame(digit_cols)
-    # A digit absent from the top-k list is empty (imputed later); one given as -inf claims
-    # probability 0, which finite logits cannot produce for every digit at once.
-    finite = digits.select(pl.sum_horizontal([pl.col(c).is_finite().fill_null(False) for c in digits.columns]))
-    given = digits.select(pl.sum_horizontal([pl.col(c).is_not_null() for c in digits.columns]))
-    if (i := first_bad((finite.to_series() == 0) & (given.to_series() > 0))) is not None:
-        raise src.error("every digit log-probability is -inf (probability 0 for the whole scale)", i)
-    mass = digits.select(pl.sum_horizontal([pl.col(c).exp().fill_null(0.0) for c in digits.columns]))
-    if (i := first_bad(mass.to_series() > 1.0 + 1e-6)) is not None:
-        raise src.error(f"digit probabilities sum to {mass.to_series()[i]:.6g} > 1", i)
+    # A digit absent from the top-k list is empty (imputed later). What the digits together may
+    # be (none all -inf, a total of at most 1) is the store's one row rule, applied to every
+    # importer's rows (store/rows.py).
     first = src.optional("first_token", lambda: df["first_token"].str.strip_chars(),
                          pl.repeat("", n, dtype=pl.String, eager=True), "no sampled rating")
     first_int = first.cast(pl.Int64, strict=False)

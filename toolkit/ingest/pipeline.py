@@ -21,6 +21,7 @@ from ..hashing import request_keys, sha256_bytes
 from ..instrument import Instrument
 from ..store import ROW_SCHEMA, RunManifest
 from ..store.manifest import new_run
+from ..store.rows import first_problem
 from . import FORMATS, long_format
 from .base import SourceFormat
 from .source import Source, first_bad, open_source, read_source
@@ -116,6 +117,8 @@ def parse_file(path: Path, instrument: Instrument, *, model: str | None = None, 
     rows = got.rows.with_columns(pl.Series("source_line", src.lines.start, dtype=pl.Int64))
     if (i := first_bad(~rows["item_id"].is_in(instrument.item_ids))) is not None:
         raise src.error(f"question_id {rows['item_id'][i]} is not an item of instrument {instrument.name!r}", i)
+    if (bad := first_problem(rows, got.mode)) is not None:  # the one row rule (recorder, importers, Inspect)
+        raise src.error(bad[1], bad[0])
     rows = _collapse_duplicates(rows, src)
     table = store_rows(rows, manifest, provenance=f"{ENDPOINT}:{path.name}@sha256:{source_sha}")
     manifest.sources = [{"file": path.name, "sha256": source_sha, "bytes": len(data)}]

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from ..errors import ToolkitError
+from ..hashing import parse_json
 from ..instrument import Instrument
 
 INT32_MAX = 2**31 - 1
@@ -202,9 +203,9 @@ def _read_jsonl(path: Path, data: bytes) -> pl.DataFrame:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ToolkitError(f"not valid JSON: {exc.msg}", path=str(path), line=i) from None
+            obj = parse_json(line)
+        except ValueError as exc:
+            raise ToolkitError(f"not valid JSON: {getattr(exc, 'msg', exc)}", path=str(path), line=i) from None
         if not isinstance(obj, dict):
             raise ToolkitError("a JSON Lines row must be an object", path=str(path), line=i)
         rows.append({k: v if isinstance(v, str) or v is None else json.dumps(v) for k, v in obj.items()})

@@ -22,6 +22,7 @@ from ..errors import ToolkitError
 from ..instrument import Instrument
 from ..store import RunManifest, Store
 from ..store.manifest import check_run_fields, new_run
+from ..store.rows import row_problem
 from .backends.base import DEFAULT_BREAKER, Backend, BackendError, FatalBackendError
 from .plan import Plan, Slot
 from .progress import Progress
@@ -65,6 +66,9 @@ def run_slot(backend: Backend, instrument: Instrument, plan: Plan, slot: Slot, r
     }
     if proto.mode == "logprob":
         d = backend.digit_logprobs(slot.messages, list(instrument.scale), seed=slot.seed)
+        problem = row_problem("logprob", d.top_text, d.logprobs)  # the importers' rule: nothing stored in vain
+        if problem is not None:
+            raise BackendError(f"the reply cannot be analysed: {problem}")
         row.update(response=d.top_text, rating=instrument.extract_rating(d.top_text), failures=0,
                    digit_logprobs=d.logprobs, top_logprobs=d.top_logprobs_json, finish_reason=d.finish_reason,
                    latency_s=d.latency_s, collected_at=_now())

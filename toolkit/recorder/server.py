@@ -14,6 +14,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ..hashing import parse_json
 from .backends.base import Backend
 from .plan import PROTOCOL_DEFAULTS
 
@@ -45,7 +46,7 @@ def _handler(backend: Backend, model_name: str):
                 self._send(404, {"error": {"message": "not found"}})
                 return
             try:
-                req = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                req = parse_json(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 messages = req["messages"]
             except (ValueError, KeyError, TypeError):
                 self._send(400, {"error": {"message": "malformed request"}})
@@ -55,7 +56,7 @@ def _handler(backend: Backend, model_name: str):
             if req.get("logprobs"):
                 d = backend.digit_logprobs(messages, list(range(10)), seed=seed)
                 asked = int(req.get("top_logprobs") or PROTOCOL_DEFAULTS["top_logprobs"])
-                top = json.loads(d.top_logprobs_json)[:asked]
+                top = parse_json(d.top_logprobs_json)[:asked]
                 choice.update(message={"role": "assistant", "content": d.top_text}, finish_reason="length",
                               logprobs={"content": [{"token": d.top_text, "logprob": top[0]["logprob"],
                                                      "top_logprobs": top}]})

@@ -11,6 +11,7 @@ import json
 
 import polars as pl
 
+from ..hashing import parse_json
 from ..store import RunManifest, Store
 
 SHOW_COLUMNS = ["run_id", "persona_id", "item_id", "repetition", "rating", "failures", "response", "attempts",
@@ -39,7 +40,7 @@ def completions(store: Store, runs: list[RunManifest], *, persona: list[int] | N
 def _request_text(request: str) -> list[str]:
     """The request's messages as ``role: content`` lines when it has them, else its JSON."""
     try:
-        obj = json.loads(request)
+        obj = parse_json(request)
     except (TypeError, ValueError):
         return [f"  {request}"]
     messages = obj.get("messages") if isinstance(obj, dict) else None

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import io
-import json
 import os
 import shutil
 import tempfile
@@ -28,7 +27,7 @@ from zlib import error as zlib_error
 
 from .. import __version__
 from ..errors import StoreCorrupt, ToolkitError
-from ..hashing import canonical_json, sha256_bytes
+from ..hashing import canonical_json, parse_json, sha256_bytes
 from .atomic import atomic_write_bytes
 from .manifest import DIGEST_RE, RunManifest, manifest_filename
 from .output import check_output_file
@@ -169,8 +168,8 @@ def _read_checked(zf: zipfile.ZipFile, root: Path, where: str) -> BundleInfo:
                 raise StoreCorrupt(f"member {name} is larger than a run manifest can be", path=where)
             data = _copy(zf, by_name[name], members[name], _target(root, name), where)
             try:
-                manifests.append(RunManifest.from_dict(json.loads(data)))
-            except (ValueError, TypeError, RecursionError) as exc:
+                manifests.append(RunManifest.from_dict(parse_json(data)))
+            except (ValueError, TypeError) as exc:
                 raise StoreCorrupt(f"member {name} is not a run manifest ({str(exc)[:200]})", path=where) from None
     segment_sizes = {f"store/objects/{seg.object[:2]}/{seg.object}.parquet": seg.bytes
                      for m in manifests for seg in m.segments}
@@ -202,7 +201,7 @@ def _index(zf: zipfile.ZipFile, entry: zipfile.ZipInfo, where: str) -> tuple[dic
     except (zipfile.BadZipFile, zlib_error, EOFError) as exc:
         raise StoreCorrupt(f"member {INDEX} cannot be read: {exc}", path=where) from None
     try:
-        index = json.loads(raw)
+        index = parse_json(raw)
         if not isinstance(index, dict) or index.get("format") != FORMAT:
             raise ValueError(f"format {index.get('format') if isinstance(index, dict) else None!r}")
         members = index.get("members")
@@ -216,8 +215,6 @@ def _index(zf: zipfile.ZipFile, entry: zipfile.ZipInfo, where: str) -> tuple[dic
         runs = index.get("runs")
         if not isinstance(runs, list) or not all(isinstance(r, str) for r in runs):
             raise ValueError("'runs' is not a list of run ids")
-    except RecursionError:
-        raise StoreCorrupt(f"member {INDEX} is not a bundle index (nested too deeply)", path=where) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise StoreCorrupt(f"member {INDEX} is not a bundle index ({str(exc)[:200]})", path=where) from None
     if sha256_bytes(canonical_json(members).encode("utf-8")) != index.get("digest"):

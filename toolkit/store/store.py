@@ -20,7 +20,6 @@ The store knows rows, segments and manifests; it knows nothing of S or R.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -34,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import StoreCorrupt, ToolkitError
-from ..hashing import canonical_json, sha256_bytes, sha256_text
+from ..hashing import canonical_json, parse_json, sha256_bytes, sha256_text
 from ..instrument import Instrument, parse_instrument
 from .atomic import TMP_PREFIX, atomic_write_bytes
 from .manifest import (
@@ -247,7 +246,7 @@ class Store:
     def instrument(self, digest: str) -> Instrument:
         path = self.instruments_dir / f"{digest}.json"
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = parse_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise StoreCorrupt(f"instrument {digest} is missing from the store", path=str(path)) from None
         except (ValueError, UnicodeDecodeError, OSError) as exc:
@@ -289,7 +288,7 @@ class Store:
         try:
             if not path.is_file() or path.suffix != ".json":
                 raise ManifestError("not a manifest file")
-            m = RunManifest.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            m = RunManifest.from_dict(parse_json(path.read_text(encoding="utf-8")))
         except (ValueError, UnicodeDecodeError, OSError) as exc:
             raise StoreCorrupt(f"unreadable run manifest: {exc}", path=str(path)) from None
         if path.name != manifest_filename(m.run_id):
@@ -445,7 +444,7 @@ class Store:
             if path.name.startswith(TMP_PREFIX):
                 continue
             try:
-                ok = sha256_text(canonical_json(json.loads(path.read_text(encoding="utf-8")))) + ".json" == path.name
+                ok = sha256_text(canonical_json(parse_json(path.read_text(encoding="utf-8")))) + ".json" == path.name
             except (ValueError, UnicodeDecodeError, OSError):
                 ok = False
             if not ok:

@@ -65,7 +65,5 @@ def digits_from_top(top: Sequence[tuple[str, float]], scale: Sequence[int]) -> l
             found.setdefault(int(text), []).append(float(logprob))
     # one token: its log-probability as sent; several: their total, correctly rounded (libm's
     # exp and log differ by C library and CPU, and a stored value must not)
-    return [log_sum_exp(found[r]) if r in found and max(found[r]) >= UNDERFLOW else None for r in scale]
-
-
-UNDERFLOW = -745.1332191019412  # exp of anything below is 0 in double precision: no probability left
+    # a digit the list gives is kept as given, however small: the row rule (store/rows.py) judges it
+    return [log_sum_exp(found[r]) if r in found else None for r in scale]

@@ -31,6 +31,8 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 
 from ...errors import ToolkitError
+from ...hashing import parse_json
+from ...store.rows import LOGPROB_SLACK
 from ..plan import PROTOCOL_DEFAULTS
 from .base import DEFAULT_BREAKER, BackendError, DigitLogprobs, FatalBackendError, Generation, digits_from_top
 
@@ -38,7 +40,6 @@ RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 DEFAULT_MAX_REPLY_BYTES = 1 << 20  # a chat completion of --long-max-tokens 64 is a few kB
 _SECRET_PARAM = re.compile(r"key|token|secret|auth|passw|signature|sig$", re.IGNORECASE)
 _BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
-LOGPROB_SLACK = 1e-6  # rounding in a server's log-probabilities: a top-k list may sum to 1 + this
 
 
 class _Retryable(Exception):
@@ -217,7 +218,7 @@ class OpenAIBackend:
         if not 200 <= status < 300:
             raise _Retryable(f"unexpected HTTP status {status}")
         try:
-            body = json.loads(text)
+            body = parse_json(text)
             choice = body["choices"][0]
             content = choice["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):

@@ -13,13 +13,13 @@ the backend (``options.extra``), checked against the names the spec declares.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...errors import ToolkitError
+from ...hashing import parse_json
 from ..plan import Protocol
 from .base import DEFAULT_BREAKER, Backend
 
@@ -153,8 +153,8 @@ def parse_extra_body(text: str | None) -> dict[str, Any]:
     if not text:
         return {}
     try:
-        body = json.loads(text)
-    except json.JSONDecodeError as exc:
+        body = parse_json(text)
+    except ValueError as exc:
         raise ToolkitError(f"--extra-body is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ToolkitError("--extra-body must be a JSON object of extra request fields")
