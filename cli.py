@@ -194,12 +194,13 @@ def _check_plot(plot_path: str | None, dpi: float | None) -> None:
         check_dpi(dpi)
 
 
-def _finish(problems: list[str]) -> None:
+def _finish(problems: list[str], analyzed: bool = True) -> None:
     """Name every run an analysis left out, on stderr; exit 1 unless every selected run made it."""
     for p in problems:
         click.echo(f"skipped: {p}", err=True)
     if problems:
-        click.echo(f"{len(problems)} selected run(s) could not be analyzed; the others are above", err=True)
+        others = "the others are above" if analyzed else "no selected run could be analyzed"
+        click.echo(f"{len(problems)} selected run(s) could not be analyzed; {others}", err=True)
         sys.exit(1)
 
 
@@ -435,6 +436,21 @@ def compact(run_id, grace, store_dir):
     click.echo(f"removed {len(removed)} unreferenced object(s)")
 
 
+@main.command("rm")
+@click.argument("run_ids", nargs=-1, required=True)
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@_store_option
+@_guard
+def rm(run_ids, dry_run, store_dir):
+    """Remove runs (a bad or test run) from the store: their manifests now, their segments at the
+    next `toolkit compact`. Every RUN_ID is checked first; an unknown one removes nothing."""
+    store = _store(store_dir, write=True)
+    for m in store.remove_runs(list(run_ids), dry_run=dry_run):
+        click.echo(f"{'would remove' if dry_run else 'removed'} {m.run_id} ({m.rows} rows)")
+    if not dry_run:
+        click.echo("its segments are freed by the next `toolkit compact`")
+
+
 @main.command()
 @_selection_options
 @click.option("--by", type=click.Choice(["run", "group"]), default="run", show_default=True,
@@ -453,10 +469,11 @@ def analyze(model, variant, temperature, run_id, by, columns, options, store_dir
     notes: list[str] = []
     df = run_analysis(_store(store_dir), by_group=by == "group", options=options, problems=problems, notes=notes,
                       **_selection(model, variant, temperature, run_id))
-    _emit(_view(df, columns, fmt), fmt)
+    if len(df) or not problems or fmt != "table":  # no empty table above "could not be analyzed"
+        _emit(_view(df, columns, fmt), fmt)
     for n in notes:
         click.echo(f"note: {n}", err=True)
-    _finish(problems)
+    _finish(problems, analyzed=len(df) > 0)
 
 
 @main.command()
@@ -659,14 +676,14 @@ def curves(model, variant, temperature, run_id, tmin, tmax, points, temperatures
         _emit(_view(df.filter(df["temperature"].is_in(at.implode())), columns, fmt, curves_view), fmt)
         click.echo(f"({SHOWN_TEMPERATURES} of {len(grid)} temperatures shown: --all for every one, --format csv for "
                    "the data)", err=True)
-    else:
+    elif len(df) or not problems or fmt != "table":  # no empty table above "could not be analyzed"
         _emit(_view(df, columns, fmt, curves_view), fmt)
     if plot_path and len(df):
         from toolkit.report.figures import figure_options, plot_curves
 
         with figure_options(dpi):
             plot_curves(df, plot_path)
-    _finish(problems)
+    _finish(problems, analyzed=len(df) > 0)
 
 
 @main.command()
@@ -751,7 +768,7 @@ def record(backend, backend_options, model, model_path, base_url, api_key_env, e
     """
     from toolkit.instrument import load_instrument
     from toolkit.recorder.backends.registry import RecordOptions, check_extra, get_backend, parse_extra_body
-    from toolkit.recorder.plan import Protocol, build_plan, load_personas, next_generation
+    from toolkit.recorder.plan import Protocol, build_plan, load_personas, next_generation, small_top_k
     from toolkit.recorder.record import prepare
     from toolkit.recorder.record import record as run_record
     from toolkit.recorder.writer import existing_keys
@@ -786,6 +803,10 @@ def record(backend, backend_options, model, model_path, base_url, api_key_env, e
         click.echo(f"planned {len(plan.slots)}")
         click.echo(f"cached {plan.cached}")
         click.echo(f"to_send {len(plan.to_send)}")
+        if small_top_k(proto, inst):
+            click.echo(f"warning: --top-logprobs {proto.top_logprobs} lists at most {proto.top_logprobs} tokens: a "
+                       "cell whose digits all fall outside it has no digit, and the logit method cannot use it (20 "
+                       "is the usual choice)", err=True)
         return
     if replay_only:
         _replay_report(template.run_id, plan)
@@ -806,6 +827,10 @@ def record(backend, backend_options, model, model_path, base_url, api_key_env, e
             click.echo(f"  failed: {e}", err=True)
         for name in summary.served:
             click.echo(f"warning: the server reports model {name!r}, not {model_name!r} as recorded", err=True)
+        if summary.no_digit:
+            click.echo(f"warning: {summary.no_digit} of {summary.stored} stored cells have no digit of the scale in "
+                       f"their top-k list (--top-logprobs {proto.top_logprobs}); the logit method cannot use them: "
+                       "record with a larger --top-logprobs under another --variant", err=True)
     if summary.stopped:
         click.echo(f"error: recording stopped: {summary.stopped}; the {summary.stored} row(s) stored are kept and a "
                    "new `record` sends only what is missing", err=True)

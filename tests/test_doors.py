@@ -298,3 +298,112 @@ def test_write_commands_in_the_source_tree_never_write_the_demo_store():
     res = run_cli("simulate", "--runs", "1", "--personas", "3", "--repetitions", "1", cwd=ROOT)
     assert res.returncode == 2 and "read-only" in one_line(res)
     assert tree_bytes(ROOT / "parquet") == before
+
+
+# ----- one bad run never stops the rest ----------------------------------------------------------
+def _logprob_csv_with_empty_cells(path: Path) -> Path:
+    """A logprob run whose top-k list held no digit for about half of its cells."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    lines = [",".join(["persona_id", "question_id"] + [f"digit_{k}_logprob" for k in range(6)])]
+    for p in range(3):
+        for q in range(1, 31):
+            values = [repr(float(v)) for v in -np.abs(rng.normal(3, 1, 6)) - 1]
+            lines.append(",".join([str(p), str(q)] + ([""] * 6 if rng.random() < 0.47 else values)))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_run_that_cannot_be_analyzed_leaves_the_others_reported(tmp_path):
+    store = tmp_path / "s"
+    assert run_cli("simulate", "--runs", "1", "--personas", "5", "--repetitions", "2", "--store", str(store)) \
+        .returncode == 0
+    lp = _logprob_csv_with_empty_cells(tmp_path / "small_logprobs.csv")
+    assert run_cli("import", str(lp), "--temperature", "1", "--store", str(store)).returncode == 0
+    res = run_cli("analyze", "--format", "csv", "--store", str(store))
+    assert res.returncode == 1 and "sim-0000" in res.stdout and "skipped: run mfq30/" in res.stderr
+    rep = run_cli("report", "--out", str(tmp_path / "rep"), "--store", str(store))
+    assert rep.returncode == 1 and (tmp_path / "rep" / "index.html").is_file()
+    curves = run_cli("curves", "--store", str(store))
+    assert curves.returncode == 1 and curves.stdout == "" and "no selected run could be analyzed" in curves.stderr
+
+
+def test_a_self_run_on_some_foundations_draws_what_exists(tmp_path):
+    import random
+
+    rng = random.Random(1)
+    for variant, items in (("base", range(1, 31)), ("narrow", [1, 2, 3])):
+        lines = ["question_id,run_index,rating,failures,response,collected_at"]
+        lines += [f"{q},{k},{rng.randint(0, 5)},0,x," for q in items for k in range(1, 4)]
+        (tmp_path / variant).mkdir()
+        (tmp_path / variant / "m_temp01_self.csv").write_text("\n".join(lines) + "\n")
+    store = tmp_path / "s"
+    assert run_cli("import", str(tmp_path / "base"), str(tmp_path / "narrow"), "--store", str(store)).returncode == 0
+    res = run_cli("report", "--mode", "self", "--out", str(tmp_path / "rep"), "--store", str(store))
+    assert res.returncode == 0, res.stderr
+    assert any((tmp_path / "rep" / "figures").iterdir())
+
+
+# ----- removing a run, and what kill -9 leaves behind ---------------------------------------------
+def test_rm_removes_a_run_and_compact_frees_its_segments(tmp_path):
+    store = tmp_path / "s"
+    assert run_cli("simulate", "--runs", "2", "--personas", "3", "--repetitions", "2", "--store", str(store)) \
+        .returncode == 0
+    victim = next(m for m in json.loads(run_cli("runs", "--format", "json", "--store", str(store)).stdout)
+                  if m["model"] == "sim-0001")["run_id"]
+    before = tree_bytes(store)
+    dry = run_cli("rm", victim, "--dry-run", "--store", str(store))
+    assert dry.returncode == 0 and "would remove" in dry.stdout and tree_bytes(store) == before
+    unknown = run_cli("rm", victim, "mfq30/base/nobody/T0.7/persona", "--store", str(store))
+    assert unknown.returncode == 2 and tree_bytes(store) == before  # all or nothing
+    assert run_cli("rm", victim, "--store", str(store)).returncode == 0
+    assert victim not in run_cli("runs", "--store", str(store)).stdout
+    freed = run_cli("compact", "--grace", "0", "--store", str(store))
+    assert freed.returncode == 0 and "removed 1 unreferenced" in freed.stdout
+    assert run_cli("verify", "--store", str(store)).returncode == 0
+
+
+def test_compact_removes_old_temporary_leftovers_but_not_a_file_being_written(tmp_path):
+    import os
+    import time
+
+    store = tmp_path / "s"
+    assert run_cli("simulate", "--runs", "1", "--personas", "3", "--repetitions", "2", "--store", str(store)) \
+        .returncode == 0
+    old = store / "runs" / ".tmp-abandoned"
+    old.write_text("half a manifest")
+    os.utime(old, (time.time() - 2 * 86400,) * 2)
+    held = store / "objects" / ".tmp-in-progress"
+    with open(held, "w") as fh:  # held open by this (live) process
+        os.utime(held, (time.time() - 2 * 86400,) * 2)
+        res = run_cli("compact", "--grace", "3600", "--store", str(store))
+        assert res.returncode == 0
+        assert not old.exists() and held.exists()
+        fh.write("still writing")
+
+
+def test_a_report_killed_mid_write_leaves_nothing_the_next_report_keeps(small, tmp_path):
+    dead = tmp_path / ".rep.partial-999999999"  # no such process
+    dead.mkdir()
+    (dead / "index.html").write_text("half")
+    assert run_cli("report", "--out", str(tmp_path / "rep"), "--store", str(small)).returncode == 0
+    assert not dead.exists()
+
+
+def test_record_plan_of_a_shipped_model_downloads_nothing(tmp_path):
+    res = run_cli("record", "--backend", "local", "--model-path", "smollm2", "--model", "SmolLM2-135M-Instruct",
+                  "--mode", "logprob", "--limit-personas", "1", "--top-logprobs", "5", "--plan",
+                  "--store", str(tmp_path / "s"), env={"TOOLKIT_MODELS": str(tmp_path / "models")})
+    assert res.returncode == 0 and "to_send 30" in res.stdout
+    assert not (tmp_path / "models").exists()
+    assert "--top-logprobs 5" in res.stderr  # a small top-k is warned about before anything is paid
+
+
+def test_the_retention_hint_names_the_re_ask(tmp_path):
+    store = tmp_path / "s"
+    res = run_cli("simulate", "--runs", "1", "--personas", "3", "--repetitions", "1", "--invalid-share", "0.6",
+                  "--store", str(store))
+    assert res.returncode == 0
+    out = run_cli("analyze", "--store", str(store))
+    assert out.returncode == 1 and "record --refresh" in out.stderr and out.stdout == ""

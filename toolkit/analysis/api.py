@@ -66,7 +66,7 @@ def analyze(
     runs = runs_for(store, selection, ("persona", "logprob"), "analyze", among=all_runs)
     logprob_runs = [m for m in runs if m.mode == "logprob"]
     runs = [m for m in runs if m.mode == "persona"]
-    logit_rows = _logprob_point_rows(store, logprob_runs, by_group, options)
+    logit_rows = _logprob_point_rows(store, logprob_runs, by_group, options, problems)
     if not runs:
         return logit_rows
     units = family_units(all_runs, runs, options.retention, largest=None if options.jobs == 1 else 8)
@@ -86,7 +86,8 @@ def analyze(
     return pl.concat([sampled, logit_rows]) if len(logit_rows) else sampled
 
 
-def _logprob_point_rows(store: Store, runs, by_group: bool, options: AnalysisOptions) -> pl.DataFrame:
+def _logprob_point_rows(store: Store, runs, by_group: bool, options: AnalysisOptions,
+                        problems: list[str] | None = None) -> pl.DataFrame:
     """Logprob runs in `analyze`: the logit-method values at the run's own temperature.
 
     The SE is the persona bootstrap alone: the rating distribution is exact, so there is no
@@ -95,7 +96,12 @@ def _logprob_point_rows(store: Store, runs, by_group: bool, options: AnalysisOpt
     schema: Any = ANALYZE_SCHEMA
     frames = []
     for m in runs:
-        curve = curves_for([load_logprobs(store, m)], temperature_grid(temperatures=[m.temperature]), by_group=by_group,
+        try:  # one run that cannot be analyzed never stops the others
+            loaded = load_logprobs(store, m)
+        except ToolkitError as exc:
+            skip(problems, f"run {m.run_id}: cannot be analyzed: {exc.reason.removeprefix(f'run {m.run_id}: ')}", exc)
+            continue
+        curve = curves_for([loaded], temperature_grid(temperatures=[m.temperature]), by_group=by_group,
                            options=options)
         frames.append(curve.with_columns(
             pl.lit(m.temperature).alias("temperature"), pl.col("S").alias("S_corrected"),

@@ -210,8 +210,9 @@ def retain(loaded: list[RunCounts], selected: set[str], rule: str,
             refused[run_id] = (
                 f"run {run_id}: only {ids.size} persona(s) have a valid rating on all "
                 f"{rc.counts.shape[1]} items (retention keeps a persona only when every item has one); "
-                "S and R need at least 2 (record the missing answers with `toolkit record`, which sends "
-                "only what the store lacks)")
+                "S and R need at least 2. Answers never recorded: `toolkit record` sends only what the "
+                "store lacks; answers stored but unparseable (rating -1): re-ask them with `toolkit record "
+                "--refresh`, a new generation that analysis prefers")
         else:
             out.append((rc, ids))
     return out, refused

@@ -161,3 +161,10 @@ def next_generation(have: set[str], build) -> int:
     while any(s.key in have for s in build(g).slots):
         g += 1
     return g
+
+
+def small_top_k(protocol: Protocol, instrument: Instrument) -> bool:
+    """Whether a logprob protocol's top-k list is short enough to miss every digit of a cell
+    often (fewer than twice the scale's points: a small model spreads its mass widely)."""
+    return (protocol.mode == "logprob" and protocol.top_logprobs is not None
+            and protocol.top_logprobs < 2 * instrument.n_points)

@@ -44,6 +44,7 @@ class RecordSummary:
     errors: tuple[str, ...] = ()
     stopped: str | None = None  # why the recording stopped before the end (fatal error, breaker)
     served: list[str] = field(default_factory=list)  # model names the server reported, other than --model
+    no_digit: int = 0  # logprob slots stored whose top-k list held no digit of the scale
 
     def line(self) -> str:
         return (f"run {self.run_id}: planned {self.planned}, cached {self.cached}, sent {self.sent}, "
@@ -208,6 +209,8 @@ def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *
                     if served and served != plan.model and served not in summary.served:
                         summary.served.append(served)
                     writer.add(row)
+                    if plan.protocol.mode == "logprob" and all(v is None for v in row.get("digit_logprobs") or [None]):
+                        summary.no_digit += 1
                     bar.update(ok=True)
                 top_up()
     finally:

@@ -170,20 +170,30 @@ def radar_figure(profiles: pl.DataFrame, *, family, display: dict | None = None,
                              squeeze=False)
     for ax in axes.ravel()[len(families):]:
         ax.set_visible(False)
+    def value(part: pl.DataFrame, group: str, column: str) -> float:
+        """The group's value, NaN when the run has none (matplotlib leaves a gap there)."""
+        hit = part.filter(pl.col("group") == group)[column]
+        return float(hit[0]) if len(hit) and hit[0] is not None else float("nan")
+
     for ax, fam in zip(axes.ravel(), families):
         present = set(df.filter(pl.col("family") == fam)["variant"])
         others = sorted(present - set(VARIANT_STYLE))
+        missing = []
         for v in [v for v in VARIANT_STYLE if v in present] + others:
             part = df.filter((pl.col("family") == fam) & (pl.col("variant") == v))
-            mean = np.array([part.filter(pl.col("group") == g)["mean"][0] for g in groups])
-            std = np.array([part.filter(pl.col("group") == g)["std"][0] for g in groups])
+            mean = np.array([value(part, g, "mean") for g in groups])
+            std = np.array([value(part, g, "std") for g in groups])
             label, color = VARIANT_STYLE[v] if v in VARIANT_STYLE else (v, PALETTE[others.index(v) % len(PALETTE)])
+            gaps = [g.split("/")[0] for g, m in zip(groups, mean) if np.isnan(m)]
+            if gaps:
+                missing.append(f"{label}: no {', '.join(gaps)}")
             ax.plot(closed, np.r_[mean, mean[:1]], color=color, label=label)
             ax.fill_between(closed, np.r_[mean - std, (mean - std)[:1]], np.r_[mean + std, (mean + std)[:1]],
                             color=color, alpha=0.2)
         ax.set_xticks(angles, [g.split("/")[0] for g in groups], fontsize=8)
         ax.set_ylim(0, scale_max)
-        ax.set_title(display.get(fam, fam), fontsize=10, pad=18)
+        ax.set_title(display.get(fam, fam) + ("\n(" + "; ".join(missing) + ")" if missing else ""),
+                     fontsize=10 if not missing else 8, pad=18)
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     # the legend gets a band of its own below the panels, so it cannot cover an axis label
     fig.tight_layout(rect=(0, 0.1, 1, 1))

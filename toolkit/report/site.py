@@ -146,6 +146,7 @@ def write_site(data: SiteData, out: str | Path, *, personas: PersonaSet | None =
     file the user gave, ``carried`` the ones a bundle brought; ``files`` writes a caller's own
     files into the new folder before it is moved into place."""
     out = check_output_folder(out, MARKER, legacy=_written_by_an_older_report)
+    _remove_leftovers(out)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "figures").mkdir(parents=True)
@@ -181,6 +182,25 @@ def write_site(data: SiteData, out: str | Path, *, personas: PersonaSet | None =
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _remove_leftovers(out: Path) -> None:
+    """The partial and old folders an earlier report left beside ``out`` when it was killed
+    (their process is gone); a report still being written by a live process is left alone."""
+    for path in out.parent.glob(f".{out.name}.*-*"):
+        kind, _, pid = path.name[len(out.name) + 2:].rpartition("-")
+        if kind in ("partial", "old") and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 _OLD_REPORT_FILES = {"index.html", "runs.html", "metrics.csv", "claims.json", "comparison.csv", "profiles.csv",

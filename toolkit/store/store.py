@@ -96,6 +96,22 @@ def resolve_store(given: str | Path | None, *, write: bool = False) -> Path:
     return path
 
 
+def open_files() -> set[Path]:
+    """Every file some process on this machine holds open (from /proc; empty where there is
+    none), so that a cleanup never removes a file still being written."""
+    held: set[Path] = set()
+    proc = Path("/proc")
+    for fd_dir in proc.glob("[0-9]*/fd") if proc.is_dir() else []:
+        try:
+            for fd in fd_dir.iterdir():
+                target = os.readlink(fd)
+                if target.startswith("/"):
+                    held.add(Path(target))
+        except OSError:  # a process that ended, or one we may not look into
+            continue
+    return held
+
+
 def is_store_folder(path: Path) -> bool:
     """A folder with a store's layout: at least two of runs/, objects/ and instruments/ (of any
     kind: a store whose runs/ was replaced by a file is a damaged store, for ``verify`` to name).
@@ -416,7 +432,31 @@ class Store:
                 if path.stem not in named and path.is_file() and now - path.stat().st_mtime >= grace_seconds:
                     path.unlink()
                     removed.append(path.stem)
+            held = open_files()
+            for folder in (self.runs_dir, self.instruments_dir, *sorted(self.objects_dir.glob("*"))):
+                for path in sorted(folder.glob(TMP_PREFIX + "*")) if folder.is_dir() else []:
+                    # a writer killed mid-write (kill -9) leaves its temp file; one being written is
+                    # younger than any sane grace, and held open by its process
+                    if path.is_file() and now - path.stat().st_mtime >= grace_seconds and path.resolve() not in held:
+                        path.unlink()
+                        removed.append(path.name)
         return removed
+
+    def remove_runs(self, run_ids: list[str], *, dry_run: bool = False) -> list[RunManifest]:
+        """Remove runs from the store: their manifests go now (under each run's lock), their
+        segments at the next ``gc`` (``compact``) once no run names them. Every id is checked
+        first: an unknown one removes nothing."""
+        found = []
+        for run_id in run_ids:
+            m = self.get_run(run_id)
+            if m is None:
+                raise ToolkitError(f"no run {run_id!r} in store {self.root}; nothing was removed")
+            found.append(m)
+        if not dry_run:
+            for m in found:
+                with self.run_lock(m.run_id):
+                    self.manifest_path(m.run_id).unlink(missing_ok=True)
+        return found
 
     # ----- integrity ---------------------------------------------------------------------
     def verify(self) -> list[Problem]:

@@ -81,8 +81,12 @@ def local_model_path(path: str | None) -> str:
 
 
 def _local_endpoint(o: RecordOptions) -> tuple[str, str]:
+    from ..models import MODELS
     from .local import model_digest
 
+    shipped = MODELS.get(o.model_path or o.model or "")
+    if shipped is not None:  # its digest is pinned: planning needs no download (the weights load at make)
+        return f"local-transformers:sha256:{shipped.sha256}", o.model or Path(shipped.filename).stem
     path = Path(local_model_path(o.model_path or o.model))
     if not path.exists():
         raise ToolkitError("no such model file or folder", path=str(path))
