@@ -209,6 +209,10 @@ def _store(store_dir: str | None, *, write: bool = False) -> Store:
     from toolkit.store import store as store_module  # loaded here: --help and --version stay fast
 
     if store_dir and Path(store_dir).is_file():  # a bundle: checked, then read from a private copy
+        from toolkit.store.bundle import is_bundle
+
+        if write and not is_bundle(store_dir):
+            raise ToolkitError("is a file, not a store folder (--store names a folder)", path=store_dir)
         if write:
             raise ToolkitError(f"{store_dir} is a bundle, which is read-only: add its runs to a store with "
                                "`toolkit import BUNDLE --store DIR`")
@@ -268,7 +272,7 @@ def import_cmd(paths, model, variant, temperature, mode, columns, instrument, re
     from toolkit.importers import import_bundle, import_paths
     from toolkit.store.bundle import is_bundle
 
-    if any(is_bundle(p) for p in paths):
+    if any(is_bundle(p) or Path(p).suffix.lower() == ".zip" for p in paths):  # a damaged bundle is named so
         if len(paths) > 1 or any(v is not None for v in (model, variant, temperature, mode, columns, instrument)):
             raise ToolkitError("a bundle is imported alone and as it is: its runs keep their names and instrument")
         results = import_bundle(_store(store_dir, write=True), paths[0], replace=replace)

@@ -113,6 +113,9 @@ def make_handler(behaviour: Behaviour):
                 return self._json(200, {"error": {"message": "quota exceeded"}})
             if action == "content_list":
                 return self._json(200, {"choices": [{"message": {"content": ["3"]}, "finish_reason": "stop"}]})
+            if action == "not_utf8":  # a chat completion whose text holds a byte that is not UTF-8
+                raw = b'{"choices": [{"message": {"content": "3 \xff"}, "finish_reason": "stop"}]}'
+                return self._json(200, None, raw=raw)
             if action == "huge":
                 text = "3 " + "x" * (10 << 20)
                 return self._json(200, {"choices": [{"message": {"content": text}, "finish_reason": "stop"}]})

@@ -407,3 +407,61 @@ def test_the_retention_hint_names_the_re_ask(tmp_path):
     assert res.returncode == 0
     out = run_cli("analyze", "--store", str(store))
     assert out.returncode == 1 and "record --refresh" in out.stderr and out.stdout == ""
+
+
+# ----- messages that name the file ------------------------------------------------------------------
+def test_a_truncated_bundle_and_a_file_as_store_are_named(bundle, tmp_path):
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(bundle.read_bytes()[:3000])
+    res = run_cli("import", str(cut), "--store", str(tmp_path / "s"))
+    assert res.returncode == 1 and "cut.zip" in one_line(res) and "not a complete ZIP" in res.stderr
+    afile = tmp_path / "afile"
+    afile.write_text("hi")
+    res = run_cli("import", str(bundle), "--store", str(afile))
+    assert res.returncode == 2 and "afile: is a file, not a store folder" in one_line(res)
+
+
+def test_a_failed_import_into_an_empty_store_leaves_nothing(exported, tmp_path):
+    """The first file is good (its segment and the instrument get written), the second is not:
+    the store is left as empty as it was."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a_temp07.csv").write_text(exported.read_text())
+    (src / "b_temp07.csv").write_text(exported.read_text().replace("\n1,", "\n1x,", 1))
+    store = tmp_path / "s"
+    res = run_cli("import", str(src / "a_temp07.csv"), str(src / "b_temp07.csv"), "--store", str(store))
+    assert res.returncode == 2 and "b_temp07.csv" in one_line(res)
+    assert [p for p in store.rglob("*") if p.is_file() and "locks" not in p.parts] == []
+
+
+def test_a_bundle_written_while_compact_replaces_the_run_reads_the_fresh_manifest(tmp_path, monkeypatch):
+    """The race of `bundle` beside `compact --grace 0`, made certain: the first segment read of
+    the bundle runs a real compact and garbage collection of that run, so the segments its
+    manifest named are gone. The bundle follows the analysis reader's discipline (re-read the
+    manifest, read again) and comes out whole."""
+    from toolkit.store import Store
+    from toolkit.store.bundle import open_bundle, write_bundle
+
+    store_dir = tmp_path / "s"
+    res = run_cli("record", "--backend", "instant", "--model", "m", "--limit-personas", "4", "--items", "1,2,3,4,5",
+                  "--repetitions", "2", "--flush-rows", "8", "--quiet", "--store", str(store_dir))
+    assert res.returncode == 0, res.stderr
+    store = Store(store_dir)
+    [run] = store.runs()
+    assert len(run.segments) > 1
+    original = Store.read_segment_bytes
+    raced: list[str] = []
+
+    def racing(self, digest, run_id=None):
+        if not raced:
+            raced.append(digest)
+            self.compact(run_id)
+            self.gc(0)
+        return original(self, digest, run_id)
+
+    monkeypatch.setattr(Store, "read_segment_bytes", racing)
+    info = write_bundle(store, [run], tmp_path / "b.zip")
+    assert raced and not (store_dir / "objects" / raced[0][:2] / f"{raced[0]}.parquet").exists()
+    monkeypatch.undo()
+    opened, _ = open_bundle(info.path)
+    assert opened.verify() == [] and len(opened.runs()[0].segments) == 1

@@ -308,7 +308,8 @@ def test_7_importer_refuses_a_row_whose_digits_are_all_minus_infinity(tmp_path, 
 # ----- 8. replies that are not completions ------------------------------------------------------
 @pytest.mark.parametrize("action,message", [("redirect", "redirects"), ("error200", "not a chat completion"),
                                             ("content_list", "not text"), ("huge", "larger than"),
-                                            ("endless", "larger than"), ("drip", "longer than")])
+                                            ("endless", "larger than"), ("drip", "longer than"),
+                                            ("not_utf8", "not valid UTF-8")])
 def test_8_non_completions_are_failures(tmp_path, action, message):
     t0 = time.monotonic()
     res = record_against([action], tmp_path / "s", "--items", "1", "--repetitions", "1", "--timeout", "2",

@@ -53,8 +53,6 @@ ALLOWLIST: dict[tuple[str, str], str] = {
     ("toolkit/report/tables.py", "_human"): "10 ** an int: the integer threshold of a format choice",
     ("toolkit/recorder/backends/openai.py", "check_top_logprobs"):
         "math.exp in a validity check (total probability <= 1 with slack): a yes/no, never stored",
-    ("toolkit/ingest/logprob_csv.py", "parse"):
-        "exp in a validity check (digit probabilities sum to <= 1 with slack): a yes/no, never stored",
     ("toolkit/recorder/backends/openai.py", "OpenAIBackend._sleep_before_retry"): "2 ** attempt: an int, a delay",
     ("toolkit/recorder/backends/local.py", "LocalBackend.digit_logprobs"):
         "torch's logsumexp over a local model's logits: the model's own answer, stored as it gives it",

@@ -157,13 +157,15 @@ def import_files(
     held = contextlib.ExitStack()
     locked: list[bool] = []
     staged: list[tuple[RunManifest, str, ImportResult]] = []
+    added_instrument: list[str] = []
 
     def before_first_write() -> None:
         """Take the writer lock and store the instrument only once something is to be written:
         a refused import of bad files leaves no trace in the store at all."""
         if not locked:
             held.enter_context(store.writing())
-            store.put_instrument(inst)
+            if store.put_instrument(inst):
+                added_instrument.append(inst.digest)
             locked.append(True)
 
     def commit(p: _Prepared) -> None:
@@ -190,7 +192,7 @@ def import_files(
             p.manifest.segments = [store.write_encoded(p.segment, p.rows, created)]
         staged.append((p.manifest, status, ImportResult(str(p.path), rid, p.rows, status, "; ".join(p.notes))))
 
-    with _undone_on_error(store, created), held, worker_environment():
+    with _undone_on_error(store, created, added_instrument), held, worker_environment():
         parallel = Parallel(n_jobs=workers, backend=backend, return_as="generator", pre_dispatch="2*n_jobs")
         for prepared in parallel(delayed(_prepare)(item, inst) for item in files):
             commit(prepared)
@@ -202,13 +204,16 @@ def import_files(
 
 
 @contextlib.contextmanager
-def _undone_on_error(store: Store, created: set[str]) -> Iterator[None]:
-    """All or nothing: on any error, the segments an import wrote are removed again."""
+def _undone_on_error(store: Store, created: set[str], instruments: list[str] | None = None) -> Iterator[None]:
+    """All or nothing: on any error, the segments (and the instrument) an import wrote are
+    removed again."""
     try:
         yield
     except BaseException:
         if created:
             store.discard(created)
+        for digest in instruments or []:
+            store.discard_instrument(digest)
         raise
 
 

@@ -71,9 +71,11 @@ def atomic_write_bytes(path: Path, data: bytes, *, exclusive: bool = False) -> b
             tmp = None
         _fsync_dir(path.parent)
         return True
-    except BaseException:
+    except BaseException as exc:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # name the file (disk full, file too large)
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
         if created is not None:
             for folder in [path.parent, *path.parent.parents]:
                 try:

@@ -117,7 +117,12 @@ def open_bundle(path: str | Path) -> tuple[Store, BundleInfo]:
     problem is an error naming the bundle and the member (exit 1)."""
     path = Path(path)
     where = str(path)
-    if not path.is_file() or not zipfile.is_zipfile(path):
+    if not path.is_file():
+        raise ToolkitError("no such bundle file", path=where)
+    if not zipfile.is_zipfile(path):
+        if path.suffix.lower() == ".zip":
+            raise StoreCorrupt("not a readable bundle: not a complete ZIP archive (truncated or damaged?)",
+                               path=where)
         raise ToolkitError("is a file but not a bundle (a store is a folder; `toolkit bundle` makes bundles)",
                            path=where)
     root = Path(tempfile.mkdtemp(prefix="toolkit-bundle-")) / path.stem

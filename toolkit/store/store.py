@@ -254,10 +254,17 @@ class Store:
                 from None
 
     # ----- instruments -------------------------------------------------------------------
-    def put_instrument(self, instrument: Instrument) -> None:
+    def put_instrument(self, instrument: Instrument) -> bool:
+        """Store an instrument under its digest; True when this call added the file."""
         path = self.instruments_dir / f"{instrument.digest}.json"
-        if not path.exists():
-            atomic_write_bytes(path, (canonical_json(instrument.raw) + "\n").encode("utf-8"), exclusive=True)
+        if path.exists():
+            return False
+        return atomic_write_bytes(path, (canonical_json(instrument.raw) + "\n").encode("utf-8"), exclusive=True)
+
+    def discard_instrument(self, digest: str) -> None:
+        """Remove an instrument a failed write added, unless a run names it by now."""
+        if not any(m.instrument["digest"] == digest for m in self.runs()):
+            (self.instruments_dir / f"{digest}.json").unlink(missing_ok=True)
 
     def instrument(self, digest: str) -> Instrument:
         path = self.instruments_dir / f"{digest}.json"

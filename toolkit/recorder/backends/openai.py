@@ -203,7 +203,8 @@ class OpenAIBackend:
                 chunks.append(chunk)
             retry_after = _retry_after(resp.headers.get("Retry-After"))
         latency = time.monotonic() - t0
-        text = b"".join(chunks).decode("utf-8", errors="replace")
+        raw = b"".join(chunks)
+        text = raw.decode("utf-8", errors="replace")  # for messages; a stored reply is decoded strictly below
         self._reachable()
         if status in (401, 403):  # no request can succeed: none is sent after this one
             self._tripped = (f"HTTP {status} from {self.base_url}: the server refuses the credentials "
@@ -217,6 +218,10 @@ class OpenAIBackend:
             raise BackendError(f"HTTP {status}: {self.redact(text[:200])}")
         if not 200 <= status < 300:
             raise _Retryable(f"unexpected HTTP status {status}")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:  # never stored with replacement characters
+            raise _Retryable(f"the reply is not valid UTF-8 (byte {exc.start})") from None
         try:
             body = parse_json(text)
             choice = body["choices"][0]
