@@ -56,7 +56,7 @@ DPI_OPTION = click.option("--dpi", type=float, default=None, help="Resolution of
 SHOWN_TEMPERATURES = 5  # curves in the terminal: evenly spaced temperatures of the grid, ends included
 PARALLEL_BACKENDS = ["forkserver", "loky", "threading", "multiprocessing", "dask"]
 OPTION_FIELDS = ("bootstrap", "rerun_bootstrap", "seed", "jobs", "backend", "scheduler", "ci_level", "ci_method",
-                 "permutations", "retention")
+                 "permutations", "retention", "min_shared")
 
 
 def _analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool = False):
@@ -113,6 +113,9 @@ def _analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool
                              show_default=True, help="Bootstrap interval: bias-corrected accelerated, or percentile."),
                 click.option("--permutations", type=int, default=2000, show_default=True,
                              help="Permutation-test draws (0: no test)."),
+                click.option("--min-shared", type=float, default=0.8, show_default=True,
+                             help="Pair two runs only when they share at least this share of their personas "
+                                  "(and enough of them for the test to reach the interval's verdict)."),
             ]
         for opt in reversed(opts):
             wrapper = opt(wrapper)
@@ -561,13 +564,20 @@ def compare(model, variant, temperature, run_id, baseline, by, summary, paired, 
     problems: list[str] = []
     sel = _selection(model, variant, temperature, run_id)
     if paired or unpaired:
-        from toolkit.analysis.api import PAIRED_COLUMNS, paired_compare
+        import polars as pl
+
+        from toolkit.analysis.api import PAIRED_COLUMNS, PAIRED_READING, paired_compare
 
         if summary or columns:
             raise ToolkitError("--summary and --columns do not apply to --paired (--wide adds its other columns)")
         table = paired_compare(_store(store_dir), baseline=baseline, by_group=by == "group", unpaired=unpaired,
                                options=options, problems=problems, **sel)
         _emit(table if wide else table.select(PAIRED_COLUMNS), fmt)
+        if fmt == "table" and len(table):
+            click.echo(PAIRED_READING)
+        if not unpaired:
+            for r in table.filter(~pl.col("paired")).unique(["run_id"], maintain_order=True).iter_rows(named=True):
+                click.echo(f"note: {r['run_id']} against {r['baseline_run_id']}: {r['pairing']}", err=True)
         _finish(problems)
         return
     metrics = run_analysis(_store(store_dir), by_group=by == "group", options=options, problems=problems, **sel)

@@ -3,7 +3,11 @@ and calibration against a generating model with known truth."""
 
 from __future__ import annotations
 
+import io
+import json
+
 import numpy as np
+import polars as pl
 import pytest
 
 from conftest import run_cli
@@ -172,3 +176,53 @@ def test_paired_comparison_is_identical_for_any_worker_count(tmp_path):
     two = paired_compare(store, by_group=True, options=opts.but(jobs=2, backend="loky"))
     assert one.equals(two)
     assert not one.equals(paired_compare(store, by_group=True, options=opts.but(seed=1)))
+
+
+def test_runs_sharing_a_handful_of_personas_are_not_paired_and_say_why(tmp_path):
+    """Issue 27: two 10-persona runs sharing 2 personas were compared 'paired' on those 2."""
+    store = tmp_path / "s"
+    assert run_cli("simulate", "--runs", "1", "--personas", "10", "--repetitions", "3", "--store", str(store)) \
+        .returncode == 0
+    out = tmp_path / "csv"
+    assert run_cli("export", "--out", str(out), "--store", str(store)).returncode == 0
+    [base_csv] = list(out.rglob("*.csv"))
+    lines = base_csv.read_text().splitlines()
+    shifted = [lines[0]] + [str(int(line.split(",", 1)[0]) + 8) + "," + line.split(",", 1)[1] for line in lines[1:]]
+    for variant, text in (("base", lines), ("tuned", shifted)):
+        (tmp_path / variant).mkdir()
+        (tmp_path / variant / "m_temp07.csv").write_text("\n".join(text) + "\n")
+    s2 = tmp_path / "s2"
+    assert run_cli("import", str(tmp_path / "base"), str(tmp_path / "tuned"), "--store", str(s2)).returncode == 0
+    res = run_cli("compare", "--paired", "--bootstrap", "200", "--permutations", "200", "--format", "csv",
+                  "--wide", "--store", str(s2))
+    assert res.returncode == 0, res.stderr
+    df = pl.read_csv(io.StringIO(res.stdout))
+    assert not df["paired"].any() and set(df["personas"]) == {10}
+    assert set(df["pairing"]) == {"unpaired: 2 of 10 personas shared (pairing needs 80%)"}
+    assert "note: mfq30/tuned/m/T0.7/persona against mfq30/base/m/T0.7/persona: unpaired: 2 of 10" in res.stderr
+    relaxed = run_cli("compare", "--paired", "--bootstrap", "200", "--permutations", "200", "--format", "csv",
+                      "--wide", "--min-shared", "0.2", "--store", str(s2))
+    df = pl.read_csv(io.StringIO(relaxed.stdout))
+    # 2 shared personas allow a permutation p-value of 2**(1-2) = 0.5 at best: never below 0.05
+    assert not df["paired"].any() and "cannot give a permutation p-value below 0.05" in df["pairing"][0]
+
+
+def test_runs_answered_by_different_persona_files_are_not_paired(tmp_path):
+    personas = tmp_path / "other.json"
+    personas.write_text(json.dumps([f"Someone else, number {i}" for i in range(20)]))
+    store = ["--store", str(tmp_path / "s")]
+    common = ["record", "--backend", "instant", "--model", "m", "--items", "1,2,3,4,5,6", "--repetitions", "2",
+              "--quiet", *store]
+    assert run_cli(*common, "--variant", "base").returncode == 0
+    assert run_cli(*common, "--variant", "tuned", "--personas", str(personas)).returncode == 0
+    res = run_cli("compare", "--paired", "--bootstrap", "100", "--permutations", "100", "--format", "csv", "--wide",
+                  *store)
+    assert res.returncode == 0, res.stderr
+    df = pl.read_csv(io.StringIO(res.stdout))
+    assert not df["paired"].any()
+    assert set(df["pairing"]) == {"unpaired: the runs were answered by different persona sets"}
+    same = run_cli(*common, "--variant", "again")
+    assert same.returncode == 0
+    df = pl.read_csv(io.StringIO(run_cli("compare", "--paired", "--bootstrap", "100", "--permutations", "100",
+                                         "--format", "csv", "--wide", "--variant", "base,again", *store).stdout))
+    assert df["paired"].all() and df["pairing"][0] == "paired on 20 personas, the same persona set"

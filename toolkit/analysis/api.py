@@ -228,17 +228,48 @@ def compare(
 
 PAIRED_COLUMNS = ["family", "model", "variant", "group", "metric", "baseline", "estimate", "delta", "delta_pct",
                   "delta_se", "ci_low", "ci_high", "ci_method", "p_value", "p_holm", "paired"]
-PAIRED_EXTRA = ["temperature", "delta_pct_se", "delta_pct_ci_low", "delta_pct_ci_high", "ci_level", "bootstrap",
-                "permutations", "personas", "baseline_personas", "run_id", "baseline_run_id"]
+PAIRED_EXTRA = ["pairing", "temperature", "delta_pct_se", "delta_pct_ci_low", "delta_pct_ci_high", "ci_level",
+                "bootstrap", "permutations", "personas", "baseline_personas", "run_id", "baseline_run_id"]
 
 
-def _pair_task(base: RunCounts, base_ids: np.ndarray, other: RunCounts, other_ids: np.ndarray, unpaired: bool,
-               options: AnalysisOptions) -> PairResult:
-    """One comparison. Paired on the personas both runs retain, unless there are fewer than 2
-    of them or ``unpaired`` is asked for; seeds come from both runs' content."""
+PAIRED_READING = ("Which question: S_corrected = did personas move the answers more (persona spread alone); "
+                  "S = persona spread plus within-cell noise; sigma_bar and R = is one persona less "
+                  "consistent (docs/statistics.md)")
+
+
+def pairing(base: RunCounts, base_ids: np.ndarray, other: RunCounts, other_ids: np.ndarray, unpaired: bool,
+            options: AnalysisOptions) -> tuple[np.ndarray | None, str]:
+    """The one pairing rule: the persona ids to pair on (None: compare as independent samples),
+    and what the ``pairing`` column says. Two runs are paired only when
+    - they were answered by the same persona set, where both runs record theirs (imported runs
+      do not: they are paired by persona id, and the column says so);
+    - they share at least ``options.min_shared`` of the personas of the larger run (pairing on
+      3 of 100 personas discarded 194 rows and reported a p-value that contradicted its interval);
+    - the shared personas are enough for the permutation p-value to reach the interval's verdict:
+      k swapped personas give p >= 2**(1-k), which must be below 1 - ci_level."""
+    if unpaired:
+        return None, "unpaired (asked)"
+    digests = [(m.protocol.get("personas") or {}).get("digest") for m in (base.manifest, other.manifest)]
+    if all(digests) and digests[0] != digests[1]:
+        return None, "unpaired: the runs were answered by different persona sets"
     common = np.intersect1d(base_ids, other_ids)
-    paired = not unpaired and common.size >= 2
-    a_ids, b_ids = (common, common) if paired else (base_ids, other_ids)
+    most = max(len(base_ids), len(other_ids))
+    if common.size < options.min_shared * most:
+        return None, f"unpaired: {common.size} of {most} personas shared (pairing needs {options.min_shared:.0%})"
+    alpha = 1.0 - options.ci_level
+    if common.size < 2 or 2.0 ** (1 - common.size) > alpha:
+        return None, (f"unpaired: {common.size} shared personas cannot give a permutation p-value below "
+                      f"{alpha:.3g}")
+    basis = "the same persona set" if all(digests) else "persona ids (a run does not record its persona set)"
+    return common, f"paired on {common.size} personas, {basis}"
+
+
+def _pair_task(base: RunCounts, base_ids: np.ndarray, other: RunCounts, other_ids: np.ndarray,
+               common: np.ndarray | None, options: AnalysisOptions) -> PairResult:
+    """One comparison, paired on ``common`` (``pairing``'s verdict) or as independent samples;
+    seeds come from both runs' content."""
+    paired = common is not None
+    a_ids, b_ids = (common, common) if common is not None else (base_ids, other_ids)
     a = base.counts[np.isin(base.persona_ids, a_ids)]
     b = other.counts[np.isin(other.persona_ids, b_ids)]
     content = f"{base.input_digest}|{other.input_digest}|{'paired' if paired else 'unpaired'}"
@@ -247,7 +278,7 @@ def _pair_task(base: RunCounts, base_ids: np.ndarray, other: RunCounts, other_id
 
 
 def _pair_chunk(jobs: list[tuple], options: AnalysisOptions) -> list[PairResult]:
-    return [_pair_task(a, a_ids, b, b_ids, unpaired, options) for a, a_ids, b, b_ids, unpaired in jobs]
+    return [_pair_task(a, a_ids, b, b_ids, common, options) for a, a_ids, b, b_ids, common in jobs]
 
 
 def paired_compare(
@@ -282,12 +313,13 @@ def paired_compare(
             skip(problems, f"run {m.run_id}: {why}")
             continue
         base_rc, base_ids = base
-        jobs_in.append((base_rc, base_ids, rc, ids, unpaired))
-        meta.append((family(m.model), m, base_rc.manifest, ["all"] + rc.instrument.groups))
+        common, how = pairing(base_rc, base_ids, rc, ids, unpaired, options)
+        jobs_in.append((base_rc, base_ids, rc, ids, common))
+        meta.append((family(m.model), m, base_rc.manifest, ["all"] + rc.instrument.groups, how))
     results = [r for part in run_parallel([delayed(_pair_chunk)(c, options) for c in chunks(jobs_in, options.jobs)],
                                           options) for r in part]
     rows = []
-    for (fam, m, bm, names), res in zip(meta, results):
+    for (fam, m, bm, names, how), res in zip(meta, results):
         width = len(names) if by_group else 1
         holm_p = np.stack([holm(res.p_value[k, :width]) for k in range(len(METRICS))])
         for g in range(width):
@@ -297,14 +329,14 @@ def paired_compare(
                     "baseline": res.baseline[k, g], "estimate": res.estimate[k, g], "delta": res.delta[k, g],
                     "delta_pct": res.delta_pct[k, g], "delta_se": res.delta_se[k, g], "ci_low": res.ci_low[k, g],
                     "ci_high": res.ci_high[k, g], "ci_method": options.ci_method, "p_value": res.p_value[k, g],
-                    "p_holm": holm_p[k, g], "paired": res.paired, "temperature": m.temperature,
+                    "p_holm": holm_p[k, g], "paired": res.paired, "pairing": how, "temperature": m.temperature,
                     "delta_pct_se": res.pct_se[k, g], "delta_pct_ci_low": res.pct_low[k, g],
                     "delta_pct_ci_high": res.pct_high[k, g], "ci_level": options.ci_level,
                     "bootstrap": options.bootstrap, "permutations": options.permutations,
                     "personas": res.personas[1], "baseline_personas": res.personas[0], "run_id": m.run_id,
                     "baseline_run_id": bm.run_id,
                 })
-    text = ("family", "model", "variant", "group", "metric", "ci_method", "run_id", "baseline_run_id")
+    text = ("family", "model", "variant", "group", "metric", "ci_method", "run_id", "baseline_run_id", "pairing")
     counts = ("bootstrap", "permutations", "personas", "baseline_personas")
     schema: dict[str, Any] = {c: pl.String if c in text else pl.Int64 if c in counts else pl.Float64
                               for c in PAIRED_COLUMNS + PAIRED_EXTRA}

@@ -31,6 +31,7 @@ class AnalysisOptions:
     ci_method: str = "bca"  # bca or percentile
     permutations: int = 2000  # permutation-test draws of a paired comparison
     retention: str = "family"  # which complete personas a run keeps (selection.retained_personas)
+    min_shared: float = 0.8  # a comparison is paired only when the runs share this share of their personas
 
     def __post_init__(self) -> None:
         if self.bootstrap < 0 or self.rerun_bootstrap < 0 or self.permutations < 0:
@@ -39,6 +40,8 @@ class AnalysisOptions:
             raise ToolkitError(f"jobs must be >= 1, not {self.jobs}")
         if not 0 < self.ci_level < 1:
             raise ToolkitError(f"the confidence level must be between 0 and 1, not {self.ci_level}")
+        if not 0 < self.min_shared <= 1:
+            raise ToolkitError(f"the share of personas a paired comparison needs is in (0, 1], not {self.min_shared}")
         if self.retention not in RETENTION:
             raise ToolkitError(f"unknown retention rule {self.retention!r} (choose from {', '.join(RETENTION)})")
         if self.ci_method not in CI_METHODS:
