@@ -547,7 +547,7 @@ def profiles(model, variant, temperature, run_id, of, personas_file, persona_ids
               help="Differences with bootstrap SE, interval and permutation p-value (Holm across groups), one row per "
                    "run, group and metric; runs of the same personas are resampled together.")
 @click.option("--unpaired", is_flag=True, help="With --paired: treat the two runs as independent samples anyway.")
-@click.option("--wide", is_flag=True, help="With --paired: also the Δ%% intervals, persona counts and run ids.")
+@click.option("--wide", is_flag=True, help="With --paired: also the Δ% intervals, persona counts and run ids.")
 @COLUMNS_OPTION
 @_store_option
 @_format_option()
@@ -616,20 +616,17 @@ def diagnose(model, variant, temperature, run_id, by, baseline, plot_path, dpi, 
                          **_selection(model, variant, temperature, run_id))
     _emit(table, fmt)
     if plot_path:
-        from toolkit.analysis.diagnose import diagnose as persona_rows
-        from toolkit.report.figures import figure_options, plot_persona_shifts
+        from toolkit.report.figures import figure_options, plot_shifts
 
-        rows = table if by == "persona" else persona_rows(store, baseline=baseline, problems=[],
-                                                          **_selection(model, variant, temperature, run_id))
-        with figure_options(dpi):
-            click.echo(f"figure: {plot_persona_shifts(rows, plot_path)}", err=True)
+        with figure_options(dpi):  # the figure ranks what the table lists: personas, or items
+            click.echo(f"figure: {plot_shifts(table, plot_path, by)}", err=True)
     _finish(problems)
 
 
 @main.command()
 @_selection_options
 @click.option("--metric", type=click.Choice(["R", "S", "sigma_bar", "S_corrected"]), default="R", show_default=True)
-@click.option("--deltas", default="10,20,30,50", show_default=True, help="Changes to detect, in %% of the run's value.")
+@click.option("--deltas", default="10,20,30,50", show_default=True, help="Changes to detect, in % of the run's value.")
 @click.option("--persona-counts", default="25,50,100,200", show_default=True, help="Study sizes: personas.")
 @click.option("--repetition-counts", default="5,10,20", show_default=True, help="Study sizes: repetitions a cell.")
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="Two-sided test level.")
@@ -642,7 +639,7 @@ def diagnose(model, variant, temperature, run_id, by, baseline, plot_path, dpi, 
 @_guard
 def power(model, variant, temperature, run_id, metric, deltas, persona_counts, repetition_counts, alpha, target, sims,
           seed, store_dir, fmt):
-    """How many personas and repetitions detect a change of X%% with power 0.8? From one stored
+    """How many personas and repetitions detect a change of X% with power 0.8? From one stored
     persona run: paired pseudo-studies resampled from its own cells give the SE of a difference
     at each size; the power is the two-sided normal test's."""
     from toolkit.analysis.options import AnalysisOptions
@@ -696,7 +693,7 @@ def curves(model, variant, temperature, run_id, tmin, tmax, points, temperatures
         from toolkit.report.figures import figure_options, plot_curves
 
         with figure_options(dpi):
-            plot_curves(df, plot_path)
+            click.echo(f"figure: {plot_curves(df, plot_path)}", err=True)
     _finish(problems, analyzed=len(df) > 0)
 
 

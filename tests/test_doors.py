@@ -465,3 +465,26 @@ def test_a_bundle_written_while_compact_replaces_the_run_reads_the_fresh_manifes
     monkeypatch.undo()
     opened, _ = open_bundle(info.path)
     assert opened.verify() == [] and len(opened.runs()[0].segments) == 1
+
+
+# ----- daily use: what figures and tables say ---------------------------------------------------------
+def test_every_plot_says_where_it_went_and_diagnose_plots_what_it_lists(exported, tmp_path):
+    for variant in ("base", "tuned"):
+        (tmp_path / variant).mkdir()
+        (tmp_path / variant / "m_temp07.csv").write_text(exported.read_text())
+    store = tmp_path / "s"
+    assert run_cli("import", str(tmp_path / "base"), str(tmp_path / "tuned"), "--store", str(store)).returncode == 0
+    figures = {}
+    for by in ("persona", "item"):
+        out = tmp_path / f"{by}.png"
+        res = run_cli("diagnose", "--by", by, "--plot", str(out), "--store", str(store))
+        assert res.returncode == 0 and f"figure: {out}" in res.stderr, res.stderr
+        figures[by] = out.read_bytes()
+    assert figures["persona"] != figures["item"]  # the item plot ranks items (it drew personas before)
+
+
+def test_a_number_rounded_across_a_power_of_ten_keeps_its_width():
+    from toolkit.report.tables import _fixed
+
+    assert [_fixed(v, 4) for v in (0.99995, 1.0, 0.9876, 9.99996, 0.099996)] == \
+        ["1.000", "1.000", "0.9876", "10.00", "0.1000"]

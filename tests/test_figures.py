@@ -26,7 +26,7 @@ def test_figure_formats_resolution_and_reproducible_bytes(tmp_path):
         assert first == again, name  # no timestamp or random id in any format
     assert (tmp_path / "c.pdf").read_bytes()[:5] == b"%PDF-" and b"<svg" in (tmp_path / "c.svg").read_bytes()
     res = run_cli("curves", "--points", "9", "--plot", str(tmp_path / "hi.png"), "--dpi", "200", *DEMO)
-    assert res.returncode == 0, res.stderr
+    assert res.returncode == 0 and f"figure: {tmp_path / 'hi.png'}" in res.stderr, res.stderr  # it says where
     assert struct.unpack(">II", (tmp_path / "hi.png").read_bytes()[16:24]) == (2000, 800)  # 10 x 4 in at 200 dpi
     bad = run_cli("curves", "--plot", str(tmp_path / "c.jpg"), *DEMO)
     assert bad.returncode == 2 and "written as .png, .pdf or .svg" in bad.stderr and bad.stdout == ""

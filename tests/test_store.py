@@ -236,9 +236,30 @@ def test_store_option_env_and_default(tmp_path):
 
 
 def test_help_on_every_command():
-    for cmd in ["import", "runs", "verify", "analyze", "profiles", "compare"]:
-        res = run_cli(cmd, "--help")
-        assert res.returncode == 0 and "--store" in res.stdout, cmd
+    """Every command and subcommand of the group, found by walking it (not a list that goes stale):
+    its help prints, names --store where it reads or writes one, and shows no '%%' left over from
+    printf-style escaping."""
+    import click
+    from click.testing import CliRunner
+
+    from cli import main
+
+    def walk(group: click.Group, prefix: list[str]):
+        for name, cmd in group.commands.items():
+            yield prefix + [name], cmd
+            if isinstance(cmd, click.Group):
+                yield from walk(cmd, prefix + [name])
+
+    commands = list(walk(main, []))
+    assert len(commands) >= 25
+    top = run_cli("--help")
+    assert top.returncode == 0 and all(f"  {path[0]} " in top.stdout for path, _ in commands if len(path) == 1)
+    for path, cmd in commands:
+        res = CliRunner().invoke(main, [*path, "--help"])
+        assert res.exit_code == 0, (path, res.output)
+        assert "%%" not in res.output, path
+        if any(p.name == "store_dir" for p in cmd.params):
+            assert "--store" in res.output, path
 
 
 def test_compact_keeps_the_fingerprint_and_gc_keeps_named_objects(tmp_path):

@@ -218,9 +218,15 @@ def plot_profile_comparison(selves: pl.DataFrame, sets: pl.DataFrame, path: str 
     return plot_radar(pl.concat(frames), path, family=lambda m: m, scale_max=scale_max)
 
 
-def plot_persona_shifts(diagnosis: pl.DataFrame, path: str | Path) -> Path:
-    """Per compared run, its personas ranked by how far they moved from the baseline: the mean
-    absolute shift of their item means (left) and the change of their within-question std
+SHIFT_PANELS = {  # diagnose --by: the unit ranked, and its two panels (column, title)
+    "persona": (("shift_abs", "mean |shift| of item means"), ("shift_sigma", "change of within-question std")),
+    "item": (("shift_rating", "|shift| of the mean rating"), ("delta_sigma", "change of the within-persona std")),
+}
+
+
+def plot_shifts(diagnosis: pl.DataFrame, path: str | Path, by: str = "persona") -> Path:
+    """Per compared run, its personas (or items, ``by``) ranked by how far they moved from the
+    baseline: how far their mean rating moved (left) and the change of their within-cell std
     (right), largest first."""
     import numpy as np
 
@@ -232,13 +238,14 @@ def plot_persona_shifts(diagnosis: pl.DataFrame, path: str | Path) -> Path:
     for (ax_r, ax_s), run in zip(axes, runs):
         part = diagnosis.filter(pl.col("run_id") == run)
         name = f"{part['model'][0]} ({part['variant'][0]})"
-        for ax, col, title, color in ((ax_r, "shift_abs", "mean |shift| of item means", "#C44E52"),
-                                      (ax_s, "shift_sigma", "change of within-question std", "#4C72B0")):
-            y = np.sort(part[col].to_numpy())[::-1]
+        (col_r, title_r), (col_s, title_s) = SHIFT_PANELS[by]
+        for ax, col, title, color in ((ax_r, col_r, title_r, "#C44E52"), (ax_s, col_s, title_s, "#4C72B0")):
+            values = part[col].to_numpy().astype(np.float64)
+            y = np.sort(np.abs(values) if col == "shift_rating" else values)[::-1]
             ax.bar(np.arange(1, y.size + 1), y, color=color, width=1.0)
             ax.axhline(0, color="black", lw=0.6)
             ax.set_title(f"{name}: {title}", fontsize=9)
-            ax.set_xlabel("persona rank")
+            ax.set_xlabel(f"{by} rank")
             ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return _save(plt, fig, path)

@@ -34,7 +34,10 @@ def _fixed(value: float, digits: int) -> str:
         return "0"
     magnitude = decimal_exponent(value)
     decimals = max(0, digits - 1 - magnitude)
-    return f"{value:.{decimals}f}"
+    text = f"{value:.{decimals}f}"
+    if decimals and decimal_exponent(float(text)) > magnitude:  # 0.99995 rounds to 1.0000: keep 4 digits, 1.000
+        text = f"{value:.{decimals - 1}f}"
+    return text
 
 
 EXACT_COLUMNS = {"temperature", "T", "ci_level"}
