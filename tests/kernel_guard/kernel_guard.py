@@ -78,7 +78,10 @@ def _stop(name: str, sig: str, original: int):
 
 def install() -> list[str]:
     """Replace every floating-point loop of the FORBIDDEN ufuncs; returns what was replaced."""
-    from numpy._core import _multiarray_umath
+    try:
+        from numpy._core import _multiarray_umath  # numpy 2
+    except ImportError:  # numpy 1.26, which the project still allows
+        from numpy.core import _multiarray_umath
 
     get = ctypes.pythonapi.PyCapsule_GetPointer
     get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
