@@ -7,6 +7,7 @@ so results are bit-identical for any number of workers and any backend.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -257,7 +258,7 @@ def pairing(base: RunCounts, base_ids: np.ndarray, other: RunCounts, other_ids: 
     if common.size < options.min_shared * most:
         return None, f"unpaired: {common.size} of {most} personas shared (pairing needs {options.min_shared:.0%})"
     alpha = 1.0 - options.ci_level
-    if common.size < 2 or 2.0 ** (1 - common.size) > alpha:
+    if common.size < 2 or math.ldexp(1.0, 1 - int(common.size)) > alpha:  # 2**(1-k), exactly
         return None, (f"unpaired: {common.size} shared personas cannot give a permutation p-value below "
                       f"{alpha:.3g}")
     basis = "the same persona set" if all(digests) else "persona ids (a run does not record its persona set)"
