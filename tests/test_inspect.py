@@ -310,3 +310,19 @@ def test_the_readme_inspect_commands_run_offline_as_written(inspect_ai, tmp_path
                              capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, (line, res.stdout[-2000:], res.stderr[-2000:])
     assert "demo" in res.stdout and "20×30" in res.stdout
+
+
+def test_the_task_takes_a_persona_and_item_subset(inspect_ai, tmp_path):
+    """-T limit_personas=N -T items=1,2,3: the first N personas of the set and those items, as
+    the recorder's --limit-personas and --items choose them; an item the instrument lacks is
+    refused by name."""
+    from toolkit.integrations.inspect_package._registry import persona_moral
+
+    logs = inspect_ai.eval(persona_moral(personas="demo20", repetitions=2, limit_personas=3, items="1,2,30"),
+                           model="toolkit-instant/subset", log_dir=str(tmp_path / "logs"), display="none")
+    samples = logs[0].samples
+    assert len(samples) == 3 * 3 * 2
+    assert {(s.metadata["persona_id"], s.metadata["item_id"]) for s in samples} == \
+        {(p, i) for p in range(3) for i in (1, 2, 30)}
+    with pytest.raises(ValueError, match=r"items \[31\] are not items"):
+        persona_moral(personas="demo20", items=[1, 31])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from inspect_ai import Task, task
@@ -39,16 +40,21 @@ def _seed(digest: str, persona_id: int | None, item_id: int, epoch: int) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
-def samples(inst: Instrument, personas: PersonaSet | None, mode: str) -> list[Sample]:
+def samples(inst: Instrument, personas: PersonaSet | None, mode: str, *, limit_personas: int | None = None,
+            items: list[int] | None = None) -> list[Sample]:
+    """One sample per persona x item: the first ``limit_personas`` personas of the set and the
+    ``items`` ids (default all), as the recorder's --limit-personas and --items choose them."""
     meta: dict[str, Any] = {"instrument": inst.name, "instrument_digest": inst.digest, "mode": mode}
     if personas is not None:
         meta |= {"persona_set": personas.name, "persona_set_digest": personas.digest,
                  "persona_count": len(personas.personas)}
     out = []
-    people: list[tuple[int | None, str | None]] = (
-        [(None, None)] if personas is None else list(enumerate(personas.personas)))
+    people: Sequence[tuple[int | None, str | None]] = [(None, None)]
+    if personas is not None:
+        people = [(int(pid), str(text)) for pid, text in enumerate(personas.personas)][:limit_personas]
+    chosen = [it for it in inst.items if items is None or it.id in items]
     for pid, text in people:
-        for item in inst.items:
+        for item in chosen:
             sid = f"i{item.id}" if pid is None else f"p{pid}-i{item.id}"
             out.append(Sample(id=sid, input=inst.prompt(item.id, text),
                               metadata={**meta, "persona_id": pid, "item_id": item.id}))
@@ -137,15 +143,32 @@ def _from_caller(path: str | None) -> str | None:
     return candidate if os.path.exists(candidate) else path
 
 
+def _item_ids(items: str | int | list[int] | None) -> list[int] | None:
+    """``-T items=1,2,3`` arrives as text (or one number), a task argument as a list."""
+    if items is None:
+        return None
+    parts = items.split(",") if isinstance(items, str) else [items] if isinstance(items, int) else list(items)
+    try:
+        return [int(str(p).strip()) for p in parts if str(p).strip()]
+    except ValueError:
+        raise ValueError(f"items must be item ids such as 1,2,3, not {items!r}") from None
+
+
 @task
 def persona_moral(personas: str | None = None, instrument: str = "mfq30", repetitions: int | None = None,
-                  mode: str = "persona", variant: str = "base", top_logprobs: int | None = None) -> Task:
+                  mode: str = "persona", variant: str = "base", top_logprobs: int | None = None,
+                  limit_personas: int | None = None, items: str | list[int] | None = None) -> Task:
     """MFQ-style persona protocol: ``personas`` is a JSON list of descriptions (or a shipped set
     name; required unless ``mode=self``), ``instrument`` a name or file, ``repetitions`` the
     epochs (default the instrument's; logprob mode asks once), ``variant`` the label `toolkit
-    import` gives the run."""
+    import` gives the run, ``limit_personas`` the first N personas of the set and ``items`` the
+    item ids to ask (``1,2,3`` or a list; default all)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if limit_personas is not None and (isinstance(limit_personas, bool) or not isinstance(limit_personas, int)
+                                       or limit_personas < 1):
+        raise ValueError(f"limit_personas must be a whole number >= 1, not {limit_personas!r}")
+    item_ids = _item_ids(items)
     personas, instrument = _from_caller(personas), _from_caller(instrument) or instrument
     inst = load_instrument(instrument)
     proto = Protocol.from_instrument(inst, mode, repetitions=repetitions, top_logprobs=top_logprobs)
@@ -161,7 +184,11 @@ def persona_moral(personas: str | None = None, instrument: str = "mfq30", repeti
         solver_ = rate(instrument, proto.max_attempts, proto.max_tokens, proto.long_max_tokens, proto.send_seed)
         config = GenerateConfig(temperature=proto.temperature, max_tokens=proto.max_tokens)
         epochs = proto.repetitions
-    return Task(dataset=MemoryDataset(samples(inst, pset, mode), name=f"{inst.name}-{mode}"), solver=solver_,
+    unknown = sorted(set(item_ids or []) - set(inst.item_ids))
+    if unknown:
+        raise ValueError(f"items {unknown} are not items of instrument {inst.name!r}")
+    dataset = samples(inst, pset, mode, limit_personas=limit_personas, items=item_ids)
+    return Task(dataset=MemoryDataset(dataset, name=f"{inst.name}-{mode}"), solver=solver_,
                 scorer=rating(instrument), config=config, epochs=epochs, name=TASK_NAME,
                 metadata={"instrument": inst.name, "instrument_digest": inst.digest, "mode": mode,
                           "variant": variant, "temperature": proto.temperature})
