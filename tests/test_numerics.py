@@ -97,3 +97,16 @@ def test_group_means_and_correctly_rounded_helpers():
     assert got.tolist() == [[2.5, 1.0, 8 / 3, 5.0], [8.5, 7.0, 26 / 3, 11.0]]  # items 1, 3, 4 form group 1
     assert fmean([1e16, 1.0, -1e16]) == pytest.approx(1 / 3)  # naive left-to-right summation gives 0
     assert fstd([1.0, 2.0, 3.0, 4.0]) == pytest.approx(np.std([1, 2, 3, 4], ddof=1), rel=1e-15)
+
+
+def test_portable_exp_carries_nan_and_refuses_a_positive_value_beside_one():
+    """NaN in, NaN out, without a warning; a positive argument is refused even when a NaN sits
+    beside it (the old check used max(), which a NaN turns into NaN)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = exp(np.array([np.nan, -1.0, -np.inf]))
+    assert np.isnan(out[0]) and out[2] == 0.0 and abs(out[1] - math.exp(-1.0)) < 1e-16
+    with pytest.raises(ValueError, match="non-positive"):
+        exp(np.array([np.nan, 5.0]))

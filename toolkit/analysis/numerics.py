@@ -89,11 +89,11 @@ def exp(x: np.ndarray) -> np.ndarray:
 
     x = (64 m + j) ln2/64 + r with |r| <= ln2/128, so exp(x) = 2**m * 2**(j/64) * e**r: a
     table of 64 correctly rounded values, a degree-5 polynomial in Horner form, and an
-    exact scaling by 2**m. Underflow gives 0. The analysis only exponentiates shifted
-    log-probabilities (<= 0); positive inputs are refused rather than risk overflow.
+    exact scaling by 2**m. Underflow gives 0, and NaN gives NaN. The analysis only exponentiates
+    shifted log-probabilities (<= 0); positive inputs are refused rather than risk overflow.
     """
-    x = np.maximum(np.asarray(x, dtype=np.float64), -746.0)  # also a copy we may overwrite
-    if x.size and x.max() > 0.0:
+    x = np.maximum(np.asarray(x, dtype=np.float64), -746.0)  # also a copy we may overwrite (NaN stays)
+    if x.size and (x > 0.0).any():  # not x.max(): a NaN would hide a positive value
         raise ValueError("numerics.exp is for non-positive arguments")
     if x.size <= _EXP_BLOCK:
         return _exp_block(x)
@@ -114,7 +114,8 @@ def _exp_block(x: np.ndarray) -> np.ndarray:
     x -= t
     np.multiply(n, _STEP_LO, out=t)
     x -= t  # x is now r
-    ni = n.astype(np.int32)  # |n| < 2**17
+    with np.errstate(invalid="ignore"):  # a NaN's index is garbage; its NaN carries through to the result
+        ni = n.astype(np.int32)  # |n| < 2**17
     p = np.multiply(x, _EXP_COEFFS[0], out=t)
     p += _EXP_COEFFS[1]
     for c in _EXP_COEFFS[2:]:

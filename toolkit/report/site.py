@@ -498,6 +498,5 @@ def _digit_probs(L: np.ndarray) -> np.ndarray:
     from ..analysis.numerics import exp
 
     with np.errstate(invalid="ignore"):
-        shifted = finite - top  # <= 0, or NaN for a row without any digit
-        w = np.where(np.isnan(shifted), np.nan, exp(np.where(np.isnan(shifted), 0.0, shifted)))
+        w = exp(finite - top)  # <= 0, or NaN for a row without any digit
         return w / w.sum(axis=1, keepdims=True)
