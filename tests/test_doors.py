@@ -488,3 +488,13 @@ def test_a_number_rounded_across_a_power_of_ten_keeps_its_width():
 
     assert [_fixed(v, 4) for v in (0.99995, 1.0, 0.9876, 9.99996, 0.099996)] == \
         ["1.000", "1.000", "0.9876", "10.00", "0.1000"]
+
+
+def test_a_hostile_report_marker_is_one_line_and_nothing_is_removed(small, tmp_path):
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / ".toolkit-report").write_text("[" * 100_000 + "]" * 100_000)  # deeper than the JSON parser goes
+    (out / "notes.txt").write_text("mine")
+    res = run_cli("report", "--out", str(out), "--store", str(small))
+    assert res.returncode == 2 and "notes.txt" in one_line(res)
+    assert (out / "notes.txt").read_text() == "mine"

@@ -17,8 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..errors import ToolkitError
-
-STORE_PARTS = ("runs", "objects", "instruments")
+from ..hashing import parse_json
 
 
 def store_root_of(path: Path) -> Path | None:
@@ -86,7 +85,7 @@ def marker_text(kind: str, version: str, files: Iterable[str]) -> str:
 def marker_files(path: Path) -> set[str] | None:
     """The files a marker lists, or None for a missing, legacy or unreadable marker."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     files = doc.get("files") if isinstance(doc, dict) else None
