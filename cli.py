@@ -214,9 +214,9 @@ def _store(store_dir: str | None, *, write: bool = False) -> Store:
     if store_dir and Path(store_dir).is_file():  # a bundle: checked, then read from a private copy
         from toolkit.store.bundle import is_bundle
 
-        if write and not is_bundle(store_dir):
-            raise ToolkitError("is a file, not a store folder (--store names a folder)", path=store_dir)
         if write:
+            if not is_bundle(store_dir):
+                raise ToolkitError("is a file, not a store folder (--store names a folder)", path=store_dir)
             raise ToolkitError(f"{store_dir} is a bundle, which is read-only: add its runs to a store with "
                                "`toolkit import BUNDLE --store DIR`")
         from toolkit.store.bundle import open_bundle

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-MAX_RESPONSE_BYTES = 1 << 20  # one reply's text, whoever sent it (the recorder's reply cap is the same)
+MAX_RESPONSE_BYTES = 1 << 20  # one reply, whoever sent it (the recorder's HTTP reply cap is this too)
 LOGPROB_SLACK = 1e-6  # a server's rounding: a top-k list may sum to probability 1 + this
 UNDERFLOW = -745.1332191019412  # exp of anything below is 0 in double precision
 
@@ -23,8 +23,8 @@ def digit_logprobs_problem(values: Sequence[float | None] | None) -> str | None:
     if values is None:
         return "no digit log-probabilities"
     present = [float(v) for v in values if v is not None]
-    if any(math.isnan(v) or v > LOGPROB_SLACK for v in present):
-        bad = next(v for v in present if math.isnan(v) or v > LOGPROB_SLACK)
+    bad = next((v for v in present if math.isnan(v) or v > LOGPROB_SLACK), None)
+    if bad is not None:
         return f"impossible log-probability {bad!r}"
     if present and not any(v >= UNDERFLOW for v in present):
         return ("no digit has a usable probability (every digit log-probability is missing, -inf or below "

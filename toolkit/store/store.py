@@ -156,11 +156,14 @@ class Store:
         return self.runs_dir / manifest_filename(run_id)
 
     # ----- locks -------------------------------------------------------------------------
-    @contextmanager
-    def _flock(self, name: str, mode: int) -> Iterator[None]:
-        if self.root.resolve() == INSTALLED_DEMO:  # every write takes a lock: none reaches the package
+    def _refuse_installed_demo(self) -> None:
+        if self.root.resolve() == INSTALLED_DEMO:
             raise ToolkitError(f"the demo store installed with the package ({self.root}) is read-only; give a "
                                "store of your own (--store DIR or $TOOLKIT_STORE)")
+
+    @contextmanager
+    def _flock(self, name: str, mode: int) -> Iterator[None]:
+        self._refuse_installed_demo()  # every write takes a lock: none reaches the package
         lock_dir = self.root / "locks"
         lock_dir.mkdir(parents=True, exist_ok=True)
         with open(lock_dir / name, "a+b") as fh:
@@ -283,9 +286,7 @@ class Store:
         without write permission, a full disk): ToolkitError (exit 2) naming it, nothing left."""
         import tempfile
 
-        if self.root.resolve() == INSTALLED_DEMO:
-            raise ToolkitError(f"the demo store installed with the package ({self.root}) is read-only; give a "
-                               "store of your own (--store DIR or $TOOLKIT_STORE)")
+        self._refuse_installed_demo()
         for folder in (self.root, self.runs_dir, self.objects_dir, self.instruments_dir):
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -439,14 +440,16 @@ class Store:
                 if path.stem not in named and path.is_file() and now - path.stat().st_mtime >= grace_seconds:
                     path.unlink()
                     removed.append(path.stem)
-            held = open_files()
-            for folder in (self.runs_dir, self.instruments_dir, *sorted(self.objects_dir.glob("*"))):
-                for path in sorted(folder.glob(TMP_PREFIX + "*")) if folder.is_dir() else []:
-                    # a writer killed mid-write (kill -9) leaves its temp file; one being written is
-                    # younger than any sane grace, and held open by its process
-                    if path.is_file() and now - path.stat().st_mtime >= grace_seconds and path.resolve() not in held:
-                        path.unlink()
-                        removed.append(path.name)
+            # a writer killed mid-write (kill -9) leaves its temp file; one being written is younger
+            # than any sane grace, and held open by its process
+            old = [path for folder in (self.runs_dir, self.instruments_dir, *sorted(self.objects_dir.glob("*")))
+                   for path in (sorted(folder.glob(TMP_PREFIX + "*")) if folder.is_dir() else [])
+                   if path.is_file() and now - path.stat().st_mtime >= grace_seconds]
+            held = open_files() if old else set()  # /proc is read only when there is something to judge
+            for path in old:
+                if path.resolve() not in held:
+                    path.unlink()
+                    removed.append(path.name)
         return removed
 
     def remove_runs(self, run_ids: list[str], *, dry_run: bool = False) -> list[RunManifest]:

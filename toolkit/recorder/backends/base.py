@@ -63,7 +63,6 @@ def digits_from_top(top: Sequence[tuple[str, float]], scale: Sequence[int]) -> l
         text = token.strip()
         if text.isdigit() and int(text) in scale and str(int(text)) == text:
             found.setdefault(int(text), []).append(float(logprob))
-    # one token: its log-probability as sent; several: their total, correctly rounded (libm's
-    # exp and log differ by C library and CPU, and a stored value must not)
-    # a digit the list gives is kept as given, however small: the row rule (store/rows.py) judges it
+    # one token: its log-probability as sent, however small (the row rule, store/rows.py, judges
+    # it); several: their total, correctly rounded (libm's exp and log differ by C library and CPU)
     return [log_sum_exp(found[r]) if r in found else None for r in scale]

@@ -32,12 +32,12 @@ import httpx
 
 from ...errors import ToolkitError
 from ...hashing import parse_json
-from ...store.rows import LOGPROB_SLACK
+from ...store.rows import LOGPROB_SLACK, MAX_RESPONSE_BYTES
 from ..plan import PROTOCOL_DEFAULTS
 from .base import DEFAULT_BREAKER, BackendError, DigitLogprobs, FatalBackendError, Generation, digits_from_top
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-DEFAULT_MAX_REPLY_BYTES = 1 << 20  # a chat completion of --long-max-tokens 64 is a few kB
+DEFAULT_MAX_REPLY_BYTES = MAX_RESPONSE_BYTES  # one limit for every reply; a chat completion of 64 tokens is a few kB
 _SECRET_PARAM = re.compile(r"key|token|secret|auth|passw|signature|sig$", re.IGNORECASE)
 _BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
 
