@@ -21,6 +21,7 @@ which are already portable.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -177,12 +178,11 @@ def fstd(values) -> float:
 _PREC = 36  # decimal digits carried: 19 beyond a double's 17, so a misrounding needs a 1e-19 tie
 
 
+@functools.cache
 def _pi():
-    """pi to 60 digits by Machin's formula (computed once)."""
+    """pi to 70 digits by Machin's formula (computed once)."""
     from decimal import Decimal, localcontext
 
-    if _PI:
-        return _PI[0]
     with localcontext() as ctx:
         ctx.prec = 70
 
@@ -194,11 +194,7 @@ def _pi():
                 k, sign = k + 2, -sign
             return total
 
-        _PI.append(+(4 * (4 * arctan_inv(5) - arctan_inv(239))))
-    return _PI[0]
-
-
-_PI: list = []
+        return +(4 * (4 * arctan_inv(5) - arctan_inv(239)))
 
 
 def _density(x):
@@ -298,14 +294,8 @@ def normal_quantile(p) -> np.ndarray:
     return np.array([_cached_quantile(v) for v in arr.ravel().tolist()], dtype=np.float64).reshape(arr.shape)
 
 
-def _memo(f):
-    import functools
-
-    return functools.lru_cache(maxsize=65536)(f)
-
-
-_cached_cdf = _memo(normal_cdf_scalar)
-_cached_quantile = _memo(normal_quantile_scalar)
+_cached_cdf = functools.lru_cache(maxsize=65536)(normal_cdf_scalar)
+_cached_quantile = functools.lru_cache(maxsize=65536)(normal_quantile_scalar)
 
 
 def log_sum_exp(values: list[float]) -> float:
