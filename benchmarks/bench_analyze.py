@@ -17,7 +17,7 @@ from pathlib import Path
 
 from toolkit.analysis import analyze
 from toolkit.analysis.options import AnalysisOptions
-from toolkit.importers import import_paths
+from toolkit.ingest.importer import import_paths
 from toolkit.store import Store
 
 
@@ -47,7 +47,7 @@ def main() -> None:
         store = Store(tmp / "store")
         for jobs in (1, 2):
             best, med = timed(lambda j=jobs: analyze(store, by_group=True,
-                                                          options=AnalysisOptions(jobs=j, backend="threading")),
+                                                          options=AnalysisOptions(jobs=j, backend="threading")).frame,
                               args.repeat)
             print(f"analyze 12 runs x 6 groups, 2000+400 draws, --jobs {jobs}: best {best:.3f} s, median {med:.3f} s")
         for jobs in (1, 2):

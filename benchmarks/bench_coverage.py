@@ -1,7 +1,7 @@
 """Coverage of the paired intervals and size of the permutation test against ground truth
 (issue 13, item 7).
 
-Pairs of runs are drawn from toolkit.simulate's PairSpec: each pair draws its own personas, and
+Pairs of runs are drawn from toolkit.ingest.simulate's PairSpec: each pair draws its own personas, and
 both runs of a pair are answered by those personas (run B's cells: latent means moved by
 --shift, within-cell spread times --within-factor). The truth is the generating model's value
 (simulate.pair_truth: exact expected sample sds over 20,000 personas). For each scenario the
@@ -26,7 +26,7 @@ from joblib import Parallel, delayed
 from toolkit.analysis.metrics import ItemGroups, bootstrap_se, estimate
 from toolkit.analysis.options import AnalysisOptions
 from toolkit.analysis.paired import METRICS, compare_pair
-from toolkit.simulate import PairSpec, pair_counts, pair_truth
+from toolkit.ingest.simulate import PairSpec, pair_counts, pair_truth
 
 SCALE = np.arange(6)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from toolkit.analysis import curves
 from toolkit.analysis.options import AnalysisOptions
-from toolkit.importers import import_paths
+from toolkit.ingest.importer import import_paths
 from toolkit.store import Store
 
 

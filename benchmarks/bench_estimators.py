@@ -24,8 +24,8 @@ import numpy as np
 
 from toolkit.analysis import analyze
 from toolkit.analysis.options import AnalysisOptions
-from toolkit.instrument import load_instrument
-from toolkit.simulate import Spec, simulate
+from toolkit.ingest.simulate import Spec, simulate
+from toolkit.protocol.instrument import load_instrument
 from toolkit.store import Store
 
 
@@ -40,7 +40,7 @@ def main() -> None:
     spec = Spec(personas=args.personas, repetitions=args.repetitions)
     t0 = time.perf_counter()
     truths = simulate(store, load_instrument(), runs=args.runs, spec=spec, seed=2026)
-    df = analyze(store, options=AnalysisOptions(jobs=args.jobs))  # the full default bootstrap
+    df = analyze(store, options=AnalysisOptions(jobs=args.jobs)).frame  # the full default bootstrap
     took = time.perf_counter() - t0
     by_id = {t.run_id: t for t in truths}
     true_S = np.array([by_id[r].true_S for r in df["run_id"]])

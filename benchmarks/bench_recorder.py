@@ -14,9 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from toolkit.instrument import load_instrument
+from toolkit.protocol.instrument import load_instrument
+from toolkit.protocol.personas import PersonaSet
+from toolkit.protocol.requests import Protocol
 from toolkit.recorder.backends.instant import InstantBackend
-from toolkit.recorder.plan import PersonaSet, Protocol, build_plan
+from toolkit.recorder.plan import build_plan
 from toolkit.recorder.record import prepare, record
 from toolkit.store import Store
 

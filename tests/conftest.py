@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def snapshot(snapshot):
 def em_store(tmp_path_factory):
     """The 12 persona + 12 self runs of arXiv 2605.12850 imported once (treat as read-only)."""
     need_shared()
-    from toolkit.importers import import_paths
+    from toolkit.ingest.importer import import_paths
     from toolkit.store import Store
 
     store = Store(tmp_path_factory.mktemp("em") / "store")
@@ -55,7 +56,7 @@ def em_store(tmp_path_factory):
 def logit_store(tmp_path_factory):
     """The gemma-2-9b-it digit-logprob run of the logit method imported once (read-only)."""
     need_shared()
-    from toolkit.importers import import_paths
+    from toolkit.ingest.importer import import_paths
     from toolkit.store import Store
 
     store = Store(tmp_path_factory.mktemp("logit") / "store")
@@ -91,14 +92,41 @@ def browser():
         yield b
 
 
-def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the real CLI in a subprocess (exit codes and stdout exactly as a user sees them)."""
-    full_env = dict(os.environ)
-    full_env.pop("TOOLKIT_STORE", None)
-    if env:
-        full_env.update(env)
-    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd or ROOT, timeout=600)
+@dataclass
+class Completed:
+    """What a command printed and returned, as subprocess.CompletedProcess names them."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, process: bool = False) -> Completed:
+    """Run the real CLI: in this process through click's runner (the same parsing, commands and
+    exit codes, without the ~0.5 s of a fresh interpreter importing polars and pyarrow), or in a
+    subprocess when the test changes the environment or the folder, or asks for a real process
+    (``process``: exit handling, signals, what a fresh interpreter imports)."""
+    if env or cwd or process:
+        full_env = dict(os.environ)
+        full_env.pop("TOOLKIT_STORE", None)
+        full_env.update(env or {})
+        done = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True,
+                              env=full_env, cwd=cwd or ROOT, timeout=600)
+        return Completed(list(done.args), done.returncode, done.stdout, done.stderr)
+    from click.testing import CliRunner
+
+    from toolkit.cli import main
+
+    before = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        result = CliRunner().invoke(main, list(args), env={"TOOLKIT_STORE": None}, prog_name="cli.py")
+    finally:
+        os.chdir(before)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a bug escaped the command's own error handling: show it as such
+    return Completed(list(args), result.exit_code, result.stdout, result.stderr)
 
 
 def tree_bytes(folder: Path) -> dict[str, bytes]:

@@ -12,21 +12,21 @@ import pytest
 from conftest import ROOT, run_cli
 from toolkit.analysis import analyze
 from toolkit.analysis.options import AnalysisOptions
-from toolkit.importers import import_paths
+from toolkit.ingest.importer import import_paths
 from toolkit.report import format_frame
-from toolkit.store import Store
+from toolkit.store import Selection, Store
 
 
 def test_bit_identical_across_jobs_and_backends(em_store):
-    ref = analyze(em_store, by_group=True, options=AnalysisOptions(jobs=1, bootstrap=300, rerun_bootstrap=100))
+    ref = analyze(em_store, by_group=True, options=AnalysisOptions(jobs=1, bootstrap=300, rerun_bootstrap=100)).frame
     for jobs, backend in ((2, "threading"), (2, "loky"), (2, "forkserver")):
         other = analyze(em_store, by_group=True,
-                        options=AnalysisOptions(jobs=jobs, backend=backend, bootstrap=300, rerun_bootstrap=100))
+                        options=AnalysisOptions(jobs=jobs, backend=backend, bootstrap=300, rerun_bootstrap=100)).frame
         assert format_frame(other, "csv") == format_frame(ref, "csv"), (jobs, backend)
-    again = analyze(em_store, by_group=True, options=AnalysisOptions(jobs=1, bootstrap=300, rerun_bootstrap=100))
+    again = analyze(em_store, by_group=True, options=AnalysisOptions(jobs=1, bootstrap=300, rerun_bootstrap=100)).frame
     assert format_frame(again, "csv") == format_frame(ref, "csv")
     seeded = analyze(em_store, by_group=True,
-                     options=AnalysisOptions(jobs=1, bootstrap=300, rerun_bootstrap=100, seed=1))
+                     options=AnalysisOptions(jobs=1, bootstrap=300, rerun_bootstrap=100, seed=1)).frame
     assert not seeded["S_se"].equals(ref["S_se"])  # the seed matters...
     assert seeded["S"].equals(ref["S"])  # ...only to the bootstrap
 
@@ -101,10 +101,10 @@ def test_retention_intersects_temperatures(tmp_path):
     _write_run(tmp_path / "base" / "m_temp05.csv", set(range(3, 60)))  # 57 valid
     _write_run(tmp_path / "base" / "m_temp10.csv", set(range(20)))  # 20 valid: left out of the intersection
     import_paths(store, [tmp_path / "base"])
-    df = analyze(store, options=AnalysisOptions(bootstrap=10, rerun_bootstrap=5)).sort("temperature")
+    df = analyze(store, options=AnalysisOptions(bootstrap=10, rerun_bootstrap=5)).frame.sort("temperature")
     assert df["personas"].to_list() == [52, 52, 20]
     # selecting one temperature keeps the same rule (the other runs are still in the store)
-    one = analyze(store, temperature=0.1, options=AnalysisOptions(bootstrap=10, rerun_bootstrap=5))
+    one = analyze(store, Selection(temperature=0.1), options=AnalysisOptions(bootstrap=10, rerun_bootstrap=5)).frame
     assert one["personas"].to_list() == [52] and one["S"][0] == df["S"][0]
 
 
@@ -133,8 +133,8 @@ def test_formula_change_breaks_the_snapshot(pipeline_store, monkeypatch, snapsho
     from toolkit.analysis import metrics
 
     kwargs = dict(by_group=True, options=AnalysisOptions(bootstrap=50, rerun_bootstrap=20))
-    honest = format_frame(analyze(pipeline_store, **kwargs), "csv")
+    honest = format_frame(analyze(pipeline_store, **kwargs).frame, "csv")
     monkeypatch.setattr(metrics, "_tau", lambda mu: np.std(mu, axis=-2, ddof=0))
-    slipped = format_frame(analyze(pipeline_store, **kwargs), "csv")
+    slipped = format_frame(analyze(pipeline_store, **kwargs).frame, "csv")
     assert slipped != honest
     assert honest == snapshot

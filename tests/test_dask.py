@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import require_extra, run_cli
-from toolkit.instrument import load_instrument
-from toolkit.simulate import Spec, simulate
+from toolkit.ingest.simulate import Spec, simulate
+from toolkit.protocol.instrument import load_instrument
 from toolkit.store import Store
 
 

@@ -14,8 +14,8 @@ from conftest import run_cli
 from toolkit.analysis import analyze
 from toolkit.analysis.diagnose import diagnose
 from toolkit.analysis.options import AnalysisOptions
-from toolkit.instrument import load_instrument
-from toolkit.simulate import Spec, simulate
+from toolkit.ingest.simulate import Spec, simulate
+from toolkit.protocol.instrument import load_instrument
 from toolkit.store import Store
 
 
@@ -44,7 +44,7 @@ def _S(cells: dict, personas: list[int], items: list[int]) -> float:
 def test_persona_rows_against_plain_python_and_the_run_metrics(pair):
     items = load_instrument().item_ids
     new, old = _cells(pair, "insecure-code"), _cells(pair, "base")
-    df = diagnose(pair).filter(pl.col("variant") == "insecure-code")
+    df = diagnose(pair).frame.filter(pl.col("variant") == "insecure-code")
     personas = sorted(df["persona_id"].to_list())
     assert personas == list(range(8)) and df["baseline_run_id"].null_count() == 0
     full = _S(new, personas, items)
@@ -59,10 +59,10 @@ def test_persona_rows_against_plain_python_and_the_run_metrics(pair):
         assert r["shift_sigma"] == pytest.approx(r["sigma"] - r["base_sigma"], rel=1e-12)
     assert df["shift_abs"].to_list() == sorted(df["shift_abs"].to_list(), reverse=True)
     # contributions add up to the run's sigma_bar and S as analyze prints them
-    metrics = analyze(pair, options=AnalysisOptions(bootstrap=0, rerun_bootstrap=0)).filter(
+    metrics = analyze(pair, options=AnalysisOptions(bootstrap=0, rerun_bootstrap=0)).frame.filter(
         pl.col("variant") == "insecure-code")
     assert df["sigma"].mean() == pytest.approx(metrics["sigma_bar"][0], rel=1e-12)
-    by_item = diagnose(pair, by="item").filter(pl.col("variant") == "insecure-code")
+    by_item = diagnose(pair, by="item").frame.filter(pl.col("variant") == "insecure-code")
     assert by_item.height == 30 and by_item["tau"].mean() == pytest.approx(metrics["S"][0], rel=1e-12)
     assert (by_item["delta_tau"] == by_item["tau"] - by_item["base_tau"]).all()
 

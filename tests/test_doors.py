@@ -20,7 +20,7 @@ from http_servers import Behaviour, start
 def small(tmp_path_factory) -> Path:
     """A store with two simulated runs (treat as read-only)."""
     store = tmp_path_factory.mktemp("small") / "store"
-    res = run_cli("simulate", "--runs", "2", "--personas", "5", "--repetitions", "2", "--store", str(store))
+    res = run_cli("simulate", "--runs", "2", "--persona-count", "5", "--repetitions", "2", "--store", str(store))
     assert res.returncode == 0, res.stderr
     return store
 
@@ -91,7 +91,7 @@ def test_a_copied_report_marker_does_not_license_deleting_a_folder(small, tmp_pa
                                   ["claims", "draft", "--out", "{s}/instruments/c.json"]])
 def test_no_command_writes_inside_a_store(small, tmp_path, args):
     store = tmp_path / "s"
-    run_cli("simulate", "--runs", "1", "--personas", "3", "--repetitions", "2", "--store", str(store))
+    run_cli("simulate", "--runs", "1", "--persona-count", "3", "--repetitions", "2", "--store", str(store))
     before = tree_bytes(store)
     res = run_cli(*[a.format(s=store) for a in args], "--store", str(small))
     assert res.returncode == 2 and "inside the store" in one_line(res)
@@ -251,7 +251,7 @@ def test_hostile_bundle_indexes_end_in_one_line(bundle, tmp_path, edit):
                                   lambda m: m["protocol"].update(note="added")])
 def test_edited_provenance_no_longer_verifies(tmp_path, edit):
     store = tmp_path / "s"
-    assert run_cli("simulate", "--runs", "1", "--personas", "3", "--repetitions", "2", "--store", str(store)) \
+    assert run_cli("simulate", "--runs", "1", "--persona-count", "3", "--repetitions", "2", "--store", str(store)) \
         .returncode == 0
     path = next((store / "runs").glob("*.json"))
     manifest = json.loads(path.read_text())
@@ -295,7 +295,7 @@ def test_a_folder_that_is_not_a_store_is_no_store(tmp_path, folder):
 
 def test_write_commands_in_the_source_tree_never_write_the_demo_store():
     before = tree_bytes(ROOT / "parquet")
-    res = run_cli("simulate", "--runs", "1", "--personas", "3", "--repetitions", "1", cwd=ROOT)
+    res = run_cli("simulate", "--runs", "1", "--persona-count", "3", "--repetitions", "1", cwd=ROOT)
     assert res.returncode == 2 and "read-only" in one_line(res)
     assert tree_bytes(ROOT / "parquet") == before
 
@@ -317,7 +317,7 @@ def _logprob_csv_with_empty_cells(path: Path) -> Path:
 
 def test_a_run_that_cannot_be_analyzed_leaves_the_others_reported(tmp_path):
     store = tmp_path / "s"
-    assert run_cli("simulate", "--runs", "1", "--personas", "5", "--repetitions", "2", "--store", str(store)) \
+    assert run_cli("simulate", "--runs", "1", "--persona-count", "5", "--repetitions", "2", "--store", str(store)) \
         .returncode == 0
     lp = _logprob_csv_with_empty_cells(tmp_path / "small_logprobs.csv")
     assert run_cli("import", str(lp), "--temperature", "1", "--store", str(store)).returncode == 0
@@ -348,7 +348,7 @@ def test_a_self_run_on_some_foundations_draws_what_exists(tmp_path):
 # ----- removing a run, and what kill -9 leaves behind ---------------------------------------------
 def test_rm_removes_a_run_and_compact_frees_its_segments(tmp_path):
     store = tmp_path / "s"
-    assert run_cli("simulate", "--runs", "2", "--personas", "3", "--repetitions", "2", "--store", str(store)) \
+    assert run_cli("simulate", "--runs", "2", "--persona-count", "3", "--repetitions", "2", "--store", str(store)) \
         .returncode == 0
     victim = next(m for m in json.loads(run_cli("runs", "--format", "json", "--store", str(store)).stdout)
                   if m["model"] == "sim-0001")["run_id"]
@@ -369,7 +369,7 @@ def test_compact_removes_old_temporary_leftovers_but_not_a_file_being_written(tm
     import time
 
     store = tmp_path / "s"
-    assert run_cli("simulate", "--runs", "1", "--personas", "3", "--repetitions", "2", "--store", str(store)) \
+    assert run_cli("simulate", "--runs", "1", "--persona-count", "3", "--repetitions", "2", "--store", str(store)) \
         .returncode == 0
     old = store / "runs" / ".tmp-abandoned"
     old.write_text("half a manifest")
@@ -402,7 +402,7 @@ def test_record_plan_of_a_shipped_model_downloads_nothing(tmp_path):
 
 def test_the_retention_hint_names_the_re_ask(tmp_path):
     store = tmp_path / "s"
-    res = run_cli("simulate", "--runs", "1", "--personas", "3", "--repetitions", "1", "--invalid-share", "0.6",
+    res = run_cli("simulate", "--runs", "1", "--persona-count", "3", "--repetitions", "1", "--invalid-share", "0.6",
                   "--store", str(store))
     assert res.returncode == 0
     out = run_cli("analyze", "--store", str(store))

@@ -19,7 +19,7 @@ def test_figure_formats_resolution_and_reproducible_bytes(tmp_path):
     from toolkit.report.figures import plot_curves
     from toolkit.store import Store
 
-    frame = curves(Store(ROOT / "parquet"), points=9)
+    frame = curves(Store(ROOT / "parquet"), points=9).frame
     for name in ("c.png", "c.pdf", "c.svg"):
         first = hashlib.sha256(plot_curves(frame, tmp_path / name).read_bytes()).hexdigest()
         again = hashlib.sha256(plot_curves(frame, tmp_path / name).read_bytes()).hexdigest()
@@ -39,7 +39,7 @@ def test_no_axis_label_lies_under_the_radar_legend(em_store):
     from toolkit.analysis.api import strip_variant_suffix
     from toolkit.report.figures import radar_figure
 
-    fig = radar_figure(profiles(em_store), family=strip_variant_suffix)
+    fig = radar_figure(profiles(em_store).frame, family=strip_variant_suffix)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     legend = fig.legends[0].get_window_extent(renderer)
@@ -53,10 +53,10 @@ def test_foundation_tables_follow_the_instrument_order(em_store):
     from toolkit.analysis import analyze, profiles
     from toolkit.analysis.api import strip_variant_suffix
     from toolkit.analysis.options import AnalysisOptions
-    from toolkit.instrument import load_instrument
+    from toolkit.protocol.instrument import load_instrument
     from toolkit.report.paper_tables import foundation_table, profile_table
 
     groups = load_instrument().groups
-    metrics = analyze(em_store, by_group=True, options=AnalysisOptions(bootstrap=0, rerun_bootstrap=0))
+    metrics = analyze(em_store, by_group=True, options=AnalysisOptions(bootstrap=0, rerun_bootstrap=0)).frame
     assert foundation_table(metrics, "R", family=strip_variant_suffix).columns[2:] == groups  # Table 4 (5 alike)
-    assert profile_table(profiles(em_store), family=strip_variant_suffix).columns[2:] == groups  # Table 3
+    assert profile_table(profiles(em_store).frame, family=strip_variant_suffix).columns[2:] == groups  # Table 3

@@ -94,7 +94,7 @@ def invoke(*args: str):
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     store = tmp_path_factory.mktemp("fuzz") / "store"
-    assert run_cli("simulate", "--runs", "2", "--personas", "5", "--repetitions", "2", "--store", str(store)) \
+    assert run_cli("simulate", "--runs", "2", "--persona-count", "5", "--repetitions", "2", "--store", str(store)) \
         .returncode == 0
     truth = json.loads(run_cli("analyze", "--by", "group", "--format", "json", "--store", str(store)).stdout)
     return store, {(r["model"], r["variant"], r["group"]): r for r in truth}

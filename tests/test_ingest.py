@@ -13,9 +13,9 @@ import pytest
 from conftest import EM, LOGIT_CSV, need_shared, run_cli, tree_bytes
 from toolkit.analysis import analyze
 from toolkit.analysis.options import AnalysisOptions
-from toolkit.export import export_runs
-from toolkit.importers import import_paths
+from toolkit.ingest.importer import import_paths
 from toolkit.report import format_frame
+from toolkit.report.export import export_runs
 from toolkit.store import Store
 
 DRAWS = {"options": AnalysisOptions(bootstrap=60, rerun_bootstrap=20)}
@@ -37,7 +37,7 @@ def _write(path, header, rows, *, newline="\n", bom=False):
 
 
 def _metrics(store: Store) -> str:
-    df = analyze(store, by_group=True, **DRAWS)
+    df = analyze(store, by_group=True, **DRAWS).frame
     return format_frame(df.drop("run_id"), "csv")
 
 
@@ -102,7 +102,7 @@ def test_uneven_repetitions_absent_personas_and_items(tmp_path):
     src = _write(tmp_path / "base" / "gpt-4o_temp01.csv", header, kept + extra)
     store = Store(tmp_path / "s")
     import_paths(store, [src])
-    df = analyze(store, **DRAWS)
+    df = analyze(store, **DRAWS).frame
     valid = pl.DataFrame(kept + extra, schema=header, orient="row").filter(pl.col("rating") != "-1")
     per_cell = valid.group_by("persona_id", "question_id").len()
     assert df["max_reps"][0] == per_cell["len"].max() == 15
@@ -116,7 +116,7 @@ def test_strict_where_it_matters_long_format(tmp_path):
     good = tmp_path / "good.csv"
     good.write_text("pid,qid,score\n0,1,3\n0,2,4\n1,1,2\n1,2,5\n")
     s = tmp_path / "s"
-    ok = run_cli("import", str(good), "--columns", "persona=pid,item=qid,rating=score", "--model", "m",
+    ok = run_cli("import", str(good), "--column-map", "persona=pid,item=qid,rating=score", "--model", "m",
                  "--variant", "v", "--temperature", "0.5", "--store", str(s))
     assert ok.returncode == 0, ok.stderr
     before = tree_bytes(s)
@@ -127,18 +127,18 @@ def test_strict_where_it_matters_long_format(tmp_path):
     for i, (text, message) in enumerate(cases):
         bad = tmp_path / f"bad{i}.csv"
         bad.write_text(text)
-        res = run_cli("import", str(bad), "--columns", "persona=pid,item=qid,rating=score", "--model", f"b{i}",
+        res = run_cli("import", str(bad), "--column-map", "persona=pid,item=qid,rating=score", "--model", f"b{i}",
                       "--variant", "v", "--temperature", "0.5", "--store", str(s))
         assert res.returncode == 2 and message in res.stderr and f"bad{i}.csv" in res.stderr, res.stderr
         assert res.stderr.count("\n") == 1 and tree_bytes(s) == before
     for mapping, message in (("persnoa=pid,item=qid,rating=score", "unknown field(s) persnoa"),
                              ("persona=pid,persona=qid,rating=score", "two columns the name(s) persona")):
-        res = run_cli("import", str(good), "--columns", mapping, "--model", "typo", "--variant", "v",
+        res = run_cli("import", str(good), "--column-map", mapping, "--model", "typo", "--variant", "v",
                       "--temperature", "0.5", "--store", str(s))
         assert res.returncode == 2 and message in res.stderr and res.stderr.count("\n") == 1, res.stderr
         assert tree_bytes(s) == before
     pl.DataFrame({"pid": [0, 0], "qid": [1, 77], "score": [3, 3]}).write_parquet(tmp_path / "bad.parquet")
-    res = run_cli("import", str(tmp_path / "bad.parquet"), "--columns", "persona=pid,item=qid,rating=score",
+    res = run_cli("import", str(tmp_path / "bad.parquet"), "--column-map", "persona=pid,item=qid,rating=score",
                   "--model", "p", "--variant", "v", "--temperature", "0.5", "--store", str(s))
     assert res.returncode == 2 and "bad.parquet: row 2: question_id 77" in res.stderr, res.stderr
     assert tree_bytes(s) == before
@@ -160,7 +160,7 @@ def test_long_format_in_three_containers_matches_the_published_import(tmp_path, 
     df.write_ndjson(files["jsonl"])
     for kind, path in files.items():
         s = tmp_path / f"s-{kind}"
-        res = run_cli("import", str(path), "--columns", mapping, "--model", "gpt-4o", "--variant", "base",
+        res = run_cli("import", str(path), "--column-map", mapping, "--model", "gpt-4o", "--variant", "base",
                       "--temperature", "0.1", "--store", str(s))
         assert res.returncode == 0, (kind, res.stderr)
         store = Store(s)

@@ -114,7 +114,7 @@ def _eval(inspect_ai, tmp: Path, script, **task_args) -> Path:
 
 @pytest.fixture(scope="module")
 def sampled_logs(inspect_ai, tmp_path_factory):
-    from toolkit.instrument import load_instrument
+    from toolkit.protocol.instrument import load_instrument
 
     here = os.getcwd()
     os.chdir(ROOT)  # the task file is named as `inspect eval` is given it, from the repository root
@@ -175,7 +175,7 @@ def test_the_same_answers_through_the_published_csv_give_identical_metrics(sampl
 
 
 def test_logprob_logs_become_logprob_runs(inspect_ai, tmp_path, monkeypatch):
-    from toolkit.instrument import load_instrument
+    from toolkit.protocol.instrument import load_instrument
 
     monkeypatch.chdir(ROOT)
     logs = _eval(inspect_ai, tmp_path, _logprob_script(load_instrument()), mode="logprob", variant="ft")
@@ -246,8 +246,8 @@ def test_without_the_extra_an_inspect_log_is_refused_with_the_install_line(tmp_p
 def test_self_mode_asks_without_a_persona_and_imports_as_a_self_run(inspect_ai, tmp_path, monkeypatch):
     from inspect_ai.model import get_model
 
-    from toolkit.instrument import load_instrument
     from toolkit.integrations.inspect_task import _seed
+    from toolkit.protocol.instrument import load_instrument
 
     inst = load_instrument()
     slots = {_seed(inst.digest, None, item, epoch): (item, epoch) for item in inst.item_ids for epoch in (1, 2)}
@@ -281,7 +281,7 @@ def test_a_hostile_log_with_our_metadata_is_refused(inspect_ai, tmp_path, sample
     from inspect_ai.dataset import Sample
     from inspect_ai.model import get_model
 
-    from toolkit.instrument import load_instrument
+    from toolkit.protocol.instrument import load_instrument
 
     inst = load_instrument()
     forged = [Sample(id=f"s{i}", input="rate", metadata={"instrument": "mfq30", "instrument_digest": inst.digest,

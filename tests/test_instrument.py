@@ -5,7 +5,7 @@ import pytest
 
 from toolkit.analysis.options import AnalysisOptions
 from toolkit.errors import ToolkitError
-from toolkit.instrument import load_instrument, parse_instrument
+from toolkit.protocol.instrument import load_instrument, parse_instrument
 
 
 def test_mfq30_shipped_as_data():
@@ -45,7 +45,7 @@ def make_instrument(n_items=44, groups=5, lo=1, hi=5):
 def test_other_questionnaire_by_adding_a_file(tmp_path):
     """A 44-item, 1-5 questionnaire with 5 groups works end to end: import, analyze."""
     from toolkit.analysis import analyze
-    from toolkit.importers import import_paths
+    from toolkit.ingest.importer import import_paths
     from toolkit.store import Store
 
     spec = tmp_path / "q44.json"
@@ -64,7 +64,7 @@ def test_other_questionnaire_by_adding_a_file(tmp_path):
     src.write_text("\n".join(lines) + "\n")
     store = Store(tmp_path / "store")
     import_paths(store, [src], instrument=str(spec))
-    df = analyze(store, by_group=True, options=AnalysisOptions(bootstrap=50, rerun_bootstrap=20))
+    df = analyze(store, by_group=True, options=AnalysisOptions(bootstrap=50, rerun_bootstrap=20)).frame
     assert df["items"].to_list() == [44, 9, 9, 9, 9, 8]
     assert df["group"].to_list() == ["all", "G0", "G1", "G2", "G3", "G4"]
     # independent S: std over personas (ddof=1) of each item's persona means, averaged
@@ -74,7 +74,7 @@ def test_other_questionnaire_by_adding_a_file(tmp_path):
 
 
 def test_out_of_scale_rating_uses_instrument_bounds(tmp_path):
-    from toolkit.importers import import_paths
+    from toolkit.ingest.importer import import_paths
     from toolkit.store import Store
 
     spec = tmp_path / "q.json"

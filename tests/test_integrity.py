@@ -22,7 +22,7 @@ from http_servers import Behaviour, start
 from toolkit.analysis import analyze, curves, profiles
 from toolkit.analysis.options import AnalysisOptions
 from toolkit.errors import StoreCorrupt, ToolkitError
-from toolkit.importers import import_files, import_paths
+from toolkit.ingest.importer import import_files, import_paths
 from toolkit.report import format_frame
 from toolkit.store import Store
 
@@ -74,9 +74,10 @@ def store(tmp_path) -> Store:
 def outputs(store: Store) -> str:
     """Everything the analysis commands print for a store (small bootstraps: this runs often)."""
     return "\n".join([
-        format_frame(analyze(store, by_group=True, options=AnalysisOptions(bootstrap=30, rerun_bootstrap=10)), "csv"),
-        format_frame(profiles(store), "csv"),
-        format_frame(curves(store, temperatures=[0.5, 1.0], options=AnalysisOptions(bootstrap=30)), "csv"),
+        format_frame(analyze(store, by_group=True, options=AnalysisOptions(bootstrap=30, rerun_bootstrap=10)).frame,
+                     "csv"),
+        format_frame(profiles(store).frame, "csv"),
+        format_frame(curves(store, temperatures=[0.5, 1.0], options=AnalysisOptions(bootstrap=30)).frame, "csv"),
     ])
 
 
@@ -106,9 +107,11 @@ def test_1_unencodable_rows_are_failed_slots_and_the_rest_is_stored(tmp_path):
     """A row that cannot be encoded (here: a non-text finish_reason handed over by a backend)
     is a failed slot; the other rows of its batch are stored, on the count-based and on the
     time-based flush, and the summary counts equal what is stored."""
-    from toolkit.instrument import load_instrument
+    from toolkit.protocol.instrument import load_instrument
+    from toolkit.protocol.personas import load_personas
+    from toolkit.protocol.requests import Protocol
     from toolkit.recorder.backends.instant import InstantBackend
-    from toolkit.recorder.plan import Protocol, build_plan, load_personas
+    from toolkit.recorder.plan import build_plan
     from toolkit.recorder.record import record
 
     class OddBackend(InstantBackend):
@@ -366,7 +369,7 @@ def test_10_bom_and_cr_only_line_ends_import_like_the_clean_file(tmp_path):
     for src in (clean, bom, cr):
         s = Store(tmp_path / ("s-" + src.parent.parent.name))
         import_paths(s, [src])
-        prints.append(format_frame(analyze(s, options=AnalysisOptions(bootstrap=20, rerun_bootstrap=5)), "csv"))
+        prints.append(format_frame(analyze(s, options=AnalysisOptions(bootstrap=20, rerun_bootstrap=5)).frame, "csv"))
     assert prints[0] == prints[1] == prints[2]
 
 

@@ -11,8 +11,8 @@ import pytest
 from conftest import LOGIT_CSV, run_cli
 from toolkit.analysis import analyze, consistency, curves
 from toolkit.analysis.options import AnalysisOptions
-from toolkit.importers import import_paths
-from toolkit.instrument import load_instrument
+from toolkit.ingest.importer import import_paths
+from toolkit.protocol.instrument import load_instrument
 from toolkit.report import format_frame
 from toolkit.store import Store
 
@@ -50,7 +50,7 @@ def straightforward(csv_path, T):
 
 @pytest.mark.parametrize("T", [1.0, 0.35])
 def test_curve_matches_straightforward_loop(gemma, T):
-    df = curves(gemma, temperatures=[T], options=AnalysisOptions(bootstrap=200))
+    df = curves(gemma, temperatures=[T], options=AnalysisOptions(bootstrap=200)).frame
     S, sigma_bar = straightforward(LOGIT_CSV, T)
     row = df.row(0, named=True)
     assert row["S"] == pytest.approx(S, rel=1e-12)
@@ -60,7 +60,7 @@ def test_curve_matches_straightforward_loop(gemma, T):
 
 
 def test_published_point_and_monotonic_curve(gemma):
-    df = curves(gemma)  # default grid 0.35..1.25, 201 points, 2000 draws
+    df = curves(gemma).frame  # default grid 0.35..1.25, 201 points, 2000 draws
     assert len(df) == 201
     first, last = df.row(0, named=True), df.row(200, named=True)
     assert (first["temperature"], last["temperature"]) == (0.35, 1.25)
@@ -73,11 +73,11 @@ def test_published_point_and_monotonic_curve(gemma):
 
 
 def test_curves_bit_identical_across_jobs(gemma):
-    a = curves(gemma, points=41, by_group=True, options=AnalysisOptions(jobs=1))
-    b = curves(gemma, points=41, by_group=True, options=AnalysisOptions(jobs=2, backend="loky"))
+    a = curves(gemma, points=41, by_group=True, options=AnalysisOptions(jobs=1)).frame
+    b = curves(gemma, points=41, by_group=True, options=AnalysisOptions(jobs=2, backend="loky")).frame
     assert format_frame(a, "csv") == format_frame(b, "csv")
     for _ in range(5):  # threads race for the process-wide BLAS limit: repeat to catch it
-        c = curves(gemma, points=41, by_group=True, options=AnalysisOptions(jobs=2, backend="threading"))
+        c = curves(gemma, points=41, by_group=True, options=AnalysisOptions(jobs=2, backend="threading")).frame
         assert format_frame(c, "csv") == format_frame(a, "csv")
 
 
@@ -90,7 +90,7 @@ def test_curve_snapshot(gemma, snapshot):
 
 
 def test_analyze_accepts_logprob_run(gemma):
-    df = analyze(gemma, options=AnalysisOptions(bootstrap=200))
+    df = analyze(gemma, options=AnalysisOptions(bootstrap=200)).frame
     assert df["temperature"].to_list() == [1.0]
     S, sigma_bar = straightforward(LOGIT_CSV, 1.0)
     assert df["S"][0] == pytest.approx(S, rel=1e-12) and df["sigma_bar"][0] == pytest.approx(sigma_bar, rel=1e-12)
@@ -124,7 +124,7 @@ def test_imputation_uses_topk_minimum_and_is_counted(tmp_path):
     write_logprob_csv(tmp_path / "v" / "m_logprobs.csv", L, missing={(0, 0, 5), (1, 2, 0)}, top=top)
     store = Store(tmp_path / "s")
     import_paths(store, [tmp_path / "v" / "m_logprobs.csv"], temperature=1.0)
-    df = curves(store, temperatures=[1.0], options=AnalysisOptions(bootstrap=50))
+    df = curves(store, temperatures=[1.0], options=AnalysisOptions(bootstrap=50)).frame
     assert df["imputed_digits"][0] == 2
     # independent: cell (0,0) digit 5 -> -9.5 (top-k min); cell (1,2) digit 0 -> min of its present digits
     L2 = L.copy()

@@ -35,7 +35,7 @@ def test_consistency_says_why_a_model_has_no_sampled_side():
 
 def test_compare_with_only_baseline_runs_says_there_is_nothing_to_compare(tmp_path):
     store = ["--store", str(tmp_path / "s")]
-    assert run_cli("simulate", "--runs", "1", "--personas", "4", "--repetitions", "2", *store).returncode == 0
+    assert run_cli("simulate", "--runs", "1", "--persona-count", "4", "--repetitions", "2", *store).returncode == 0
     line = _one_line_error(run_cli("compare", "--summary", "--baseline", "simulated", *store))
     assert "nothing to compare: every selected run is of the baseline variant 'simulated'" in line
 

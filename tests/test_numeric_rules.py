@@ -5,7 +5,7 @@ numpy dispatches power, exp, log, trigonometric and hyperbolic ufuncs to SIMD ke
 CPU (AVX-512's SVML kernels round differently from the baseline ones); scipy.special and
 Python's math module call the system's libm, which differs by C library, its version and, in
 glibc, by CPU. What may reach a printed number: elementwise + - * /, sqrt, sorting, integer
-arithmetic, ufunc reductions, math.fsum, and toolkit.analysis.numerics (a portable exp and
+arithmetic, ufunc reductions, math.fsum, and toolkit.numerics (a portable exp and
 correctly rounded normal functions and logarithms computed in decimal arithmetic).
 
 This test reads the source (it cannot run the kernels of a CPU it lacks); the runtime guard in
@@ -33,15 +33,15 @@ FORBIDDEN_MODULES = ("scipy.special", "scipy.stats")
 # (file, enclosing function) -> why its use never reaches a printed, stored or hashed number.
 # An entry that no longer matches anything fails the test, so the list cannot go stale.
 ALLOWLIST: dict[tuple[str, str], str] = {
-    ("toolkit/analysis/numerics.py", "_exp_constants"):
+    ("toolkit/numerics.py", "_exp_constants"):
         "decimal arithmetic: the exp table is built once in software, then rounded",
-    ("toolkit/analysis/numerics.py", "_cdf_decimal"): "Decimal.exp/sqrt and Decimal ** (libmpdec)",
-    ("toolkit/analysis/numerics.py", "_density"): "Decimal.exp (libmpdec)",
-    ("toolkit/analysis/numerics.py", "normal_quantile_scalar"): "Decimal.ln and Decimal ** (libmpdec)",
-    ("toolkit/analysis/numerics.py", "log_sum_exp"): "Decimal.exp and .ln (libmpdec)",
-    ("toolkit/analysis/numerics.py", "log_ratio"): "Decimal.ln (libmpdec)",
-    ("toolkit/analysis/numerics.py", "exact_products"): "2.0 ** an integer: an exact power of two",
-    ("toolkit/analysis/numerics.py", "_pi.arctan_inv"): "Decimal ** an integer (libmpdec)",
+    ("toolkit/numerics.py", "_cdf_decimal"): "Decimal.exp/sqrt and Decimal ** (libmpdec)",
+    ("toolkit/numerics.py", "_density"): "Decimal.exp (libmpdec)",
+    ("toolkit/numerics.py", "normal_quantile_scalar"): "Decimal.ln and Decimal ** (libmpdec)",
+    ("toolkit/numerics.py", "log_sum_exp"): "Decimal.exp and .ln (libmpdec)",
+    ("toolkit/numerics.py", "log_ratio"): "Decimal.ln (libmpdec)",
+    ("toolkit/numerics.py", "exact_products"): "2.0 ** an integer: an exact power of two",
+    ("toolkit/numerics.py", "_pi.arctan_inv"): "Decimal ** an integer (libmpdec)",
     ("toolkit/analysis/metrics.py", "alias_table"): "n ** n of a Python int, exact",
     ("toolkit/analysis/metrics.py", "_multinomial_weight"): "integer powers of Python ints, exact",
     ("toolkit/analysis/metrics.py", "ExactCells.__init__"): "n ** n of a Python int, exact",
@@ -113,7 +113,7 @@ def test_no_machine_dependent_transcendental_outside_the_allowlist():
             else:
                 bad.append(f"{rel}:{line} in {where}: {what}")
     assert not bad, ("machine-dependent transcendental on a path that may print a number; use "
-                     "toolkit.analysis.numerics, exact products or sqrt, or add a commented ALLOWLIST entry:\n"
+                     "toolkit.numerics, exact products or sqrt, or add a commented ALLOWLIST entry:\n"
                      + "\n".join(bad))
     stale = set(ALLOWLIST) - used
     assert not stale, f"ALLOWLIST entries that match nothing any more: {sorted(stale)}"

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from toolkit.analysis.numerics import exact_products, exp, fmean, fstd, group_means
+from toolkit.numerics import exact_products, exp, fmean, fstd, group_means
 
 
 @pytest.mark.parametrize("allow_single", [False, True])
@@ -51,8 +51,9 @@ def test_single_precision_bootstrap_sums_change_curve_ses_by_under_1e3(monkeypat
     """The float32 fast path rounds bootstrap operands to ~17 bits; on the published logprob run
     the SEs stay within 1e-3 (relative) of the float64 path, against ~1.6% Monte-Carlo error."""
     from conftest import LOGIT_CSV, need_shared
-    from toolkit.analysis import curves, numerics
-    from toolkit.importers import import_paths
+    from toolkit import numerics
+    from toolkit.analysis import curves
+    from toolkit.ingest.importer import import_paths
     from toolkit.store import Store
 
     need_shared()
@@ -61,9 +62,9 @@ def test_single_precision_bootstrap_sums_change_curve_ses_by_under_1e3(monkeypat
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(tmp)
         import_paths(store, [LOGIT_CSV])
-        fast = curves(store, points=11, by_group=True)
+        fast = curves(store, points=11, by_group=True).frame
         monkeypatch.setattr(numerics, "SINGLE_MIN_BITS", 60)  # no float32 path
-        slow = curves(store, points=11, by_group=True)
+        slow = curves(store, points=11, by_group=True).frame
     for col in ("S_se", "sigma_bar_se", "R_se"):
         rel = np.abs(fast[col].to_numpy() / slow[col].to_numpy() - 1)
         assert rel.max() < 1e-3

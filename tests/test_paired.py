@@ -15,7 +15,7 @@ from toolkit.analysis.intervals import acceleration, bca_interval, holm, percent
 from toolkit.analysis.metrics import ItemGroups
 from toolkit.analysis.options import AnalysisOptions
 from toolkit.analysis.paired import METRICS, compare_pair, point_metrics
-from toolkit.simulate import PairSpec, pair_counts, pair_truth
+from toolkit.ingest.simulate import PairSpec, pair_counts, pair_truth
 
 SCALE = np.arange(6)
 
@@ -123,8 +123,8 @@ def test_calibration_against_the_generating_model():
 
 
 def _sim_store(tmp_path):
-    from toolkit.instrument import load_instrument
-    from toolkit.simulate import Spec, simulate
+    from toolkit.ingest.simulate import Spec, simulate
+    from toolkit.protocol.instrument import load_instrument
     from toolkit.store import Store
 
     store = Store(tmp_path / "s")
@@ -172,16 +172,16 @@ def test_paired_comparison_is_identical_for_any_worker_count(tmp_path):
 
     store = _sim_store(tmp_path)
     opts = AnalysisOptions(bootstrap=200, permutations=200)
-    one = paired_compare(store, by_group=True, options=opts)
-    two = paired_compare(store, by_group=True, options=opts.but(jobs=2, backend="loky"))
+    one = paired_compare(store, by_group=True, options=opts).frame
+    two = paired_compare(store, by_group=True, options=opts.but(jobs=2, backend="loky")).frame
     assert one.equals(two)
-    assert not one.equals(paired_compare(store, by_group=True, options=opts.but(seed=1)))
+    assert not one.equals(paired_compare(store, by_group=True, options=opts.but(seed=1)).frame)
 
 
 def test_runs_sharing_a_handful_of_personas_are_not_paired_and_say_why(tmp_path):
     """Issue 27: two 10-persona runs sharing 2 personas were compared 'paired' on those 2."""
     store = tmp_path / "s"
-    assert run_cli("simulate", "--runs", "1", "--personas", "10", "--repetitions", "3", "--store", str(store)) \
+    assert run_cli("simulate", "--runs", "1", "--persona-count", "10", "--repetitions", "3", "--store", str(store)) \
         .returncode == 0
     out = tmp_path / "csv"
     assert run_cli("export", "--out", str(out), "--store", str(store)).returncode == 0

@@ -16,12 +16,12 @@ from conftest import ROOT, run_cli
 from toolkit.analysis import analyze
 from toolkit.analysis.cells import load_counts
 from toolkit.analysis.options import AnalysisOptions
-from toolkit.analysis.parallel import chunks, run_parallel
 from toolkit.analysis.selection import MIN_PERSONAS_FOR_INTERSECTION, family_units
 from toolkit.errors import StoreCorrupt
-from toolkit.instrument import load_instrument
+from toolkit.ingest.simulate import Spec, simulate_run
+from toolkit.parallel.pool import Workers, chunks
+from toolkit.protocol.instrument import load_instrument
 from toolkit.report import format_frame
-from toolkit.simulate import Spec, simulate_run
 from toolkit.store import Store
 
 TEMPERATURES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
@@ -86,7 +86,7 @@ def test_family_retention_in_units_matches_an_independent_intersection(sweep):
     assert len(common) < min(map(len, eligible))  # ...and it removes personas
     for retention in ("family", "run"):
         for jobs in (1, 2):
-            df = analyze(sweep, options=FAST.but(jobs=jobs, backend="forkserver", retention=retention))
+            df = analyze(sweep, options=FAST.but(jobs=jobs, backend="forkserver", retention=retention)).frame
             got = dict(zip(df["run_id"], df["personas"]))
             for r in swept:
                 own = complete[r]
@@ -96,9 +96,9 @@ def test_family_retention_in_units_matches_an_independent_intersection(sweep):
 
 @pytest.mark.parametrize("backend", ["forkserver", "loky", "threading"])
 def test_every_backend_gives_the_same_bytes(sweep, backend):
-    ref = format_frame(analyze(sweep, by_group=True, options=FAST), "csv")
+    ref = format_frame(analyze(sweep, by_group=True, options=FAST).frame, "csv")
     for jobs in (2, 3):
-        got = format_frame(analyze(sweep, by_group=True, options=FAST.but(jobs=jobs, backend=backend)), "csv")
+        got = format_frame(analyze(sweep, by_group=True, options=FAST.but(jobs=jobs, backend=backend)).frame, "csv")
         assert got == ref, (backend, jobs)
 
 
@@ -125,7 +125,7 @@ def test_workers_are_forked_from_a_single_threaded_server():
     and pyarrow but must not have started a thread pool when it forks the workers."""
     from joblib import delayed
 
-    facts = run_parallel([delayed(_worker_facts)(i) for i in range(4)], AnalysisOptions(jobs=2, backend="forkserver"))
+    facts = Workers(jobs=2, backend="forkserver").run([delayed(_worker_facts)(i) for i in range(4)])
     parents = {p for p, _, _ in facts}
     assert len(parents) == 1 and os.getpid() not in parents  # the server, not this process
     assert all(threads == 1 for _, threads, _ in facts)
@@ -134,10 +134,10 @@ def test_workers_are_forked_from_a_single_threaded_server():
 
 def test_forkserver_from_another_thread_falls_back_to_loky(sweep):
     """joblib forks only from the main thread; a notebook's worker thread still gets workers."""
-    ref = format_frame(analyze(sweep, options=FAST), "csv")
+    ref = format_frame(analyze(sweep, options=FAST).frame, "csv")
     got: list[str] = []
     t = threading.Thread(target=lambda: got.append(
-        format_frame(analyze(sweep, options=FAST.but(jobs=2, backend="forkserver")), "csv")))
+        format_frame(analyze(sweep, options=FAST.but(jobs=2, backend="forkserver")).frame, "csv")))
     t.start()
     t.join()
     assert got == [ref]
@@ -158,8 +158,8 @@ def test_an_unreadable_run_is_named_or_raised_from_a_worker(sweep, tmp_path):
     path.chmod(0o644)
     path.write_bytes(bytes(data))
     opts = FAST.but(jobs=2, backend="forkserver")
-    problems: list[str] = []
-    df = analyze(store, options=opts, problems=problems)
+    result = analyze(store, options=opts, on_error="skip")
+    df, problems = result.frame, result.skipped
     assert victim.run_id not in set(df["run_id"]) and df.height == 12
     assert len(problems) == 1 and victim.run_id in problems[0] and "damaged" in problems[0]
     with pytest.raises(StoreCorrupt, match="damaged"):
@@ -176,7 +176,7 @@ from toolkit.store import Store
 
 def main():
     print(analyze(Store(sys.argv[1]), options=AnalysisOptions(jobs=2, backend="forkserver",
-                                                              bootstrap=20, rerun_bootstrap=5)).height)
+                                                              bootstrap=20, rerun_bootstrap=5)).frame.height)
 """
 
 
@@ -199,11 +199,10 @@ def test_a_script_without_its_main_guard_is_refused_not_run_again_and_again(swee
 DYING = """
 import os, sys
 from joblib import delayed
-from toolkit.analysis.options import AnalysisOptions
-from toolkit.analysis.parallel import run_parallel
 from toolkit.errors import WorkerLost
+from toolkit.parallel.pool import Workers
 try:
-    run_parallel([delayed(os._exit)(9) for _ in range(4)], AnalysisOptions(jobs=2, backend=sys.argv[1]))
+    Workers(jobs=2, backend=sys.argv[1]).run([delayed(os._exit)(9) for _ in range(4)])
 except WorkerLost as exc:
     print(exc)
     sys.exit(exc.exit_code)

@@ -42,42 +42,42 @@ PIPELINES = textwrap.dedent("""
     from toolkit.analysis.options import AnalysisOptions
     from toolkit.analysis.power import power
     from toolkit.audit.run import audit_store
-    from toolkit.instrument import load_instrument
+    from toolkit.protocol.instrument import load_instrument
     from toolkit.report import format_frame
     from toolkit.report.site import gather, write_site
-    from toolkit.simulate import Spec, simulate
-    from toolkit.store import Store
+    from toolkit.ingest.simulate import Spec, simulate
+    from toolkit.store import Selection, Store
 
     em, logit, jobs = Store(sys.argv[1]), Store(sys.argv[2]), int(sys.argv[3])
     embedded, claims = Store(sys.argv[4]), sys.argv[5]
-    backend = os.environ.get("BACKEND", "loky") if jobs > 1 else None
+    backend = os.environ.get("BACKEND", "loky")
     out = []
     metrics = analyze(em, by_group=True,
-                      options=AnalysisOptions(bootstrap=500, rerun_bootstrap=200, jobs=jobs, backend=backend))
+                      options=AnalysisOptions(bootstrap=500, rerun_bootstrap=200, jobs=jobs, backend=backend)).frame
     out.append(format_frame(metrics, "csv"))
-    comparison = compare(metrics)
+    comparison = compare(metrics).frame
     out.append(format_frame(comparison, "csv"))
     out.append(format_frame(compare_summary(comparison), "csv"))
-    out.append(format_frame(profiles(em), "csv"))
+    out.append(format_frame(profiles(em).frame, "csv"))
     parallel = AnalysisOptions(jobs=jobs, backend=backend)
     paired = parallel.but(bootstrap=400, permutations=400)
-    out.append(format_frame(paired_compare(em, by_group=True, options=paired), "csv"))
-    out.append(format_frame(paired_compare(em, options=paired.but(ci_method="percentile"), unpaired=True), "csv"))
-    out.append(format_frame(curves(logit, points=9, by_group=True, options=parallel), "csv"))
-    out.append(format_frame(analyze(embedded, by_group=True, options=parallel), "csv"))
-    out.append(format_frame(curves(embedded, points=5, by_group=True), "csv"))
-    out.append(format_frame(diagnose(em, by="persona", model="qwen3-235b"), "csv"))
-    out.append(format_frame(diagnose(em, by="item", model="gpt-4o"), "csv"))
-    out.append(format_frame(power(em, metric="S", sims=40, model="gpt-4o", variant="base"), "csv"))
-    out.append(format_frame(power(em, metric="R", sims=40, model="gpt-4o", variant="base"), "csv"))
+    out.append(format_frame(paired_compare(em, by_group=True, options=paired).frame, "csv"))
+    out.append(format_frame(paired_compare(em, options=paired.but(ci_method="percentile"), unpaired=True).frame, "csv"))
+    out.append(format_frame(curves(logit, points=9, by_group=True, options=parallel).frame, "csv"))
+    out.append(format_frame(analyze(embedded, by_group=True, options=parallel).frame, "csv"))
+    out.append(format_frame(curves(embedded, points=5, by_group=True).frame, "csv"))
+    out.append(format_frame(diagnose(em, Selection(model="qwen3-235b"), by="persona").frame, "csv"))
+    out.append(format_frame(diagnose(em, Selection(model="gpt-4o"), by="item").frame, "csv"))
+    out.append(format_frame(power(em, Selection(model="gpt-4o", variant="base"), metric="S", sims=40), "csv"))
+    out.append(format_frame(power(em, Selection(model="gpt-4o", variant="base"), metric="R", sims=40), "csv"))
     with tempfile.TemporaryDirectory() as tmp:
         sim = Store(Path(tmp) / "sim")
         truths = simulate(sim, load_instrument("mfq30"), runs=2, seed=3,
                           spec=Spec(personas=20, repetitions=3, invalid_share=0.1))
         out.append(repr([(t.run_id, t.true_S, t.true_sigma_bar) for t in truths]))
-        out.append(format_frame(analyze(sim, by_group=True, options=parallel), "csv"))
-        site = write_site(gather(em, options=parallel.but(bootstrap=200, rerun_bootstrap=100, permutations=200),
-                                 model=["gpt-4o", "gpt-4o-misaligned", "gpt-4o-secure"]),
+        out.append(format_frame(analyze(sim, by_group=True, options=parallel).frame, "csv"))
+        site = write_site(gather(em, Selection(model=["gpt-4o", "gpt-4o-misaligned", "gpt-4o-secure"]),
+                                 options=parallel.but(bootstrap=200, rerun_bootstrap=100, permutations=200)),
                           Path(tmp) / "site", figure_format="svg")
         for page in sorted(site.rglob("*.html")):
             out.append(f"{page.relative_to(site)} {hashlib.sha256(page.read_bytes()).hexdigest()}")

@@ -14,7 +14,7 @@ from conftest import run_cli
 from toolkit.analysis.metrics import ItemGroups
 from toolkit.analysis.paired import METRICS, point_metrics
 from toolkit.analysis.power import _pseudo_counts, null_spread
-from toolkit.simulate import PairSpec, pair_counts
+from toolkit.ingest.simulate import PairSpec, pair_counts
 
 SCALE = np.arange(6)
 
@@ -43,8 +43,8 @@ def test_resampled_se_matches_the_generating_model():
 
 
 def test_cli_power_table(tmp_path):
-    from toolkit.instrument import load_instrument
-    from toolkit.simulate import Spec, simulate
+    from toolkit.ingest.simulate import Spec, simulate
+    from toolkit.protocol.instrument import load_instrument
     from toolkit.store import Store
 
     store = Store(tmp_path / "s")

@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 
 from conftest import run_cli
-from toolkit.analysis.profiles import persona_filter, persona_profiles, persona_set_profiles
-from toolkit.instrument import load_instrument
-from toolkit.simulate import Spec, simulate
+from toolkit.analysis.foundations import persona_filter, persona_profiles, persona_set_profiles
+from toolkit.ingest.simulate import Spec, simulate
+from toolkit.protocol.instrument import load_instrument
 from toolkit.store import Store
 
 
@@ -45,7 +45,7 @@ def _by_hand(store: Store):
 
 def test_per_persona_profiles_match_plain_python(sim):
     hand, _ = _by_hand(sim)
-    df = persona_profiles(sim)
+    df = persona_profiles(sim).frame
     assert df.height == 12 * 6
     for row in df.iter_rows(named=True):
         cells = hand[row["persona_id"]][row["group"]]
@@ -59,7 +59,7 @@ def test_set_profile_is_mean_and_std_of_per_persona_scores(sim):
     assert 2 < len(complete) < 12  # the invalid answers left some personas incomplete
     chosen = sorted(complete)[:6]
     filt = persona_filter(ids=chosen + [999], exclude=[chosen[0]])
-    df = persona_set_profiles(sim, personas=filt)
+    df = persona_set_profiles(sim, personas=filt).frame
     members = chosen[1:]
     for row in df.iter_rows(named=True):
         scores = [statistics.fmean(c[0] for c in hand[p][row["group"]]) for p in members]
@@ -67,7 +67,7 @@ def test_set_profile_is_mean_and_std_of_per_persona_scores(sim):
         assert row["mean"] == pytest.approx(statistics.fmean(scores), rel=1e-12)
         assert row["std"] == pytest.approx(statistics.stdev(scores), rel=1e-12)
     # the default set: every retained persona
-    every = persona_set_profiles(sim).filter(pl.col("group") == "all")
+    every = persona_set_profiles(sim).frame.filter(pl.col("group") == "all")
     assert every["personas"][0] == len(complete)
 
 

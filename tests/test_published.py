@@ -8,11 +8,12 @@ import pytest
 from conftest import EM, run_cli
 from toolkit.analysis import analyze, compare, compare_summary, profiles
 from toolkit.analysis.options import AnalysisOptions
+from toolkit.store import Selection
 
 
 @pytest.fixture(scope="module")
 def metrics(em_store):
-    return analyze(em_store, by_group=True, options=AnalysisOptions(jobs=2))
+    return analyze(em_store, by_group=True, options=AnalysisOptions(jobs=2)).frame
 
 
 def expected_rows() -> pl.DataFrame:
@@ -53,7 +54,7 @@ TABLE2_R = {"deepseek-v3.1": (4.08, 2.63, 2.66), "gpt-4.1": (14.48, 6.70, 4.88),
 
 
 def test_tables_1_and_2_printed_digits(metrics):
-    cmp = compare(metrics.filter(pl.col("group") == "all"))
+    cmp = compare(metrics.filter(pl.col("group") == "all")).frame
     for family, printed in TABLE1_S.items():
         rows = {r["variant"]: r for r in cmp.filter(pl.col("family") == family).iter_rows(named=True)}
         got = tuple(round(rows[v]["S"], 2) for v in ("base", "secure-code", "insecure-code"))
@@ -63,7 +64,7 @@ def test_tables_1_and_2_printed_digits(metrics):
 
 
 def test_abstract_averages(metrics):
-    summary = compare_summary(compare(metrics.filter(pl.col("group") == "all")))
+    summary = compare_summary(compare(metrics.filter(pl.col("group") == "all")).frame)
     ins = summary.filter(pl.col("variant") == "insecure-code").row(0, named=True)
     assert round(ins["mean_delta_S_pct"]) == 55
     assert round(ins["mean_delta_R_pct"]) == -65
@@ -71,12 +72,12 @@ def test_abstract_averages(metrics):
 
 
 def test_profiles_match_direct_computation(em_store):
-    prof = profiles(em_store, model="gpt-4o")
+    prof = profiles(em_store, Selection(model="gpt-4o")).frame
     import csv
     from statistics import mean, stdev
     with open(EM / "self" / "base" / "gpt-4o_temp01_self.csv", newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh) if int(r["rating"]) >= 0]
-    from toolkit.instrument import load_instrument
+    from toolkit.protocol.instrument import load_instrument
     inst = load_instrument()
     for g in inst.groups:
         items = [it.id for it in inst.items if it.group == g]
@@ -99,7 +100,7 @@ def test_bad_selections_exit_2(em_store):
 def test_too_few_personas_after_retention(tmp_path):
     """Persona 1 never answers item 2 validly: only one persona survives. The CLI names the run
     and the reason on stderr and exits 1; the library, asked for no problem list, raises."""
-    from toolkit.importers import import_paths
+    from toolkit.ingest.importer import import_paths
     from toolkit.store import Store
 
     rows = ["persona_id,question_id,run_index,rating,failures,response,collected_at"]
@@ -126,7 +127,7 @@ def test_excess_cv_and_pearson_against_hand_computation(metrics):
 
     from toolkit.analysis import excess, group_cv, pearson
 
-    cmp = compare(metrics)
+    cmp = compare(metrics).frame
     ex = excess(cmp, "insecure-code", "secure-code").filter(pl.col("group") == "all")
     overall = metrics.filter(pl.col("group") == "all")
 

@@ -10,9 +10,11 @@ import time
 
 from conftest import ROOT, run_cli
 from http_servers import Behaviour, start
-from toolkit.instrument import load_instrument
+from toolkit.protocol.instrument import load_instrument
+from toolkit.protocol.personas import load_personas
+from toolkit.protocol.requests import Protocol
 from toolkit.recorder.backends.openai import OpenAIBackend
-from toolkit.recorder.plan import Protocol, build_plan, load_personas
+from toolkit.recorder.plan import build_plan
 from toolkit.recorder.record import record
 from toolkit.store import Store
 

@@ -124,7 +124,7 @@ def _two_temperatures(tmp_path: Path) -> list[str]:
     """A store with one model at two temperatures (two versions of its numbers)."""
     store = ["--store", str(tmp_path / "store")]
     for t, seed in (("0.7", "1"), ("0.3", "2")):
-        res = run_cli("simulate", "--runs", "1", "--personas", "30", "--repetitions", "4", "--temperature", t,
+        res = run_cli("simulate", "--runs", "1", "--persona-count", "30", "--repetitions", "4", "--temperature", t,
                       "--seed", seed, *store)
         assert res.returncode == 0, res.stderr
     return store
@@ -160,7 +160,7 @@ def test_an_earlier_catalogued_version_explains_a_stale_printed_row(tmp_path):
     from toolkit.audit import audit
     from toolkit.datasets.catalogue import Dataset, DatasetFile, FileVersion
     from toolkit.hashing import sha256_file
-    from toolkit.importers import import_paths
+    from toolkit.ingest.importer import import_paths
     from toolkit.store import Store
 
     folder = tmp_path / "files"
@@ -179,7 +179,7 @@ def test_an_earlier_catalogued_version_explains_a_stale_printed_row(tmp_path):
     scratch = Store(tmp_path / "scratch")
     import_paths(scratch, [earlier], model="gpt-4o", variant="base", temperature=0.1)
     quick = AnalysisOptions(bootstrap=50, rerun_bootstrap=20)
-    old_s = analyze(scratch, options=quick)["S"][0]
+    old_s = analyze(scratch, options=quick).frame["S"][0]
     claims = tmp_path / "claims.json"
     claims.write_text(json.dumps({"format": "toolkit-claims/1", "paper": "test", "dataset": "twoversions",
                                   "claims": [{"id": "T1-gpt-4o-S", "table": "Table 1", "model": "gpt-4o",

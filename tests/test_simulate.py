@@ -9,9 +9,9 @@ import pytest
 from conftest import run_cli
 from toolkit.analysis import analyze
 from toolkit.analysis.options import AnalysisOptions
-from toolkit.instrument import load_instrument
+from toolkit.ingest.simulate import Spec, simulate
+from toolkit.protocol.instrument import load_instrument
 from toolkit.report import format_frame
-from toolkit.simulate import Spec, simulate
 from toolkit.store import Store
 
 
@@ -26,7 +26,7 @@ def test_simulated_runs_are_ordinary_verified_runs_and_reproducible(tmp_path):
     table = a.read_run(a.runs()[0])
     assert set(table["provenance"].to_pylist()) == {"simulated:toolkit-0.1.0"}
     assert (np.asarray(table["rating"]) == -1).mean() == pytest.approx(0.05, abs=0.03)
-    res = run_cli("simulate", "--runs", "2", "--personas", "5", "--repetitions", "3", "--format", "csv",
+    res = run_cli("simulate", "--runs", "2", "--persona-count", "5", "--repetitions", "3", "--format", "csv",
                   "--store", str(tmp_path / "c"))
     assert res.returncode == 0 and res.stdout.splitlines()[0] == "run_id,true_S,true_sigma_bar"
     assert len(res.stdout.splitlines()) == 3
@@ -39,7 +39,7 @@ def test_estimators_against_ground_truth(tmp_path):
     store = Store(tmp_path / "s")
     spec = Spec(personas=60, repetitions=8, spread_personas=0.7, spread_within=0.8)
     truths = simulate(store, load_instrument(), runs=30, spec=spec, seed=11)
-    df = analyze(store, options=AnalysisOptions(bootstrap=300, rerun_bootstrap=60))
+    df = analyze(store, options=AnalysisOptions(bootstrap=300, rerun_bootstrap=60)).frame
     S = df["S"].to_numpy()
     true_S = np.array([t.true_S for t in truths])
     true_sigma = np.array([t.true_sigma_bar for t in truths])
@@ -59,8 +59,9 @@ def test_estimators_against_ground_truth(tmp_path):
 def test_chunked_parallel_scoring_is_bit_identical(tmp_path):
     store = Store(tmp_path / "s")
     simulate(store, load_instrument(), runs=9, spec=Spec(personas=20, repetitions=5), seed=2)
-    ref = format_frame(analyze(store, by_group=True, options=AnalysisOptions(bootstrap=100, rerun_bootstrap=40)), "csv")
+    fast = AnalysisOptions(bootstrap=100, rerun_bootstrap=40)
+    ref = format_frame(analyze(store, by_group=True, options=fast).frame, "csv")
     for jobs, backend in ((2, "threading"), (3, "loky")):
         opts = AnalysisOptions(bootstrap=100, rerun_bootstrap=40, jobs=jobs, backend=backend)
-        got = format_frame(analyze(store, by_group=True, options=opts), "csv")
+        got = format_frame(analyze(store, by_group=True, options=opts).frame, "csv")
         assert got == ref, (jobs, backend)

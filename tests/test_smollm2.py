@@ -99,8 +99,10 @@ def test_real_server_kill_and_resume(smollm2_server, tmp_path):
 
 def test_local_logprob_run(smollm2, tmp_path):
     from toolkit.analysis import analyze, curves
-    from toolkit.instrument import load_instrument
-    from toolkit.recorder.plan import Protocol, build_plan, load_personas
+    from toolkit.protocol.instrument import load_instrument
+    from toolkit.protocol.personas import load_personas
+    from toolkit.protocol.requests import Protocol
+    from toolkit.recorder.plan import build_plan
     from toolkit.recorder.record import record
     from toolkit.store import Store
 
@@ -142,8 +144,8 @@ def test_local_logprob_run(smollm2, tmp_path):
     # the exact rule: P(r) sums every vocabulary token reading as r once stripped
     digit_ids = smollm2._digits(list(range(6)))
     assert all(len(v) >= 1 for v in digit_ids.values())
-    c = curves(s1, temperatures=[0.5, 1.0], options=AnalysisOptions(bootstrap=50))
+    c = curves(s1, temperatures=[0.5, 1.0], options=AnalysisOptions(bootstrap=50)).frame
     assert c["personas"].to_list() == [2, 2]
-    a = analyze(s1, options=AnalysisOptions(bootstrap=50))
+    a = analyze(s1, options=AnalysisOptions(bootstrap=50)).frame
     assert a["R"][0] == pytest.approx(c.filter(c["temperature"] == 1.0)["R"][0], rel=1e-12)
     assert not math.isnan(a["S"][0])

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import EM, ROOT, need_shared, run_cli, tree_bytes
 from toolkit.hashing import canonical_json, sha256_file, sha256_text
-from toolkit.importers import import_paths, model_from_name, temperature_from_name
+from toolkit.ingest.importer import import_paths, model_from_name, temperature_from_name
 from toolkit.store import Store
 
 HEADER = "persona_id,question_id,run_index,rating,failures,response,collected_at\n"

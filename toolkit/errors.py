@@ -6,6 +6,8 @@ clear message and exit code 2, while genuine bugs still surface as tracebacks.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ToolkitError(Exception):
     """Bad input or bad selection: printed as one line, exit code 2."""
@@ -21,7 +23,7 @@ class ToolkitError(Exception):
             where = f"{path}:{line}: " if line is not None else f"{path}: "
         super().__init__(where + message)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         """Keep path and line when the error crosses a process boundary (import workers)."""
         return (_rebuild, (type(self), self.reason, self.path, self.line))
 

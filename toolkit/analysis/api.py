@@ -16,20 +16,22 @@ import polars as pl
 from joblib import delayed
 
 from ..errors import ToolkitError
-from ..store import Store
+from ..numerics import fmean, fstd
+from ..parallel.pool import chunks
+from ..store import RunManifest, Store
+from ..store.query import EVERY_RUN, Selection
 from .cells import RunCounts
+from .foundations import persona_profiles, persona_set_profiles, profiles  # noqa: F401  (the API)
 from .intervals import holm
 from .logit import curve_frames as curves_for
 from .logit import load_logprobs, temperature_grid
 from .metrics import instrument_groups
-from .numerics import fmean, fstd
 from .options import DEFAULT, AnalysisOptions
 from .paired import METRICS, PairResult, compare_pair
-from .parallel import chunks, run_parallel
-from .profiles import profiles  # noqa: F401  (re-exported: the API keeps it here too)
+from .result import OnError, Result, collector, result
 from .scoring import score_units
 from .seeds import rng_for
-from .selection import family_units, read_runs, retained_counts, runs_for, select_runs, skip, with_baselines
+from .selection import family_units, read_runs, retained_counts, skip, with_baselines
 
 ANALYZE_COLUMNS = [
     "model", "variant", "temperature", "group", "S", "S_se", "sigma_bar", "sigma_bar_se", "R", "R_se",
@@ -44,50 +46,49 @@ DEFAULT_VARIANT_SUFFIXES = ("-misaligned", "-insecure", "-secure")
 
 def analyze(
     store: Store | None = None,
+    selection: Selection = EVERY_RUN,
     *,
     by_group: bool = False,
     options: AnalysisOptions = DEFAULT,
-    problems: list[str] | None = None,
-    notes: list[str] | None = None,
-    **selection,
-) -> pl.DataFrame:
+    on_error: OnError = "raise",
+) -> Result:
     """S, sigma_bar, R and S_corrected with bootstrap SEs for every selected persona (or
     logprob-sampled) run.
 
-    ``selection`` takes ``model``, ``variant``, ``temperature``, ``mode``, ``run_id``. Each
-    worker reads its runs from the store by path and scores them, so only rows travel back
+    Each worker reads its runs from the store by path and scores them, so only rows travel back
     (``options``: jobs, and the backend: forkserver, loky, threading, or dask with a scheduler
-    address); the result is bit-identical for any. With a ``problems`` list, a run that cannot
-    be analyzed (unreadable, too few complete personas) is left out and the reason appended
-    there; without one, it is an error. A run recorded on a subset of the items is analyzed on
-    those (``items`` says how many), and ``notes`` gets a line saying so.
+    address); the result is bit-identical for any. A run that cannot be analyzed (unreadable,
+    too few complete personas) is an error, or with ``on_error="skip"`` left out and named in
+    the result. A run recorded on a subset of the items is analyzed on those (``items`` says
+    how many), and the result's notes say so.
     """
     store = store or Store()
+    problems, notes = collector(on_error), []
     all_runs = store.runs()  # read once: selection and retention both need them
-    runs = runs_for(store, selection, ("persona", "logprob"), "analyze", among=all_runs)
+    runs = selection.for_modes(("persona", "logprob"), "analyze", store, among=all_runs)
     logprob_runs = [m for m in runs if m.mode == "logprob"]
     runs = [m for m in runs if m.mode == "persona"]
     logit_rows = _logprob_point_rows(store, logprob_runs, by_group, options, problems)
     if not runs:
-        return logit_rows
+        return result(logit_rows, problems)
     units = family_units(all_runs, runs, options.retention, largest=None if options.jobs == 1 else 8)
     root = str(store.root.resolve())  # workers may start in another folder
     tasks = [delayed(score_units)(root, part, by_group, options) for part in chunks(units, options.jobs)]
-    done = {result[0]: result[1:] for part in run_parallel(tasks, options) for result in part}
+    done = {result[0]: result[1:] for part in options.workers.run(tasks) for result in part}
     rows = []
     for m in runs:  # the selection's order, whatever the units' order
         run_rows, note, refusal = done[m.run_id]
         if refusal is not None:
             skip(problems, *refusal)
-        if note and notes is not None:
+        if note:
             notes.append(note)
         rows += run_rows
     sampled = (pl.DataFrame(rows, schema_overrides={"median_reps": pl.Float64}).select(ANALYZE_COLUMNS) if rows
                else pl.DataFrame(schema=ANALYZE_SCHEMA))
-    return pl.concat([sampled, logit_rows]) if len(logit_rows) else sampled
+    return result(pl.concat([sampled, logit_rows]) if len(logit_rows) else sampled, problems, notes)
 
 
-def _logprob_point_rows(store: Store, runs, by_group: bool, options: AnalysisOptions,
+def _logprob_point_rows(store: Store, runs: list[RunManifest], by_group: bool, options: AnalysisOptions,
                         problems: list[str] | None = None) -> pl.DataFrame:
     """Logprob runs in `analyze`: the logit-method values at the run's own temperature.
 
@@ -116,6 +117,7 @@ def _logprob_point_rows(store: Store, runs, by_group: bool, options: AnalysisOpt
 
 def curves(
     store: Store | None = None,
+    selection: Selection = EVERY_RUN,
     *,
     tmin: float = 0.35,
     tmax: float = 1.25,
@@ -123,15 +125,15 @@ def curves(
     temperatures: Sequence[float] | None = None,
     by_group: bool = False,
     options: AnalysisOptions = DEFAULT,
-    problems: list[str] | None = None,
-    **selection,
-) -> pl.DataFrame:
+    on_error: OnError = "raise",
+) -> Result:
     """R(T), S(T) and sigma_bar(T) with persona-bootstrap SEs for logprob runs (logit method).
-    With a ``problems`` list, a run that cannot be used is left out and named there."""
+    A run that cannot be used is an error, or with ``on_error="skip"`` left out and named."""
     store = store or Store()
+    problems = collector(on_error)
     temps = temperature_grid(tmin, tmax, points, list(temperatures) if temperatures else None)
     loaded = []
-    for run in read_runs(runs_for(store, selection, ("logprob",), "curves"), lambda m: load_logprobs(store, m),
+    for run in read_runs(selection.for_modes(("logprob",), "curves", store), lambda m: load_logprobs(store, m),
                          problems):
         if run.persona_ids.size < 2:
             skip(problems, f"run {run.manifest.run_id}: fewer than 2 personas have a digit distribution for every "
@@ -139,21 +141,22 @@ def curves(
         else:
             loaded.append(run)
     if not loaded:
-        return pl.DataFrame()
-    return curves_for(loaded, temps, by_group=by_group, options=options)
+        return result(pl.DataFrame(), problems)
+    return result(curves_for(loaded, temps, by_group=by_group, options=options), problems)
 
 
-def consistency(store: Store | None = None, *, options: AnalysisOptions = DEFAULT, **selection) -> pl.DataFrame:
+def consistency(store: Store | None = None, selection: Selection = EVERY_RUN, *,
+                options: AnalysisOptions = DEFAULT) -> pl.DataFrame:
     """The two estimation methods side by side: for every logprob run and every sampled
     (persona) run of the same model and variant, S and R from sampling at the run's
     temperature next to the logit-method values at that temperature."""
     store = store or Store()
-    selection.pop("mode", None)
-    logit_runs = select_runs(store, mode="logprob", **selection)
+    logit_runs = selection.but(mode="logprob").resolve(store)
     rows, why = [], []
     for lr in logit_runs:
         try:
-            sampled = analyze(store, model=lr.model, variant=lr.variant, mode="persona", options=options)
+            sampled = analyze(store, Selection(model=[lr.model], variant=[lr.variant], mode="persona"),
+                              options=options).frame
         except ToolkitError as exc:  # say why this model has no sampled side
             why.append(f"{lr.model} ({lr.variant}): {exc}")
             continue
@@ -184,14 +187,15 @@ def compare(
     *,
     baseline: str = "base",
     family: Callable[[str], str] = strip_variant_suffix,
-    problems: list[str] | None = None,
-) -> pl.DataFrame:
+    on_error: OnError = "raise",
+) -> Result:
     """Relative change of S, R and sigma_bar against the baseline variant of the same family.
 
     Delta X = (X - X_base) / X_base in percent, matched on family, temperature and group.
-    With a ``problems`` list, runs without a baseline to compare with are left out and named
-    there; without one, that is an error.
+    A run without a baseline to compare with is an error, or with ``on_error="skip"`` left out
+    and named.
     """
+    problems = collector(on_error)
     df = metrics.with_columns(pl.col("model").map_elements(family, return_dtype=pl.String).alias("family"))
     base = df.filter(pl.col("variant") == baseline)
     if base.is_empty():
@@ -220,11 +224,32 @@ def compare(
             * ((pl.col(f"{c}_se") / pl.col(c)) ** 2 + (pl.col(f"{c}_se_base") / pl.col(f"{c}_base")) ** 2).sqrt()
         ).alias(f"delta_{c}_pct_se") for c in metrics3]
     )
-    return out.select(
+    return result(out.select(
         ["family", "model", "variant", "temperature", "group", "S", "S_se", "R", "R_se", "sigma_bar", "sigma_bar_se",
          "delta_S_pct", "delta_S_pct_se", "delta_R_pct", "delta_R_pct_se", "delta_sigma_bar_pct",
          "delta_sigma_bar_pct_se", "personas", "run_id"]
-    ).sort(["group", "family", "variant"], maintain_order=True)
+    ).sort(["group", "family", "variant"], maintain_order=True), problems)
+
+
+def compare_runs(store: Store | None = None, selection: Selection = EVERY_RUN, *, baseline: str = "base",
+                 family: Callable[[str], str] = strip_variant_suffix, by_group: bool = False,
+                 options: AnalysisOptions = DEFAULT) -> Result:
+    """`analyze` then `compare` of the selected runs; runs that cannot be analyzed or have no
+    baseline are left out and named. A selection of baseline runs alone is an error: there is
+    nothing to compare."""
+    analysis = analyze(store, selection, by_group=by_group, options=options, on_error="skip")
+    compared = compare(analysis.frame, baseline=baseline, family=family, on_error="skip")
+    skipped = analysis.skipped + compared.skipped
+    if not skipped and not (compared.frame["variant"] != baseline).any():
+        raise ToolkitError(f"nothing to compare: every selected run is of the baseline variant {baseline!r} (compare "
+                           "needs runs of another variant of the same model; --baseline names the baseline)")
+    return Result(compared.frame, skipped)
+
+
+def pairing_notes(paired: pl.DataFrame) -> list[str]:
+    """Why each comparison that was asked to pair was compared unpaired, one line a run."""
+    unpaired = paired.filter(~pl.col("paired")).unique(["run_id"], maintain_order=True)
+    return [f"{r['run_id']} against {r['baseline_run_id']}: {r['pairing']}" for r in unpaired.iter_rows(named=True)]
 
 
 PAIRED_COLUMNS = ["family", "model", "variant", "group", "metric", "baseline", "estimate", "delta", "delta_pct",
@@ -278,21 +303,21 @@ def _pair_task(base: RunCounts, base_ids: np.ndarray, other: RunCounts, other_id
     return compare_pair(a, b, base.instrument.scale, instrument_groups(base.instrument), options, rngs, paired)
 
 
-def _pair_chunk(jobs: list[tuple], options: AnalysisOptions) -> list[PairResult]:
+def _pair_chunk(jobs: list[tuple[Any, ...]], options: AnalysisOptions) -> list[PairResult]:
     return [_pair_task(a, a_ids, b, b_ids, common, options) for a, a_ids, b, b_ids, common in jobs]
 
 
 def paired_compare(
     store: Store | None = None,
+    selection: Selection = EVERY_RUN,
     *,
     baseline: str = "base",
     family: Callable[[str], str] = strip_variant_suffix,
     by_group: bool = False,
     unpaired: bool = False,
     options: AnalysisOptions = DEFAULT,
-    problems: list[str] | None = None,
-    **selection,
-) -> pl.DataFrame:
+    on_error: OnError = "raise",
+) -> Result:
     """Each run against the baseline-variant run of its family at its temperature: for S,
     sigma_bar, R and S_corrected the difference with its bootstrap SE, a ``ci_level`` interval
     (BCa or percentile), a two-sided permutation p-value and, across the groups of one metric,
@@ -300,8 +325,9 @@ def paired_compare(
     personas both retain); otherwise, or with ``unpaired``, as independent samples, and the
     ``paired`` column says which. See paired.py for the resampling and the test."""
     store = store or Store()
+    problems = collector(on_error)
     all_runs = store.runs()
-    runs = runs_for(store, selection, ("persona",), "compare --paired", among=all_runs)
+    runs = selection.for_modes(("persona",), "compare --paired", store, among=all_runs)
     loaded = retained_counts(store, runs, all_runs, options, problems)
     if not any(rc.manifest.variant == baseline for rc, _ in loaded):
         raise ToolkitError(f"no run of baseline variant {baseline!r} in the selection")
@@ -317,8 +343,8 @@ def paired_compare(
         common, how = pairing(base_rc, base_ids, rc, ids, unpaired, options)
         jobs_in.append((base_rc, base_ids, rc, ids, common))
         meta.append((family(m.model), m, base_rc.manifest, ["all"] + rc.instrument.groups, how))
-    results = [r for part in run_parallel([delayed(_pair_chunk)(c, options) for c in chunks(jobs_in, options.jobs)],
-                                          options) for r in part]
+    tasks = [delayed(_pair_chunk)(c, options) for c in chunks(jobs_in, options.jobs)]
+    results = [r for part in options.workers.run(tasks) for r in part]
     rows = []
     for (fam, m, bm, names, how), res in zip(meta, results):
         width = len(names) if by_group else 1
@@ -342,7 +368,7 @@ def paired_compare(
     schema: dict[str, Any] = {c: pl.String if c in text else pl.Int64 if c in counts else pl.Float64
                               for c in PAIRED_COLUMNS + PAIRED_EXTRA}
     schema["paired"] = pl.Boolean
-    return pl.DataFrame(rows, schema=schema).select(PAIRED_COLUMNS + PAIRED_EXTRA)
+    return result(pl.DataFrame(rows, schema=schema).select(PAIRED_COLUMNS + PAIRED_EXTRA), problems)
 
 
 def compare_summary(comparison: pl.DataFrame, *, baseline: str = "base") -> pl.DataFrame:

@@ -11,16 +11,15 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ToolkitError
-from ..instrument import Instrument
+from ..protocol.instrument import Instrument
 from ..store import RunManifest, Store
 from .seeds import input_digest
 
 if TYPE_CHECKING:
-    import polars as pl
+    pass
 
 
 @dataclass
@@ -44,68 +43,17 @@ class RunCounts:
     @property
     def valid_personas(self) -> np.ndarray:
         """Mask of personas with at least one valid rating on every item (the published rule)."""
-        return (self.counts.sum(axis=2) > 0).all(axis=1)
-
-
-SLOT = ["persona_id", "item_id", "repetition"]
-
-
-def slot_arrays(table: pa.Table) -> list[np.ndarray]:
-    """The (persona, item, repetition) columns as int64 arrays; a self run's null persona is -1."""
-    return [np.asarray(pc.fill_null(table[c], -1).to_numpy(), dtype=np.int64) for c in SLOT]
-
-
-def has_repeated_slots(slots: list[np.ndarray]) -> bool:
-    """Whether some (persona, item, repetition) slot holds several rows: one bincount."""
-    n = len(slots[0])
-    if n < 2:
-        return False
-    span = [int(c.max()) - int(c.min()) + 1 for c in slots]
-    if np.prod(span, dtype=np.float64) > 8 * n + (1 << 20):  # sparse ids: sort instead
-        return len(np.unique(np.stack(slots, axis=1), axis=0)) != n
-    key = ((slots[0] - slots[0].min()) * span[1] + slots[1] - slots[1].min()) * span[2] + slots[2] - slots[2].min()
-    return bool(np.bincount(key).max() > 1)
-
-
-def newest_rows(store: Store, manifest: RunManifest, slots: list[np.ndarray]) -> np.ndarray | None:
-    """Positions of the rows analyzed, one per slot, or None when no slot holds several (all are).
-
-    After `record --refresh` a slot holds several answers, and the newest (latest
-    ``collected_at``, a missing one oldest; request key breaks ties) is the one analyzed, in
-    slot order. Checked on the slot columns alone, so a run without refreshed slots costs one
-    bincount, not a re-read."""
-    if not has_repeated_slots(slots):
-        return None
-    extra = store.read_run(manifest, ["collected_at", "request_key"])
-    when = np.asarray(pc.fill_null(extra["collected_at"], "").to_numpy(zero_copy_only=False), dtype=str)
-    key = np.asarray(extra["request_key"].to_numpy(zero_copy_only=False), dtype=str)
-    order = np.lexsort((key, when, slots[2], slots[1], slots[0]))
-    ordered = [c[order] for c in slots]
-    last = np.ones(len(order), dtype=bool)  # the last row of each slot in that order
-    last[:-1] = np.any([c[1:] != c[:-1] for c in ordered], axis=0)
-    return order[last]
-
-
-def newest_per_slot(store: Store, manifest: RunManifest, df: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
-    """``newest_rows`` of a data frame of the run's rows (read in store order)."""
-    keep = newest_rows(store, manifest, slot_arrays(df.select(SLOT).to_arrow()))
-    if keep is None:
-        return df
-    out = df.select(columns)[keep]
-    return out.with_columns(out["persona_id"].fill_null(-1)) if manifest.mode == "self" else out
+        return np.asarray((self.counts.sum(axis=2) > 0).all(axis=1))
 
 
 def load_counts(store: Store, manifest: RunManifest) -> RunCounts:
     """The run's count tensor from its verified rows (numpy and arrow only: analysis workers
     forked from the fork server never need polars, whose import starts threads)."""
     instrument = store.instrument(manifest.instrument["digest"])
-    table = store.read_run(manifest, ["persona_id", "item_id", "repetition", "rating"])
-    slots = slot_arrays(table)
+    table = store.read_run(manifest, ["persona_id", "item_id", "rating"], generations="newest")
+    persona, every = (np.asarray(pc.fill_null(table[c], -1).to_numpy(), dtype=np.int64)
+                      for c in ("persona_id", "item_id"))
     rating = np.asarray(table["rating"].to_numpy(), dtype=np.int64)
-    persona, every = slots[0], slots[1]
-    keep = newest_rows(store, manifest, slots)
-    if keep is not None:
-        persona, every, rating = persona[keep], every[keep], rating[keep]
     persona_ids = np.unique(persona)
     item_ids = np.asarray(instrument.item_ids)
     order = np.argsort(item_ids)

@@ -13,17 +13,20 @@ items) and of the within-question std.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from ..errors import ToolkitError
 from ..store import Store
+from ..store.query import EVERY_RUN, Selection
 from .cells import RunCounts
 from .metrics import ItemGroups, cell_moments, instrument_groups
 from .options import DEFAULT
 from .paired import leave_one_out, point_metrics, unit_values
-from .selection import retained_counts, runs_for, with_baselines
+from .result import OnError, Result, collector, result
+from .selection import retained_counts, with_baselines
 
 PERSONA_COLUMNS = ["family", "model", "variant", "persona_id", "mean_rating", "sigma", "S_influence",
                    "base_mean_rating", "base_sigma", "base_S_influence", "shift_rating", "shift_abs", "shift_sigma",
@@ -38,9 +41,9 @@ def _unit_stats(counts: np.ndarray, scale: np.ndarray, G: ItemGroups) -> dict[st
     return {"mu": mu, "sigma": sigma, "S_influence": point_metrics(counts, scale, G)[0, 0] - loo}
 
 
-def diagnose(store: Store | None = None, *, by: str = "persona", baseline: str = "base",
-             family: Callable[[str], str] | None = None, problems: list[str] | None = None,
-             **selection) -> pl.DataFrame:
+def diagnose(store: Store | None = None, selection: Selection = EVERY_RUN, *, by: str = "persona",
+             baseline: str = "base", family: Callable[[str], str] | None = None,
+             on_error: OnError = "raise") -> Result:
     """One row per persona (``by="persona"``) or item (``by="item"``) of every selected persona
     run, with the baseline run's values and the shifts when the run has one (see module doc)."""
     from .api import strip_variant_suffix
@@ -49,17 +52,18 @@ def diagnose(store: Store | None = None, *, by: str = "persona", baseline: str =
         raise ToolkitError(f"diagnose --by takes persona or item, not {by!r}")
     family = family or strip_variant_suffix
     store = store or Store()
+    problems = collector(on_error)
     all_runs = store.runs()
-    loaded = retained_counts(store, runs_for(store, selection, ("persona",), "diagnose", among=all_runs), all_runs,
+    loaded = retained_counts(store, selection.for_modes(("persona",), "diagnose", store, among=all_runs), all_runs,
                              DEFAULT, problems)
     frames = [_rows(rc, ids, base, family(rc.manifest.model), by)
               for rc, ids, base, _ in with_baselines(loaded, baseline, family, problems)]
     columns = PERSONA_COLUMNS if by == "persona" else ITEM_COLUMNS
     if not frames:
-        return pl.DataFrame(schema=dict.fromkeys(columns, pl.String))
+        return result(pl.DataFrame(schema=dict.fromkeys(columns, pl.String)), problems)
     out = pl.concat(frames, how="diagonal_relaxed")
     missing = [c for c in columns if c not in out.columns]  # no run had a baseline: no shift columns
-    return out.with_columns(pl.lit(None, pl.Float64).alias(c) for c in missing).select(columns)
+    return result(out.with_columns(pl.lit(None, pl.Float64).alias(c) for c in missing).select(columns), problems)
 
 
 def _rows(rc: RunCounts, ids: np.ndarray, base: tuple[RunCounts, np.ndarray] | None, fam: str,
@@ -73,7 +77,7 @@ def _rows(rc: RunCounts, ids: np.ndarray, base: tuple[RunCounts, np.ndarray] | N
     m = rc.manifest
     head = {"family": fam, "model": m.model, "variant": m.variant, "run_id": m.run_id,
             "baseline_run_id": base[0].manifest.run_id if base is not None else None}
-    cols: dict = {}
+    cols: dict[str, Any] = {}
     if by == "persona":
         cols = {"persona_id": common, "mean_rating": own["mu"].mean(axis=1), "sigma": own["sigma"].mean(axis=1),
                 "S_influence": own["S_influence"]}

@@ -43,8 +43,8 @@ def bca_interval(replicates: np.ndarray, estimate: np.ndarray, accel: np.ndarray
     levels Phi(z0 + (z0 + z) / (1 - a (z0 + z))) for z = Phi^-1((1 -+ level)/2). When every
     replicate lies on one side (z0 infinite) the interval is the percentile one's end points.
     """
-    from .numerics import normal_cdf as ndtr
-    from .numerics import normal_quantile as ndtri
+    from ..numerics import normal_cdf as ndtr
+    from ..numerics import normal_quantile as ndtri
 
     B = replicates.shape[0]
     below = (replicates < estimate).sum(axis=0) + 0.5 * (replicates == estimate).sum(axis=0)
@@ -71,7 +71,7 @@ def _quantiles(replicates: np.ndarray, low: np.ndarray, high: np.ndarray) -> tup
         cols = np.arange(flat.shape[1])
         frac = pos - lo
         a, b = flat[lo, cols], flat[hi, cols]
-        return (a + frac * (b - a)).reshape(replicates.shape[1:])
+        return np.asarray((a + frac * (b - a)).reshape(replicates.shape[1:]))
 
     return at(low), at(high)
 

@@ -15,6 +15,7 @@ are bit-identical for any --jobs, thread count, BLAS kernel and CPU.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -22,13 +23,11 @@ from joblib import delayed
 
 from ..errors import ToolkitError
 from ..hashing import parse_json
-from ..instrument import Instrument
+from ..numerics import exact_products, exp
+from ..protocol.instrument import Instrument
 from ..store import RunManifest, Store
-from .cells import newest_per_slot
 from .metrics import ItemGroups, instrument_groups, resample_weights
-from .numerics import exact_products, exp
 from .options import AnalysisOptions
-from .parallel import run_parallel
 from .seeds import input_digest, rng_for
 
 CHUNK = 16  # temperatures per task; fixed so that results never depend on --jobs
@@ -70,9 +69,9 @@ def load_logprobs(store: Store, manifest: RunManifest) -> LogprobRun:
     inst = store.instrument(manifest.instrument["digest"])
     K = inst.n_points
     columns = ["persona_id", "item_id", "repetition", "digit_logprobs", "top_logprobs"]
-    df = pl.from_arrow(store.read_run(manifest, columns))
+    df = pl.from_arrow(store.read_run(manifest, columns, generations="newest"))
     assert isinstance(df, pl.DataFrame)
-    df = newest_per_slot(store, manifest, df.with_columns(pl.col("persona_id").fill_null(-1)), columns)
+    df = df.with_columns(pl.col("persona_id").fill_null(-1))
     df = df.sort(["persona_id", "item_id", "repetition"])
     df = df.unique(["persona_id", "item_id"], keep="first", maintain_order=True)
     lp = df["digit_logprobs"]
@@ -130,7 +129,8 @@ def cell_moments_at(L: np.ndarray, temps: np.ndarray, scale: np.ndarray) -> tupl
     return mu, np.sqrt(var)
 
 
-def _curve_chunk(L: np.ndarray, temps: np.ndarray, scale: np.ndarray, G: ItemGroups, W: np.ndarray | None):
+def _curve_chunk(L: np.ndarray, temps: np.ndarray, scale: np.ndarray, G: ItemGroups,
+                 W: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Point values and persona-bootstrap SEs of S and sigma_bar, shape (G+1, T) each."""
     P, Q, _ = L.shape
     nT = len(temps)
@@ -188,8 +188,8 @@ def curve_frames(runs: list[LogprobRun], temps: np.ndarray, *, by_group: bool,
         for lo in range(0, len(temps), CHUNK):
             tasks.append(delayed(_curve_chunk)(run.logprobs, temps[lo : lo + CHUNK], inst.scale, G, W))
             where.append((i, lo))
-    results = run_parallel(tasks, options)
-    parts: dict[int, list] = {}
+    results = options.workers.run(tasks)
+    parts: dict[int, list[Any]] = {}
     for (i, _), res in zip(where, results):
         parts.setdefault(i, []).append(res)
     frames = []

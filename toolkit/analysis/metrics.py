@@ -18,10 +18,14 @@ from dataclasses import dataclass
 from functools import cache
 from itertools import combinations, pairwise
 from math import comb
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .numerics import exact_products, group_means
+from ..numerics import exact_products, group_means
+
+if TYPE_CHECKING:
+    from ..protocol.instrument import Instrument
 
 
 @dataclass
@@ -53,7 +57,7 @@ def cell_moments(counts: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.
     return n, mu, sample_sd(n, s1, s2)
 
 
-def sample_sd(n, s1, s2) -> np.ndarray:
+def sample_sd(n: np.ndarray | int, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
     """ddof=1 std from integer count, sum and sum of squares; 0 when fewer than 2 values."""
     with np.errstate(invalid="ignore", divide="ignore"):
         var = (n * s2 - s1 * s1) / (n * (n - 1.0))
@@ -93,7 +97,7 @@ def group_matrix(groups_of_items: list[int], n_groups: int) -> ItemGroups:
     return ItemGroups(groups_of_items, n_groups)
 
 
-def instrument_groups(instrument) -> ItemGroups:
+def instrument_groups(instrument: Instrument) -> ItemGroups:
     """An instrument's items mapped to its groups, in the instrument's order."""
     groups = instrument.groups
     return ItemGroups([groups.index(it.group) for it in instrument.items], len(groups))
@@ -101,7 +105,7 @@ def instrument_groups(instrument) -> ItemGroups:
 
 def _tau(mu: np.ndarray) -> np.ndarray:
     """Sample std over personas (axis -2), ddof=1."""
-    return np.std(mu, axis=-2, ddof=1)
+    return np.asarray(np.std(mu, axis=-2, ddof=1))
 
 
 def repetition_noise(n: np.ndarray, sigma: np.ndarray) -> np.ndarray:
@@ -113,7 +117,7 @@ def repetition_noise(n: np.ndarray, sigma: np.ndarray) -> np.ndarray:
 
 def corrected_tau(var: np.ndarray, noise_mean: np.ndarray) -> np.ndarray:
     """sqrt(max(tau^2 - mean noise, 0)) per item: the across-persona spread of the cells' true means."""
-    return np.sqrt(np.maximum(var - noise_mean, 0.0))
+    return np.asarray(np.sqrt(np.maximum(var - noise_mean, 0.0)))
 
 
 def point_estimates(mu: np.ndarray, sigma: np.ndarray, G: ItemGroups,
@@ -128,7 +132,7 @@ def point_estimates(mu: np.ndarray, sigma: np.ndarray, G: ItemGroups,
 
 
 def persona_bootstrap(mu: np.ndarray, sigma: np.ndarray, noise: np.ndarray, G: ItemGroups, draws: int,
-                      rng: np.random.Generator):
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Resample personas with replacement; a draw is a multiplicity vector w (sum P), so
 
     sum_p w_p x_p and sum_p w_p x_p^2 give each draw's mean and ddof=1 variance by one
@@ -156,7 +160,8 @@ def from_sums(sums: np.ndarray, P: int, G: ItemGroups) -> tuple[np.ndarray, np.n
     return _replicates(sums[..., :Q], sums[..., Q : 2 * Q], sums[..., 2 * Q : 3 * Q], sums[..., 3 * Q :], P, G)
 
 
-def _replicates(m1: np.ndarray, m2: np.ndarray, sig: np.ndarray, noise: np.ndarray, P: int, G: ItemGroups):
+def _replicates(m1: np.ndarray, m2: np.ndarray, sig: np.ndarray, noise: np.ndarray, P: int,
+                G: ItemGroups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """S, sigma_bar and S_corrected of each draw from its per-item sums over personas of
     (mu - c), (mu - c)^2, sigma and sigma^2/n (draws x items each)."""
     var = (m2 - m1 * m1 / P) / (P - 1)
@@ -284,7 +289,8 @@ class ExactCells:
         words -= bucket * width  # the remainder, uniform on [0, L*T) whatever the bucket
         at = bucket.astype(np.intp)
         at += self.base[lo:hi, None]
-        return np.where(words < np.take(self.keep, at, mode="clip"), at, np.take(self.alias, at, mode="clip"))
+        keep = words < np.take(self.keep, at, mode="clip")
+        return np.asarray(np.where(keep, at, np.take(self.alias, at, mode="clip")))
 
     def values(self, lo: int, hi: int, draws: int, rng: np.random.Generator) -> np.ndarray:
         """(mu - centre, its square, sigma, sigma^2/n) of each resample: (hi - lo, draws, 4)."""
@@ -338,7 +344,7 @@ def _unique_rows(cells: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return cells[first], inv.ravel()
 
 
-def _cell_stats(centred_mean: np.ndarray, sd: np.ndarray, n) -> np.ndarray:
+def _cell_stats(centred_mean: np.ndarray, sd: np.ndarray, n: np.ndarray | int) -> np.ndarray:
     """What the rerun bootstrap sums over personas, per cell, on a last axis of 4:
     (mu - c, (mu - c)^2, sigma, sigma^2/n)."""
     return np.stack([centred_mean, centred_mean * centred_mean, sd, repetition_noise(np.asarray(n), sd)], axis=-1)
@@ -354,7 +360,7 @@ def cell_sampler(cells: np.ndarray, scale: np.ndarray, centre: float = 0.0) -> E
 
 
 def rerun_bootstrap(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma: np.ndarray, G: ItemGroups,
-                    draws: int, rng: np.random.Generator):
+                    draws: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Resample the repetitions inside every cell with replacement.
 
     Cells with a single distinct rating never change and enter the per-item sums as
@@ -409,4 +415,4 @@ def estimate(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, *, persona_dr
 def bootstrap_se(replicates: np.ndarray) -> np.ndarray:
     if replicates.shape[0] < 2:
         return np.full(replicates.shape[1:], np.nan)
-    return np.std(replicates, axis=0, ddof=1)
+    return np.asarray(np.std(replicates, axis=0, ddof=1))

@@ -10,8 +10,13 @@ the seed, never from time);
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ToolkitError
+from ..parallel import DEFAULT_BACKEND
+
+if TYPE_CHECKING:
+    from ..parallel.pool import Workers
 
 CI_METHODS = ("bca", "percentile")
 RETENTION = ("family", "run")  # personas valid at all of a model's temperatures, or each run's own
@@ -23,9 +28,8 @@ class AnalysisOptions:
     rerun_bootstrap: int = 400  # rerun (repetition) bootstrap draws
     seed: int = 0  # user seed, combined with each run's content digest
     jobs: int = 1  # joblib workers
-    # joblib backend: forkserver (the CLI's default; a script needs its __main__ guard), loky,
-    # threading, multiprocessing, or dask with a scheduler
-    backend: str | None = "loky"
+    # where they run (toolkit.parallel.BACKENDS); forkserver needs a script's __main__ guard
+    backend: str = DEFAULT_BACKEND
     scheduler: str | None = None  # dask.distributed scheduler address
     ci_level: float = 0.95  # confidence level of intervals
     ci_method: str = "bca"  # bca or percentile
@@ -36,8 +40,7 @@ class AnalysisOptions:
     def __post_init__(self) -> None:
         if self.bootstrap < 0 or self.rerun_bootstrap < 0 or self.permutations < 0:
             raise ToolkitError("bootstrap, rerun bootstrap and permutation counts must be >= 0")
-        if self.jobs < 1:
-            raise ToolkitError(f"jobs must be >= 1, not {self.jobs}")
+        self.workers  # noqa: B018  (checks jobs and backend)
         if not 0 < self.ci_level < 1:
             raise ToolkitError(f"the confidence level must be between 0 and 1, not {self.ci_level}")
         if not 0 < self.min_shared <= 1:
@@ -47,9 +50,15 @@ class AnalysisOptions:
         if self.ci_method not in CI_METHODS:
             raise ToolkitError(f"unknown interval method {self.ci_method!r} (choose from {', '.join(CI_METHODS)})")
 
-    def but(self, **changes) -> AnalysisOptions:
+    def but(self, **changes: Any) -> AnalysisOptions:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
+
+    @property
+    def workers(self) -> Workers:
+        from ..parallel.pool import Workers
+
+        return Workers(self.jobs, self.backend, self.scheduler)
 
 
 DEFAULT = AnalysisOptions()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..numerics import exact_products
 from .intervals import acceleration, bca_interval, percentile_interval
 from .metrics import (
     ItemGroups,
@@ -33,7 +34,6 @@ from .metrics import (
     repetition_noise,
     resample_weights,
 )
-from .numerics import exact_products
 from .options import AnalysisOptions
 
 METRICS = ("S", "sigma_bar", "R", "S_corrected")
@@ -58,12 +58,12 @@ class PairResult:
 
     @property
     def delta(self) -> np.ndarray:
-        return self.estimate - self.baseline
+        return np.asarray(self.estimate - self.baseline)
 
     @property
     def delta_pct(self) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
-            return 100.0 * self.delta / self.baseline
+            return np.asarray(100.0 * self.delta / self.baseline)
 
 
 def unit_values(counts: np.ndarray, scale: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -122,7 +122,7 @@ def compare_pair(base: np.ndarray, other: np.ndarray, scale: np.ndarray, G: Item
 def _se(replicates: np.ndarray) -> np.ndarray:
     if replicates.shape[1] < 2:
         return np.full((replicates.shape[0], replicates.shape[2]), np.nan)
-    return np.std(replicates, axis=1, ddof=1)
+    return np.asarray(np.std(replicates, axis=1, ddof=1))
 
 
 def _interval(replicates: np.ndarray, estimate: np.ndarray, jackknives: list[np.ndarray],
@@ -151,7 +151,7 @@ def _jackknife(Xa: np.ndarray, Xb: np.ndarray, G: ItemGroups, paired: bool, pct:
     sample (one for a paired comparison: a persona leaves both runs)."""
     def diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
-            return 100.0 * (b - a) / a if pct else b - a
+            return np.asarray(100.0 * (b - a) / a if pct else b - a)
 
     full_a = metrics_from_sums(Xa.sum(axis=0), Xa.shape[0], G)
     full_b = metrics_from_sums(Xb.sum(axis=0), Xb.shape[0], G)

@@ -34,18 +34,19 @@ import polars as pl
 
 from ..errors import ToolkitError
 from ..store import Store
+from ..store.query import EVERY_RUN, Selection
 from .metrics import ItemGroups, instrument_groups
 from .options import DEFAULT, AnalysisOptions
 from .paired import METRICS, point_metrics
 from .seeds import rng_for
-from .selection import retained_counts, runs_for
+from .selection import retained_counts
 
 
 def _pseudo_counts(positions: np.ndarray, cum: np.ndarray, K: int) -> np.ndarray:
     """Counts per rating of drawn repetition positions (..., n) in cells whose sorted
     repetitions put rating k at [cum[k-1], cum[k])."""
     below = (positions[..., None] < cum[..., None, :]).sum(axis=-2)  # (..., K): draws below each boundary
-    return np.diff(below, prepend=0, axis=-1)[..., :K]
+    return np.asarray(np.diff(below, prepend=0, axis=-1)[..., :K])
 
 
 def null_spread(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, personas: int, repetitions: int, sims: int,
@@ -68,10 +69,11 @@ def null_spread(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, personas: 
     return out
 
 
-def power(store: Store | None = None, *, metric: str = "R", deltas: Sequence[float] = (10, 20, 30, 50),
+def power(store: Store | None = None, selection: Selection = EVERY_RUN, *, metric: str = "R",
+          deltas: Sequence[float] = (10, 20, 30, 50),
           personas: Sequence[int] = (25, 50, 100, 200), repetitions: Sequence[int] = (5, 10, 20),
-          alpha: float = 0.05, target: float = 0.8, sims: int = 200, options: AnalysisOptions = DEFAULT,
-          **selection) -> pl.DataFrame:
+          alpha: float = 0.05, target: float = 0.8, sims: int = 200,
+          options: AnalysisOptions = DEFAULT) -> pl.DataFrame:
     """Power to detect each relative change in ``deltas`` (percent of the run's value) of
     ``metric`` (overall), per number of personas x repetitions, from one selected persona run."""
     if metric not in METRICS:
@@ -82,7 +84,7 @@ def power(store: Store | None = None, *, metric: str = "R", deltas: Sequence[flo
         raise ToolkitError("power: at least 2 personas and 2 repetitions (sigma needs two answers)")
     store = store or Store()
     all_runs = store.runs()
-    runs = runs_for(store, selection, ("persona",), "power", among=all_runs)
+    runs = selection.for_modes(("persona",), "power", store, among=all_runs)
     if len(runs) != 1:
         raise ToolkitError(f"power works from one persona run; the selection has {len(runs)} "
                            "(narrow it with --model, --variant, --temperature or --run-id)")
@@ -92,8 +94,8 @@ def power(store: Store | None = None, *, metric: str = "R", deltas: Sequence[flo
     G = instrument_groups(rc.instrument)
     k = METRICS.index(metric)
     value = float(point_metrics(counts, rc.instrument.scale, G)[k, 0])
-    from .numerics import normal_cdf_scalar as ndtr
-    from .numerics import normal_quantile_scalar as ndtri
+    from ..numerics import normal_cdf_scalar as ndtr
+    from ..numerics import normal_quantile_scalar as ndtri
 
     z = float(ndtri(1 - alpha / 2))
     rows = []

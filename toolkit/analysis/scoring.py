@@ -7,9 +7,11 @@ numpy and arrow only, never polars: workers are forked from the fork server
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from ..instrument import Instrument
+from ..protocol.instrument import Instrument
 from ..store import RunManifest, Store
 from .metrics import Estimates, ItemGroups, bootstrap_se, estimate, instrument_groups
 from .options import AnalysisOptions
@@ -31,12 +33,12 @@ def metrics_task(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, content: 
     )
 
 
-def score_units(root: str, units: list[Unit], by_group: bool, options: AnalysisOptions) -> list:
+def score_units(root: str, units: list[Unit], by_group: bool, options: AnalysisOptions) -> list[Any]:
     """A worker's share of ``analyze``: read each unit, apply retention, score. Returns, per
     selected run, (run id, rows, partial-items note, None), or (run id, [], None, (why it is
     left out, the read error if any))."""
     store = Store(root)
-    out: list = []
+    out: list[Any] = []
     for unit in units:
         kept, refused = read_unit(store, unit, options.retention)
         out += [(run_id, [], None, why) for run_id, why in refused.items()]
@@ -59,7 +61,7 @@ def _root_sum_squares(a: float, b: float) -> float:
 
 
 def metric_rows(m: RunManifest, inst: Instrument, counts: np.ndarray, est: Estimates, by_group: bool,
-                ) -> list[dict]:
+                ) -> list[dict[str, Any]]:
     """The ``analyze`` rows of one run: overall, then each group with ``by_group``."""
     n = counts.sum(axis=2)
     se_sp, se_sr = bootstrap_se(est.S_persona), bootstrap_se(est.S_rerun)

@@ -3,83 +3,22 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from joblib import delayed
 
 from ..errors import ToolkitError
+from ..parallel.pool import chunks
 from ..store import RunManifest, Store
 from .cells import RunCounts, load_counts
 from .options import AnalysisOptions
-from .parallel import chunks, run_parallel
 
 MIN_PERSONAS_FOR_INTERSECTION = 50
-SELECTION_KEYS = ("model", "variant", "temperature", "mode", "run_id")
 
 
-def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return [v for v in value.split(",") if v]
-    return list(value)
-
-
-def select_runs(
-    store: Store,
-    *,
-    model: str | Sequence[str] | None = None,
-    variant: str | Sequence[str] | None = None,
-    temperature: float | Sequence[float] | None = None,
-    mode: str | Sequence[str] | None = None,
-    run_id: str | Sequence[str] | None = None,
-    among: list[RunManifest] | None = None,
-) -> list[RunManifest]:
-    """Runs matching every given filter (each filter may list several values), from the store
-    or from manifests already read from it (``among``)."""
-    models, variants, modes, ids = _as_list(model), _as_list(variant), _as_list(mode), _as_list(run_id)
-    temps = None
-    if temperature is not None:
-        listed = [temperature] if isinstance(temperature, (int, float)) else list(temperature)
-        temps = [float(t) for t in listed]
-    out = []
-    for m in store.runs() if among is None else among:
-        if models is not None and m.model not in models:
-            continue
-        if variants is not None and m.variant not in variants:
-            continue
-        if modes is not None and m.mode not in modes:
-            continue
-        if ids is not None and m.run_id not in ids:
-            continue
-        if temps is not None and not any(abs(m.temperature - t) < 1e-12 for t in temps):
-            continue
-        out.append(m)
-    if not out:
-        filters = {k: v for k, v in dict(model=model, variant=variant, temperature=temperature, mode=mode,
-                                            run_id=run_id).items() if v is not None}
-        desc = ", ".join(f"{k} {_listed(v)}" for k, v in filters.items()) or "no filter"
-        raise ToolkitError(f"no run in store {store.root} matches {desc}")
-    return out
-
-
-def _listed(value) -> str:
-    """A filter value as a person writes it: ``persona or logprob``, not a Python list."""
-    if isinstance(value, (list, tuple)):
-        return " or ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def require_mode(runs: Iterable[RunManifest], modes: tuple[str, ...], command: str) -> None:
-    for m in runs:
-        if m.mode not in modes:
-            raise ToolkitError(f"{command} needs {' or '.join(modes)} runs; {m.run_id} is a {m.mode} run"
-                               " (narrow the selection with --mode)")
-
-
-def _family(m: RunManifest) -> tuple:
+def _family(m: RunManifest) -> tuple[Any, ...]:
     return (m.model, m.variant, m.mode, m.instrument["digest"])
 
 
@@ -99,7 +38,7 @@ def retained_personas(loaded: list[RunCounts], selected: set[str], rule: str = "
     personas stay out of that intersection and keep their own valid set. With ``run``, each
     run keeps its own valid set.
     """
-    families: dict[tuple, list[RunCounts]] = defaultdict(list)
+    families: dict[tuple[Any, ...], list[RunCounts]] = defaultdict(list)
     for rc in loaded:
         families[_family(rc.manifest)].append(rc)
     out: dict[str, np.ndarray] = {}
@@ -119,7 +58,7 @@ def retained_personas(loaded: list[RunCounts], selected: set[str], rule: str = "
     return out
 
 
-def _load_chunk(root: str, manifests: list) -> list:
+def _load_chunk(root: str, manifests: list[Any]) -> list[Any]:
     """Read runs in a worker: it opens the store by path (any worker that sees the folder can)."""
     return read_each(Store(root), manifests)
 
@@ -136,22 +75,7 @@ def read_each(store: Store, manifests: list[RunManifest]) -> list[RunCounts | To
     return out
 
 
-def runs_for(store: Store, selection: dict, modes: tuple[str, ...], command: str,
-             among: list[RunManifest] | None = None) -> list[RunManifest]:
-    """The selected runs of a command that reads ``modes``: without an explicit run id the
-    selection is narrowed to those modes; an explicit run id of another mode is an error."""
-    unknown = sorted(set(selection) - set(SELECTION_KEYS))
-    if unknown:
-        raise TypeError(f"unknown selection {', '.join(unknown)}: a selection takes {', '.join(SELECTION_KEYS)}; "
-                        "draws, seed and workers go in options=AnalysisOptions(...)")
-    if not selection.get("run_id"):
-        selection.setdefault("mode", modes[0] if len(modes) == 1 else list(modes))
-    runs = select_runs(store, among=among, **selection)
-    require_mode(runs, modes, command)
-    return runs
-
-
-def read_runs(runs: list[RunManifest], load: Callable[[RunManifest], Any], problems: list[str] | None) -> list:
+def read_runs(runs: list[RunManifest], load: Callable[[RunManifest], Any], problems: list[str] | None) -> list[Any]:
     """Each run read by ``load``; one that cannot be read is left out and named in ``problems``."""
     out = []
     for m in runs:
@@ -176,8 +100,8 @@ def retained_counts(store: Store, runs: list[RunManifest], all_runs: list[RunMan
     selected = {m.run_id for m in runs}
     siblings = sibling_runs(all_runs, runs)  # runs retention needs beyond the selection
     to_load = runs + [m for m in siblings if m.run_id not in selected]
-    read = [rc for part in run_parallel([delayed(_load_chunk)(str(store.root), c)
-                                         for c in chunks(to_load, options.jobs)], options) for rc in part]
+    read = [rc for part in options.workers.run([delayed(_load_chunk)(str(store.root), c)
+                                                for c in chunks(to_load, options.jobs)]) for rc in part]
     for m, rc in zip(to_load, read):  # read in workers: same rule as read_runs
         if isinstance(rc, ToolkitError) and m.run_id in selected:
             skip(problems, f"run {m.run_id}: cannot be read: {rc}", rc)
@@ -230,10 +154,10 @@ def family_units(all_runs: list[RunManifest], runs: list[RunManifest], rule: str
     (``None``: never split, for a single worker)."""
     if rule == "run":
         return [([m], [m.run_id]) for m in runs]
-    family_of: dict[tuple, list[RunManifest]] = defaultdict(list)
+    family_of: dict[tuple[Any, ...], list[RunManifest]] = defaultdict(list)
     for m in all_runs:
         family_of[_family(m)].append(m)
-    chosen: dict[tuple, list[RunManifest]] = defaultdict(list)
+    chosen: dict[tuple[Any, ...], list[RunManifest]] = defaultdict(list)
     for m in runs:
         chosen[_family(m)].append(m)
     units: list[Unit] = []
@@ -267,7 +191,7 @@ def with_baselines(loaded: list[Paired], baseline: str, family: Callable[[str], 
     family (``family(model)``) and temperature, on the same instrument items. A run with
     several such candidates is left out and named in ``problems``; one with none gets None and
     the reason; a baseline run gets None and no reason."""
-    bases: dict[tuple, list[Paired]] = defaultdict(list)
+    bases: dict[tuple[Any, ...], list[Paired]] = defaultdict(list)
     for rc, ids in loaded:
         if rc.manifest.variant == baseline:
             bases[(family(rc.manifest.model), rc.manifest.temperature)].append((rc, ids))

@@ -20,6 +20,7 @@ silently left out). docs/claims.md describes the format.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from importlib import resources
@@ -28,9 +29,9 @@ from typing import Any
 
 import polars as pl
 
-from ..analysis.numerics import fmean
 from ..errors import ToolkitError
 from ..hashing import parse_json
+from ..numerics import fmean
 
 FORMAT = "toolkit-claims/1"
 RUN_METRICS = {"S", "S_se", "R", "R_se", "sigma_bar", "sigma_bar_se", "delta_S_pct", "delta_R_pct",
@@ -227,7 +228,7 @@ def _row(frame: pl.DataFrame, **keys: Any) -> dict[str, Any] | None:
 
 
 def evaluate_claims(claims: ClaimSet, *, metrics: pl.DataFrame, comparison: pl.DataFrame, summary: pl.DataFrame,
-                    excess: dict[str, pl.DataFrame], profiles: pl.DataFrame, family,
+                    excess: dict[str, pl.DataFrame], profiles: pl.DataFrame, family: Callable[[str], str],
                     within_se: float | None = None) -> pl.DataFrame:
     rows = []
     for c in claims.claims:
@@ -262,7 +263,7 @@ CLAIM_SCHEMA = {"id": pl.String, "table": pl.String, "model": pl.String, "varian
                 "note": pl.String}
 
 
-def claims_frame(rows: list[dict]) -> pl.DataFrame:
+def claims_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=CLAIM_SCHEMA).select(CLAIM_COLUMNS)
 
 
@@ -273,7 +274,9 @@ def unverifiable_row(c: Claim, reason: str) -> dict[str, Any]:
             "diff_se": None, "tolerance": c.allowed(), "status": "UNVERIFIABLE", "note": reason}
 
 
-def _recompute(c: Claim, metrics, comparison, summary, excess, profiles, family) -> tuple[float | None, float | None]:
+def _recompute(c: Claim, metrics: pl.DataFrame, comparison: pl.DataFrame, summary: pl.DataFrame,
+               excess: dict[str, pl.DataFrame], profiles: pl.DataFrame,
+               family: Callable[[str], str]) -> tuple[float | None, float | None]:
     if c.metric in SELF_METRICS:
         r = _row(profiles, model=c.model, variant=c.variant, group=c.group, **_at(c))
         return (None, None) if r is None else (r["mean" if c.metric == "profile_mean" else "std"], None)
@@ -283,7 +286,8 @@ def _recompute(c: Claim, metrics, comparison, summary, excess, profiles, family)
                              & (pl.col("group") == c.group))
         if sub["model"].n_unique() != len(c.models or ()):
             return None, None  # a model of the range is not in the data
-        return float(sub[metric].min() if which == "min" else sub[metric].max()), None
+        extreme: Any = sub[metric].min() if which == "min" else sub[metric].max()
+        return float(extreme), None
     if c.metric in VARIANT_METRICS:
         if c.metric.startswith("mean_excess"):
             frame = excess.get(f"{c.variant}|{c.control}|{c.metric.split('_')[2]}")
@@ -295,7 +299,9 @@ def _recompute(c: Claim, metrics, comparison, summary, excess, profiles, family)
         return (None, None) if r is None else (r[c.metric], None)
     if c.metric.startswith("excess"):
         frame = excess.get(f"{c.variant}|{c.control}|{c.metric.split('_')[1]}")
-        r = None if frame is None else _row(frame, family=family(c.model), group=c.group)
+        if frame is None or c.model is None:
+            return None, None
+        r = _row(frame, family=family(c.model), group=c.group)
         return (None, None) if r is None else (r[frame.columns[-1]], None)
     if c.metric.startswith("delta"):
         r = _row(comparison, model=c.model, variant=c.variant, group=c.group, **_at(c))

@@ -72,10 +72,11 @@ def paper_tables(result: AuditResult) -> dict[str, pl.DataFrame]:
 
 
 def write_report(result: AuditResult, folder: str | Path, figure_format: str = "png",
-                 options: AnalysisOptions = DEFAULT) -> Path:
+                 options: AnalysisOptions = DEFAULT, dpi: float | None = None) -> Path:
     """The audit as a report site (``toolkit report`` of the audited store) whose claims page
     is ``audit.html``, with the claims (JSON), the paper's tables (LaTeX, Markdown) and the
     analysed frames (CSV) beside it."""
+    from ..report.figures import figure_options
     from ..report.site import Page, gather, write_site
 
     display = result.claims.display_names
@@ -106,7 +107,8 @@ def write_report(result: AuditResult, folder: str | Path, figure_format: str = "
         md += ["", "## Claims", "", claims_output(result, "markdown", all_claims=True)]
         (tmp / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
 
-    return write_site(data, folder, figure_format=figure_format, pages=(page,), files=extra_files)
+    with figure_options(dpi):
+        return write_site(data, folder, figure_format=figure_format, pages=(page,), files=extra_files)
 
 
 def _title(result: AuditResult) -> str:
@@ -127,7 +129,7 @@ FIGURES = (("bars_S", "Moral susceptibility S per model and variant; Δ% from ba
            ("radar_profiles", "Moral foundations profiles without persona (mean ± std)"))
 
 
-def _audit_body(result: AuditResult, tables, counts: str) -> str:
+def _audit_body(result: AuditResult, tables: dict[str, pl.DataFrame], counts: str) -> str:
     """The claims page: where the data came from, the counts, the paper's tables recomputed
     and every claim with its status (the figures are on the overview)."""
     tabs = "".join(f"<h2>{H.esc(name)}</h2>{H.table(t)}" for name, t in tables.items())

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -23,6 +25,7 @@ from ..datasets.catalogue import Dataset, get_dataset
 from ..datasets.fetch import fetch, fetch_versions
 from ..errors import StoreCorrupt, ToolkitError
 from ..store import Store
+from ..store.query import EVERY_RUN, Selection
 from .claims import STATUSES, ClaimSet, check_against_runs, claims_frame, evaluate_claims, load_claims, unverifiable_row
 from .explain import Candidates, explain
 
@@ -38,7 +41,7 @@ class AuditResult:
     summary: pl.DataFrame
     profiles: pl.DataFrame
     paired: pl.DataFrame = field(default_factory=pl.DataFrame)  # compare --paired, every group
-    files: list = field(default_factory=list)  # (DatasetFile, local path)
+    files: list[Any] = field(default_factory=list[Any])  # (DatasetFile, local path)
     skipped: list[str] = field(default_factory=list)  # runs that could not be analyzed, with the reason
     notes: list[str] = field(default_factory=list)  # what the audit could not use to explain a failure
 
@@ -58,21 +61,27 @@ class _Frames:
     summary: pl.DataFrame
     profiles: pl.DataFrame
     paired: pl.DataFrame
-    excess: dict
+    excess: dict[str, Any]
 
 
 def _analyse(store: Store, baseline: str, options: AnalysisOptions, skipped: list[str], *,
              models: list[str] | None = None, self_models: list[str] | None = None, paired: bool = True) -> _Frames:
     """Every frame a claim can be checked against, for the persona and self runs of ``store``."""
-    sel: dict = {"model": models, "mode": "persona"} if models else {}
+    sel = Selection(model=models, mode="persona") if models else EVERY_RUN
     if not any(m.mode in ("persona", "logprob") and (not models or m.model in models) for m in store.runs()):
         metrics = pl.DataFrame(schema=ANALYZE_SCHEMA)  # a store of self runs: profiles alone
     else:
-        metrics = analyze(store, by_group=True, options=options, problems=skipped, **sel)
+        analysis = analyze(store, sel, by_group=True, options=options, on_error="skip")
+        metrics = analysis.frame
+        skipped += analysis.skipped
     has_baseline = (metrics["variant"] == baseline).any() and (metrics["variant"] != baseline).any()
-    comparison = compare(metrics, baseline=baseline, problems=skipped) if has_baseline else metrics.head(0)
-    pairs = (paired_compare(store, baseline=baseline, by_group=True, options=options, problems=[],
-                            **{k: v for k, v in sel.items() if k == "model"})
+    comparison = metrics.head(0)
+    if has_baseline:
+        compared = compare(metrics, baseline=baseline, on_error="skip")
+        comparison = compared.frame
+        skipped += compared.skipped
+    pairs = (paired_compare(store, Selection(model=models), baseline=baseline, by_group=True, options=options,
+                            on_error="skip").frame
              if has_baseline and paired else pl.DataFrame())
     summary = compare_summary(comparison, baseline=baseline) if has_baseline else pl.DataFrame()
     excesses = {}
@@ -83,8 +92,11 @@ def _analyse(store: Store, baseline: str, options: AnalysisOptions, skipped: lis
                 for metric in ("R", "S"):
                     excesses[f"{a}|{b}|{metric}"] = excess(comparison, a, b, metric)
     has_self = any(m.mode == "self" and (not self_models or m.model in self_models) for m in store.runs())
-    prof = (profiles(store, problems=skipped, **({"model": self_models} if self_models else {})) if has_self
-            else pl.DataFrame())
+    prof = pl.DataFrame()
+    if has_self:
+        selves = profiles(store, Selection(model=self_models), on_error="skip")
+        prof = selves.frame
+        skipped += selves.skipped
     return _Frames(metrics, comparison, summary, prof, pairs, excesses)
 
 
@@ -132,7 +144,9 @@ def audit(name: str | Dataset, *, source: str | Path | None = None, claims: str 
     versions = fetch_versions(store, dataset, failing, source, progress=False, problems=notes)  # earlier collections
     if versions:
         runs = [run_id for run_id, _ in versions]
-        extra = analyze(store, by_group=True, options=options, run_id=runs, problems=skipped)
+        again = analyze(store, Selection(run_id=runs), by_group=True, options=options, on_error="skip")
+        extra = again.frame
+        skipped += again.skipped
         table = explain(table, own, Candidates(extra, extra.head(0), pl.DataFrame(), dict(versions)))
     table = pl.concat([table, _cross_dataset(claim_set, dataset.name, others or {}, options, within_se)])
     return AuditResult(dataset, claim_set, store, table, frames.metrics, frames.comparison, frames.summary,
@@ -177,3 +191,27 @@ def audit_store(store: Store, claims: str | Path, *, options: AnalysisOptions = 
                         repository=str(store.root), commit="", claims=claim_set.source, files=())
     return AuditResult(described, claim_set, store, pl.concat([table, claims_frame(quoted)]), frames.metrics,
                        frames.comparison, frames.summary, frames.profiles, frames.paired, [], skipped)
+
+
+@contextmanager
+def audit_session(name: str | None, *, store: str | None = None, claims: str | Path | None = None,
+                  source: str | Path | None = None, options: AnalysisOptions = DEFAULT,
+                  within_se: float | None = None, others: Mapping[str, str | Path] | None = None,
+                  progress: bool = True) -> Iterator[AuditResult]:
+    """What `toolkit audit` and `toolkit check` run. With ``name``, a catalogued audit: its files
+    fetched into ``store`` (a folder), else into a temporary store removed when the block ends.
+    Without it, the audit of ``store`` (a folder or a bundle) against the ``claims`` file."""
+    from ..store.store import open_store
+
+    if name is None:
+        if not claims:
+            raise ToolkitError("give a dataset NAME from the catalogue, or --claims FILE to check a store of your own")
+        if others:
+            raise ToolkitError("--with checks catalogued datasets a catalogued audit quotes: give the dataset NAME")
+        yield audit_store(open_store(store), claims, options=options, within_se=within_se,
+                          label=Path(store).stem if store else None)
+        return
+    with tempfile.TemporaryDirectory(prefix=f"audit-{name}-") as tmp:
+        target = open_store(store or str(Path(tmp) / "store"), write=True)
+        yield audit(name, source=source, claims=claims, store=target, options=options, within_se=within_se,
+                    progress=progress, others=others)

@@ -11,10 +11,11 @@ import hashlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..errors import ToolkitError
 from ..hashing import sha256_file
-from ..importers import import_files
+from ..ingest.importer import import_files
 from ..store import Store
 from ..store.atomic import atomic_write_bytes
 from .catalogue import Dataset, DatasetFile, FileVersion
@@ -81,7 +82,7 @@ def collect(dataset: Dataset, source: str | Path | None = None, *,
     return [(f, _download(f, cache / f.path, progress)) for f in dataset.files]
 
 
-def fetch(store: Store, dataset: Dataset, source: str | Path | None = None, *, progress: bool = True) -> list:
+def fetch(store: Store, dataset: Dataset, source: str | Path | None = None, *, progress: bool = True) -> list[Any]:
     """Collect, verify and import; the runs get the catalogue's model/variant/temperature/mode.
 
     The importer checks each file's digest again on the one copy of its bytes it parses, so a

@@ -10,11 +10,11 @@ from . import logprob_csv, long_format, persona_csv, self_csv
 from .base import SourceFormat
 
 # Tried in this order; the first whose columns match reads the file.
-FORMATS: list[SourceFormat] = [logprob_csv.FORMAT, persona_csv.FORMAT, self_csv.FORMAT, long_format.FORMAT]
+SOURCE_FORMATS: list[SourceFormat] = [logprob_csv.FORMAT, persona_csv.FORMAT, self_csv.FORMAT, long_format.FORMAT]
 
 
 def format_named(name: str) -> SourceFormat:
-    for f in FORMATS:
+    for f in SOURCE_FORMATS:
         if f.name == name:
             return f
     raise KeyError(name)

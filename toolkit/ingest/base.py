@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ..instrument import Instrument
+from ..protocol.instrument import Instrument
 from .source import INT16_MAX, Source, first_bad, nulls
 
 ROW_COLUMNS = ["persona_id", "item_id", "repetition", "rating", "failures", "response", "digit_logprobs",

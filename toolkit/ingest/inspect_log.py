@@ -19,17 +19,20 @@ import json
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from ..errors import ToolkitError
 from ..hashing import canonical_json, sha256_bytes
-from ..instrument import Instrument
+from ..protocol.instrument import Instrument
 from ..store.manifest import new_run
 from ..store.rows import first_problem
 from .base import ROW_COLUMNS
 from .source import INT32_MAX
+
+if TYPE_CHECKING:
+    from .pipeline import ParsedFile
 
 ENDPOINT = "inspect"
 SUFFIXES = (".eval",)  # and .json files whose content is an Inspect log
@@ -51,7 +54,7 @@ def _whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= INT32_MAX
 
 
-def _read_log(path: Path, data: bytes):
+def _read_log(path: Path, data: bytes) -> Any:
     try:
         from inspect_ai.log import read_eval_log
     except ImportError:
@@ -79,7 +82,7 @@ def _first_problem(exc: Exception) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
-def top_k_digits(output, inst: Instrument) -> tuple[list[float | None], str | None]:
+def top_k_digits(output: Any, inst: Instrument) -> tuple[list[float | None], str | None]:
     """The scale digits' log-probabilities in the first generated token's top-k list of a model
     output (None for a digit not listed), and that list as JSON (None without log-probabilities).
     The task's scorer and this importer read them the same way."""
@@ -97,7 +100,8 @@ def top_k_digits(output, inst: Instrument) -> tuple[list[float | None], str | No
 
 
 def parse_inspect_log(path: Path, instrument: Instrument, *, model: str | None = None, variant: str | None = None,
-                      temperature: float | None = None, mode: str | None = None, expect_sha256: str | None = None):
+                      temperature: float | None = None, mode: str | None = None,
+                      expect_sha256: str | None = None) -> ParsedFile:
     """One log -> a ``ParsedFile`` (manifest and store rows), or one clear error."""
     from .pipeline import ParsedFile, store_rows
 
@@ -163,7 +167,7 @@ def parse_inspect_log(path: Path, instrument: Instrument, *, model: str | None =
         raise ToolkitError(f"{exc} (the log's model is {spec.model!r}; --model names the run)",
                            path=str(path)) from None
 
-    rows: dict[str, list] = {c: [] for c in [*ROW_COLUMNS, "attempts", "request"]}
+    rows: dict[str, list[Any]] = {c: [] for c in [*ROW_COLUMNS, "attempts", "request"]}
     for s in kept:
         meta = s.metadata
         text = s.output.completion if s.output else ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from ..instrument import Instrument
+from ..protocol.instrument import Instrument
 from .base import FormatRows, SourceFormat
 from .source import Source, first_bad, nulls
 

@@ -18,11 +18,11 @@ import pyarrow as pa
 
 from ..errors import ToolkitError
 from ..hashing import request_keys, sha256_bytes
-from ..instrument import Instrument
+from ..protocol.instrument import Instrument
 from ..store import ROW_SCHEMA, RunManifest
 from ..store.manifest import new_run
 from ..store.rows import first_problem
-from . import FORMATS, long_format
+from . import SOURCE_FORMATS, long_format
 from .base import SourceFormat
 from .source import Source, first_bad, open_source, read_source
 
@@ -62,15 +62,15 @@ def model_from_name(stem: str) -> str:
 def detect(src: Source, mode: str | None) -> SourceFormat:
     """The first format whose columns match (and whose mode is ``mode``, when given)."""
     cols, inst = src.columns, src.instrument
-    for fmt in FORMATS:
+    for fmt in SOURCE_FORMATS:
         if fmt.matches(cols, inst) and (mode is None or fmt.mode in (None, mode)):
             return fmt
     if mode is not None:
-        for fmt in FORMATS:
+        for fmt in SOURCE_FORMATS:
             if fmt.mode == mode:
                 missing = [c for c in fmt.required(inst) if c not in cols]
                 raise src.error(f"missing column(s) {', '.join(missing)} for mode {mode}")
-    names = ", ".join(f"{f.name} ({f.summary})" for f in FORMATS)
+    names = ", ".join(f"{f.name} ({f.summary})" for f in SOURCE_FORMATS)
     raise ToolkitError(f"columns {', '.join(cols)} match no import format; known formats: {names}. "
                        "Name other columns with --columns", path=str(src.path), line=1)
 

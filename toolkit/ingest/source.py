@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
@@ -22,7 +23,10 @@ import pyarrow.csv as pacsv
 
 from ..errors import ToolkitError
 from ..hashing import parse_json
-from ..instrument import Instrument
+from ..protocol.instrument import Instrument
+
+if TYPE_CHECKING:
+    import numpy as np
 
 INT32_MAX = 2**31 - 1
 INT16_MAX = 2**15 - 1
@@ -53,7 +57,7 @@ def normalise_text(data: bytes) -> bytes:
 class Lines:
     """Maps data-row indices to what an error message should point at."""
 
-    def __init__(self, start, unit: str = "line"):
+    def __init__(self, start: np.ndarray, unit: str = "line") -> None:
         self.start = start  # numpy int64: the number of each row
         self.unit = unit
 
@@ -107,7 +111,7 @@ class Source:
             out = out | (values > hi)
         if (i := first_bad(out)) is not None:
             raise self.error(f"column {col!r}: {values[i]} is outside {lo}..{hi}", i)
-        return values
+        return pl.Series(values)
 
     def optional(self, col: str, read: Callable[[], pl.Series], default: pl.Series, why: str) -> pl.Series:
         """``read()`` when ``col`` is present; else ``default``, with a note in the import summary."""
@@ -176,7 +180,7 @@ def _as_text(df: pl.DataFrame) -> pl.DataFrame:
     return df.select(out)
 
 
-def _json_text(v) -> str:
+def _json_text(v: Any) -> str:
     import json
 
     return json.dumps(v.to_list() if isinstance(v, pl.Series) else v, ensure_ascii=False)

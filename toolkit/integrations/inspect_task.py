@@ -22,13 +22,13 @@ from typing import Any
 from inspect_ai import Task, task
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import GenerateConfig
-from inspect_ai.scorer import Metric, SampleScore, Score, Target, metric, scorer
-from inspect_ai.solver import Generate, TaskState, solver
+from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric, scorer
+from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from toolkit.ingest.inspect_log import top_k_digits
-from toolkit.instrument import Instrument, load_instrument
-from toolkit.persona_sets import PersonaSet, load_personas
-from toolkit.recorder.plan import Protocol
+from toolkit.protocol.instrument import Instrument, load_instrument
+from toolkit.protocol.personas import PersonaSet, load_personas
+from toolkit.protocol.requests import Protocol
 
 MODES = ("persona", "self", "logprob")
 TASK_NAME = "persona_moral"  # the importer recognises the task's logs by their sample metadata, not this
@@ -63,7 +63,7 @@ def samples(inst: Instrument, personas: PersonaSet | None, mode: str, *, limit_p
 
 @solver
 def rate(instrument: str = "mfq30", max_attempts: int = 10, max_tokens: int = 2, long_max_tokens: int = 64,
-         send_seed: bool = True):
+         send_seed: bool = True) -> Solver:
     """The recorder's answer protocol inside Inspect (see the module docstring)."""
     inst = load_instrument(instrument)
 
@@ -90,7 +90,7 @@ def rate(instrument: str = "mfq30", max_attempts: int = 10, max_tokens: int = 2,
 
 
 @solver
-def digit_logprobs(top_logprobs: int = 20):
+def digit_logprobs(top_logprobs: int = 20) -> Solver:
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         return await generate(state, max_tokens=1, logprobs=True, top_logprobs=top_logprobs)
 
@@ -116,7 +116,7 @@ def mean_rating() -> Metric:
 
 
 @scorer(metrics=[valid_share(), mean_rating()])
-def rating(instrument: str = "mfq30"):
+def rating(instrument: str = "mfq30") -> Scorer:
     """The instrument's rating rule on the final answer (-1: no valid rating); in logprob mode,
     the digit with the highest probability among the top-k list."""
     inst = load_instrument(instrument)

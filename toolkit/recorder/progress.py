@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from typing import TextIO
 
 
 class Progress:
-    def __init__(self, total: int, cached: int, *, enabled: bool = True, stream=None):
+    def __init__(self, total: int, cached: int, *, enabled: bool = True, stream: TextIO | None = None) -> None:
         self.total, self.cached = total, cached
         self.sent = self.failed = 0
         self.enabled = enabled

@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ToolkitError
-from ..instrument import Instrument
+from ..protocol.instrument import Instrument
 from ..store import RunManifest, Store
 from ..store.manifest import check_run_fields, new_run
 from ..store.rows import row_problem
@@ -171,7 +171,7 @@ def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *
     window = 2 * max(1, concurrency)  # slots handed to the pool ahead of the results read
     try:
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            futures: dict[Future, Slot] = {}
+            futures: dict[Future[Any], Slot] = {}
 
             def top_up() -> None:
                 """Hand the pool slots only a little ahead of the results read, so that a stop

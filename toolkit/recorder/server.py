@@ -15,11 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ..hashing import parse_json
+from ..protocol.requests import PROTOCOL_DEFAULTS
 from .backends.base import Backend
-from .plan import PROTOCOL_DEFAULTS
 
 
-def _handler(backend: Backend, model_name: str):
+def _handler(backend: Backend, model_name: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
@@ -77,7 +77,8 @@ def make_server(backend: Backend, model_name: str, host: str = "127.0.0.1", port
     return server
 
 
-def serve_in_thread(backend: Backend, model_name: str, host: str = "127.0.0.1", port: int = 0):
+def serve_in_thread(backend: Backend, model_name: str, host: str = "127.0.0.1",
+                    port: int = 0) -> tuple[ThreadingHTTPServer, threading.Thread]:
     server = make_server(backend, model_name, host, port)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..instrument import Instrument
+from ..protocol.instrument import Instrument
 from ..store import ROW_SCHEMA, RunManifest, Store
 from ..store.fingerprint import FINGERPRINT_COLUMNS
 from ..store.schema import to_disk
@@ -146,7 +146,7 @@ class RunWriter:
             self.known_segments.append(ref.object)
             self.written += table.num_rows
             self.invalid_written += pc.sum(pc.equal(table["rating"], -1)).as_py() or 0
-            return table.num_rows
+            return int(table.num_rows)
 
     def _fresh_manifest(self) -> RunManifest:
         return self.template.fresh()

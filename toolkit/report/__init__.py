@@ -1,5 +1,6 @@
 """Presentation: tables in several formats (and, with the plot extra, figures)."""
 
-from .tables import FORMATS, format_frame
+from ..formats import OUTPUT_FORMATS
+from .tables import format_frame
 
-__all__ = ["FORMATS", "format_frame"]
+__all__ = ["OUTPUT_FORMATS", "format_frame"]

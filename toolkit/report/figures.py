@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from ..errors import ToolkitError
 
 
-def _pyplot():
+def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError:
@@ -52,7 +53,7 @@ def figure_options(dpi: float | None = None) -> Iterator[None]:
         _DPI[0] = None
 
 
-def _save(plt, fig, path: str | Path) -> Path:
+def _save(plt: Any, fig: Any, path: str | Path) -> Path:
     out = check_figure_path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=_DPI[0] if _DPI[0] is not None else "figure",
@@ -102,7 +103,7 @@ def _variant_label(v: str) -> tuple[str, str]:
     return VARIANT_STYLE.get(v, (v, "#8172B2"))
 
 
-def plot_bars(comparison: pl.DataFrame, metric: str, path: str | Path, *, display: dict | None = None,
+def plot_bars(comparison: pl.DataFrame, metric: str, path: str | Path, *, display: dict[str, Any] | None = None,
               baseline: str = "base") -> Path:
     """Left: metric ± SE per model and variant. Right: Delta% against the baseline (± propagated SE)."""
     import numpy as np
@@ -145,14 +146,16 @@ def plot_bars(comparison: pl.DataFrame, metric: str, path: str | Path, *, displa
     return _save(plt, fig, path)
 
 
-def plot_radar(profiles: pl.DataFrame, path: str | Path, *, family, display: dict | None = None,
+def plot_radar(profiles: pl.DataFrame, path: str | Path, *, family: Callable[[str], str],
+               display: dict[str, Any] | None = None,
                scale_max: float = 5.0) -> Path:
     """One radar per model: the per-group profile of each variant, with ± mean-std bands."""
     plt = _pyplot()
     return _save(plt, radar_figure(profiles, family=family, display=display, scale_max=scale_max), path)
 
 
-def radar_figure(profiles: pl.DataFrame, *, family, display: dict | None = None, scale_max: float = 5.0):
+def radar_figure(profiles: pl.DataFrame, *, family: Callable[[str], str], display: dict[str, Any] | None = None,
+                 scale_max: float = 5.0) -> Any:
     """The radar figure itself (tests measure its layout: no label under the legend)."""
     import numpy as np
 

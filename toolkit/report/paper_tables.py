@@ -3,6 +3,9 @@ as frames that `format_frame` renders to any format, LaTeX included."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import polars as pl
 
 VARIANT_COLUMNS = (("base", "Base"), ("secure-code", "Secure"), ("insecure-code", "Insecure"))
@@ -17,7 +20,7 @@ def _cell(value: float | None, se: float | None, decimals: int, delta: float | N
     return text
 
 
-def variant_table(comparison: pl.DataFrame, metric: str, *, decimals: int = 2, display: dict | None = None,
+def variant_table(comparison: pl.DataFrame, metric: str, *, decimals: int = 2, display: dict[str, Any] | None = None,
                   group: str = "all") -> pl.DataFrame:
     """Tables 1-2: metric ± SE per variant, with Delta% against base for the others."""
     display = display or {}
@@ -36,7 +39,8 @@ def variant_table(comparison: pl.DataFrame, metric: str, *, decimals: int = 2, d
     return pl.DataFrame(rows)
 
 
-def _rows_by_family_variant(frame: pl.DataFrame, family, display: dict | None, cell) -> pl.DataFrame:
+def _rows_by_family_variant(frame: pl.DataFrame, family: Callable[[str], str], display: dict[str, Any] | None,
+                            cell: Callable[[pl.DataFrame], str]) -> pl.DataFrame:
     """One row per (model family, variant), variants in base/secure/insecure order, one column
     per group; ``cell(rows_of_that_group)`` renders each entry."""
     display = display or {}
@@ -56,21 +60,22 @@ def _rows_by_family_variant(frame: pl.DataFrame, family, display: dict | None, c
     return pl.DataFrame(rows)
 
 
-def foundation_table(metrics: pl.DataFrame, metric: str, *, family, decimals: int = 2,
-                     display: dict | None = None) -> pl.DataFrame:
+def foundation_table(metrics: pl.DataFrame, metric: str, *, family: Callable[[str], str], decimals: int = 2,
+                     display: dict[str, Any] | None = None) -> pl.DataFrame:
     """Tables 4-5: per-foundation metric ± SE, one row per model and variant."""
     # groups in instrument order, as analyze emits them and as Table 3 shows them
     return _rows_by_family_variant(metrics, family, display,
                                    lambda r: _cell(r[metric][0], r[f"{metric}_se"][0], decimals))
 
 
-def profile_table(profiles: pl.DataFrame, *, family, decimals: int = 2, display: dict | None = None) -> pl.DataFrame:
+def profile_table(profiles: pl.DataFrame, *, family: Callable[[str], str], decimals: int = 2,
+                  display: dict[str, Any] | None = None) -> pl.DataFrame:
     """Table 3: per-foundation mean ± mean item std of no-persona runs (instrument order)."""
     return _rows_by_family_variant(profiles, family, display, lambda r: _cell(r["mean"][0], r["std"][0], decimals))
 
 
 def paired_table(paired: pl.DataFrame, *, metrics: tuple[str, ...] = ("S", "R"), group: str = "all",
-                 decimals: int = 2, display: dict | None = None) -> pl.DataFrame:
+                 decimals: int = 2, display: dict[str, Any] | None = None) -> pl.DataFrame:
     """Paired differences from the baseline (`compare --paired`): per model and variant, each
     metric's change with its interval, and the permutation p-value (Holm-adjusted across the
     groups when the comparison covered them)."""

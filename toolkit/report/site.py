@@ -24,21 +24,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from .. import __version__
 from ..analysis.api import analyze, compare, curves, strip_variant_suffix
-from ..analysis.cells import newest_per_slot
+from ..analysis.foundations import persona_set_profiles, profiles
 from ..analysis.options import DEFAULT, AnalysisOptions
-from ..analysis.profiles import persona_set_profiles, profiles
-from ..analysis.selection import MIN_PERSONAS_FOR_INTERSECTION, retained_counts, select_runs
+from ..analysis.selection import MIN_PERSONAS_FOR_INTERSECTION, retained_counts
 from ..errors import ToolkitError
-from ..instrument import Instrument
-from ..persona_sets import PersonaSet, named_set, shipped_named
+from ..protocol.instrument import Instrument
+from ..protocol.personas import PersonaSet, load_personas, named_set, shipped_named
 from ..store import RunManifest, Store
 from ..store.output import check_output_folder, marker_text
+from ..store.query import EVERY_RUN, Selection
 from . import html as H
 from .tables import comparison_view, metrics_view
 
@@ -61,7 +62,7 @@ class Page:
 class SiteData:
     store: Store
     title: str
-    selection: dict
+    selection: dict[str, Any]
     runs: list[RunManifest]
     metrics: pl.DataFrame
     comparison: pl.DataFrame
@@ -73,36 +74,62 @@ class SiteData:
     options: AnalysisOptions = DEFAULT
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    display: dict = field(default_factory=dict)
+    display: dict[str, Any] = field(default_factory=dict[str, Any])
 
 
-def gather(store: Store, *, options: AnalysisOptions = DEFAULT, baseline: str = "base", title: str | None = None,
+def gather(store: Store, selection: Selection = EVERY_RUN, *, options: AnalysisOptions = DEFAULT,
+           baseline: str = "base", title: str | None = None,
            metrics: pl.DataFrame | None = None, comparison: pl.DataFrame | None = None,
-           self_profiles: pl.DataFrame | None = None, display: dict | None = None, **selection) -> SiteData:
+           self_profiles: pl.DataFrame | None = None, display: dict[str, Any] | None = None) -> SiteData:
     """Every analysis the site shows, for the selected runs. A run an analysis cannot use is
     named in ``skipped`` (the site says so) rather than stopping the report. Frames a caller
     has already computed (the audit) are passed in and not computed again."""
-    runs = select_runs(store, **selection)
-    ids = lambda *modes: [m.run_id for m in runs if m.mode in modes]
+    runs = selection.resolve(store)
+
+    def ids(*modes: str) -> Selection:
+        return Selection(run_id=[m.run_id for m in runs if m.mode in modes])
+
     skipped: list[str] = []
     notes: list[str] = []
     if metrics is None:
-        metrics = (analyze(store, by_group=True, options=options, problems=skipped, notes=notes,
-                           run_id=ids("persona", "logprob")) if ids("persona", "logprob") else pl.DataFrame())
+        metrics = pl.DataFrame()
+        if ids("persona", "logprob").run_id:
+            analysis = analyze(store, ids("persona", "logprob"), by_group=True, options=options, on_error="skip")
+            metrics, skipped, notes = analysis.frame, [*analysis.skipped], [*analysis.notes]
     if comparison is None:
         variants = set(metrics["variant"]) if len(metrics) else set()
-        comparison = (compare(metrics, baseline=baseline, problems=notes)
-                      if baseline in variants and len(variants) > 1 else pl.DataFrame())
+        comparison = pl.DataFrame()
+        if baseline in variants and len(variants) > 1:
+            compared = compare(metrics, baseline=baseline, on_error="skip")
+            comparison, notes = compared.frame, notes + list(compared.skipped)
     if self_profiles is None:
-        self_profiles = profiles(store, problems=skipped, run_id=ids("self")) if ids("self") else pl.DataFrame()
-    sets = persona_set_profiles(store, problems=[], run_id=ids("persona")) if ids("persona") else pl.DataFrame()
-    curve = (curves(store, points=CURVE_POINTS, options=options, problems=[], run_id=ids("logprob"))
-             if ids("logprob") else pl.DataFrame())
-    desc = ", ".join(f"{k} {v}" for k, v in selection.items() if v) or "every run"
+        self_profiles = pl.DataFrame()
+        if ids("self").run_id:
+            selves = profiles(store, ids("self"), on_error="skip")
+            self_profiles, skipped = selves.frame, skipped + list(selves.skipped)
+    sets = (persona_set_profiles(store, ids("persona"), on_error="skip").frame if ids("persona").run_id
+            else pl.DataFrame())
+    curve = (curves(store, ids("logprob"), points=CURVE_POINTS, options=options, on_error="skip").frame
+             if ids("logprob").run_id else pl.DataFrame())
+    desc = selection.describe() or "every run"
     return SiteData(store=store, title=title or f"Report: {store.root.name}", selection={"runs": desc}, runs=runs,
                     metrics=metrics, comparison=comparison, self_profiles=self_profiles, set_profiles=sets,
                     curves=curve, retention=retention_table(store, runs, options), baseline=baseline,
                     options=options, skipped=sorted(set(skipped)), notes=notes, display=display or {})
+
+
+def report(store: Store, out: str | Path, selection: Selection = EVERY_RUN, *, options: AnalysisOptions = DEFAULT,
+           baseline: str = "base", personas_file: str | Path | None = None, figure_format: str = "png",
+           dpi: float | None = None) -> tuple[Path, SiteData]:
+    """`toolkit report`: gather every analysis of the selected runs and write the site to
+    ``out``; the folder written and what it shows (``skipped`` names the runs left out)."""
+    from .figures import check_dpi, figure_options
+
+    check_dpi(dpi)
+    personas = load_personas(personas_file) if personas_file else None
+    data = gather(store, selection, options=options, baseline=baseline)
+    with figure_options(dpi):
+        return write_site(data, out, personas=personas, figure_format=figure_format), data
 
 
 def retention_table(store: Store, runs: list[RunManifest], options: AnalysisOptions = DEFAULT) -> pl.DataFrame:
@@ -118,7 +145,7 @@ def retention_table(store: Store, runs: list[RunManifest], options: AnalysisOpti
     rows = []
     for m in sampled:
         try:
-            df = pl.from_arrow(store.read_run(m, ["rating", "failures", "persona_id"]))
+            df = pl.from_arrow(store.read_run(m, ["rating", "failures", "persona_id"], generations="newest"))
         except ToolkitError:  # named by the analyses and by the run's own page
             continue
         assert isinstance(df, pl.DataFrame)
@@ -140,12 +167,13 @@ def run_slug(run_id: str) -> str:
 
 
 def write_site(data: SiteData, out: str | Path, *, personas: PersonaSet | None = None,
-               carried: Sequence[PersonaSet] = (), figure_format: str = "png", pages: tuple[Page, ...] = (),
+               figure_format: str = "png", pages: tuple[Page, ...] = (),
                files: Callable[[Path], None] | None = None) -> Path:
     """Write the site to ``out`` (replacing an earlier report there). ``personas`` is a persona
-    file the user gave, ``carried`` the ones a bundle brought; ``files`` writes a caller's own
-    files into the new folder before it is moved into place."""
+    file the user gave (a bundle's own persona files are read too); ``files`` writes a caller's
+    own files into the new folder before it is moved into place."""
     out = check_output_folder(out, MARKER, legacy=_written_by_an_older_report)
+    carried = [load_personas(str(p)) for p in data.store.carried_personas.values()]
     _remove_leftovers(out)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -374,16 +402,17 @@ def _persona_texts(m: RunManifest, given: PersonaSet | None,
     return {}, "pass --personas FILE to show the persona texts (imported runs do not carry them)"
 
 
-def _run_pages(data: SiteData, m: RunManifest, root: Path, nav, texts: tuple[dict[int, str], str]) -> None:
+def _run_pages(data: SiteData, m: RunManifest, root: Path, nav: list[tuple[str, str]],
+               texts: tuple[dict[int, str], str]) -> None:
     store = data.store
     inst = store.instrument(m.instrument["digest"])
     slug = run_slug(m.run_id)
     cols = ["persona_id", "item_id", "repetition", "rating", "failures", "response", "finish_reason"]
     if m.mode == "logprob":
         cols.append("digit_logprobs")
-    df = pl.from_arrow(store.read_run(m, cols))
+    df = pl.from_arrow(store.read_run(m, cols, generations="newest"))
     assert isinstance(df, pl.DataFrame)
-    df = newest_per_slot(store, m, df, cols).sort(["persona_id", "item_id", "repetition"], nulls_last=True)
+    df = df.sort(["persona_id", "item_id", "repetition"], nulls_last=True)
     prov = _provenance(m)
     head = [f"<p>{H.esc(m.model)} · {H.esc(m.variant)} · T = {m.temperature:g} · {H.esc(m.mode)} · instrument "
             f"{H.esc(m.instrument['name'])} · {m.rows} rows</p>",
@@ -495,8 +524,8 @@ def _digit_probs(L: np.ndarray) -> np.ndarray:
     missing from the top-k list gets 0; a row with none gets NaN)."""
     finite = np.where(np.isnan(L), -np.inf, L)
     top = finite.max(axis=1, keepdims=True)
-    from ..analysis.numerics import exp
+    from ..numerics import exp
 
     with np.errstate(invalid="ignore"):
         w = exp(finite - top)  # <= 0, or NaN for a row without any digit
-        return w / w.sum(axis=1, keepdims=True)
+        return np.asarray(w / w.sum(axis=1, keepdims=True))

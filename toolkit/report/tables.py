@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import polars as pl
 
-from ..analysis.numerics import decimal_exponent
-from ..formats import FORMATS
+from ..errors import ToolkitError
+from ..formats import OUTPUT_FORMATS
+from ..numerics import decimal_exponent
 
 
 def _human(value: Any, digits: int) -> str:
@@ -88,7 +90,7 @@ def format_frame(df: pl.DataFrame, fmt: str = "table", *, digits: int = 4, capti
             out.append(f"\\caption{{{esc(caption)}}}")
         out.append("\\end{table}")
         return "\n".join(out) + "\n"
-    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(OUTPUT_FORMATS)}")
 
 
 def _latex_escape(text: str) -> str:
@@ -161,3 +163,33 @@ def curves_view(curve: pl.DataFrame) -> pl.DataFrame:
                      "R ± SE": _pm(r["R"], r["R_se"], 2), "P×items": f"{r['personas']}×{r['items']}"})
     return pl.DataFrame(rows, schema=dict.fromkeys(["model", "variant", "group", "T", "S ± SE", "σ̄ ± SE", "R ± SE",
                                                     "P×items"], pl.String))
+
+
+def chosen_columns(df: pl.DataFrame, columns: str | None, fmt: str,
+                   compact: Callable[[pl.DataFrame], pl.DataFrame] | None = None) -> pl.DataFrame:
+    """What a table command prints: the ``columns`` asked for (comma-separated), else for the
+    terminal the compact view (``compact``, default the metrics view), else (csv, json,
+    markdown, latex) every column."""
+    if columns:
+        chosen = [c.strip() for c in columns.split(",") if c.strip()]
+        unknown = [c for c in chosen if c not in df.columns]
+        if unknown:
+            raise ToolkitError(f"--columns: no column {', '.join(unknown)} (there are: {', '.join(df.columns)})")
+        return df.select(chosen)
+    if fmt == "table" and len(df):
+        return (compact or metrics_view)(df)
+    return df
+
+
+SHOWN_TEMPERATURES = 5  # curves in the terminal: evenly spaced temperatures of the grid, ends included
+
+
+def curves_shown(df: pl.DataFrame) -> tuple[pl.DataFrame, str | None]:
+    """The rows of a curve table the terminal shows: SHOWN_TEMPERATURES evenly spaced
+    temperatures of the grid (ends included), and a line saying so (None when all are shown)."""
+    grid = df["temperature"].unique().sort() if len(df) else None
+    if grid is None or len(grid) <= SHOWN_TEMPERATURES:
+        return df, None
+    at = grid.gather([round(i * (len(grid) - 1) / (SHOWN_TEMPERATURES - 1)) for i in range(SHOWN_TEMPERATURES)])
+    return (df.filter(df["temperature"].is_in(at.implode())),
+            f"({SHOWN_TEMPERATURES} of {len(grid)} temperatures shown: --all for every one, --format csv for the data)")

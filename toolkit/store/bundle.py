@@ -23,6 +23,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from zlib import error as zlib_error
 
 from .. import __version__
@@ -43,7 +44,7 @@ class BundleInfo:
     path: Path
     digest: str
     runs: list[str]
-    members: dict[str, dict]
+    members: dict[str, dict[str, Any]]
 
 
 def is_bundle(path: str | Path) -> bool:
@@ -137,7 +138,9 @@ def open_bundle(path: str | Path) -> tuple[Store, BundleInfo]:
     except (zipfile.BadZipFile, zlib_error, OSError, EOFError, ValueError) as exc:
         raise StoreCorrupt(f"not a readable bundle: {exc}", path=where) from None
     (root / "runs").mkdir(parents=True, exist_ok=True)
-    return Store(root), info
+    store = Store(root)
+    store.carried_personas = persona_files(root)
+    return store, info
 
 
 def _read_checked(zf: zipfile.ZipFile, root: Path, where: str) -> BundleInfo:
@@ -198,7 +201,7 @@ def _read_checked(zf: zipfile.ZipFile, root: Path, where: str) -> BundleInfo:
     return BundleInfo(Path(where), index["digest"], runs, members)
 
 
-def _index(zf: zipfile.ZipFile, entry: zipfile.ZipInfo, where: str) -> tuple[dict, dict[str, dict]]:
+def _index(zf: zipfile.ZipFile, entry: zipfile.ZipInfo, where: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     if entry.file_size > MAX_INDEX_BYTES:
         raise StoreCorrupt(f"member {INDEX} is larger than a bundle index can be", path=where)
     try:
@@ -231,7 +234,7 @@ def _target(root: Path, name: str) -> Path:
     return root.parent / name if name.startswith("personas/") else root / Path(name).relative_to("store")
 
 
-def _copy(zf: zipfile.ZipFile, entry: zipfile.ZipInfo, meta: dict, target: Path, where: str,
+def _copy(zf: zipfile.ZipFile, entry: zipfile.ZipInfo, meta: dict[str, Any], target: Path, where: str,
           keep: bool = True) -> bytes:
     """Stream one member to ``target`` (read-only), hashing as it goes; its bytes are returned
     only with ``keep`` (manifests, already bounded). A mismatch names the member."""
@@ -274,7 +277,7 @@ def persona_files(info_root: Path) -> dict[str, Path]:
 def persona_payloads(runs: list[RunManifest], given: str | Path | None = None) -> dict[str, bytes]:
     """The persona files to carry, by digest: the shipped set a recorded run names, and the
     file given (for imported runs, which do not name theirs)."""
-    from ..persona_sets import load_personas, shipped_named
+    from ..protocol.personas import load_personas, shipped_named
 
     sets = [pset for pset in map(shipped_named, (m.protocol for m in runs)) if pset is not None]
     if given is not None:  # (a set that is not shipped comes only this way)

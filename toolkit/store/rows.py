@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import polars as pl
 
 MAX_RESPONSE_BYTES = 1 << 20  # one reply, whoever sent it (the recorder's HTTP reply cap is this too)
 LOGPROB_SLACK = 1e-6  # a server's rounding: a top-k list may sum to probability 1 + this
@@ -31,7 +35,7 @@ def digit_logprobs_problem(values: Sequence[float | None] | None) -> str | None:
                 f"{UNDERFLOW:.0f})")
     import numpy as np
 
-    from ..analysis.numerics import exp  # the portable exp: a verdict must not depend on the CPU
+    from ..numerics import exp  # the portable exp: a verdict must not depend on the CPU
 
     total = float(exp(np.minimum(np.array(present, dtype=np.float64), 0.0)).sum()) if present else 0.0
     if total > 1.0 + LOGPROB_SLACK:
@@ -54,7 +58,7 @@ def row_problem(mode: str, response: str | None, digit_logprobs: Sequence[float 
     return problem
 
 
-def first_problem(frame, mode: str) -> tuple[int, str] | None:
+def first_problem(frame: pl.DataFrame, mode: str) -> tuple[int, str] | None:
     """(index, problem) of the first row of a parsed frame (polars: ``response`` and, for a
     logprob run, ``digit_logprobs``) that breaks the row rule, or None; for the importers."""
     import polars as pl

@@ -34,8 +34,9 @@ import pyarrow.parquet as pq
 
 from ..errors import StoreCorrupt, ToolkitError
 from ..hashing import canonical_json, parse_json, sha256_bytes, sha256_text
-from ..instrument import Instrument, parse_instrument
+from ..protocol.instrument import Instrument, parse_instrument
 from .atomic import TMP_PREFIX, atomic_write_bytes
+from .generations import GENERATIONS, SLOT, has_repeated_slots, newest_positions, slot_arrays
 from .manifest import (
     DIGEST_RE,
     MANIFEST_FORMAT,
@@ -130,9 +131,25 @@ class Problem:
         return f"{self.obj}: {self.message}"
 
 
+def open_store(given: str | Path | None = None, *, write: bool = False) -> Store:
+    """What every command opens: a store folder (``given``, else the default above), or a bundle
+    file, checked and read from a private copy (reading only: a bundle is never written)."""
+    if given and Path(given).is_file():
+        from .bundle import is_bundle, open_bundle
+
+        if write:
+            if not is_bundle(given):
+                raise ToolkitError("is a file, not a store folder (--store names a folder)", path=str(given))
+            raise ToolkitError(f"{given} is a bundle, which is read-only: add its runs to a store with "
+                               "`toolkit import BUNDLE --store DIR`")
+        return open_bundle(given)[0]
+    return Store(resolve_store(given, write=write))
+
+
 class Store:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_store_path()
+        self.carried_personas: dict[str, Path] = {}  # a bundle's persona files, by digest (bundle.open_bundle)
 
     # ----- paths -------------------------------------------------------------------------
     @property
@@ -198,7 +215,7 @@ class Store:
         sink = pa.BufferOutputStream()
         pq.write_table(disk, sink, compression="zstd", compression_level=1, use_dictionary=DICTIONARY_COLUMNS,
                        row_group_size=1 << 20)
-        return sink.getvalue().to_pybytes()
+        return bytes(sink.getvalue().to_pybytes())
 
     def write_segment(self, table: pa.Table, created: set[str] | None = None) -> SegmentRef:
         """Write rows as one immutable segment; an identical segment is stored once.
@@ -329,13 +346,32 @@ class Store:
             manifest.seal = manifest.seal_of()
         atomic_write_bytes(self.manifest_path(manifest.run_id), manifest.to_json().encode("utf-8"))
 
-    def read_run(self, run: RunManifest | str, columns: list[str] | None = None) -> pa.Table:
+    def read_run(self, run: RunManifest | str, columns: list[str] | None = None, *,
+                 generations: str = "all") -> pa.Table:
         """A run's rows from verified segments, checked against its manifest: every row carries
-        the run's id and instrument, and the row counts are the manifest's."""
+        the run's id and instrument, and the row counts are the manifest's. ``generations``:
+        "all" rows in store order, or "newest", one row per slot (generations.py): the rows
+        every count and analysis reads."""
         manifest = run if isinstance(run, RunManifest) else self.get_run(run)
         if manifest is None:
             raise ToolkitError(f"no run {run!r} in store {self.root}")
-        return self.consistently(manifest, lambda m: self._read_checked(m, columns))
+        if generations not in GENERATIONS:
+            raise ValueError(f"generations is one of {', '.join(GENERATIONS)}, not {generations!r}")
+        if generations == "all":
+            return self.consistently(manifest, lambda m: self._read_checked(m, columns))
+        return self.consistently(manifest, lambda m: self._read_newest(m, columns))
+
+    def _read_newest(self, m: RunManifest, columns: list[str] | None) -> pa.Table:
+        """The newest row of each slot; checked on the slot columns alone, so a run without
+        refreshed slots costs one bincount, not a second read."""
+        wanted = list(ROW_SCHEMA.names) if columns is None else list(columns)
+        table = self._read_checked(m, wanted + [c for c in SLOT if c not in wanted])
+        slots = slot_arrays(table)
+        if not has_repeated_slots(slots):
+            return table.select(wanted)
+        extra = self._read_checked(m, ["collected_at", "request_key"])
+        keep = newest_positions(slots, extra["collected_at"], extra["request_key"])
+        return table.take(pa.array(keep)).select(wanted)
 
     def consistently(self, manifest: RunManifest, read: Callable[[RunManifest], T]) -> T:
         """``read(manifest)``, once more with the run's fresh manifest when a concurrent
@@ -415,6 +451,13 @@ class Store:
             self.seal(m, table)
             self.save_manifest(m)
             return m
+
+    def compact_runs(self, run_id: str | None = None) -> list[tuple[int, RunManifest]]:
+        """Compact one run, or every run: each compacted manifest with its segment count before."""
+        chosen = [self.get_run(run_id)] if run_id else self.runs()
+        if None in chosen:
+            raise ToolkitError(f"no run {run_id!r} in store {self.root}")
+        return [(len(m.segments), self.compact(m.run_id)) for m in chosen if m is not None]
 
     def discard(self, objects: set[str]) -> None:
         """Delete objects a failed write created, unless a manifest names them by now (under

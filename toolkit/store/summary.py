@@ -5,20 +5,20 @@ from __future__ import annotations
 import polars as pl
 import pyarrow.compute as pc
 
-from .manifest import RunManifest
+from .query import EVERY_RUN, Selection
 from .store import Store
 
 
-def run_table(store: Store, runs: list[RunManifest] | None = None) -> pl.DataFrame:
-    """``runs`` (default: every run of the store), one row each; ``valid_share`` is null for
-    logprob runs, where it does not apply."""
+def run_table(store: Store, selection: Selection = EVERY_RUN) -> pl.DataFrame:
+    """The selected runs (an empty store lists none), one row each; ``valid_share`` is null
+    for logprob runs, where it does not apply."""
     rows = []
-    for m in store.runs() if runs is None else runs:
+    for m in selection.resolve(store, empty_ok=True):
         valid_share = None  # a logprob run has digit probabilities, not a sampled rating to validate
         if m.mode != "logprob":
-            ratings = store.read_run(m, ["rating"])["rating"]
+            ratings = store.read_run(m, ["rating"], generations="newest")["rating"]  # as analyze counts
             valid = pc.sum(pc.greater_equal(ratings, 0)).as_py() or 0
-            valid_share = valid / m.rows if m.rows else float("nan")
+            valid_share = valid / len(ratings) if len(ratings) else float("nan")
         rows.append({
             "run_id": m.run_id, "model": m.model, "variant": m.variant, "temperature": m.temperature,
             "mode": m.mode, "rows": m.rows, "fingerprint": m.fingerprint,

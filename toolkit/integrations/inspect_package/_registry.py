@@ -4,6 +4,7 @@ offline model provider (``--model toolkit-instant/NAME``) for trying the task wi
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from inspect_ai import task
 from inspect_ai.model import modelapi
@@ -11,7 +12,7 @@ from inspect_ai.model import modelapi
 from toolkit.integrations import inspect_task
 
 
-def _persona_moral(*args, **kwargs):
+def _persona_moral(*args: Any, **kwargs: Any) -> Any:
     return inspect_task.persona_moral(*args, **kwargs)
 
 
@@ -21,7 +22,7 @@ persona_moral = task(_persona_moral)
 
 
 @modelapi(name="toolkit-instant")
-def instant():
+def instant() -> Any:
     from .instant_model import InstantModel
 
     return InstantModel

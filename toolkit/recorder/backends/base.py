@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class BackendError(Exception):
@@ -46,9 +46,11 @@ class Backend(Protocol):
     name: str
     endpoint: str  # identity of where requests go; part of every request key
 
-    def generate(self, messages: Sequence[dict], *, temperature: float, max_tokens: int, seed: int) -> Generation: ...
+    def generate(self, messages: Sequence[dict[str, Any]], *, temperature: float, max_tokens: int,
+                 seed: int) -> Generation: ...
 
-    def digit_logprobs(self, messages: Sequence[dict], scale: Sequence[int], *, seed: int) -> DigitLogprobs: ...
+    def digit_logprobs(self, messages: Sequence[dict[str, Any]], scale: Sequence[int], *,
+                       seed: int) -> DigitLogprobs: ...
 
     def close(self) -> None: ...
 
@@ -56,7 +58,7 @@ class Backend(Protocol):
 def digits_from_top(top: Sequence[tuple[str, float]], scale: Sequence[int]) -> list[float | None]:
     """Total probability of every listed token that reads as each digit once whitespace is
     stripped (" 3", "3", "3\\n" all count for 3), as a log-probability; None when absent."""
-    from ...analysis.numerics import log_sum_exp
+    from ...numerics import log_sum_exp
 
     found: dict[int, list[float]] = {}
     for token, logprob in top:

@@ -14,11 +14,11 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ...errors import ToolkitError
 from ...hashing import sha256_file
-from ..plan import PROTOCOL_DEFAULTS
+from ...protocol.requests import PROTOCOL_DEFAULTS
 from .base import DigitLogprobs, Generation
 
 
@@ -55,19 +55,20 @@ class LocalBackend:
         folder = path.parent if path.is_file() else path
         self.tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
-        self.model.eval()
+        cast(Any, self.model).eval()
         self.model_name = path.stem
         self.endpoint = f"local-transformers:sha256:{model_digest(path)}"
         self._lock = threading.Lock()  # one forward pass at a time; torch uses the cores
         self._digit_ids: dict[int, list[int]] | None = None
         self.top_logprobs = top_logprobs  # length of the stored top-k list (the digits are exact anyway)
 
-    def _inputs(self, messages: Sequence[dict]):
+    def _inputs(self, messages: Sequence[dict[str, Any]]) -> dict[str, Any]:
         enc: Any = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True,
                                                       return_tensors="pt", return_dict=True)  # a BatchEncoding
         return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
-    def generate(self, messages, *, temperature: float, max_tokens: int, seed: int) -> Generation:
+    def generate(self, messages: Sequence[dict[str, Any]], *, temperature: float, max_tokens: int,
+                 seed: int) -> Generation:
         torch = self.torch
         with self._lock, torch.no_grad():
             t0 = time.perf_counter()
@@ -108,7 +109,8 @@ class LocalBackend:
             self._digit_ids = ids
         return self._digit_ids
 
-    def digit_logprobs(self, messages, scale, *, seed: int) -> DigitLogprobs:
+    def digit_logprobs(self, messages: Sequence[dict[str, Any]], scale: Sequence[int], *,
+                       seed: int) -> DigitLogprobs:
         torch = self.torch
         digit_ids = self._digits(scale)
         with self._lock, torch.no_grad():

@@ -32,8 +32,8 @@ import httpx
 
 from ...errors import ToolkitError
 from ...hashing import parse_json
+from ...protocol.requests import PROTOCOL_DEFAULTS
 from ...store.rows import LOGPROB_SLACK, MAX_RESPONSE_BYTES
-from ..plan import PROTOCOL_DEFAULTS
 from .base import DEFAULT_BREAKER, BackendError, DigitLogprobs, FatalBackendError, Generation, digits_from_top
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -275,7 +275,8 @@ class OpenAIBackend:
                 self._sleep_before_retry(attempt, retry_after)
         raise BackendError(f"gave up after {self.max_retries + 1} attempts: {self.redact(last)}")
 
-    def generate(self, messages: Sequence[dict], *, temperature: float, max_tokens: int, seed: int) -> Generation:
+    def generate(self, messages: Sequence[dict[str, Any]], *, temperature: float, max_tokens: int,
+                 seed: int) -> Generation:
         payload: dict[str, Any] = {**self.extra_body, "model": self.model, "messages": list(messages),
                                    "temperature": temperature, "max_tokens": max_tokens}
         if self.send_seed:
@@ -284,7 +285,7 @@ class OpenAIBackend:
         choice = body["choices"][0]
         return Generation(choice["message"]["content"], choice.get("finish_reason"), latency, _served(body))
 
-    def digit_logprobs(self, messages: Sequence[dict], scale: Sequence[int], *, seed: int) -> DigitLogprobs:
+    def digit_logprobs(self, messages: Sequence[dict[str, Any]], scale: Sequence[int], *, seed: int) -> DigitLogprobs:
         payload: dict[str, Any] = {**self.extra_body, "model": self.model, "messages": list(messages),
                                    "max_tokens": 1, "temperature": 1.0, "logprobs": True,
                                    "top_logprobs": self.top_logprobs}

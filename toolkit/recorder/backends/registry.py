@@ -20,7 +20,7 @@ from typing import Any
 
 from ...errors import ToolkitError
 from ...hashing import parse_json
-from ..plan import Protocol
+from ...protocol.requests import Protocol
 from .base import DEFAULT_BREAKER, Backend
 
 ENTRY_POINT_GROUP = "toolkit.backends"

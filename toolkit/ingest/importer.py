@@ -15,16 +15,18 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .errors import ToolkitError
-from .ingest.inspect_log import SUFFIXES as INSPECT_SUFFIXES
-from .ingest.inspect_log import is_inspect_log, parse_inspect_log
-from .ingest.pipeline import ENDPOINT, model_from_name, parse_file, temperature_from_name
-from .ingest.source import CONTAINERS
-from .instrument import Instrument, load_instrument
-from .store import RunManifest, Store
+from ..errors import ToolkitError
+from ..protocol.instrument import Instrument, load_instrument
+from ..store import RunManifest, Store
+from .inspect_log import SUFFIXES as INSPECT_SUFFIXES
+from .inspect_log import is_inspect_log, parse_inspect_log
+from .pipeline import ENDPOINT, model_from_name, parse_file, temperature_from_name
+from .source import CONTAINERS
 
-__all__ = ["ENDPOINT", "ImportResult", "import_files", "import_paths", "model_from_name", "temperature_from_name"]
+__all__ = ["ENDPOINT", "ImportResult", "import_files", "import_paths", "import_sources", "model_from_name",
+           "temperature_from_name"]
 
 
 @dataclass
@@ -109,7 +111,7 @@ class _Prepared:
     notes: list[str]
 
 
-def _prepare(item: tuple[Path, dict], instrument: Instrument) -> _Prepared:
+def _prepare(item: tuple[Path, dict[str, Any]], instrument: Instrument) -> _Prepared:
     """The CPU work of one file, with no store access: it runs on threads or processes alike."""
     path = Path(item[0])
     if is_inspect_log(path):
@@ -127,7 +129,7 @@ def _prepare(item: tuple[Path, dict], instrument: Instrument) -> _Prepared:
 
 def import_files(
     store: Store,
-    files: Sequence[tuple[Path, dict]],
+    files: Sequence[tuple[Path, dict[str, Any]]],
     *,
     instrument: Instrument | str | None = None,
     replace: bool = False,
@@ -144,9 +146,9 @@ def import_files(
     they are saved together at the end, and on any error the segments this import created
     are removed again.
     """
-    from joblib import Parallel, delayed
+    from joblib import delayed
 
-    from .workers import worker_environment
+    from ..parallel.pool import Workers
 
     inst = instrument if isinstance(instrument, Instrument) else load_instrument(instrument)
     workers = max(1, min(jobs, len(files)))
@@ -192,9 +194,9 @@ def import_files(
             p.manifest.segments = [store.write_encoded(p.segment, p.rows, created)]
         staged.append((p.manifest, status, ImportResult(str(p.path), rid, p.rows, status, "; ".join(p.notes))))
 
-    with _undone_on_error(store, created, added_instrument), held, worker_environment():
-        parallel = Parallel(n_jobs=workers, backend=backend, return_as="generator", pre_dispatch="2*n_jobs")
-        for prepared in parallel(delayed(_prepare)(item, inst) for item in files):
+    pool = Workers(workers, backend)
+    with _undone_on_error(store, created, added_instrument), held:
+        for prepared in pool.stream(delayed(_prepare)(item, inst) for item in files):
             commit(prepared)
         changed = [manifest for manifest, status, _ in staged if status != "unchanged"]
         if changed:
@@ -229,7 +231,7 @@ def import_bundle(store: Store, path: str | Path, *, replace: bool = False) -> l
     store already holds with the same fingerprint is ``unchanged``, one with other data needs
     ``replace``. As for files, the manifests are saved together at the end, and on any error
     the segments this import wrote are removed again."""
-    from .store.bundle import open_bundle
+    from ..store.bundle import open_bundle
 
     source, _ = open_bundle(path)
     created: set[str] = set()
@@ -251,3 +253,17 @@ def import_bundle(store: Store, path: str | Path, *, replace: bool = False) -> l
             staged.append((dataclasses.replace(m, segments=segments), result))
         _save_manifests(store, [manifest for manifest, result in staged if result.status != "unchanged"])
     return [result for _, result in staged]
+
+
+def import_sources(store: Store, paths: Sequence[str | Path], *, replace: bool = False,
+                   **overrides: Any) -> list[ImportResult]:
+    """What `toolkit import` takes: published files and folders, long-format files and Inspect
+    logs (``overrides``: model, variant, temperature, mode, columns, instrument), or one
+    bundle, imported alone and as it is."""
+    from ..store.bundle import is_bundle
+
+    if any(is_bundle(p) or Path(p).suffix.lower() == ".zip" for p in paths):  # a damaged bundle is named so
+        if len(paths) > 1 or any(v is not None for v in overrides.values()):
+            raise ToolkitError("a bundle is imported alone and as it is: its runs keep their names and instrument")
+        return import_bundle(store, paths[0], replace=replace)
+    return import_paths(store, paths, replace=replace, **overrides)

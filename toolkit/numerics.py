@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable
+from decimal import Decimal
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 SINGLE_MIN_BITS = 16  # float32 BLAS only while every operand keeps at least this many bits
 
@@ -45,7 +48,7 @@ def exact_products(W: np.ndarray, X: np.ndarray, *, allow_single: bool = False) 
     W = np.asarray(W, dtype=np.float64)
     X = np.asarray(X, dtype=np.float64)
     if W.size == 0 or X.size == 0:
-        return W @ X
+        return np.asarray(W @ X)
     row_bound = float(np.abs(W).sum(axis=1).max())
     col_max = np.abs(X).max(axis=0)
     if not (np.isfinite(row_bound) and np.isfinite(col_max).all()):
@@ -61,7 +64,7 @@ def exact_products(W: np.ndarray, X: np.ndarray, *, allow_single: bool = False) 
     else:
         out = W @ Xq
     out *= np.ldexp(np.ones_like(col_max), -k).astype(out.dtype)  # a power of two: exact
-    return out
+    return np.asarray(out)
 
 
 def _exp_constants(bits: int = 6) -> tuple[np.ndarray, float, float, float]:
@@ -124,7 +127,7 @@ def _exp_block(x: np.ndarray) -> np.ndarray:
         p += c
     p *= np.take(_EXP_TABLE, ni & 63)
     np.right_shift(ni, 6, out=ni)
-    return np.ldexp(p, ni, out=p)
+    return np.asarray(np.ldexp(p, ni, out=p))
 
 
 def group_means(x: np.ndarray, item_groups: np.ndarray, n_groups: int, axis: int = -1, *,
@@ -150,14 +153,14 @@ def group_means(x: np.ndarray, item_groups: np.ndarray, n_groups: int, axis: int
     return np.concatenate([overall, sums / sizes.reshape(shape)], axis=axis)
 
 
-def fmean(values) -> float:
+def fmean(values: Iterable[float] | np.ndarray) -> float:
     """Correctly rounded mean of a few numbers (math.fsum): the same on any machine and in
     any order, unlike a SIMD-blocked data-frame aggregation."""
     vals = [float(v) for v in values]
     return math.fsum(vals) / len(vals) if vals else float("nan")
 
 
-def fstd(values) -> float:
+def fstd(values: Iterable[float] | np.ndarray) -> float:
     """Sample (ddof=1) standard deviation with correctly rounded sums."""
     vals = [float(v) for v in values]
     if len(vals) < 2:
@@ -179,7 +182,7 @@ _PREC = 36  # decimal digits carried: 19 beyond a double's 17, so a misrounding 
 
 
 @functools.cache
-def _pi():
+def _pi() -> Decimal:
     """pi to 70 digits by Machin's formula (computed once)."""
     from decimal import Decimal, localcontext
 
@@ -197,12 +200,12 @@ def _pi():
         return +(4 * (4 * arctan_inv(5) - arctan_inv(239)))
 
 
-def _density(x):
+def _density(x: Decimal) -> Decimal:
     """phi(x) in the current decimal context."""
     return (-x * x / 2).exp() / (2 * _pi()).sqrt()
 
 
-def _cdf_decimal(x):
+def _cdf_decimal(x: Decimal) -> Decimal:
     """Phi(x) in the current decimal context: Marsaglia's series
     Phi(x) = 1/2 + phi(x) * sum_k x**(2k+1) / (1*3*...*(2k+1)) for |x| <= 5 (every term of one
     sign; the lower tail loses at most 6 digits to the cancellation against 1/2), and Laplace's
@@ -282,13 +285,13 @@ def normal_quantile_scalar(p: float) -> float:
     return value if lower else -value
 
 
-def normal_cdf(x) -> np.ndarray:
+def normal_cdf(x: ArrayLike) -> np.ndarray:
     """``normal_cdf_scalar`` over an array (for the few values an interval or a table needs)."""
     arr = np.asarray(x, dtype=np.float64)
     return np.array([_cached_cdf(v) for v in arr.ravel().tolist()], dtype=np.float64).reshape(arr.shape)
 
 
-def normal_quantile(p) -> np.ndarray:
+def normal_quantile(p: ArrayLike) -> np.ndarray:
     """``normal_quantile_scalar`` over an array."""
     arr = np.asarray(p, dtype=np.float64)
     return np.array([_cached_quantile(v) for v in arr.ravel().tolist()], dtype=np.float64).reshape(arr.shape)

@@ -18,7 +18,7 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from types import FrameType
 
-from .errors import ToolkitError
+from ..errors import ToolkitError
 
 # What worker processes started inside ``worker_environment`` get, unless the user set it.
 WORKER_ENV = {
@@ -34,7 +34,7 @@ WORKER_ENV = {
 # process with one thread, and these keep the server at one. OpenBLAS would start a thread
 # pool when numpy loads, and Arrow's jemalloc a background purging thread when pyarrow loads.
 # The workers inherit them: one BLAS thread each, as many workers as cores (products are exact,
-# analysis.numerics, so this is a speed setting only).
+# toolkit.numerics, so this is a speed setting only).
 SERVER_ENV = {
     "OPENBLAS_NUM_THREADS": "1",
     "OMP_NUM_THREADS": "1",

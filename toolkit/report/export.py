@@ -19,11 +19,11 @@ from pathlib import Path
 
 import polars as pl
 
-from .errors import ToolkitError
-from .ingest.pipeline import model_from_name, temperature_from_name
-from .store import RunManifest, Store
-from .store.atomic import atomic_write_bytes
-from .store.output import refuse_inside_store
+from ..errors import ToolkitError
+from ..ingest.pipeline import model_from_name, temperature_from_name
+from ..store import RunManifest, Store
+from ..store.atomic import atomic_write_bytes
+from ..store.output import refuse_inside_store
 
 EXPORT_FORMATS = ("csv", "parquet", "jsonl")
 LONG_NAMES = {"persona_id": "persona", "item_id": "item"}

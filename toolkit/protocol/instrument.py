@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ToolkitError
-from .hashing import canonical_json, parse_json, sha256_text
+from ..errors import ToolkitError
+from ..hashing import canonical_json, parse_json, sha256_text
 
 FORMAT = "toolkit-instrument/1"
 DEFAULT_INSTRUMENT = "mfq30"
@@ -119,7 +119,7 @@ def parse_instrument(raw: dict[str, Any], path: str = "<instrument>") -> Instrum
         name = str(raw["name"])
     except (KeyError, TypeError, ValueError) as exc:
         raise _fail(path, f"missing or malformed field {exc}") from None
-    from .store.manifest import check_name
+    from ..store.manifest import check_name
 
     try:
         check_name("instrument", name)

@@ -24,13 +24,13 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from . import __version__
-from .analysis.numerics import exp
-from .errors import ToolkitError
-from .hashing import canonical_json, request_keys, sha256_text
-from .instrument import Instrument
-from .store import ROW_SCHEMA, Store
-from .store.manifest import new_run
+from .. import __version__
+from ..errors import ToolkitError
+from ..hashing import canonical_json, request_keys, sha256_text
+from ..numerics import exp
+from ..protocol.instrument import Instrument
+from ..store import ROW_SCHEMA, Store
+from ..store.manifest import new_run
 
 ENDPOINT = "simulator"
 
@@ -73,10 +73,10 @@ def discretised(latent: np.ndarray, spread_within: float, scale: np.ndarray) -> 
     put onto the scale points (all mass on the nearest point when the spread is 0)."""
     if spread_within == 0:
         nearest = np.abs(latent[..., None] - scale).argmin(axis=-1)
-        return np.eye(len(scale))[nearest]
+        return np.asarray(np.eye(len(scale))[nearest])
     z = (scale - latent[..., None]) / spread_within
     dens = exp(-0.5 * (z * z))  # the portable exp: np.exp's last bits differ by CPU
-    return dens / dens.sum(axis=-1, keepdims=True)
+    return np.asarray(dens / dens.sum(axis=-1, keepdims=True))
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ def expected_sd(probs: np.ndarray, n: int, scale: np.ndarray) -> np.ndarray:
     integer, so no exp, log or BLAS kernel (each differs by CPU) touches the result."""
     from math import factorial
 
-    from .analysis.metrics import compositions, sample_sd
+    from ..analysis.metrics import compositions, sample_sd
 
     K = probs.shape[-1]
     comp = compositions(n, K)  # (M, K)
@@ -216,7 +216,7 @@ def truth_metrics(probs: np.ndarray, n: int, scale: np.ndarray, groups: np.ndarr
     distributions and n repetitions a cell, (4, G): S from the spread of the cells' sample means
     (true spread plus sigma^2/n), sigma_bar the mean expected sample sd, S_corrected the spread of
     the cells' true means."""
-    from .analysis.metrics import ItemGroups
+    from ..analysis.metrics import ItemGroups
 
     G = ItemGroups(groups, n_groups)
     s = scale.astype(np.float64)
@@ -239,4 +239,5 @@ def pair_truth(spec: PairSpec, scale: np.ndarray, groups: np.ndarray, n_groups: 
     probs_a = discretised(latent, spec.spread_within, scale.astype(np.float64))
     probs_b = discretised(latent + spec.shift, spec.spread_within * spec.within_factor, scale.astype(np.float64))
     n = spec.repetitions
-    return truth_metrics(probs_b, n, scale, groups, n_groups) - truth_metrics(probs_a, n, scale, groups, n_groups)
+    after = truth_metrics(probs_b, n, scale, groups, n_groups)
+    return np.asarray(after - truth_metrics(probs_a, n, scale, groups, n_groups))

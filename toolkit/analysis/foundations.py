@@ -15,18 +15,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from ..errors import ToolkitError
 from ..hashing import canonical_json, sha256_text
-from ..persona_sets import read_persona_json
+from ..protocol.personas import read_persona_json
 from ..store import RunManifest, Store
+from ..store.query import EVERY_RUN, Selection
 from .cells import load_counts
 from .metrics import cell_moments
 from .options import DEFAULT
-from .selection import read_runs, retained_counts, runs_for, skip
+from .result import OnError, Result, collector, result
+from .selection import read_runs, retained_counts, skip
 
 SELF_SCHEMA = {"model": pl.String, "variant": pl.String, "temperature": pl.Float64, "group": pl.String,
                "mean": pl.Float64, "std": pl.Float64, "items": pl.Int64, "ratings": pl.Int64, "run_id": pl.String}
@@ -80,7 +83,8 @@ def persona_filter(personas_file: str | Path | None = None, ids: list[int] | Non
     return PersonaFilter(include, tuple(exclude or ()), digest, label)
 
 
-def _group_scores(n: np.ndarray, mu: np.ndarray, sigma: np.ndarray, member: np.ndarray):
+def _group_scores(n: np.ndarray, mu: np.ndarray, sigma: np.ndarray,
+                  member: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per row (persona): mean of mu and of sigma over the member items that have ratings, the
     number of such items and of ratings."""
     valid = (n > 0) & member
@@ -91,14 +95,17 @@ def _group_scores(n: np.ndarray, mu: np.ndarray, sigma: np.ndarray, member: np.n
     return mean, std, k, np.where(valid, n, 0).sum(axis=-1)
 
 
-def profiles(store: Store | None = None, problems: list[str] | None = None, **selection) -> pl.DataFrame:
+def profiles(store: Store | None = None, selection: Selection = EVERY_RUN, *,
+             on_error: OnError = "raise") -> Result:
     """Moral-foundation profile of no-persona ("self") runs (paper Table 3).
 
     Per group: mean of the item means, and mean of the per-item std over repetitions (ddof=1).
     """
     store = store or Store()
+    problems = collector(on_error)
     rows = []
-    for rc in read_runs(runs_for(store, selection, ("self",), "profiles"), lambda m: load_counts(store, m), problems):
+    for rc in read_runs(selection.for_modes(("self",), "profiles", store), lambda m: load_counts(store, m),
+                        problems):
         m, inst = rc.manifest, rc.instrument
         counts = rc.counts.sum(axis=0)  # (Q, K): a self run has one (null) persona
         n, mu, sigma = cell_moments(counts, inst.scale)
@@ -108,17 +115,18 @@ def profiles(store: Store | None = None, problems: list[str] | None = None, **se
                          "mean": float(mu[used].mean()) if used.any() else float("nan"),
                          "std": float(sigma[used].mean()) if used.any() else float("nan"),
                          "items": int(used.sum()), "ratings": int(n[used].sum()), "run_id": m.run_id})
-    return pl.DataFrame(rows, schema=SELF_SCHEMA)
+    return result(pl.DataFrame(rows, schema=SELF_SCHEMA), problems)
 
 
-def persona_profiles(store: Store | None = None, *, personas: PersonaFilter = PersonaFilter(),
-                     problems: list[str] | None = None, **selection) -> pl.DataFrame:
+def persona_profiles(store: Store | None = None, selection: Selection = EVERY_RUN, *,
+                     personas: PersonaFilter = PersonaFilter(), on_error: OnError = "raise") -> Result:
     """Per persona and group of every selected persona run: the mean rating over the group's
     items and the mean within-question std (ddof=1); every persona the filter admits, also one
     that lacks some items (``items`` says how many of the group's items it answered)."""
     store = store or Store()
-    rows: list[dict] = []
-    for rc in read_runs(_covered(runs_for(store, selection, ("persona",), "profiles"), personas),
+    problems = collector(on_error)
+    rows: list[dict[str, Any]] = []
+    for rc in read_runs(_covered(selection.for_modes(("persona",), "profiles", store), personas),
                         lambda m: load_counts(store, m), problems):
         m, inst = rc.manifest, rc.instrument
         keep = np.isin(rc.persona_ids, personas.select(rc.persona_ids))
@@ -129,17 +137,19 @@ def persona_profiles(store: Store | None = None, *, personas: PersonaFilter = Pe
             rows.extend({"model": m.model, "variant": m.variant, "temperature": m.temperature, "persona_id": int(p),
                          "group": name, "mean": float(a), "std": float(b), "items": int(c), "ratings": int(d),
                          "run_id": m.run_id} for p, a, b, c, d in zip(ids.tolist(), mean, std, k, ratings))
-    return pl.DataFrame(rows, schema=PERSONA_SCHEMA).sort(["run_id", "persona_id"], maintain_order=True)
+    return result(pl.DataFrame(rows, schema=PERSONA_SCHEMA).sort(["run_id", "persona_id"], maintain_order=True),
+                  problems)
 
 
-def persona_set_profiles(store: Store | None = None, *, personas: PersonaFilter = PersonaFilter(),
-                         problems: list[str] | None = None, **selection) -> pl.DataFrame:
+def persona_set_profiles(store: Store | None = None, selection: Selection = EVERY_RUN, *,
+                         personas: PersonaFilter = PersonaFilter(), on_error: OnError = "raise") -> Result:
     """Per group of every selected persona run, over the retained personas the filter admits: the
     mean of the per-persona group scores and their across-persona std (ddof=1)."""
     store = store or Store()
+    problems = collector(on_error)
     all_runs = store.runs()
-    runs = _covered(runs_for(store, selection, ("persona",), "profiles", among=all_runs), personas)
-    rows: list[dict] = []
+    runs = _covered(selection.for_modes(("persona",), "profiles", store, among=all_runs), personas)
+    rows: list[dict[str, Any]] = []
     for rc, retained in retained_counts(store, runs, all_runs, DEFAULT, problems):
         m, inst = rc.manifest, rc.instrument
         ids = personas.select(retained)
@@ -153,7 +163,7 @@ def persona_set_profiles(store: Store | None = None, *, personas: PersonaFilter 
             rows.append({"model": m.model, "variant": m.variant, "temperature": m.temperature,
                          "persona_set": personas.label, "group": name, "mean": float(score.mean()),
                          "std": float(score.std(ddof=1)), "personas": int(ids.size), "run_id": m.run_id})
-    return pl.DataFrame(rows, schema=SET_SCHEMA)
+    return result(pl.DataFrame(rows, schema=SET_SCHEMA), problems)
 
 
 def _covered(runs: list[RunManifest], personas: PersonaFilter) -> list[RunManifest]:
@@ -163,3 +173,34 @@ def _covered(runs: list[RunManifest], personas: PersonaFilter) -> list[RunManife
         raise ToolkitError(f"no selected persona run was recorded with the persona set {personas.label!r} (the "
                            "runs' manifests name their persona set; `toolkit runs` lists them)")
     return out
+
+
+PROFILE_KINDS = ("self", "set", "persona")
+
+
+def profiles_of(store: Store | None = None, selection: Selection = EVERY_RUN, *, of: str | None = None,
+                personas: PersonaFilter | None = None, on_error: OnError = "raise") -> tuple[str, Result]:
+    """The profiles `toolkit profiles` prints, and which kind: of no-persona runs ("self", the
+    default), of a set of personas ("set", the default when a persona filter is given), or of
+    each persona ("persona")."""
+    filtered = personas is not None and personas != PersonaFilter()
+    of = of or ("set" if filtered else "self")
+    if of not in PROFILE_KINDS:
+        raise ToolkitError(f"profiles of {of!r}? choose from {', '.join(PROFILE_KINDS)}")
+    if of == "self":
+        if filtered:
+            raise ToolkitError("--personas, --persona-ids and --exclude-persona-ids need --of set or persona")
+        return of, profiles(store, selection, on_error=on_error)
+    chosen = personas or PersonaFilter()
+    if of == "persona":
+        return of, persona_profiles(store, selection, personas=chosen, on_error=on_error)
+    return of, persona_set_profiles(store, selection, personas=chosen, on_error=on_error)
+
+
+def self_profiles_of_models(store: Store, selection: Selection, models: list[str]) -> pl.DataFrame:
+    """The no-persona profiles of these models within the selection's variants and
+    temperatures (what a set profile is drawn against); empty when there are none."""
+    try:
+        return profiles(store, selection.but(model=models, run_id=None, mode=None)).frame
+    except ToolkitError:  # no self run of these models: the set profiles alone
+        return pl.DataFrame(schema=SELF_SCHEMA)

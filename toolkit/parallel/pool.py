@@ -1,7 +1,6 @@
-"""Where analysis tasks run: in-process; in worker processes forked from a fork server that
-has the analysis imported (the CLI's default), or on joblib's loky (the library's default) or
-threading backends; or on a dask.distributed cluster through joblib's dask backend (the
-``[dask]`` extra).
+"""Where tasks run: in-process; in worker processes forked from a fork server that has the
+analysis imported (the default), or on joblib's loky or threading backends; or on a
+dask.distributed cluster through joblib's dask backend (the ``[dask]`` extra).
 
 Units of work are chunks of runs, a few per worker, not one tiny task per run: start-up and
 transfer costs are paid per task. Results never depend on the choice: every random stream
@@ -13,22 +12,22 @@ path, so they must see the same folder (a shared filesystem; see the README).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from itertools import pairwise
 from multiprocessing.context import BaseContext
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from joblib import Parallel
 from joblib.parallel import ParallelBackendBase
 from threadpoolctl import threadpool_limits
 
 from ..errors import ToolkitError, WorkerLost
-from ..workers import fork_server, worker_environment
-from .options import AnalysisOptions
+from . import BACKENDS, DEFAULT_BACKEND
+from .forkserver import fork_server, worker_environment
 
-BACKENDS = ("forkserver", "loky", "threading", "multiprocessing", "dask")
 T = TypeVar("T")
 
 
@@ -50,33 +49,54 @@ def chunks(items: Sequence[T], jobs: int, per_worker: int = 4, largest: int = 4)
     return [items[a:b] for a, b in pairwise(bounds)]
 
 
-def run_parallel(tasks: list, options: AnalysisOptions) -> list[Any]:
-    """Run joblib ``delayed`` tasks; one job and no scheduler runs in-process (no pool start-up).
+@dataclass(frozen=True)
+class Workers:
+    """How many workers, and where they run. Results never depend on it."""
 
-    With several workers each gets one BLAS thread, so they do not fight over the cores;
-    bootstrap products are exact (numerics.exact_products), so this is a speed choice only."""
-    jobs, backend, scheduler = options.jobs, options.backend, options.scheduler
-    if backend == "dask" or scheduler:
-        return _run_dask(tasks, jobs, scheduler)
-    if backend not in (None, *BACKENDS, "sequential"):
-        raise ToolkitError(f"unknown parallel backend {backend!r} (choose from {', '.join(BACKENDS)})")
-    chosen: Any = backend if jobs != 1 and len(tasks) > 1 else "sequential"
-    if chosen == "forkserver":
-        context = fork_server() if threading.current_thread() is threading.main_thread() else None
-        chosen = ForkServerBackend(context) if context is not None else "loky"  # forks only from the main thread
-    parallel = Parallel(n_jobs=jobs, backend=chosen)
-    with threadpool_limits(limits=1 if jobs != 1 else None, user_api="blas"), worker_environment():
-        try:
-            return parallel(tasks)
-        except BrokenProcessPool as exc:  # loky's TerminatedWorkerError is one too
-            raise WorkerLost("a worker process stopped before it finished (killed, or out of memory?); nothing "
-                             f"was written: {' '.join(str(exc).split())}") from None
-        finally:
-            if isinstance(chosen, ForkServerBackend):  # after Ctrl-C or an error too: no worker outlives the call
-                chosen.abort_everything(ensure_ready=False)
+    jobs: int = 1
+    backend: str = DEFAULT_BACKEND
+    scheduler: str | None = None  # dask.distributed scheduler address
+
+    def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise ToolkitError(f"jobs must be >= 1, not {self.jobs}")
+        if self.backend not in BACKENDS:
+            raise ToolkitError(f"unknown parallel backend {self.backend!r} (choose from {', '.join(BACKENDS)})")
+
+    def run(self, tasks: list[Any]) -> list[Any]:
+        """Run joblib ``delayed`` tasks; one job and no scheduler runs in-process (no pool start-up).
+
+        With several workers each gets one BLAS thread, so they do not fight over the cores;
+        bootstrap products are exact (numerics.exact_products), so this is a speed choice only."""
+        if self.backend == "dask" or self.scheduler:
+            return _run_dask(tasks, self.jobs, self.scheduler)
+        chosen: Any = self.backend if self.jobs != 1 and len(tasks) > 1 else "sequential"
+        if chosen == "forkserver":
+            context = fork_server() if threading.current_thread() is threading.main_thread() else None
+            chosen = ForkServerBackend(context) if context is not None else "loky"  # forks only from the main thread
+        parallel = Parallel(n_jobs=self.jobs, backend=chosen)
+        with threadpool_limits(limits=1 if self.jobs != 1 else None, user_api="blas"), worker_environment():
+            try:
+                return list(parallel(tasks))
+            except BrokenProcessPool as exc:  # loky's TerminatedWorkerError is one too
+                raise WorkerLost("a worker process stopped before it finished (killed, or out of memory?); "
+                                 f"nothing was written: {' '.join(str(exc).split())}") from None
+            finally:
+                if isinstance(chosen, ForkServerBackend):  # after Ctrl-C or an error too: no worker outlives the call
+                    chosen.abort_everything(ensure_ready=False)
+
+    def stream(self, tasks: Iterable[Any]) -> Iterator[Any]:
+        """Results one by one in task order, at most two tasks per worker ahead: memory stays
+        bounded by a few results whatever the number of tasks (the import of many files)."""
+        backend = "sequential" if self.jobs == 1 else self.backend
+        if backend in ("forkserver", "dask"):
+            backend = "loky"  # the fork server preloads the analysis, not the readers
+        with worker_environment():
+            yield from Parallel(n_jobs=self.jobs, backend=backend, return_as="generator", pre_dispatch="2*n_jobs")(
+                tasks)
 
 
-class ForkServerBackend(ParallelBackendBase):
+class ForkServerBackend(ParallelBackendBase):  # type: ignore[misc]  # joblib has no type hints
     """joblib backend: a ``concurrent.futures`` process pool whose workers fork from the fork
     server (toolkit.workers.fork_server).
 
@@ -101,14 +121,14 @@ class ForkServerBackend(ParallelBackendBase):
         self.pool = ProcessPoolExecutor(n, mp_context=self.context)
         return n
 
-    def submit(self, func: Any, callback: Any = None) -> Future:
+    def submit(self, func: Any, callback: Any = None) -> Future[Any]:
         assert self.pool is not None
         future = self.pool.submit(func)
         if callback is not None:
             future.add_done_callback(callback)
         return future
 
-    def retrieve_result_callback(self, out: Future) -> Any:
+    def retrieve_result_callback(self, out: Future[Any]) -> Any:
         return out.result()
 
     def terminate(self) -> None:
@@ -129,7 +149,7 @@ class ForkServerBackend(ParallelBackendBase):
             self.configure(n_jobs=self.parallel.n_jobs, parallel=self.parallel)
 
 
-def _run_dask(tasks: list, jobs: int, scheduler: str | None) -> list[Any]:
+def _run_dask(tasks: list[Any], jobs: int, scheduler: str | None) -> list[Any]:
     try:
         from dask.distributed import Client
         from joblib import parallel_config
@@ -138,11 +158,11 @@ def _run_dask(tasks: list, jobs: int, scheduler: str | None) -> list[Any]:
     if not scheduler:
         raise ToolkitError("--parallel-backend dask needs --scheduler ADDRESS (a running dask.distributed scheduler)")
     try:
-        client = Client(scheduler, timeout=30)
+        client: Any = cast(Any, Client)(scheduler, timeout=30)
     except OSError as exc:
         raise ToolkitError(f"cannot reach the dask scheduler at {scheduler}: {exc}") from None
     try:
         with parallel_config(backend="dask", n_jobs=-1 if jobs == 1 else jobs):
-            return Parallel()(tasks)
+            return list(Parallel()(tasks))
     finally:
         client.close()

@@ -12,8 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import ToolkitError
-from .hashing import canonical_json, parse_json, sha256_text
+from ..errors import ToolkitError
+from ..hashing import canonical_json, parse_json, sha256_text
 
 
 def read_persona_json(path: str | Path) -> tuple[str, Any]:
@@ -58,7 +58,7 @@ def load_personas(source: str | Path | None = None) -> PersonaSet:
     return PersonaSet(label, tuple(raw))
 
 
-def named_set(protocol: Any) -> dict | None:
+def named_set(protocol: Any) -> dict[str, Any] | None:
     """The persona set a run's manifest names ({"name", "digest", "count"}; recorded runs name
     one, imported runs none)."""
     named = protocol.get("personas") if isinstance(protocol, dict) else None

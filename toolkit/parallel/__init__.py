@@ -1,0 +1,14 @@
+"""Where work runs: one ``Workers(jobs, backend, scheduler)`` (pool.py) used by the import and
+by every analysis, and the fork server its default backend starts (forkserver.py).
+
+This module stays light (no joblib, no numpy): the option parser reads the backend names and
+the default from here, and the CLI starts the fork server before it imports the heavy
+libraries itself.
+"""
+
+BACKENDS = ("forkserver", "loky", "threading", "multiprocessing", "dask")
+# The one default, for the library and the CLI alike: workers forked from a server that has the
+# analysis imported start in milliseconds (loky's spawned ones take ~0.5 s of a core each). A
+# script that calls the analysis must then keep its work under `if __name__ == "__main__":`
+# (an unguarded one gets a clear error naming the line); loky needs no such guard.
+DEFAULT_BACKEND = "forkserver"

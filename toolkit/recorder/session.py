@@ -1,0 +1,126 @@
+"""One `record` invocation from start to end: the protocol built from the instrument and the
+user's settings, the plan, the record mode, and the backend loaded only when something is to
+be sent. The command line parses its options into a ``Session`` and prints the ``Outcome``.
+
+Record modes follow vcrpy's: ``PLAN`` and ``REPLAY_ONLY`` never send, ``NEW`` sends what the
+store lacks (cached replay), ``REFRESH`` asks every slot again as a new generation (the earlier
+answers stay; analysis reads the newest).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..protocol.instrument import load_instrument
+from ..protocol.personas import load_personas
+from ..protocol.requests import Protocol
+from ..store import Store
+from .backends.registry import RecordOptions, check_extra, get_backend, parse_extra_body
+from .plan import Plan, Slot, build_plan, next_generation, small_top_k
+from .record import RecordSummary, prepare, record
+from .writer import existing_keys
+
+MISSING_SHOWN = 20  # --replay-only names this many missing slots, then counts the rest
+
+
+class RecordMode(enum.Enum):
+    PLAN = "plan"  # send nothing: how many slots are stored and how many would be sent
+    REPLAY_ONLY = "replay-only"  # send nothing: every slot must be stored (the check for a shipped store)
+    NEW = "new"  # send every slot the store lacks
+    REFRESH = "refresh"  # ask every slot again, as a new generation
+
+
+@dataclass(frozen=True)
+class Session:
+    """What to record: the backend and its settings, the protocol's overrides (None: the
+    instrument's, else the protocol default), the run's labels and the writer's pace."""
+
+    backend: str
+    backend_options: RecordOptions = field(default_factory=RecordOptions)
+    mode: str = "persona"
+    instrument: str | None = None
+    personas: str | None = None
+    limit_personas: int | None = None
+    items: list[int] | None = None
+    protocol: dict[str, Any] = field(default_factory=dict)  # Protocol.from_instrument overrides
+    variant: str = "base"
+    concurrency: int = 4
+    flush_rows: int = 1000
+    flush_seconds: float = 5.0
+    progress: bool = True
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    mode: RecordMode
+    planned: int
+    cached: int
+    to_send: int
+    summary: RecordSummary | None = None  # when something was sent
+    missing: list[str] = field(default_factory=list)  # REPLAY_ONLY: the first missing slots, described
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Exit 0 or 1: every slot stored (REPLAY_ONLY), no slot failed (a recording)."""
+        if self.mode is RecordMode.REPLAY_ONLY:
+            return self.to_send == 0
+        return self.summary is None or not self.summary.failed
+
+
+def run_session(store: Store, session: Session, record_mode: RecordMode = RecordMode.NEW) -> Outcome:
+    """Plan, then send what ``record_mode`` asks for. Planning, REPLAY_ONLY and a fully cached
+    run need no credentials and load no model."""
+    spec = get_backend(session.backend)
+    opts = session.backend_options
+    check_extra(spec, opts.extra)
+    inst = load_instrument(session.instrument)
+    overrides = dict(session.protocol)
+    if "extra_body" in overrides:
+        overrides["extra_body"] = parse_extra_body(overrides["extra_body"])
+    proto = Protocol.from_instrument(inst, session.mode, **overrides)
+    opts = RecordOptions(**{**opts.__dict__, "protocol": proto})
+    endpoint, model_name = spec.endpoint(opts)  # no connection, no weights, no key
+    persona_set = None if session.mode == "self" else load_personas(session.personas)
+
+    def plan_for(generation: int) -> Plan:
+        return build_plan(inst, endpoint=endpoint, model=model_name, protocol=proto, personas=persona_set,
+                          limit_personas=session.limit_personas, items=session.items, refresh=generation)
+
+    plan = plan_for(0)
+    template = prepare(store, plan, inst, spec.name, session.variant)
+    if record_mode is RecordMode.REFRESH:  # the run is already checked; no key of a new generation is stored
+        plan = plan_for(next_generation(existing_keys(store, template.run_id), plan_for))
+        plan.to_send, plan.cached = list(plan.slots), 0
+    out = Outcome(template.run_id, record_mode, len(plan.slots), plan.cached, len(plan.to_send))
+    if small_top_k(proto, inst) and record_mode is RecordMode.PLAN:
+        out.warnings.append(f"--top-logprobs {proto.top_logprobs} lists at most {proto.top_logprobs} tokens: a cell "
+                            "whose digits all fall outside it has no digit, and the logit method cannot use it (20 "
+                            "is the usual choice)")
+    if record_mode is RecordMode.REPLAY_ONLY:
+        out.missing = [_describe(s) for s in plan.to_send[:MISSING_SHOWN]]
+        return out
+    if record_mode is RecordMode.PLAN or not plan.to_send:  # cached replay: nothing to connect to or load
+        return out
+    backend = spec.make(opts)
+    try:
+        summary = record(store, plan, inst, backend, variant=session.variant, concurrency=session.concurrency,
+                         flush_rows=session.flush_rows, flush_seconds=session.flush_seconds,
+                         progress=session.progress, breaker=opts.breaker)
+    finally:
+        backend.close()
+    out.summary = summary
+    out.warnings += [f"the server reports model {name!r}, not {model_name!r} as recorded" for name in summary.served]
+    if summary.no_digit:
+        out.warnings.append(f"{summary.no_digit} of {summary.stored} stored cells have no digit of the scale in their "
+                            f"top-k list (--top-logprobs {proto.top_logprobs}); the logit method cannot use them: "
+                            "record with a larger --top-logprobs under another --variant")
+    return out
+
+
+def _describe(s: Slot) -> str:
+    who = "self" if s.persona_id is None else f"persona {s.persona_id}"
+    return f"{who} item {s.item_id} repetition {s.repetition}"
