@@ -20,17 +20,15 @@ import polars as pl
 from toolkit.analysis import analyze
 from toolkit.audit.report import check_lines
 from toolkit.audit.run import audit_store
-from toolkit.store import Store
-from toolkit.store.bundle import is_bundle, open_bundle
+from toolkit.store import Store, open_store
 
 
 def _store() -> Store:
-    path = os.environ.get("TOOLKIT_STORE", "parquet")
-    return open_bundle(path)[0] if is_bundle(path) else Store(path)
+    return open_store(os.environ.get("TOOLKIT_STORE", "parquet"))  # a folder or a bundle
 
 
 def test_metrics_match_the_snapshot(snapshot):
-    assert analyze(_store(), by_group=True).write_csv() == snapshot
+    assert analyze(_store(), by_group=True).frame.write_csv() == snapshot
 
 
 def test_printed_claims_hold():
