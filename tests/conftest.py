@@ -27,6 +27,24 @@ def need_shared() -> Path:
     return SHARED
 
 
+SHARED_FIXTURES = {"em_store", "logit_store"}  # a test using one of these (directly or not) needs ../shared
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if SHARED_FIXTURES & used:
+            item.add_marker("shared")
+        if "browser" in used:
+            item.add_marker("e2e")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.shared``: skipped without ../shared (a failure under REQUIRE_SHARED=1)."""
+    if item.get_closest_marker("shared"):
+        need_shared()
+
+
 class TopLevelSnapshots(AmberSnapshotExtension):
     """Keep snapshots in the repository's top-level snapshots/ folder (the design's layout)."""
 

@@ -20,8 +20,8 @@ def png_size(path):
     return struct.unpack(">II", data[16:24])
 
 
+@pytest.mark.shared
 def test_catalogue_digests_match_the_shared_copies():
-    need_shared()
     ds = load_catalogue()["costa2026-em"]
     assert len(ds.files) == 24 and ds.commit == "dbfb8b8bdeb60998036776818dfed95af3bb0dd4"
     for f in ds.files:
@@ -75,8 +75,8 @@ def test_audit_passes_every_claim(audited):
     assert all(abs(c["diff_units"]) < 0.7 for c in claims if c["status"] == "WITHIN-SE")
 
 
+@pytest.mark.shared
 def test_terminal_view_lists_counts_and_only_the_claims_that_are_not_pass(tmp_path):
-    need_shared()
     res = run_cli("audit", "costa2026-em", "--from", str(EM), "--store", str(tmp_path / "s"), "--jobs", "2")
     assert res.returncode == 0, res.stderr[-1000:]
     lines = res.stdout.splitlines()
@@ -140,8 +140,8 @@ def _subset_claims(tmp_path, edit=None, drop_se=True, **changes):
     return path
 
 
+@pytest.mark.shared
 def test_edited_claim_fails_by_name(tmp_path):
-    need_shared()
     path = _subset_claims(tmp_path, edit=("T2-gpt-4o-base-R", "11.75"))
     res = run_cli("audit", "costa2026-em", "--from", str(EM), "--claims", str(path), "--format", "json",
                   "--bootstrap", "300", "--rerun-bootstrap", "50")
@@ -153,8 +153,8 @@ def test_edited_claim_fails_by_name(tmp_path):
     assert row["recomputed"] == pytest.approx(9.7509, abs=1e-4) and row["printed"] == "11.75"
 
 
+@pytest.mark.shared
 def test_bad_inputs_exit_2(tmp_path):
-    need_shared()
     res = run_cli("audit", "no-such-dataset", "--from", str(EM))
     assert res.returncode == 2 and "unknown dataset" in res.stderr
     bad = tmp_path / "bad.json"
@@ -193,8 +193,8 @@ def test_benchmark_audit_without_its_data_is_a_clear_error(tmp_path):
     assert res.returncode == 2 and "missing file" in res.stderr
 
 
+@pytest.mark.shared
 def test_fetch_from_folder_and_paper_table_latex(tmp_path):
-    need_shared()
     store = tmp_path / "s"
     res = run_cli("fetch", "costa2026-em", "--from", str(EM), "--store", str(store), "--format", "csv")
     assert res.returncode == 0 and res.stdout.count("added") == 24

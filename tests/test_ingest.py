@@ -186,10 +186,10 @@ def test_one_partial_run_never_hides_the_others(tmp_path):
     assert ok.returncode == 0 and ok.stderr == ""
 
 
+@pytest.mark.shared
 def test_round_trip_every_shared_dataset(tmp_path):
     """import -> export -> import keeps every run's rows and fingerprint: the published CSV tree
     for all 25 shared runs (persona, self, logprob), Parquet and JSON Lines for the sampled ones."""
-    need_shared()
     a = Store(tmp_path / "a")
     import_paths(a, [EM / "runs", EM / "self"], temperature=0.1)
     import_paths(a, [LOGIT_CSV])
@@ -233,10 +233,10 @@ def test_show_prints_what_the_model_said(tmp_path):
                                                    and r[cols["question_id"]] == "17"]
 
 
+@pytest.mark.shared
 def test_curves_name_an_unusable_logprob_run_and_report_the_others(tmp_path):
     """A logprob run with one persona next to the gemma run: curves reports gemma, names the
     small run on stderr and exits 1."""
-    need_shared()
     lines = LOGIT_CSV.read_text(encoding="utf-8").splitlines()
     tiny = tmp_path / "in" / "tiny_logprobs.csv"
     tiny.parent.mkdir()

@@ -102,8 +102,8 @@ def edit_manifest(path: Path, **changes) -> None:
     path.write_text(json.dumps(raw))
 
 
-# ----- 1. the recorder never loses buffered rows ----------------------------------------------
-def test_1_unencodable_rows_are_failed_slots_and_the_rest_is_stored(tmp_path):
+# ----- the recorder never loses buffered rows ----------------------------------------------
+def test_unencodable_rows_are_failed_slots_and_the_rest_is_stored(tmp_path):
     """A row that cannot be encoded (here: a non-text finish_reason handed over by a backend)
     is a failed slot; the other rows of its batch are stored, on the count-based and on the
     time-based flush, and the summary counts equal what is stored."""
@@ -140,14 +140,14 @@ def test_1_unencodable_rows_are_failed_slots_and_the_rest_is_stored(tmp_path):
         assert len(again.to_send) == summary.failed  # the failed slots are sent again next time
 
 
-def test_1_non_text_finish_reason_over_http_is_refused_not_stored(tmp_path):
+def test_non_text_finish_reason_over_http_is_refused_not_stored(tmp_path):
     res = record_against(["finish_int"], tmp_path / "s", "--items", "1,2", "--repetitions", "1", "--max-retries", "1")
     assert res.returncode == 1 and "finish_reason is not text" in res.stdout + res.stderr
     assert "stored 0, failed 2" in res.stdout
 
 
-# ----- 2. analysis checks integrity ---------------------------------------------------------
-def test_2_flipped_segment_byte_is_exit_1_naming_the_object(store):
+# ----- analysis checks integrity ---------------------------------------------------------
+def test_flipped_segment_byte_is_exit_1_naming_the_object(store):
     m = next(m for m in store.runs() if m.mode == "persona")
     path = store.object_path(m.segments[0].object)
     data = bytearray(path.read_bytes())
@@ -159,7 +159,7 @@ def test_2_flipped_segment_byte_is_exit_1_naming_the_object(store):
         assert m.segments[0].object in res.stderr and "damaged" in res.stderr
 
 
-def test_2_edited_fingerprint_cannot_move_a_number(store):
+def test_edited_fingerprint_cannot_move_a_number(store):
     clean = outputs(store)
     path = manifest_file(store, "persona")
     edit_manifest(path, fingerprint="0" * 64)
@@ -167,7 +167,7 @@ def test_2_edited_fingerprint_cannot_move_a_number(store):
     assert run_cli("verify", "--store", str(store.root)).returncode == 1
 
 
-def test_2_manifest_naming_another_runs_segment_or_stray_copy(store):
+def test_manifest_naming_another_runs_segment_or_stray_copy(store):
     runs = [m for m in store.runs() if m.mode == "persona"]
     a, b = store.manifest_path(runs[0].run_id), store.manifest_path(runs[1].run_id)
     raw = json.loads(a.read_text())
@@ -181,8 +181,8 @@ def test_2_manifest_naming_another_runs_segment_or_stray_copy(store):
     assert res.returncode == 1 and "copy of" in res.stderr
 
 
-# ----- 3. compact does not launder corruption --------------------------------------------------
-def test_3_compact_refuses_a_damaged_run_and_deletes_nothing(store):
+# ----- compact does not launder corruption --------------------------------------------------
+def test_compact_refuses_a_damaged_run_and_deletes_nothing(store):
     m = next(m for m in store.runs() if m.mode == "persona")
     path = store.object_path(m.segments[0].object)
     data = bytearray(path.read_bytes())
@@ -194,7 +194,7 @@ def test_3_compact_refuses_a_damaged_run_and_deletes_nothing(store):
     assert run_cli("verify", "--store", str(store.root)).returncode == 1
 
 
-def test_3_fingerprint_covers_persona_item_and_repetition(store):
+def test_fingerprint_covers_persona_item_and_repetition(store):
     """A segment rewritten (and re-hashed) with one persona id changed: verify and compact fail."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -228,7 +228,7 @@ def _spawn(*args, env=None):
                             stderr=subprocess.PIPE, text=True, env=full)
 
 
-def test_4_gc_cannot_delete_an_object_a_writer_is_about_to_name(tmp_path):
+def test_gc_cannot_delete_an_object_a_writer_is_about_to_name(tmp_path):
     """The writer waits 2 s (test hook) between writing its segment and naming it; a garbage
     collection with no grace period started in that window must not delete it."""
     s = Store(tmp_path / "s")
@@ -249,7 +249,7 @@ def test_4_gc_cannot_delete_an_object_a_writer_is_about_to_name(tmp_path):
     assert s.verify() == [] and orphan.exists()
 
 
-def test_5_import_replace_and_compact_do_not_lose_an_update(tmp_path):
+def test_import_replace_and_compact_do_not_lose_an_update(tmp_path):
     s = Store(tmp_path / "s")
     first = persona_csv(tmp_path / "a" / "base" / "m_temp07.csv", seed=1)
     second = persona_csv(tmp_path / "b" / "base" / "m_temp07.csv", seed=2)
@@ -265,10 +265,10 @@ def test_5_import_replace_and_compact_do_not_lose_an_update(tmp_path):
     assert s.verify() == []
 
 
-# ----- 6. manifests are tied to their data --------------------------------------------------
+# ----- manifests are tied to their data --------------------------------------------------
 @pytest.mark.parametrize("field,value", [("variant", "other"), ("model", "n"), ("temperature", 0.9),
                                          ("mode", "self"), ("rows", 1), ("run_id", "mfq30/base/x/T0.7/persona")])
-def test_6_editing_a_manifest_field_is_caught(store, field, value):
+def test_editing_a_manifest_field_is_caught(store, field, value):
     path = manifest_file(store, "persona")
     edit_manifest(path, **{field: value})
     assert run_cli("verify", "--store", str(store.root)).returncode == 1
@@ -276,7 +276,7 @@ def test_6_editing_a_manifest_field_is_caught(store, field, value):
     assert res.returncode == 1, res.stdout
 
 
-def test_6_a_manifest_cannot_name_a_file_outside_the_store(store, tmp_path):
+def test_a_manifest_cannot_name_a_file_outside_the_store(store, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     path = manifest_file(store, "persona")
@@ -288,9 +288,9 @@ def test_6_a_manifest_cannot_name_a_file_outside_the_store(store, tmp_path):
         assert res.returncode == 1 and "not a SHA-256 digest" in res.stdout + res.stderr
 
 
-# ----- 7. impossible log-probabilities ----------------------------------------------------------
+# ----- impossible log-probabilities ----------------------------------------------------------
 @pytest.mark.parametrize("action", ["lp_inf", "lp_pos", "lp_bool", "lp_dup", "lp_none", "lp_tiny"])
-def test_7_recorder_refuses_impossible_logprobs(tmp_path, action):
+def test_recorder_refuses_impossible_logprobs(tmp_path, action):
     res = record_against([action], tmp_path / "s", "--mode", "logprob", "--items", "1", "--max-retries", "0")
     assert res.returncode == 1, res.stdout
     assert "stored 0, failed 1" in res.stdout
@@ -298,7 +298,7 @@ def test_7_recorder_refuses_impossible_logprobs(tmp_path, action):
 
 
 @pytest.mark.parametrize("value", ["-inf", "-1e308"])
-def test_7_importer_refuses_a_row_whose_digits_are_all_minus_infinity(tmp_path, value):
+def test_importer_refuses_a_row_whose_digits_are_all_minus_infinity(tmp_path, value):
     """The same row rule as the recorder's (lp_tiny above): digits given, none usable."""
     path = logprob_csv(tmp_path / "v" / "m_logprobs.csv")
     lines = path.read_text().splitlines()
@@ -308,12 +308,12 @@ def test_7_importer_refuses_a_row_whose_digits_are_all_minus_infinity(tmp_path, 
     assert res.returncode == 2 and ":4:" in res.stderr and "no digit has a usable probability" in res.stderr
 
 
-# ----- 8. replies that are not completions ------------------------------------------------------
+# ----- replies that are not completions ------------------------------------------------------
 @pytest.mark.parametrize("action,message", [("redirect", "redirects"), ("error200", "not a chat completion"),
                                             ("content_list", "not text"), ("huge", "larger than"),
                                             ("endless", "larger than"), ("drip", "longer than"),
                                             ("not_utf8", "not valid UTF-8")])
-def test_8_non_completions_are_failures(tmp_path, action, message):
+def test_non_completions_are_failures(tmp_path, action, message):
     t0 = time.monotonic()
     res = record_against([action], tmp_path / "s", "--items", "1", "--repetitions", "1", "--timeout", "2",
                          "--max-retries", "1")
@@ -324,9 +324,9 @@ def test_8_non_completions_are_failures(tmp_path, action, message):
     assert time.monotonic() - t0 < 120
 
 
-# ----- 9. values accepted with exit 0 before --------------------------------------------------
+# ----- values accepted with exit 0 before --------------------------------------------------
 @pytest.mark.parametrize("temp", ["-0.1", "nan", "inf"])
-def test_9_bad_temperatures_are_refused(tmp_path, temp):
+def test_bad_temperatures_are_refused(tmp_path, temp):
     src = persona_csv(tmp_path / "base" / "m.csv")
     res = run_cli("import", str(src), "--temperature", temp, "--store", str(tmp_path / "s"))
     assert res.returncode == 2 and "temperature" in res.stderr
@@ -336,7 +336,7 @@ def test_9_bad_temperatures_are_refused(tmp_path, temp):
     assert not (tmp_path / "s").exists()  # refused before anything was written
 
 
-def test_9_negative_run_index_conflicting_logprob_rows_and_symlink_loops(tmp_path):
+def test_negative_run_index_conflicting_logprob_rows_and_symlink_loops(tmp_path):
     src = persona_csv(tmp_path / "base" / "m_temp07.csv", extra="0,1,-1,3,0,3,t\n")
     res = run_cli("import", str(src), "--store", str(tmp_path / "s"))
     assert res.returncode == 2 and "run_index" in res.stderr
@@ -355,8 +355,8 @@ def test_9_negative_run_index_conflicting_logprob_rows_and_symlink_loops(tmp_pat
     assert not (tmp_path / "s" / "runs").exists()
 
 
-# ----- 10. one line and exit 2, never a traceback or an abort -------------------------------------
-def test_10_bom_and_cr_only_line_ends_import_like_the_clean_file(tmp_path):
+# ----- one line and exit 2, never a traceback or an abort -------------------------------------
+def test_bom_and_cr_only_line_ends_import_like_the_clean_file(tmp_path):
     clean = persona_csv(tmp_path / "clean" / "base" / "m_temp07.csv")
     text = clean.read_bytes()
     bom = tmp_path / "bom" / "base" / "m_temp07.csv"
@@ -378,7 +378,7 @@ def test_10_bom_and_cr_only_line_ends_import_like_the_clean_file(tmp_path):
     ("0,1,2147483648,3,0,3,t", "run_index"), ("0,1,1,3,0,3,t,extra", "malformed CSV"),
     ('0,1,1,3,0,"unterminated,t', "malformed CSV"),
 ])
-def test_10_out_of_range_and_malformed_rows_name_their_line(tmp_path, row, expect):
+def test_out_of_range_and_malformed_rows_name_their_line(tmp_path, row, expect):
     src = persona_csv(tmp_path / "base" / "m_temp07.csv", personas=1, reps=1)
     lines = src.read_text().splitlines()
     lines.insert(5, row)
@@ -388,7 +388,7 @@ def test_10_out_of_range_and_malformed_rows_name_their_line(tmp_path, row, expec
     assert "Traceback" not in res.stderr and not (tmp_path / "s").exists()
 
 
-def test_10_long_model_name_and_vanished_file(tmp_path):
+def test_long_model_name_and_vanished_file(tmp_path):
     src = persona_csv(tmp_path / "base" / "m_temp07.csv")
     res = run_cli("import", str(src), "--model", "x" * 300, "--store", str(tmp_path / "s"))
     assert res.returncode == 2 and "bytes long" in res.stderr
@@ -396,7 +396,7 @@ def test_10_long_model_name_and_vanished_file(tmp_path):
         import_files(Store(tmp_path / "s"), [(tmp_path / "gone.csv", {})])
 
 
-def test_10_errors_never_abort_at_exit(tmp_path):
+def test_errors_never_abort_at_exit(tmp_path):
     """A correct error must end with exit 2, never 134 (Arrow threads outliving the interpreter)."""
     missing = tmp_path / "base" / "m_temp07.csv"
     missing.parent.mkdir(parents=True)
@@ -408,9 +408,9 @@ def test_10_errors_never_abort_at_exit(tmp_path):
     assert set(codes) == {2}
 
 
-# ----- 11. verify reports, never crashes -------------------------------------------------------
+# ----- verify reports, never crashes -------------------------------------------------------
 @pytest.mark.parametrize("damage", ["bad_json", "extra_key", "not_utf8", "stray_json", "object_dir", "runs_file"])
-def test_11_verify_exits_1_on_every_kind_of_damage(store, damage):
+def test_verify_exits_1_on_every_kind_of_damage(store, damage):
     runs = store.runs_dir
     path = manifest_file(store, "persona")
     if damage == "bad_json":
@@ -433,8 +433,56 @@ def test_11_verify_exits_1_on_every_kind_of_damage(store, damage):
     assert "Traceback" not in res.stderr
 
 
-# ----- 12. I/O faults ----------------------------------------------------------------------------
-def test_12_a_failed_write_is_one_line_and_leaves_no_folder_or_temp_file(tmp_path):
+def _verify(store):
+    res = run_cli("verify", "--store", str(store.root))
+    return res.returncode, res.stdout + res.stderr
+
+
+def test_verify_detects_flipped_byte(store):
+    seg = store.runs()[0].segments[0].object
+    path = store.object_path(seg)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    code, out = _verify(store)
+    assert code == 1 and seg in out
+
+
+def test_verify_detects_deleted_segment(store):
+    m = store.runs()[1]
+    store.object_path(m.segments[0].object).unlink()
+    code, out = _verify(store)
+    assert code == 1 and m.segments[0].object in out and m.run_id in out
+
+
+def test_verify_detects_edited_manifest(store):
+    m = store.runs()[0]
+    path = store.manifest_path(m.run_id)
+    raw = json.loads(path.read_text())
+    raw["fingerprint"] = "0" * 64
+    path.write_text(json.dumps(raw))
+    code, out = _verify(store)
+    assert code == 1 and m.run_id in out and "fingerprint" in out
+
+
+def test_verify_detects_tampered_request(store):
+    """A segment rewritten with a forged request (and renamed to its new hash) is still caught."""
+    m = store.runs()[0]
+    table = store.read_run(m)
+    import pyarrow as pa
+    req = table["request"].to_pylist()
+    req[0] = req[0].replace('"repetition":1', '"repetition":9')
+    forged = table.set_column(table.schema.get_field_index("request"), "request", pa.array(req))
+    ref = store.write_segment(forged)
+    raw = json.loads(store.manifest_path(m.run_id).read_text())
+    raw["segments"] = [{"object": ref.object, "rows": ref.rows, "bytes": ref.bytes}]
+    store.manifest_path(m.run_id).write_text(json.dumps(raw))
+    code, out = _verify(store)
+    assert code == 1 and "request key" in out
+
+
+# ----- I/O faults ----------------------------------------------------------------------------
+def test_a_failed_write_is_one_line_and_leaves_no_folder_or_temp_file(tmp_path):
     """File-size limit as a stand-in for a full disk: every write past 4 kB fails with EFBIG."""
     src = persona_csv(tmp_path / "base" / "m_temp07.csv", personas=20)
     store_dir = tmp_path / "s"
@@ -454,8 +502,8 @@ def test_12_a_failed_write_is_one_line_and_leaves_no_folder_or_temp_file(tmp_pat
     assert not objects.exists() or not any(objects.iterdir())  # no empty prefix folder left behind
 
 
-# ----- 13. fetch hashes the bytes it imports ----------------------------------------------------------
-def test_13_a_file_changed_after_hashing_is_refused(tmp_path):
+# ----- fetch hashes the bytes it imports ----------------------------------------------------------
+def test_a_file_changed_after_hashing_is_refused(tmp_path):
     src = persona_csv(tmp_path / "base" / "m_temp07.csv")
     from toolkit.hashing import sha256_file
 
@@ -467,15 +515,15 @@ def test_13_a_file_changed_after_hashing_is_refused(tmp_path):
     assert not (tmp_path / "s" / "runs").exists()
 
 
-# ----- 14. secrets and permissions -------------------------------------------------------------------
+# ----- secrets and permissions -------------------------------------------------------------------
 @pytest.mark.parametrize("url", ["http://user:sekrit@127.0.0.1:9/v1", "http://127.0.0.1:9/v1?api-key=sekrit"])
-def test_14_credentials_in_the_base_url_are_refused(tmp_path, url):
+def test_credentials_in_the_base_url_are_refused(tmp_path, url):
     res = run_cli("record", "--backend", "openai", "--model", "m", "--base-url", url, "--limit-personas", "1",
                   "--store", str(tmp_path / "s"))
     assert res.returncode == 2 and "--api-key-env" in res.stderr and "sekrit" not in res.stderr
 
 
-def test_14_an_echoed_key_is_redacted_and_files_honour_the_umask(tmp_path):
+def test_an_echoed_key_is_redacted_and_files_honour_the_umask(tmp_path):
     res = record_against(["echo401"], tmp_path / "s", "--api-key-env", "MY_KEY", "--items", "1", "--repetitions", "1",
                          env={"MY_KEY": "sk-very-secret-123"})
     assert res.returncode == 1 and "sk-very-secret-123" not in res.stdout + res.stderr

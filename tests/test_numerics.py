@@ -47,17 +47,17 @@ def test_exact_products_same_bits_with_one_or_many_blas_threads():
     assert one.tobytes() == many.tobytes()
 
 
+@pytest.mark.shared
 def test_single_precision_bootstrap_sums_change_curve_ses_by_under_1e3(monkeypatch):
     """The float32 fast path rounds bootstrap operands to ~17 bits; on the published logprob run
     the SEs stay within 1e-3 (relative) of the float64 path, against ~1.6% Monte-Carlo error."""
-    from conftest import LOGIT_CSV, need_shared
+    import tempfile
+
+    from conftest import LOGIT_CSV
     from toolkit import numerics
     from toolkit.analysis import curves
     from toolkit.ingest.importer import import_paths
     from toolkit.store import Store
-
-    need_shared()
-    import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(tmp)

@@ -9,9 +9,12 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
 import tomllib
 
 from conftest import ROOT, tree_bytes
+
+pytestmark = pytest.mark.e2e  # a real wheel built and installed in a fresh venv
 
 
 def test_the_package_list_covers_every_package_in_the_tree():

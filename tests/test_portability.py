@@ -28,6 +28,7 @@ import pytest
 from conftest import ROOT
 
 GUARD_DIR = ROOT / "tests" / "kernel_guard"
+pytestmark = pytest.mark.e2e  # every pipeline in fresh processes under other CPUs' settings
 
 PIPELINES = textwrap.dedent("""
     import hashlib

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from browser import Browser
-from conftest import EM, ROOT, need_shared, run_cli, tree_bytes
+from conftest import EM, ROOT, run_cli, tree_bytes
 
 DEMO = ROOT / "parquet"
 FAST = ("--bootstrap", "200", "--rerun-bootstrap", "50")
@@ -99,8 +99,8 @@ def _check_metrics(rows: list[list[str]], expected: pl.DataFrame) -> None:
         assert abs(float(shown) - s) <= 0.5 * 10 ** -len(shown.split(".")[1]) + 1e-12
 
 
+@pytest.mark.shared
 def test_em_store_site_in_a_browser(browser, em_site, em_store, shots):
-    need_shared()
     personas = json.loads((EM / "personas.json").read_text())
     _look(browser, em_site, shots, "em", personas[0])
     rows = _metrics_rows(browser, em_site)
@@ -171,8 +171,8 @@ def test_a_run_that_cannot_be_read_is_named_and_the_rest_reported(tmp_path):
     assert 'id="metrics"' in index  # the logprob run is still reported
 
 
+@pytest.mark.shared
 def test_persona_texts_need_their_file_for_imported_runs(em_store, tmp_path):
-    need_shared()
     site = _report(tmp_path / "site", "--store", str(em_store.root), "--model", "gpt-4o", "--mode", "persona")
     run = next((site / "runs").glob("*.html"))
     assert "pass --personas FILE" in run.read_text()

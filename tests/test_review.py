@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conftest import EM, ROOT, need_shared, run_cli, tree_bytes
+from conftest import EM, ROOT, run_cli, tree_bytes
 
 DEMO = ROOT / "parquet"
 FAST = ("--bootstrap", "200", "--rerun-bootstrap", "50")
@@ -150,11 +150,11 @@ def test_a_failing_claim_is_explained_by_the_run_that_reproduces_it(tmp_path):
     assert f"  {wrong['id']}: printed value reproduced by run mfq30/simulated/sim-0000/T0.3/persona" in terminal.stdout
 
 
+@pytest.mark.shared
 def test_an_earlier_catalogued_version_explains_a_stale_printed_row(tmp_path):
     """As the Claude Haiku 4.5 row of arXiv 2511.08565: the printed number comes from an earlier
     collection of the same model. Here gpt-4o's published file plays the current data and
     gpt-4.1's the earlier collection, both real files of ../shared."""
-    need_shared()
     from toolkit.analysis import analyze
     from toolkit.analysis.options import AnalysisOptions
     from toolkit.audit import audit
@@ -233,8 +233,8 @@ def test_the_regression_example_for_users_repositories_runs(tmp_path):
     assert tree_bytes(work / "tests" / "__snapshots__") == snapshot_before
 
 
+@pytest.mark.shared
 def test_a_bundle_carries_the_persona_texts_to_the_reviewers_report(em_store, tmp_path):
-    need_shared()
     bundle = tmp_path / "gpt-4o.zip"
     res = run_cli("bundle", "--out", str(bundle), "--store", str(em_store.root), "--model", "gpt-4o", "--mode",
                   "persona", "--personas", str(EM / "personas.json"))

@@ -29,8 +29,8 @@ from toolkit.ingest.inspect_log import top_k_digits
 from toolkit.protocol.instrument import Instrument, load_instrument
 from toolkit.protocol.personas import PersonaSet, load_personas
 from toolkit.protocol.requests import Protocol
+from toolkit.store.manifest import MODES
 
-MODES = ("persona", "self", "logprob")
 TASK_NAME = "persona_moral"  # the importer recognises the task's logs by their sample metadata, not this
 
 

@@ -37,7 +37,7 @@ from ..analysis.selection import MIN_PERSONAS_FOR_INTERSECTION, retained_counts
 from ..errors import ToolkitError
 from ..protocol.instrument import Instrument
 from ..protocol.personas import PersonaSet, load_personas, named_set, shipped_named
-from ..store import RunManifest, Store
+from ..store import MODES, RunManifest, Store
 from ..store.output import check_output_folder, marker_text
 from ..store.query import EVERY_RUN, Selection
 from . import html as H
@@ -283,7 +283,7 @@ def _figures(data: SiteData, folder: Path, fmt: str) -> dict[str, list[tuple[str
 
 
 def _overview(data: SiteData, figures: dict[str, list[tuple[str, str]]], pages: tuple[Page, ...]) -> str:
-    modes = {mode: sum(m.mode == mode for m in data.runs) for mode in ("persona", "self", "logprob")}
+    modes = {mode: sum(m.mode == mode for m in data.runs) for mode in MODES}
     o = data.options
     parts = [f"<p>Store <code>{H.esc(data.store.root)}</code>, {H.esc(data.selection['runs'])}: "
              + ", ".join(f"{n} {mode} run{'s' if n != 1 else ''}" for mode, n in modes.items() if n)
