@@ -322,3 +322,28 @@ def test_hex_keys_to_bytes_accepts_lowercase_hex_only():
             hex_keys_to_bytes(pa.array([keys[0], bad]))
     with pytest.raises(ValueError):
         hex_keys_to_bytes(pa.array([keys[0], None]))
+
+
+def test_old_option_spellings_keep_working_for_one_release_with_a_note(tmp_path):
+    """CHANGELOG.md: `import --columns` is `--column-map`, `simulate --personas` is
+    `--persona-count`; the old names give the same result and say so on stderr."""
+    runs = []
+    for flag in ("--persona-count", "--personas"):
+        res = run_cli("simulate", "--runs", "1", flag, "4", "--repetitions", "2", "--format", "csv",
+                      "--store", str(tmp_path / flag.strip("-")))
+        assert res.returncode == 0, res.stderr
+        assert ("note: --personas is now --persona-count" in res.stderr) == (flag == "--personas")
+        runs.append(res.stdout)
+    assert runs[0] == runs[1]
+    src = tmp_path / "long.csv"
+    rows = "".join(f"{p},{q},1,{(p + q) % 6}\n" for p in range(3) for q in range(1, 31))
+    src.write_text("pid,qid,rep,score\n" + rows)
+    outs = []
+    for flag in ("--column-map", "--columns"):
+        res = run_cli("import", str(src), flag, "persona=pid,item=qid,repetition=rep,rating=score", "--model", "m",
+                      "--variant", "v", "--temperature", "0.5", "--format", "csv",
+                      "--store", str(tmp_path / f"s{flag}"))
+        assert res.returncode == 0, res.stderr
+        assert ("note: --columns is now --column-map" in res.stderr) == (flag == "--columns")
+        outs.append(res.stdout.splitlines()[1].split(",")[:3])
+    assert outs[0] == outs[1]
