@@ -78,3 +78,31 @@ def test_the_command_line_is_thin():
     assert len((ROOT / "cli.py").read_text(encoding="utf-8").splitlines()) < 30
     sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in (ROOT / "toolkit" / "cli").glob("*.py")}
     assert sizes and max(sizes.values()) <= 350, sizes
+
+
+def test_help_shows_the_library_defaults_and_a_left_out_option_takes_them():
+    from click.testing import CliRunner
+
+    from toolkit.analysis.options import AnalysisOptions
+    from toolkit.cli import main
+    from toolkit.ingest.simulate import Spec
+
+    def blocks(args: list[str]) -> dict[str, str]:
+        """Each option's help, by its first flag."""
+        text = CliRunner().invoke(main, args).output
+        parts = re.split(r"\n  (?=-)", text.split("Options:", 1)[1])
+        return {p.split()[0].rstrip(","): " ".join(p.split()) for p in parts if p.strip()}
+
+    lib = AnalysisOptions()
+    shown = blocks(["compare", "--help"])
+    for flag, value in (("--bootstrap", lib.bootstrap), ("--ci-level", lib.ci_level), ("--min-shared", lib.min_shared),
+                        ("--parallel-backend", lib.backend), ("--permutations", lib.permutations)):
+        assert f"[default: {value}]" in shown[flag], (flag, shown[flag])
+    assert f"[default: {Spec().personas}]" in blocks(["simulate", "--help"])["--persona-count"]
+    from conftest import run_cli
+
+    left_out = run_cli("analyze", "--by", "group", "--format", "csv")
+    spelled = run_cli("analyze", "--by", "group", "--format", "csv", "--bootstrap", str(lib.bootstrap),
+                      "--rerun-bootstrap", str(lib.rerun_bootstrap), "--seed", str(lib.seed), "--retention",
+                      lib.retention)
+    assert left_out.returncode == 0 and left_out.stdout == spelled.stdout
