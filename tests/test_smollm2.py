@@ -117,8 +117,7 @@ def test_local_logprob_run(smollm2, tmp_path):
         s = Store(store_dir)
         return s, s.read_run(s.runs()[0]).sort_by("request_key")
 
-    first = list(inst.item_ids[:12])  # at least two items of each foundation
-    s1, t1 = go(tmp_path / "a", first)  # 2 personas x 12 items
+    s1, t1 = go(tmp_path / "a", None)  # 2 personas x all 30 items (the logit method needs every item)
     # the same plan again from the command line: everything is cached, so no weights are loaded;
     # torch and transformers are poisoned for that process, so loading them would fail the command
     poison = tmp_path / "poison"
@@ -127,16 +126,15 @@ def test_local_logprob_run(smollm2, tmp_path):
         (poison / name / "__init__.py").write_text(f"raise ImportError('{name} was imported')\n")
     again = run_cli("record", "--backend", "local", "--model-path", "smollm2", "--model", "SmolLM2-135M-Instruct",
                     "--mode", "logprob", "--temperature", "1.0", "--limit-personas", "2",
-                    "--items", ",".join(map(str, first)), "--store", str(tmp_path / "a"),
-                    env={"PYTHONPATH": str(poison)})
-    assert again.returncode == 0 and "cached 24, sent 0" in again.stdout, again.stderr
+                    "--store", str(tmp_path / "a"), env={"PYTHONPATH": str(poison)})
+    assert again.returncode == 0 and "cached 60, sent 0" in again.stdout, again.stderr
     _, t2 = go(tmp_path / "b", [1, 2, 3, 4, 5])  # a rerun of part of it
     keys2 = set(t2["request_key"].to_pylist())
     t1_part = t1.filter(pa.compute.is_in(t1["request_key"], value_set=t2["request_key"]))
     assert len(keys2) == 10 and t1_part.num_rows == 10
     L1 = np.array(t1["digit_logprobs"].to_pylist(), dtype=float)
     L2 = np.array(t2["digit_logprobs"].to_pylist(), dtype=float)
-    assert L1.shape == (24, 6) and np.isfinite(L1).all()  # exact distribution: every digit known
+    assert L1.shape == (60, 6) and np.isfinite(L1).all()  # exact distribution: every digit known
     mass = np.exp(L1).sum(axis=1)
     assert ((mass > 0) & (mass < 1)).all()  # digits hold only part of the next-token mass
     p = np.exp(L1) / mass[:, None]
