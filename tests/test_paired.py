@@ -123,15 +123,15 @@ def test_calibration_against_the_generating_model():
 
 
 def _sim_store(tmp_path):
-    from toolkit.ingest.simulate import Spec, simulate
+    """A paired design: the same 30 simulated personas answer a base run and a run whose
+    within-cell spread is 1.5 times larger (two independent simulations are never paired)."""
+    from toolkit.ingest.simulate import Effect, Spec, simulate_pairs
     from toolkit.protocol.instrument import load_instrument
     from toolkit.store import Store
 
     store = Store(tmp_path / "s")
-    inst = load_instrument()
-    simulate(store, inst, runs=1, spec=Spec(personas=30, repetitions=5, variant="base"), seed=1, model_prefix="m")
-    simulate(store, inst, runs=1, spec=Spec(personas=30, repetitions=5, spread_within=0.9, variant="insecure-code"),
-             seed=2, model_prefix="m")
+    simulate_pairs(store, load_instrument(), pairs=1, spec=Spec(personas=30, repetitions=5), seed=1, model_prefix="m",
+                   effect=Effect(within_factor=1.5, variant="insecure-code"))
     return store
 
 
@@ -226,3 +226,45 @@ def test_runs_answered_by_different_persona_files_are_not_paired(tmp_path):
     df = pl.read_csv(io.StringIO(run_cli("compare", "--paired", "--bootstrap", "100", "--permutations", "100",
                                          "--format", "csv", "--wide", "--variant", "base,again", *store).stdout))
     assert df["paired"].all() and df["pairing"][0] == "paired on 20 personas, the same persona set"
+
+
+def test_paired_simulation_round_trip_recovers_the_planted_effect(tmp_path):
+    """simulate --paired -> compare --paired: the two runs are paired (they share their simulated
+    personas), the planted change of within-cell spread is found for sigma_bar and R with the sign
+    and size the generating model gives (expected values at n, which the CLI prints), and S_corrected,
+    which tracks the persona spread, does not claim an effect the planted one does not have."""
+    import io
+
+    import polars as pl
+
+    store = tmp_path / "s"
+    sim = run_cli("simulate", "--paired", "--runs", "1", "--persona-count", "60", "--repetitions", "5",
+                  "--effect-within-factor", "1.4", "--format", "csv", "--store", str(store))
+    assert sim.returncode == 0, sim.stderr
+    truth = pl.read_csv(io.StringIO(sim.stdout))
+    assert truth["variant"].to_list() == ["base", "effect"]
+    planted = {m: float(truth[f"expected_{m}"][1] - truth[f"expected_{m}"][0]) for m in ("sigma_bar", "R")}
+    res = run_cli("compare", "--paired", "--wide", "--format", "csv", "--bootstrap", "1000", "--permutations", "500",
+                  "--store", str(store))
+    assert res.returncode == 0, res.stderr
+    df = pl.read_csv(io.StringIO(res.stdout))
+    assert df["paired"].all() and df["pairing"][0].startswith("paired on 60 personas, the same persona set")
+    for metric, change in planted.items():
+        row = df.filter(pl.col("metric") == metric).row(0, named=True)
+        assert row["ci_low"] <= change <= row["ci_high"], (metric, change, row)
+        assert (row["ci_high"] < 0 or row["ci_low"] > 0) and row["p_value"] < 0.01  # found, with its sign
+    # two independent simulations draw their own personas: never paired, and the output says why
+    from toolkit.ingest.simulate import Spec, simulate
+    from toolkit.protocol.instrument import load_instrument
+    from toolkit.store import Store
+
+    apart = Store(tmp_path / "t")
+    for seed, variant in ((1, "base"), (2, "other")):
+        simulate(apart, load_instrument(), runs=1, spec=Spec(personas=60, repetitions=5, variant=variant), seed=seed,
+                 model_prefix="ind")
+    res = run_cli("compare", "--paired", "--wide", "--format", "csv", "--bootstrap", "200", "--permutations", "200",
+                  "--store", str(apart.root))
+    df = pl.read_csv(io.StringIO(res.stdout))
+    assert res.returncode == 0 and not df["paired"].any()
+    assert set(df["pairing"]) == {"unpaired: the runs were answered by different persona sets"}
+    assert "different persona sets" in res.stderr

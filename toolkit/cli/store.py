@@ -120,23 +120,44 @@ def _spec(name: str) -> dict[str, Any]:
 @click.option("--temperature", type=float, help="Label of the runs.", **_spec("temperature"))
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--model-prefix", default="sim", show_default=True, help="Models are named PREFIX-0000, ...")
+@click.option("--paired", is_flag=True,
+              help="--runs pairs: a 'base' run and an effect run per model, answered by the same personas on the "
+                   "same items (compare --paired pairs them), the effect below applied to the second.")
+@click.option("--effect-shift", type=float, default=0.0, show_default=True,
+              help="With --paired: every latent mean moves by this many scale points.")
+@click.option("--effect-persona-factor", type=float, default=1.0, show_default=True,
+              help="With --paired: the personas' spread around the item centres is multiplied by this.")
+@click.option("--effect-within-factor", type=float, default=1.0, show_default=True,
+              help="With --paired: the within-cell spread (one persona's inconsistency) is multiplied by this.")
 @store_option
 @format_option
 @guard
 def simulate(runs: int, personas: int | None, old_personas: int | None, items_from: str | None, seed: int,
-             model_prefix: str, store_dir: str | None, fmt: str, **spec_fields: float | None) -> None:
+             model_prefix: str, paired: bool, effect_shift: float, effect_persona_factor: float,
+             effect_within_factor: float, store_dir: str | None, fmt: str, **spec_fields: float | None) -> None:
     """Write simulated runs with known ground truth (provenance `simulated`; never model data).
 
-    Prints the run ids; the table, csv and json formats add each run's true S and sigma_bar."""
-    from ..ingest.simulate import Spec
-    from ..ingest.simulate import simulate as run_simulation
+    Prints the run ids; the table, csv and json formats add each run's true S and sigma_bar, and
+    with --paired every truth and what the estimators average to at the run's repetitions."""
+    from ..ingest import simulate as sim
     from ..protocol.instrument import load_instrument
 
     if old_personas is not None:
         deprecated("--personas", "--persona-count")
     given = {k: v for k, v in {**spec_fields, "personas": personas or old_personas}.items() if v is not None}
-    truths = run_simulation(open_store(store_dir, write=True), load_instrument(items_from), runs=runs,
-                            spec=Spec(**given), seed=seed, model_prefix=model_prefix)  # type: ignore[arg-type]
+    spec = sim.Spec(**given)  # type: ignore[arg-type]
+    store, instrument = open_store(store_dir, write=True), load_instrument(items_from)
+    if paired:
+        effect = sim.Effect(shift=effect_shift, persona_factor=effect_persona_factor,
+                            within_factor=effect_within_factor)
+        truths = sim.simulate_pairs(store, instrument, pairs=runs, spec=spec, effect=effect, seed=seed,
+                                    model_prefix=model_prefix)
+        emit(records(truths, ["run_id", "variant", "true_S", "true_sigma_bar", "true_R", "expected_S",
+                              "expected_sigma_bar", "expected_R"]), fmt)
+        return
+    if (effect_shift, effect_persona_factor, effect_within_factor) != (0.0, 1.0, 1.0):
+        raise ToolkitError("the --effect-* options describe a paired design: add --paired")
+    truths = sim.simulate(store, instrument, runs=runs, spec=spec, seed=seed, model_prefix=model_prefix)
     emit(records(truths, ["run_id", "true_S", "true_sigma_bar"]), fmt)
 
 

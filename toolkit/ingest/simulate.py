@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -54,9 +55,37 @@ class Spec:
 
 @dataclass
 class Truth:
+    """A simulated run's population parameters over its drawn personas: ``true_S`` the spread of
+    the cells' exact means (what S_corrected estimates), ``true_sigma_bar`` the cells' exact SDs
+    and ``true_R`` its inverse; and, for paired designs, what the published estimators average
+    to with the run's n repetitions a cell (``expected_*``: the sample SD of n answers is below
+    the population SD, and finite repetitions add to the spread of the means)."""
+
     run_id: str
     true_S: float
     true_sigma_bar: float
+    variant: str = ""
+    true_R: float = float("nan")
+    expected_S: float = float("nan")  # to first order: sqrt(true spread^2 + mean sigma^2 / n) per item
+    expected_sigma_bar: float = float("nan")
+    expected_R: float = float("nan")
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What differs between the two runs of a simulated pair, which share their personas (the same
+    latent draws) and item centres: every latent mean moves by ``shift`` scale points, the
+    personas' spread around the item centres is multiplied by ``persona_factor`` and the
+    within-cell spread by ``within_factor`` (0, 1, 1: no effect)."""
+
+    shift: float = 0.0
+    persona_factor: float = 1.0
+    within_factor: float = 1.0
+    variant: str = "effect"
+
+    def check(self) -> None:
+        if not (self.persona_factor >= 0 and self.within_factor >= 0) or self.variant in ("", "base"):
+            raise ToolkitError("effect factors must be >= 0, and the effect variant a name other than 'base'")
 
 
 def cell_distributions(instrument: Instrument, spec: Spec, rng: np.random.Generator) -> np.ndarray:
@@ -118,12 +147,29 @@ def truth_of(probs: np.ndarray, scale: np.ndarray) -> tuple[float, float]:
 def simulate_run(store: Store, instrument: Instrument, model: str, spec: Spec, seed: int) -> Truth:
     """Draw one run and commit it to the store; return its ground truth."""
     spec.check()
-    params = {"seed": seed, "personas": spec.personas, "repetitions": spec.repetitions,
-              "spread_personas": spec.spread_personas, "spread_within": spec.spread_within,
-              "invalid_share": spec.invalid_share}
+    params = _params(spec, seed)
     rng = np.random.default_rng(np.random.SeedSequence([seed, int(sha256_text(canonical_json(params))[:16], 16)]))
     probs = cell_distributions(instrument, spec, rng)
-    scale = instrument.scale.astype(np.float64)
+    run_id = _commit(store, instrument, model, spec, params, _draw(probs, spec, instrument, rng),
+                     personas=_population(f"simulated population of {model}", params))
+    S, sigma_bar = truth_of(probs, instrument.scale.astype(np.float64))
+    return Truth(run_id, S, sigma_bar)
+
+
+def _params(spec: Spec, seed: int) -> dict[str, Any]:
+    return {"seed": seed, "personas": spec.personas, "repetitions": spec.repetitions,
+            "spread_personas": spec.spread_personas, "spread_within": spec.spread_within,
+            "invalid_share": spec.invalid_share}
+
+
+def _population(name: str, params: dict[str, Any]) -> dict[str, str]:
+    """The persona set a simulated run records: its own draw of personas (the two runs of a pair
+    share one), so that `compare --paired` pairs exactly the runs that share their personas."""
+    return {"name": name, "digest": sha256_text("simulated population:" + canonical_json(params))}
+
+
+def _draw(probs: np.ndarray, spec: Spec, instrument: Instrument, rng: np.random.Generator) -> np.ndarray:
+    """(P, Q, n) ratings drawn from the cells' distributions; -1 for an unparseable answer."""
     P, Q, K = probs.shape
     n = spec.repetitions
     cdf = np.cumsum(probs, axis=2)
@@ -132,11 +178,20 @@ def simulate_run(store: Store, instrument: Instrument, model: str, spec: Spec, s
     ratings = (instrument.scale_min + k).astype(np.int64)
     invalid = rng.random((P, Q, n)) < spec.invalid_share
     ratings[invalid] = -1
+    return np.asarray(ratings)
 
+
+def _commit(store: Store, instrument: Instrument, model: str, spec: Spec, params: dict[str, Any],
+            ratings: np.ndarray, personas: dict[str, str] | None = None) -> str:
+    """Write drawn ratings as a run (``personas``: the simulated population's name and digest,
+    which pairing compares); its id."""
+    P, Q, n = ratings.shape
+    protocol: dict[str, Any] = {"origin": "simulation", "endpoint": ENDPOINT, "simulation": params}
+    if personas is not None:
+        protocol["personas"] = personas
     try:
         manifest = new_run(model=model, variant=spec.variant, temperature=spec.temperature, mode="persona",
-                           instrument=instrument,
-                           protocol={"origin": "simulation", "endpoint": ENDPOINT, "simulation": params})
+                           instrument=instrument, protocol=protocol)
     except ValueError as exc:
         raise ToolkitError(str(exc)) from None
     run_id = manifest.run_id
@@ -168,8 +223,7 @@ def simulate_run(store: Store, instrument: Instrument, model: str, spec: Spec, s
         raise ToolkitError(f"run {run_id} already exists with other parameters; use another --model-prefix")
     if existing is None:
         store.commit_run(manifest, [full])
-    S, sigma_bar = truth_of(probs, scale)
-    return Truth(run_id, S, sigma_bar)
+    return run_id
 
 
 def simulate(store: Store, instrument: Instrument, *, runs: int, spec: Spec, seed: int = 0,
@@ -178,6 +232,45 @@ def simulate(store: Store, instrument: Instrument, *, runs: int, spec: Spec, see
     width = max(4, len(str(runs - 1)))
     return [simulate_run(store, instrument, f"{model_prefix}-{i:0{width}d}", spec, seed * 1_000_003 + i)
             for i in range(runs)]
+
+
+def simulate_pairs(store: Store, instrument: Instrument, *, pairs: int, spec: Spec, effect: Effect,
+                   seed: int = 0, model_prefix: str = "sim") -> list[Truth]:
+    """``pairs`` paired designs (models ``<prefix>-0000``, ...): for each, a ``base`` run and an
+    ``effect.variant`` run answered by the same simulated personas (same persona set digest, so
+    `compare --paired` pairs them) on the same items, the effect applied to the second. Each
+    run's truth says what the estimators should find, and what they average to at n."""
+    from ..analysis.metrics import instrument_groups
+
+    spec.check()
+    effect.check()
+    scale = instrument.scale.astype(np.float64)
+    G = instrument_groups(instrument)
+    width = max(4, len(str(pairs - 1)))
+    out: list[Truth] = []
+    for i in range(pairs):
+        pair_seed = seed * 1_000_003 + i
+        params = {**_params(spec, pair_seed), "effect": {"shift": effect.shift, "persona_factor": effect.persona_factor,
+                                                        "within_factor": effect.within_factor}}
+        digest = sha256_text(canonical_json(params))
+        rng = np.random.default_rng(np.random.SeedSequence([pair_seed, int(digest[:16], 16)]))
+        centre = rng.uniform(scale[0] + 1.0, scale[-1] - 1.0, size=len(instrument.items))
+        z = spec.spread_personas * rng.standard_normal((spec.personas, len(instrument.items)))
+        population = _population(f"simulated population of {model_prefix}-{i:0{width}d}", params)
+        model = f"{model_prefix}-{i:0{width}d}"
+        for variant, latent, within in (
+                ("base", centre[None, :] + z, spec.spread_within),
+                (effect.variant, centre[None, :] + effect.shift + effect.persona_factor * z,
+                 spec.spread_within * effect.within_factor)):
+            probs = discretised(latent, within, scale)
+            run_spec = Spec(**{**spec.__dict__, "variant": variant, "spread_within": within})
+            run_id = _commit(store, instrument, model, run_spec, {**params, "variant": variant},
+                             _draw(probs, run_spec, instrument, rng), personas=population)
+            S, sigma_bar = truth_of(probs, scale)
+            exp_S, exp_sigma, exp_R, _ = truth_metrics(probs, spec.repetitions, instrument.scale, G.of_items, G.n)[:, 0]
+            out.append(Truth(run_id, S, sigma_bar, variant, 1.0 / sigma_bar, float(exp_S), float(exp_sigma),
+                             float(exp_R)))
+    return out
 
 
 def expected_sd(probs: np.ndarray, n: int, scale: np.ndarray) -> np.ndarray:
