@@ -42,6 +42,7 @@ ALLOWLIST: dict[tuple[str, str], str] = {
     ("toolkit/numerics.py", "log_ratio"): "Decimal.ln (libmpdec)",
     ("toolkit/numerics.py", "exact_products"): "2.0 ** an integer: an exact power of two",
     ("toolkit/numerics.py", "_pi.arctan_inv"): "Decimal ** an integer (libmpdec)",
+    ("toolkit/numerics.py", "c4"): "4 ** k of Python ints (exact) and Decimal.sqrt (libmpdec)",
     ("toolkit/analysis/metrics.py", "alias_table"): "n ** n of a Python int, exact",
     ("toolkit/analysis/metrics.py", "_multinomial_weight"): "integer powers of Python ints, exact",
     ("toolkit/analysis/metrics.py", "ExactCells.__init__"): "n ** n of a Python int, exact",

@@ -268,3 +268,35 @@ def test_paired_simulation_round_trip_recovers_the_planted_effect(tmp_path):
     assert res.returncode == 0 and not df["paired"].any()
     assert set(df["pairing"]) == {"unpaired: the runs were answered by different persona sets"}
     assert "different persona sets" in res.stderr
+
+
+def test_imported_runs_told_their_persona_file_pair_by_it(tmp_path):
+    """`import --personas FILE` records the persona set with each run: runs imported with the same
+    file pair on it, with another file they are unpaired and say why, and a persona id beyond the
+    file's length is refused with its line."""
+    rng = np.random.default_rng(5)
+
+    def run_csv(path, personas=12):
+        rows = [f"{p},{q},{r},{int(rng.integers(0, 6))},0,x,t" for p in range(personas) for q in range(1, 31)
+                for r in (1, 2, 3)]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("persona_id,question_id,run_index,rating,failures,response,collected_at\n"
+                        + "\n".join(rows) + "\n")
+        return path
+
+    ours, theirs = tmp_path / "ours.json", tmp_path / "theirs.json"
+    ours.write_text(json.dumps([f"Persona {i}" for i in range(12)]))
+    theirs.write_text(json.dumps([f"Another persona {i}" for i in range(12)]))
+    store = ["--store", str(tmp_path / "s")]
+    for variant, file in (("base", ours), ("tuned", ours), ("other", theirs)):
+        res = run_cli("import", str(run_csv(tmp_path / variant / "m_temp07.csv")), "--personas", str(file), *store)
+        assert res.returncode == 0, res.stderr
+    opts = ["--bootstrap", "100", "--permutations", "100", "--format", "csv", "--wide", *store]
+    df = pl.read_csv(io.StringIO(run_cli("compare", "--paired", *opts).stdout))
+    by_variant = {r["variant"]: r["pairing"] for r in df.iter_rows(named=True)}
+    assert by_variant == {"tuned": "paired on 12 personas, the same persona set",
+                          "other": "unpaired: the runs were answered by different persona sets"}
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps([f"Persona {i}" for i in range(5)]))
+    res = run_cli("import", str(run_csv(tmp_path / "x" / "n_temp07.csv")), "--personas", str(short), *store)
+    assert res.returncode == 2 and "persona 5 is beyond the 5 personas" in res.stderr and ":" in res.stderr

@@ -41,6 +41,9 @@ ANALYZE_COLUMNS = [
 ANALYZE_SCHEMA = dict(zip(ANALYZE_COLUMNS, [pl.String, pl.String, pl.Float64, pl.String] + [pl.Float64] * 6
                           + [pl.Int64, pl.Int64] + [pl.Float64] * 4 + [pl.Int64, pl.Float64, pl.Int64, pl.String]
                           + [pl.Float64] * 2))
+CORRECTED_COLUMNS = ["sigma_bar_corrected", "sigma_bar_corrected_se", "R_corrected", "R_corrected_se",
+                     "cells_excluded"]  # analyze(corrected=True): the bias-corrected companions (metrics.py)
+CORRECTED_SCHEMA = {c: pl.Int64 if c == "cells_excluded" else pl.Float64 for c in CORRECTED_COLUMNS}
 DEFAULT_VARIANT_SUFFIXES = ("-misaligned", "-insecure", "-secure")
 
 
@@ -51,9 +54,11 @@ def analyze(
     by_group: bool = False,
     options: AnalysisOptions = DEFAULT,
     on_error: OnError = "raise",
+    corrected: bool = False,
 ) -> Result:
     """S, sigma_bar, R and S_corrected with bootstrap SEs for every selected persona (or
-    logprob-sampled) run.
+    logprob-sampled) run; with ``corrected``, also the bias-corrected sigma_bar and R
+    (CORRECTED_COLUMNS; null for logprob runs, whose distributions are exact).
 
     Each worker reads its runs from the store by path and scores them, so only rows travel back
     (``options``: jobs, and the backend: forkserver, loky, threading, or dask with a scheduler
@@ -69,6 +74,10 @@ def analyze(
     logprob_runs = [m for m in runs if m.mode == "logprob"]
     runs = [m for m in runs if m.mode == "persona"]
     logit_rows = _logprob_point_rows(store, logprob_runs, by_group, options, problems)
+    columns, schema = ANALYZE_COLUMNS, dict(ANALYZE_SCHEMA)
+    if corrected:
+        columns, schema = ANALYZE_COLUMNS + CORRECTED_COLUMNS, schema | CORRECTED_SCHEMA
+        logit_rows = logit_rows.with_columns(pl.lit(None, t).alias(c) for c, t in CORRECTED_SCHEMA.items())
     if not runs:
         return result(logit_rows, problems)
     units = family_units(all_runs, runs, options.retention, largest=None if options.jobs == 1 else 8)
@@ -83,8 +92,8 @@ def analyze(
         if note:
             notes.append(note)
         rows += run_rows
-    sampled = (pl.DataFrame(rows, schema_overrides={"median_reps": pl.Float64}).select(ANALYZE_COLUMNS) if rows
-               else pl.DataFrame(schema=ANALYZE_SCHEMA))
+    sampled = (pl.DataFrame(rows, schema_overrides={"median_reps": pl.Float64}).select(columns) if rows
+               else pl.DataFrame(schema=schema))
     return result(pl.concat([sampled, logit_rows]) if len(logit_rows) else sampled, problems, notes)
 
 

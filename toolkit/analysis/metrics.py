@@ -6,6 +6,10 @@ Definitions (arXiv 2605.12850 §3.3; the published code uses ddof=1):
   sigma_bar        mean over cells of sigma_pq;                  R = 1 / sigma_bar
   S_corrected      mean_q sqrt(max(tau_q^2 - mean_p sigma_pq^2 / n_pq, 0)): S without the share
                    of tau_q^2 that finite repetitions add (docs/statistics.md derives it)
+  sigma_bar_corrected  mean over the cells with n_pq >= 2 of sigma_pq / c4(n_pq): the ddof=1
+                   sample SD is biased low (E[s] = c4(n) sigma for normal answers), and a cell
+                   with one answer says nothing of its spread; R_corrected = 1 / that
+                   (companions of the published values, which stay as they are)
 Group values use the items of the group and the personas retained for the whole run.
 
 Everything is array arithmetic on the (P, Q, K) count tensor: no Python loop per cell or
@@ -22,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..numerics import exact_products, group_means
+from ..numerics import c4, exact_products, group_means
 
 if TYPE_CHECKING:
     from ..protocol.instrument import Instrument
@@ -41,6 +45,11 @@ class Estimates:
     S_rerun: np.ndarray  # (Br, G) replicates, rerun bootstrap
     sigma_rerun: np.ndarray
     S_corrected_rerun: np.ndarray
+    # the bias-corrected companion of sigma_bar (docstring above), and the cells it leaves out
+    sigma_corrected: np.ndarray | None = None  # (G,)
+    sigma_corrected_persona: np.ndarray | None = None  # (B, G)
+    sigma_corrected_rerun: np.ndarray | None = None  # (Br, G)
+    cells_excluded: np.ndarray | None = None  # (G,) cells with fewer than 2 valid answers
 
 
 def cell_moments(counts: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -108,6 +117,23 @@ def _tau(mu: np.ndarray) -> np.ndarray:
     return np.asarray(np.std(mu, axis=-2, ddof=1))
 
 
+def inverse_c4(n: np.ndarray | int) -> np.ndarray:
+    """1 / c4(n) per cell (numerics.c4, correctly rounded, one value per distinct n), and 0 for a
+    cell with fewer than 2 answers, which the corrected sigma_bar leaves out."""
+    n = np.asarray(n)
+    values, inverse = np.unique(n, return_inverse=True)
+    table = np.array([1.0 / c4(int(v)) if v >= 2 else 0.0 for v in values.tolist()])
+    return np.asarray(table[inverse.reshape(n.shape)])
+
+
+def corrected_sigma_bar(sums: np.ndarray, included: np.ndarray, G: ItemGroups) -> np.ndarray:
+    """Per group, the sum of the cells' sigma / c4(n) over the sum of the cells counted
+    (per-item sums on the last axis): their mean over the group's included cells. Both go
+    through the same group means, whose item counts cancel."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(G.means(sums) / G.means(included))
+
+
 def repetition_noise(n: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     """sigma_pq^2 / n_pq, the variance finite repetitions add to a cell mean (0 when n < 2:
     a single answer says nothing about it)."""
@@ -142,8 +168,8 @@ def persona_bootstrap(mu: np.ndarray, sigma: np.ndarray, noise: np.ndarray, G: I
     P = mu.shape[0]
     if draws <= 0:
         return (np.empty((0, G.width)),) * 3
-    W = resample_weights(P, draws, rng)
-    return from_sums(exact_products(W, persona_values(mu, sigma, noise, mu.mean(axis=0))), P, G)
+    return from_sums(exact_products(resample_weights(P, draws, rng), persona_values(mu, sigma, noise,
+                                                                                     mu.mean(axis=0))), P, G)
 
 
 def persona_values(mu: np.ndarray, sigma: np.ndarray, noise: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -345,9 +371,10 @@ def _unique_rows(cells: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cell_stats(centred_mean: np.ndarray, sd: np.ndarray, n: np.ndarray | int) -> np.ndarray:
-    """What the rerun bootstrap sums over personas, per cell, on a last axis of 4:
-    (mu - c, (mu - c)^2, sigma, sigma^2/n)."""
-    return np.stack([centred_mean, centred_mean * centred_mean, sd, repetition_noise(np.asarray(n), sd)], axis=-1)
+    """What the rerun bootstrap sums over personas, per cell, on a last axis of 5:
+    (mu - c, (mu - c)^2, sigma, sigma^2/n, sigma/c4(n) or 0 for n < 2)."""
+    return np.stack([centred_mean, centred_mean * centred_mean, sd, repetition_noise(np.asarray(n), sd),
+                     sd * inverse_c4(n)], axis=-1)
 
 
 def cell_sampler(cells: np.ndarray, scale: np.ndarray, centre: float = 0.0) -> ExactCells | DirectCells:
@@ -361,7 +388,17 @@ def cell_sampler(cells: np.ndarray, scale: np.ndarray, centre: float = 0.0) -> E
 
 def rerun_bootstrap(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma: np.ndarray, G: ItemGroups,
                     draws: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Resample the repetitions inside every cell with replacement.
+    """S, sigma_bar and S_corrected replicates of the rerun bootstrap (``rerun_sums``)."""
+    acc = rerun_sums(counts, scale, mu, sigma, draws, rng)
+    if acc is None:
+        return (np.empty((0, G.width)),) * 3
+    return _replicates(acc[..., 0].T, acc[..., 1].T, acc[..., 2].T, acc[..., 3].T, counts.shape[0], G)
+
+
+def rerun_sums(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma: np.ndarray, draws: int,
+               rng: np.random.Generator) -> np.ndarray | None:
+    """Per item and draw, the sums over personas of ``_cell_stats`` of resampled cells,
+    (Q, draws, 5) (None for no draws): resample the repetitions inside every cell with replacement.
 
     Cells with a single distinct rating never change and enter the per-item sums as
     constants. Every other cell is drawn from the exact distribution of its resample
@@ -373,7 +410,7 @@ def rerun_bootstrap(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma
     """
     P, Q, K = counts.shape
     if draws <= 0:
-        return (np.empty((0, G.width)),) * 3
+        return None
     centre = float(np.asarray(scale, dtype=np.float64).mean())  # keeps the sums of squares well conditioned
     flat = counts.reshape(-1, K)
     distinct = (flat > 0).sum(axis=1)
@@ -399,17 +436,35 @@ def rerun_bootstrap(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma
                     # A reduction over the first axis adds rows in order, each element on
                     # its own: the same bits for any SIMD width (tests/test_metrics.py).
                     acc[q[s]] += np.add.reduce(vals[s:e], axis=0)
-    return _replicates(acc[..., 0].T, acc[..., 1].T, acc[..., 2].T, acc[..., 3].T, P, G)
+    return acc
 
 
 def estimate(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, *, persona_draws: int, rerun_draws: int,
              rng_persona: np.random.Generator, rng_rerun: np.random.Generator) -> Estimates:
     n, mu, sigma = cell_moments(counts, scale)
     noise = repetition_noise(n, sigma)
+    P = counts.shape[0]
     S, sigma_bar, S_corr = point_estimates(mu, sigma, G, noise)
-    S_p, sig_p, Sc_p = persona_bootstrap(mu, sigma, noise, G, persona_draws, rng_persona)
-    S_r, sig_r, Sc_r = rerun_bootstrap(counts, scale, mu, sigma, G, rerun_draws, rng_rerun)
-    return Estimates(S, sigma_bar, S_corr, S_p, sig_p, Sc_p, S_r, sig_r, Sc_r)
+    # the corrected sigma_bar: per cell sigma / c4(n), cells with n < 2 left out (weight 0)
+    included = (n >= 2).astype(np.float64)
+    sig_c = sigma * inverse_c4(n)
+    sigma_c = corrected_sigma_bar(sig_c.sum(axis=0), included.sum(axis=0), G)
+    if persona_draws > 0:
+        W = resample_weights(P, persona_draws, rng_persona)
+        S_p, sig_p, Sc_p = from_sums(exact_products(W, persona_values(mu, sigma, noise, mu.mean(axis=0))), P, G)
+        both = exact_products(W, np.concatenate([sig_c, included], axis=1))
+        sigc_p = corrected_sigma_bar(both[:, : sig_c.shape[1]], both[:, sig_c.shape[1]:], G)
+    else:
+        S_p = sig_p = Sc_p = sigc_p = np.empty((0, G.width))
+    acc = rerun_sums(counts, scale, mu, sigma, rerun_draws, rng_rerun)
+    if acc is None:
+        S_r = sig_r = Sc_r = sigc_r = np.empty((0, G.width))
+    else:
+        S_r, sig_r, Sc_r = _replicates(acc[..., 0].T, acc[..., 1].T, acc[..., 2].T, acc[..., 3].T, P, G)
+        sigc_r = corrected_sigma_bar(acc[..., 4].T, included.sum(axis=0), G)
+    per_item = (n < 2).sum(axis=0)  # cells left out, per item; then for all items and each group
+    excluded = np.r_[per_item.sum(), np.bincount(G.of_items, weights=per_item, minlength=G.n)].astype(np.int64)
+    return Estimates(S, sigma_bar, S_corr, S_p, sig_p, Sc_p, S_r, sig_r, Sc_r, sigma_c, sigc_p, sigc_r, excluded)
 
 
 def bootstrap_se(replicates: np.ndarray) -> np.ndarray:

@@ -60,6 +60,13 @@ def _root_sum_squares(a: float, b: float) -> float:
     return float(np.sqrt(a * a + b * b))
 
 
+def _companions(sc: float, se: float, excluded: int) -> dict[str, Any]:
+    """The bias-corrected sigma_bar and R (metrics.py), in the rows only `analyze --corrected` prints."""
+    ok = sc > 0
+    return {"sigma_bar_corrected": sc, "sigma_bar_corrected_se": se, "R_corrected": 1.0 / sc if ok else float("inf"),
+            "R_corrected_se": se / (sc * sc) if ok else float("nan"), "cells_excluded": excluded}
+
+
 def metric_rows(m: RunManifest, inst: Instrument, counts: np.ndarray, est: Estimates, by_group: bool,
                 ) -> list[dict[str, Any]]:
     """The ``analyze`` rows of one run: overall, then each group with ``by_group``."""
@@ -67,6 +74,9 @@ def metric_rows(m: RunManifest, inst: Instrument, counts: np.ndarray, est: Estim
     se_sp, se_sr = bootstrap_se(est.S_persona), bootstrap_se(est.S_rerun)
     se_gp, se_gr = bootstrap_se(est.sigma_persona), bootstrap_se(est.sigma_rerun)
     se_cp, se_cr = bootstrap_se(est.S_corrected_persona), bootstrap_se(est.S_corrected_rerun)
+    assert est.sigma_corrected is not None and est.sigma_corrected_persona is not None
+    assert est.sigma_corrected_rerun is not None and est.cells_excluded is not None
+    se_kp, se_kr = bootstrap_se(est.sigma_corrected_persona), bootstrap_se(est.sigma_corrected_rerun)
     rows = []
     for g, (name, member) in enumerate(inst.group_masks()[: None if by_group else 1]):
         ng = n[:, member]
@@ -82,6 +92,7 @@ def metric_rows(m: RunManifest, inst: Instrument, counts: np.ndarray, est: Estim
             "S_se_persona": float(se_sp[g]), "S_se_rerun": float(se_sr[g]),
             "sigma_bar_se_persona": float(se_gp[g]), "sigma_bar_se_rerun": float(se_gr[g]),
             "min_reps": int(ng.min()), "median_reps": float(np.median(ng)), "max_reps": int(ng.max()),
-            "run_id": m.run_id,
+            "run_id": m.run_id, **_companions(float(est.sigma_corrected[g]), _root_sum_squares(se_kp[g], se_kr[g]),
+                                              int(est.cells_excluded[g])),
         })
     return rows

@@ -46,20 +46,25 @@ def _plot(draw: str, plot_path: str | None, dpi: float | None, *args: object, **
 @click.command()
 @selection_options()
 @BY_RUN_OR_GROUP
+@click.option("--corrected", is_flag=True,
+              help="Also sigma_bar and R corrected for the bias of the sample SD (cells' SD / c4(n), cells with "
+                   "fewer than 2 answers left out and counted); the published values stay as they are.")
 @COLUMNS_OPTION
 @store_option
 @format_option
 @guard
 @analysis_options()
-def analyze(selection: Selection, by: str, columns: str | None, options: AnalysisOptions, store_dir: str | None,
-            fmt: str) -> None:
+def analyze(selection: Selection, by: str, corrected: bool, columns: str | None, options: AnalysisOptions,
+            store_dir: str | None, fmt: str) -> None:
     """Moral susceptibility S, sigma_bar and robustness R = 1/sigma_bar with bootstrap SEs, and
     S_corrected (S without the spread finite repetitions add; docs/statistics.md)."""
     from ..analysis.api import analyze as run_analysis
+    from ..report.tables import corrected_view
 
-    result = run_analysis(open_store(store_dir), selection, by_group=by == "group", options=options, on_error="skip")
+    result = run_analysis(open_store(store_dir), selection, by_group=by == "group", options=options, on_error="skip",
+                          corrected=corrected)
     if len(result.frame) or not result.skipped or fmt != "table":  # no empty table above "could not be analyzed"
-        show_table(result.frame, columns, fmt)
+        show_table(result.frame, columns, fmt, corrected_view if corrected else None)
     finish(result)
 
 

@@ -43,13 +43,17 @@ RESULT_COLUMNS = ["run_id", "rows", "status", "path"]
                    "failures, collected_at, model, variant, temperature); repeatable or comma-separated.")
 @click.option("--columns", "old_column_map", multiple=True, hidden=True, help="Old name of --column-map.")
 @click.option("--instrument", default=None, help="Instrument name or JSON file (default: mfq30).")
+@click.option("--personas", "personas_file", type=click.Path(dir_okay=False), default=None,
+              help="The persona file that answered these runs (persona id = position): recorded with each run, "
+                   "so that compare --paired pairs only runs of the same persona set.")
 @click.option("--replace", is_flag=True, help="Overwrite a run that already holds different data.")
 @store_option
 @format_option
 @guard
 def import_cmd(paths: tuple[str, ...], model: str | None, variant: str | None, temperature: float | None,
                mode: str | None, column_map: tuple[str, ...], old_column_map: tuple[str, ...],
-               instrument: str | None, replace: bool, store_dir: str | None, fmt: str) -> None:
+               instrument: str | None, personas_file: str | None, replace: bool, store_dir: str | None,
+               fmt: str) -> None:
     """Import published CSV files or folders (persona, self, logprob), long-format files,
     Inspect logs, or a bundle.
 
@@ -69,7 +73,7 @@ def import_cmd(paths: tuple[str, ...], model: str | None, variant: str | None, t
         columns[column.strip()] = field.strip()
     results = import_sources(open_store(store_dir, write=True), paths, model=model, variant=variant,
                              temperature=temperature, mode=mode, columns=columns or None, instrument=instrument,
-                             replace=replace)
+                             personas=personas_file, replace=replace)
     emit(records(results, RESULT_COLUMNS), fmt)
     for r in results:
         if r.notes:

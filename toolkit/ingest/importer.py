@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import ToolkitError
 from ..protocol.instrument import Instrument, load_instrument
+from ..protocol.personas import load_personas
 from ..store import RunManifest, Store
 from .inspect_log import SUFFIXES as INSPECT_SUFFIXES
 from .inspect_log import is_inspect_log, parse_inspect_log
@@ -85,15 +86,20 @@ def import_paths(
     mode: str | None = None,
     columns: dict[str, str] | None = None,
     instrument: Instrument | str | None = None,
+    personas: str | Path | None = None,
     replace: bool = False,
     jobs: int = 2,
 ) -> list[ImportResult]:
     """Import published CSV files or whole published trees (``<variant>/<model>_tempNN.csv``),
-    or files of any ingest format (``columns`` renames a file's columns to a format's names)."""
+    or files of any ingest format (``columns`` renames a file's columns to a format's names).
+    ``personas``: the persona file that answered them (persona id = position in it), recorded
+    in each run so that `compare --paired` pairs runs of the same persona set only."""
     files = _expand(paths)
     if model is not None and len(files) > 1:
         raise ToolkitError("--model names one run: give one file, or let model names come from file names")
-    given = {"model": model, "variant": variant, "temperature": temperature, "mode": mode, "columns": columns}
+    named = load_personas(personas).named() if personas is not None else None
+    given = {"model": model, "variant": variant, "temperature": temperature, "mode": mode, "columns": columns,
+             "personas": named}
     return import_files(store, [(f, given) for f in files], instrument=instrument, replace=replace, jobs=jobs)
 
 
@@ -116,12 +122,15 @@ def _prepare(item: tuple[Path, dict[str, Any]], instrument: Instrument) -> _Prep
     path = Path(item[0])
     if is_inspect_log(path):
         if item[1].get("columns"):
-            raise ToolkitError("--columns maps table columns; an Inspect log has none to map", path=str(path))
+            raise ToolkitError("--column-map maps table columns; an Inspect log has none to map", path=str(path))
+        if item[1].get("personas"):
+            raise ToolkitError("an Inspect log names its own persona set; --personas is for table files",
+                               path=str(path))
         p = parse_inspect_log(path, instrument, **{k: item[1].get(k) for k in ("model", "variant", "temperature",
                                                                                  "mode", "expect_sha256")})
     else:
         p = parse_file(path, instrument, **{k: item[1].get(k) for k in ("model", "variant", "temperature", "mode",
-                                                                         "columns", "expect_sha256")})
+                                                                         "columns", "expect_sha256", "personas")})
     Store.seal(p.manifest, p.table)
     segment = Store.encode_segment(p.table) if p.table.num_rows else None
     return _Prepared(path, p.manifest, segment, p.table.num_rows, p.notes)

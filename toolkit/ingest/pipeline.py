@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -77,7 +78,7 @@ def detect(src: Source, mode: str | None) -> SourceFormat:
 
 def parse_file(path: Path, instrument: Instrument, *, model: str | None = None, variant: str | None = None,
                temperature: float | None = None, mode: str | None = None, columns: dict[str, str] | None = None,
-               expect_sha256: str | None = None) -> ParsedFile:
+               expect_sha256: str | None = None, personas: dict[str, Any] | None = None) -> ParsedFile:
     data = read_source(path)
     source_sha = sha256_bytes(data)
     if expect_sha256 is not None and source_sha != expect_sha256:  # the very bytes parsed below
@@ -107,7 +108,16 @@ def parse_file(path: Path, instrument: Instrument, *, model: str | None = None, 
         temperature = got.temperature
     if temperature is None:
         raise ToolkitError("no _tempNN in the file name: give the temperature with --temperature", path=str(path))
-    protocol = {"origin": "import", "endpoint": ENDPOINT, "format": f"{got.mode}-csv" if fmt.mode else fmt.name}
+    protocol: dict[str, Any] = {"origin": "import", "endpoint": ENDPOINT,
+                                "format": f"{got.mode}-csv" if fmt.mode else fmt.name}
+    if personas is not None:  # the persona file the user says answered it (PersonaSet.named)
+        if got.mode == "self":
+            raise ToolkitError("--personas names the persona file of persona and logprob runs; a self run has none",
+                               path=str(path))
+        if (i := first_bad(got.rows["persona_id"] >= personas["count"])) is not None:
+            raise src.error(f"persona {got.rows['persona_id'][i]} is beyond the {personas['count']} personas of "
+                            f"{personas['name']!r}", i)
+        protocol["personas"] = personas
     try:
         manifest = new_run(model=model, variant=variant, temperature=float(temperature), mode=got.mode,
                            instrument=instrument, protocol=protocol)

@@ -38,6 +38,11 @@ class PersonaSet:
     def digest(self) -> str:
         return sha256_text(canonical_json(list(self.personas)))
 
+    def named(self) -> dict[str, Any]:
+        """What a run's manifest records of the persona set that answered it (``protocol.personas``):
+        recorded runs, and imported runs told their persona file; pairing compares the digests."""
+        return {"name": self.name, "digest": self.digest, "count": len(self.personas)}
+
 
 def load_personas(source: str | Path | None = None) -> PersonaSet:
     """A JSON list of persona descriptions, or ``{"name": …, "personas": [...]}``; persona

@@ -108,8 +108,7 @@ def run_template(plan: Plan, instrument: Instrument, backend_name: str, variant:
         "sampling": proto.sampling(), "repetitions": 1 if proto.mode == "logprob" else proto.repetitions,
     }
     if plan.personas is not None and proto.mode != "self":
-        protocol["personas"] = {"name": plan.personas.name, "digest": plan.personas.digest,
-                                "count": len(plan.personas.personas)}
+        protocol["personas"] = plan.personas.named()
     return new_run(model=plan.model, variant=variant, temperature=proto.temperature, mode=proto.mode,
                    instrument=instrument, protocol=protocol)
 

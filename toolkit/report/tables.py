@@ -128,6 +128,23 @@ def metrics_view(metrics: pl.DataFrame) -> pl.DataFrame:
                                                     "P×items"], pl.String))
 
 
+def corrected_view(metrics: pl.DataFrame) -> pl.DataFrame:
+    """`analyze --corrected` for a person: the published sigma_bar and R beside their
+    bias-corrected companions, and the cells the companions leave out (fewer than 2 answers)."""
+    rows = []
+    for r in metrics.iter_rows(named=True):
+        rows.append({
+            "model": r["model"], "variant": r["variant"], "T": f"{r['temperature']:g}", "group": r["group"],
+            "σ̄ ± SE": _pm(r["sigma_bar"], r["sigma_bar_se"], 2),
+            "σ̄_corr ± SE": _pm(r["sigma_bar_corrected"], r["sigma_bar_corrected_se"], 2),
+            "R ± SE": _pm(r["R"], r["R_se"], 2),
+            "R_corr ± SE": _pm(r["R_corrected"], r["R_corrected_se"], 2),
+            "cells left out": "" if r["cells_excluded"] is None else str(r["cells_excluded"]),
+        })
+    return pl.DataFrame(rows, schema=dict.fromkeys(["model", "variant", "T", "group", "σ̄ ± SE", "σ̄_corr ± SE",
+                                                    "R ± SE", "R_corr ± SE", "cells left out"], pl.String))
+
+
 def comparison_view(comparison: pl.DataFrame, baseline: str = "base") -> pl.DataFrame:
     """`compare` for a person: each run's S and R with their SEs and their change from the
     baseline in percent (± its propagated SE). Every column stays in csv/json and --columns."""
