@@ -38,7 +38,7 @@ def main() -> None:
                 truths = {t.run_id: t for t in simulate(store, inst, runs=args.runs, seed=n, spec=Spec(
                     personas=args.personas, repetitions=n, invalid_share=invalid))}
                 frame = analyze(store, options=options, corrected=True).frame
-                err = {k: 0.0 for k in ("sigma_bar", "sigma_bar_corrected", "R", "R_corrected")}
+                err = dict.fromkeys(("sigma_bar", "sigma_bar_corrected", "R", "R_corrected"), 0.0)
                 for row in frame.iter_rows(named=True):
                     true = truths[row["run_id"]].true_sigma_bar
                     for k in ("sigma_bar", "sigma_bar_corrected"):
