@@ -39,6 +39,7 @@ def test_wheel_install_reads_the_demo_store_and_never_writes_into_the_package(tm
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())
     assert (site / "toolkit" / "demo_store" / "runs").is_dir()
+    assert not (site / "cli.py").exists()  # the command line is toolkit.cli; nothing named cli is installed
     before = tree_bytes(site)
     work = tmp_path / "elsewhere"  # a folder with no parquet/
     work.mkdir()
@@ -53,6 +54,10 @@ def test_wheel_install_reads_the_demo_store_and_never_writes_into_the_package(tm
     where = subprocess.run([str(python), "-c", "import toolkit; print(toolkit.__file__)"], capture_output=True,
                            text=True, cwd=work, env=env, check=True).stdout
     assert where.startswith(str(site))  # not the source checkout
+    versions = subprocess.run([str(python), "-c", "import importlib.metadata as m, toolkit; "
+                               "print(m.version('persona-moral-toolkit'), toolkit.__version__)"],
+                              capture_output=True, text=True, cwd=work, env=env, check=True).stdout.split()
+    assert versions[0] == versions[1]  # the metadata reads the one version string
     res = toolkit("analyze", "--format", "csv", "--bootstrap", "20", "--rerun-bootstrap", "5")
     assert res.returncode == 0, res.stderr
     assert "SmolLM2-135M-Instruct" in res.stdout  # the embedded demo store
