@@ -67,3 +67,17 @@ def test_cli_power_table(tmp_path):
     assert again.stdout == res.stdout  # seeded from the run's content
     bad = run_cli("power", "--persona-counts", "1", "--store", str(store.root))
     assert bad.returncode == 2 and "at least 2 personas" in bad.stderr
+
+
+def test_power_for_s_says_it_is_optimistic(tmp_path):
+    """The analytic power of S is optimistic (docs/statistics.md): the command says so under the
+    table, for S and S_corrected, and not for R, whose SE errs on the safe side."""
+    from conftest import run_cli
+
+    store = ["--store", str(tmp_path / "s")]
+    assert run_cli("simulate", "--runs", "1", "--persona-count", "20", "--repetitions", "3", *store).returncode == 0
+    args = ["--sims", "20", "--persona-counts", "20", "--repetition-counts", "3", "--deltas", "20", *store]
+    for metric, warned in (("S", True), ("S_corrected", True), ("R", False)):
+        res = run_cli("power", "--metric", metric, *args)
+        assert res.returncode == 0, res.stderr
+        assert ("optimistic" in res.stderr) == warned, (metric, res.stderr)

@@ -41,6 +41,16 @@ from .paired import METRICS, point_metrics
 from .seeds import rng_for
 from .selection import retained_counts
 
+# What a reader of the power table must know, per metric (docs/statistics.md, "Power"): the
+# resampled SE of a change in S runs about 20% below the true one, so the power it promises is
+# optimistic (simulated: about 0.68-0.69 where it says 0.80); R and sigma_bar err on the safe side.
+CAVEATS = {
+    "S": "power for S is optimistic: its resampled SE runs about 20% below the true one (simulated power "
+         "about 0.68 where this table says 0.80); plan with a margin, or check the design with "
+         "`toolkit simulate --paired` (docs/statistics.md)",
+}
+CAVEATS["S_corrected"] = CAVEATS["S"].replace("for S ", "for S_corrected ")
+
 
 def _pseudo_counts(positions: np.ndarray, cum: np.ndarray, K: int) -> np.ndarray:
     """Counts per rating of drawn repetition positions (..., n) in cells whose sorted

@@ -198,6 +198,7 @@ def power(selection: Selection, metric: str, deltas: str, persona_counts: str, r
     persona run: paired pseudo-studies resampled from its own cells give the SE of a difference
     at each size; the power is the two-sided normal test's."""
     from ..analysis.options import AnalysisOptions
+    from ..analysis.power import CAVEATS
     from ..analysis.power import power as run_power
 
     emit(run_power(open_store(store_dir), selection, metric=metric,
@@ -205,6 +206,8 @@ def power(selection: Selection, metric: str, deltas: str, persona_counts: str, r
                    personas=ints(persona_counts, "--persona-counts") or [],
                    repetitions=ints(repetition_counts, "--repetition-counts") or [], alpha=alpha, target=target,
                    sims=sims, options=AnalysisOptions(seed=seed)), fmt)
+    if metric in CAVEATS:
+        click.echo(f"note: {CAVEATS[metric]}", err=True)
 
 
 @click.command()
