@@ -43,11 +43,16 @@ def test_replicates_and_permutations_equal_direct_recomputation(paired):
         deltas.append(point_metrics(b[ib], SCALE, G) - point_metrics(a[ia], SCALE, G))
     deltas = np.array(deltas)  # (B, 4, G)
     np.testing.assert_allclose(res.delta_se, deltas.std(axis=0, ddof=1), rtol=1e-9)
-    np.testing.assert_allclose(res.ci_low, np.percentile(deltas, 5, axis=0), rtol=1e-9)
-    np.testing.assert_allclose(res.ci_high, np.percentile(deltas, 95, axis=0), rtol=1e-9)
+    # the percentile interval, widened about the estimate as a t interval is (Hesterberg's expanded
+    # percentile interval): sqrt(P/(P-1)) t_{P-1} / z, from scipy here
+    from scipy import stats
+
+    observed = point_metrics(b, SCALE, G) - point_metrics(a, SCALE, G)
+    wider = np.sqrt(P / (P - 1)) * stats.t.ppf(0.95, P - 1) / stats.norm.ppf(0.95)
+    for got, q in ((res.ci_low, 5), (res.ci_high, 95)):
+        np.testing.assert_allclose(got, observed + wider * (np.percentile(deltas, q, axis=0) - observed), rtol=2e-4)
 
     rng = np.random.default_rng(2)
-    observed = point_metrics(b, SCALE, G) - point_metrics(a, SCALE, G)
     np.testing.assert_allclose(res.delta, observed, rtol=1e-15)
     if paired:
         swap = rng.integers(0, 2, size=(50, P)).astype(bool)
@@ -300,3 +305,18 @@ def test_imported_runs_told_their_persona_file_pair_by_it(tmp_path):
     short.write_text(json.dumps([f"Persona {i}" for i in range(5)]))
     res = run_cli("import", str(run_csv(tmp_path / "x" / "n_temp07.csv")), "--personas", str(short), *store)
     assert res.returncode == 2 and "persona 5 is beyond the 5 personas" in res.stderr and ":" in res.stderr
+
+
+def test_t_quantile_and_the_expansion_against_scipy():
+    from scipy import stats
+
+    from toolkit.analysis.intervals import expansion, t_quantile
+
+    for df in range(5, 400):
+        for p in (0.9, 0.95, 0.975, 0.995):
+            tol = 1e-3 if df < 9 else 5e-5 if df < 20 else 1e-6
+            assert abs(t_quantile(p, df) - stats.t.ppf(p, df)) <= tol * stats.t.ppf(p, df), (df, p)
+    for units in (10, 25, 100, 1000):
+        want = np.sqrt(units / (units - 1)) * stats.t.ppf(0.975, units - 1) / stats.norm.ppf(0.975)
+        assert expansion(units, 0.95) == pytest.approx(want, rel=2e-5)
+    assert expansion(2, 0.95) == 1.0 and 1 < expansion(1000, 0.95) < 1.002

@@ -88,3 +88,39 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
     out[order] = adjusted
     return out
+
+
+def t_quantile(p: float, df: int) -> float:
+    """Student's t quantile from the normal one by the Cornish-Fisher series (Abramowitz &
+    Stegun 26.7.5, terms to df**-4): relative error below 1e-3 from df = 5, 5e-5 from 9 and
+    1e-6 from 20 (p up to 0.995); only IEEE arithmetic on the correctly rounded normal
+    quantile, so the same bits everywhere."""
+    from ..numerics import normal_quantile_scalar
+
+    z = normal_quantile_scalar(p)
+    z2 = z * z
+    g1 = (z2 + 1.0) * z / 4.0
+    g2 = ((5.0 * z2 + 16.0) * z2 + 3.0) * z / 96.0
+    g3 = (((3.0 * z2 + 19.0) * z2 + 17.0) * z2 - 15.0) * z / 384.0
+    g4 = ((((79.0 * z2 + 776.0) * z2 + 1482.0) * z2 - 1920.0) * z2 - 945.0) * z / 92160.0
+    v = float(df)
+    return float(z + g1 / v + g2 / (v * v) + g3 / (v * v * v) + g4 / (v * v * v * v))
+
+
+def expansion(units: int, level: float) -> float:
+    """How much wider a bootstrap interval from ``units`` resampled units must be to behave like
+    a t interval (Hesterberg 2015, the "expanded percentile" interval): the bootstrap's spread
+    uses 1/n where the unbiased variance uses 1/(n-1), and its normal-like quantiles ignore that
+    the spread itself is estimated. sqrt(n/(n-1)) * t_{n-1} / z; 1 for no units to speak of."""
+    from ..numerics import normal_quantile_scalar
+
+    if units < 3:
+        return 1.0
+    p = (1.0 + level) / 2.0
+    return float(np.sqrt(units / (units - 1.0)) * t_quantile(p, units - 1) / normal_quantile_scalar(p))
+
+
+def expanded(replicates: np.ndarray, estimate: np.ndarray, factor: float) -> np.ndarray:
+    """Replicates moved away from the estimate by ``factor``: every quantile of them moves the
+    same way, and the share below the estimate (BCa's bias correction) is unchanged."""
+    return np.asarray(estimate + factor * (replicates - estimate))
