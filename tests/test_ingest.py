@@ -10,7 +10,7 @@ import json
 import polars as pl
 import pytest
 
-from conftest import EM, LOGIT_CSV, need_shared, run_cli, tree_bytes
+from conftest import EM, LOGIT_CSV, ROOT, need_shared, run_cli, tree_bytes
 from toolkit.analysis import analyze
 from toolkit.analysis.options import AnalysisOptions
 from toolkit.ingest.importer import import_paths
@@ -272,3 +272,26 @@ def test_many_files_on_worker_processes_fail_as_one(tmp_path):
     (folder / "m11_temp05.csv").unlink()
     ok = run_cli("import", str(folder), "--store", str(s))
     assert ok.returncode == 0 and len(Store(s).runs()) == 16 and Store(s).verify() == []
+
+
+def test_show_prints_a_logprob_cells_digit_probabilities_and_top_tokens():
+    """`show --mode logprob`: a logprob row's answer is its digits' probabilities (renormalised
+    over the digits, as the logit method reads them) and the top of its top-k list, checked
+    here against the stored values with the standard library."""
+    import math
+
+    from toolkit.store import Selection, Store
+
+    res = run_cli("show", "--mode", "logprob", "--limit", "1")
+    assert res.returncode == 0, res.stderr
+    line = next(x for x in res.stdout.splitlines() if x.startswith("digit probabilities: "))
+    shown = [float(part.split(": ")[1]) for part in line.removeprefix("digit probabilities: ").split(", ")]
+    store = Store(ROOT / "parquet")
+    run = Selection(mode="logprob").resolve(store)[0]
+    row = store.read_run(run, ["persona_id", "item_id", "digit_logprobs", "top_logprobs"]).to_pylist()
+    first = min(row, key=lambda r: (r["persona_id"], r["item_id"]))
+    weights = [math.exp(v) for v in first["digit_logprobs"]]
+    assert shown == [round(w / sum(weights), 3) for w in weights]
+    top = json.loads(first["top_logprobs"])[0]
+    assert f"top tokens: {json.dumps(top['token'])} {math.exp(top['logprob']):.3f}" in res.stdout
+    assert run_cli("show", "--mode", "self", "--limit", "1").stdout.count("== ") == 1

@@ -51,13 +51,21 @@ def test_dead_port_stops_a_3000_slot_plan_fast_and_keeps_what_is_stored(server, 
     assert "planned 3000" in plan.stdout and "cached 10" in plan.stdout
     before = tree_bytes(store)
     t0 = time.monotonic()
-    res = rec(store, dead_url(), *full, "--endpoint-label", f"openai-chat:{url}")
+    res = run_cli("record", "--backend", "openai", "--model", "m", "--base-url", dead_url(), "--store", str(store),
+                  *full, "--endpoint-label", f"openai-chat:{url}")  # not --quiet: the summary is checked
     elapsed = time.monotonic() - t0
     # the stop message below proves the failure-streak rule ended it; the bound only guards
     # against trying all 3,000 slots (minutes), whatever the machine's speed
     assert res.returncode == 1 and elapsed < 120, (elapsed, res.stderr[-500:])
     stops = [line for line in res.stderr.splitlines() if line.startswith("error: recording stopped")]
     assert len(stops) == 1 and "connection failures in a row to http://127.0.0.1" in stops[0]
+    # the summary counts what was tried apart from what was never sent, and names the error once
+    summary = res.stdout.strip().splitlines()[-1]
+    failed = int(summary.split("failed ")[1].split(",")[0])
+    not_sent = int(summary.split("not sent ")[1].split(",")[0])
+    assert 1 <= failed <= 20 and failed + not_sent == 2990, summary
+    failures = [line for line in res.stderr.splitlines() if line.startswith("  failed: ")]
+    assert len(failures) == 1 and "more slot(s) with the same error" in failures[0], res.stderr
     assert tree_bytes(store) == before  # the 10 stored rows untouched, nothing half-written
     assert run_cli("verify", "--store", str(store)).returncode == 0
 

@@ -178,3 +178,15 @@ def test_persona_texts_need_their_file_for_imported_runs(em_store, tmp_path):
     assert "pass --personas FILE" in run.read_text()
     persona = next(run.with_suffix("").glob("p*.html")).read_text()
     assert "text not available" in persona
+
+
+def test_pages_show_no_markdown_and_every_run_says_who_answered_it(demo_site):
+    """HTML, not Markdown, on every page (no stray backticks); the runs page's personas column
+    names each run's persona set, or says why there is none."""
+    for page in demo_site.rglob("*.html"):
+        assert "`" not in page.read_text(encoding="utf-8"), page
+    runs = (demo_site / "runs.html").read_text(encoding="utf-8")
+    body = runs.split('id="runs"', 1)[1]
+    for row in body.split("<tr>")[2:]:
+        cells = row.split("</td>")
+        assert any(("demo20" in c or "none (a run without personas)" in c or "not recorded" in c) for c in cells), row

@@ -166,7 +166,7 @@ def simulate(runs: int, personas: int | None, old_personas: int | None, items_fr
 
 
 @click.command()
-@selection_options()
+@selection_options(mode=True)
 @click.option("--persona", default=None, help="Only these persona ids (comma-separated).")
 @click.option("--item", default=None, help="Only these item ids (comma-separated).")
 @click.option("--repetition", default=None, help="Only these repetitions (comma-separated).")
@@ -177,7 +177,8 @@ def simulate(runs: int, personas: int | None, old_personas: int | None, items_fr
 @guard
 def show(selection: Selection, persona: str | None, item: str | None, repetition: str | None, limit: int,
          store_dir: str | None, fmt: str) -> None:
-    """Print stored completions: request, every attempt's raw text, response, rating, source and time."""
+    """Print stored completions: request, every attempt's raw text, response, rating, source and
+    time; for a logprob cell, the digits' probabilities and the top of its top-k list."""
     from ..report.completions import completions, render
 
     store = open_store(store_dir)

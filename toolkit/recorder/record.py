@@ -37,7 +37,8 @@ class RecordSummary:
     to_send: int
     sent: int = 0  # slots answered by the backend
     stored: int = 0  # rows durably written by this invocation
-    failed: int = 0  # slots not stored: request failed, row unstorable, or the store unwritable
+    failed: int = 0  # slots tried and not stored: request failed, row unstorable, or the store unwritable
+    not_sent: int = 0  # slots never tried because the recording stopped first (the next `record` sends them)
     duplicates: int = 0
     invalid: int = 0  # stored with rating -1
     seconds: float = 0.0
@@ -47,9 +48,16 @@ class RecordSummary:
     no_digit: int = 0  # logprob slots stored whose top-k list held no digit of the scale
 
     def line(self) -> str:
+        unsent = f", not sent {self.not_sent}" if self.not_sent else ""
         return (f"run {self.run_id}: planned {self.planned}, cached {self.cached}, sent {self.sent}, "
-                f"stored {self.stored}, failed {self.failed}, rating -1 {self.invalid}, "
+                f"stored {self.stored}, failed {self.failed}{unsent}, rating -1 {self.invalid}, "
                 f"duplicates dropped {self.duplicates}, {self.seconds:.1f} s")
+
+
+def _with_count(text: str, seen: dict[str, int]) -> str:
+    """An error line, with how many more slots failed the same way."""
+    more = seen.get(text.split(": ", 1)[-1], 1) - 1 if ": " in text else 0
+    return f"{text} (and {more} more slot(s) with the same error)" if more > 0 else text
 
 
 def _now() -> str:
@@ -160,9 +168,15 @@ def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *
     def one(slot: Slot) -> dict[str, Any]:
         return run_slot(backend, instrument, plan, slot, template.run_id)
 
-    def note(text: str) -> None:
+    seen: dict[str, int] = {}  # each distinct error once, with how many slots it hit
+
+    def note(text: str, what: str = "") -> None:
         with lock:
-            if len(errors) < 5:
+            key = text.split(": ", 1)[1] if what else text
+            if key in seen:
+                seen[key] += 1
+            elif len(errors) < 5:
+                seen[key] = 1
                 errors.append(text)
 
     last_error, streak = "", 0  # the last slot error, and how many slots in a row failed with it
@@ -192,7 +206,7 @@ def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *
                         row = fut.result()
                     except BackendError as exc:
                         summary.failed += 1
-                        note(f"persona {s.persona_id} item {s.item_id} rep {s.repetition}: {exc}")
+                        note(f"persona {s.persona_id} item {s.item_id} rep {s.repetition}: {exc}", "slot")
                         bar.update(ok=False)
                         streak = streak + 1 if str(exc) == last_error else 1
                         last_error = str(exc)
@@ -218,8 +232,8 @@ def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *
         except (OSError, ToolkitError) as exc:  # the store, not our code: anything else is a bug and is raised
             note(f"could not write to the store: {type(exc).__name__}: {exc}")
         bar.close()
-    if summary.stopped:
-        summary.failed = summary.to_send - summary.sent
+    if summary.stopped:  # slots handed out but cancelled, and those never handed out
+        summary.not_sent = summary.to_send - summary.sent - summary.failed
     lost = writer.unflushed
     for u in writer.unstorable:
         note(f"persona {u.persona_id} item {u.item_id} rep {u.repetition}: {u.error}")
@@ -229,6 +243,6 @@ def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *
     summary.failed += len(writer.unstorable) + lost
     summary.duplicates = writer.duplicates
     summary.invalid = writer.invalid_written
-    summary.errors = tuple(errors)
+    summary.errors = tuple(_with_count(e, seen) for e in errors)
     summary.seconds = time.monotonic() - t0
     return summary

@@ -68,7 +68,7 @@ class Outcome:
         """Exit 0 or 1: every slot stored (REPLAY_ONLY), no slot failed (a recording)."""
         if self.mode is RecordMode.REPLAY_ONLY:
             return self.to_send == 0
-        return self.summary is None or not self.summary.failed
+        return self.summary is None or not (self.summary.failed or self.summary.stopped)
 
 
 def run_session(store: Store, session: Session, record_mode: RecordMode = RecordMode.NEW) -> Outcome:

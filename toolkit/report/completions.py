@@ -9,13 +9,28 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import polars as pl
 
 from ..hashing import parse_json
 from ..store import RunManifest, Store
 
 SHOW_COLUMNS = ["run_id", "persona_id", "item_id", "repetition", "rating", "failures", "response", "attempts",
-                "request", "finish_reason", "latency_s", "collected_at", "provenance", "request_key"]
+                "request", "finish_reason", "latency_s", "collected_at", "provenance", "request_key",
+                "digit_logprobs", "top_logprobs"]
+TOP_SHOWN = 5  # tokens of a logprob row's top-k list that `show` prints
+
+
+def digit_probabilities(L: np.ndarray) -> np.ndarray:
+    """Each row's digit log-probabilities renormalised to probabilities over the digits (a digit
+    missing from the top-k list gets 0; a row with none gets NaN)."""
+    from ..numerics import exp
+
+    finite = np.where(np.isnan(L), -np.inf, L)
+    top = finite.max(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        w = exp(finite - top)  # <= 0, or NaN for a row without any digit
+        return np.asarray(w / w.sum(axis=1, keepdims=True))
 
 
 def completions(store: Store, runs: list[RunManifest], *, persona: list[int] | None = None,
@@ -61,6 +76,27 @@ def _block(text: str | None) -> list[str]:
     return [f"  {line}" for line in text.splitlines()] or ['  ""']
 
 
+def _logprob_lines(digits: list[float | None] | None, top: str | None) -> list[str]:
+    """A logprob row for a person: the digits' probabilities (renormalised over the digits, as
+    the logit method uses them) and the first tokens of the server's top-k list."""
+    out = []
+    if digits:
+        L = np.array([np.nan if v is None else v for v in digits], dtype=np.float64)[None, :]
+        probs = digit_probabilities(L)[0]
+        out.append("digit probabilities: " + ", ".join(
+            f"{k}: {'not in top-k' if np.isnan(L[0, k]) else f'{p:.3f}'}" for k, p in enumerate(probs)))
+    listed = parse_json(top) if top else None
+    if isinstance(listed, list) and listed:
+        from ..numerics import exp
+
+        shown = [e for e in listed if isinstance(e, dict) and isinstance(e.get("logprob"), (int, float))][:TOP_SHOWN]
+        probs = exp(np.minimum(np.array([float(e["logprob"]) for e in shown], dtype=np.float64), 0.0))
+        parts = [f"{json.dumps(e.get('token'), ensure_ascii=False)} {p:.3f}" for e, p in zip(shown, probs.tolist())]
+        more = f" (+{len(listed) - len(shown)} more)" if len(listed) > len(shown) else ""
+        out.append(f"top tokens: {', '.join(parts)}{more}")
+    return out
+
+
 def render(df: pl.DataFrame) -> str:
     """One readable block per completion."""
     out = []
@@ -73,6 +109,7 @@ def render(df: pl.DataFrame) -> str:
         finish = f", finish reason {r['finish_reason']}" if r["finish_reason"] else ""
         if r.get("mode") == "logprob":  # no sampled rating: the digits' probabilities are the answer
             out.append(f"logprob cell: scored from the stored digit log-probabilities, not from a rating{finish}")
+            out += _logprob_lines(r["digit_logprobs"], r["top_logprobs"])
         else:
             rating = "no valid rating" if r["rating"] == -1 else str(r["rating"])
             out.append(f"rating {rating} (after {r['failures']} failed attempt(s){finish})")

@@ -41,6 +41,7 @@ from ..store import MODES, RunManifest, Store
 from ..store.output import check_output_folder, marker_text
 from ..store.query import EVERY_RUN, Selection
 from . import html as H
+from .completions import digit_probabilities
 from .tables import comparison_view, metrics_view
 
 MARKER = ".toolkit-report"  # a folder holding it may be replaced by a new report
@@ -363,9 +364,18 @@ def _provenance(m: RunManifest) -> dict[str, str]:
     personas = proto.get("personas")
     return {"origin": str(proto.get("origin", "")), "endpoint": str(proto.get("endpoint", "")),
             "backend": str(proto.get("backend", proto.get("format", ""))),
-            "personas": (f"{personas.get('name')} ({personas.get('count')}, sha256 {personas.get('digest', '')[:12]}…)"
-                         if isinstance(personas, dict) else ""),
+            "personas": _personas_cell(m, personas),
             "sources": sources, "toolkit": str(m.toolkit_version or "")}
+
+
+def _personas_cell(m: RunManifest, personas: Any) -> str:
+    """The runs page's personas column: the set a run records, or why it records none."""
+    if isinstance(personas, dict):
+        count = f"{personas['count']} personas, " if isinstance(personas.get("count"), int) else ""
+        return f"{personas.get('name')} ({count}sha256 {str(personas.get('digest', ''))[:12]}…)"
+    if m.mode == "self":
+        return "none (a run without personas)"
+    return "not recorded (import --personas FILE records it)"
 
 
 def _runs_page(data: SiteData) -> str:
@@ -376,7 +386,7 @@ def _runs_page(data: SiteData) -> str:
                      "instrument": m.instrument["name"], "rows": m.rows, **_provenance(m),
                      "fingerprint": m.fingerprint[:16] + "…"})
     return ('<p class="note">Each run links to its personas, their ratings and the stored responses. The fingerprint '
-            "is a digest of the run's content (`toolkit verify` re-derives it).</p>"
+            "is a digest of the run's content (<code>toolkit verify</code> re-derives it).</p>"
             + H.table(pl.DataFrame(rows), table_id="runs", links={"run_id": "link"}))
 
 
@@ -487,7 +497,7 @@ def _details(df: pl.DataFrame, inst: Instrument, m: RunManifest) -> dict[int | N
     if m.mode == "logprob":
         L = np.array([[np.nan if v is None else v for v in row] for row in df["digit_logprobs"].to_list()],
                      dtype=np.float64).reshape(len(df), inst.n_points)
-        probs = _digit_probs(L)
+        probs = digit_probabilities(L)
         cells = df.select("persona_id", "item_id", pl.col("response").alias("top token")).with_columns(
             [pl.Series(f"P({v})", np.round(probs[:, k], 3)) for k, v in enumerate(range(inst.scale_min,
                                                                                        inst.scale_max + 1))])
@@ -517,15 +527,3 @@ def _details(df: pl.DataFrame, inst: Instrument, m: RunManifest) -> dict[int | N
         table = H.table(part.select("item", "group", "ratings", "mean", "unparseable"), table_id="ratings")
         out[pid] = table + "<h2>Stored responses</h2>" + "".join(part["details"].to_list())
     return out
-
-
-def _digit_probs(L: np.ndarray) -> np.ndarray:
-    """Each row's digit log-probabilities renormalised to probabilities over the digits (a digit
-    missing from the top-k list gets 0; a row with none gets NaN)."""
-    finite = np.where(np.isnan(L), -np.inf, L)
-    top = finite.max(axis=1, keepdims=True)
-    from ..numerics import exp
-
-    with np.errstate(invalid="ignore"):
-        w = exp(finite - top)  # <= 0, or NaN for a row without any digit
-        return np.asarray(w / w.sum(axis=1, keepdims=True))
