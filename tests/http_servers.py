@@ -111,6 +111,9 @@ def make_handler(behaviour: Behaviour):
                 return self._json(302, good, {"Location": "http://127.0.0.1:9/elsewhere"})
             if action == "error200":
                 return self._json(200, {"error": {"message": "quota exceeded"}})
+            if action == "words":  # an answer with no rating in it, however often it is asked
+                return self._json(200, {"choices": [{"message": {"content": "I would rather not say."},
+                                                     "finish_reason": "stop"}]})
             if action == "content_list":
                 return self._json(200, {"choices": [{"message": {"content": ["3"]}, "finish_reason": "stop"}]})
             if action == "not_utf8":  # a chat completion whose text holds a byte that is not UTF-8

@@ -241,3 +241,41 @@ def test_refresh_keeps_old_answers_and_analysis_reads_the_newest(tmp_path):
     csv = run_cli("export", "--out", str(tmp_path / "out"), *store)
     assert csv.returncode == 2 and "several answers for some slots" in csv.stderr and not (tmp_path / "out").exists()
     assert run_cli("export", "--out", str(tmp_path / "out"), "--format", "parquet", *store).returncode == 0
+
+
+def test_retry_invalid_re_asks_only_the_answers_that_gave_no_rating(tmp_path):
+    """A server that never gives a rating leaves every slot at rating -1; `--retry-invalid`
+    against a good server sends exactly those slots again, as a new generation (the earlier
+    answers stay; analysis and `runs` read the newest), and then sends nothing more for slots
+    that now have a rating."""
+    store = tmp_path / "s"
+    slice_ = ["--limit-personas", "2", "--items", "1,2,3", "--repetitions", "2", "--max-attempts", "1",
+              "--concurrency", "1"]
+    silent, silent_url = start(Behaviour(plan=["words"]))
+    try:
+        first = run_cli("record", "--backend", "openai", "--model", "m", "--base-url", silent_url,
+                        "--endpoint-label", "openai-chat:shared", *slice_, "--store", str(store))
+    finally:
+        silent.shutdown()
+    assert first.returncode == 0 and "stored 12" in first.stdout and "rating -1 12" in first.stdout, first.stdout
+    good = Behaviour(plan=["words", "words", "ok"])  # a slot's two requests: some get two "words"
+    server, url = start(good)
+    try:
+        again = run_cli("record", "--backend", "openai", "--model", "m", "--base-url", url,
+                        "--endpoint-label", "openai-chat:shared", *slice_, "--retry-invalid", "--store", str(store))
+        assert again.returncode == 0, again.stderr
+        assert "planned 12, cached 0, sent 12" in again.stdout  # every slot had no rating
+        sent_first = good.count
+        runs = run_cli("runs", "--format", "csv", "--store", str(store)).stdout
+        share = float(runs.splitlines()[1].split(",")[runs.splitlines()[0].split(",").index("valid_share")])
+        invalid_now = round(12 * (1 - share))
+        assert 0 < invalid_now < 12  # the server below answers some slots without a rating again
+        third = run_cli("record", "--backend", "openai", "--model", "m", "--base-url", url,
+                        "--endpoint-label", "openai-chat:shared", *slice_, "--retry-invalid", "--store", str(store))
+        assert third.returncode == 0 and f"cached {12 - invalid_now}, sent {invalid_now}" in third.stdout, third.stdout
+        assert invalid_now <= good.count - sent_first <= 2 * invalid_now  # one or two requests a slot, no more
+    finally:
+        server.shutdown()
+    both = run_cli("record", "--backend", "openai", "--model", "m", "--base-url", url, *slice_, "--retry-invalid",
+                   "--refresh", "--store", str(store))
+    assert both.returncode == 2 and "different record modes" in both.stderr

@@ -53,6 +53,9 @@ from .options import MODE_CHOICE, guard, key_values, number_list, open_store, st
                    "and exit 1 (the check for a shipped store).")
 @click.option("--refresh", is_flag=True,
               help="Ask every slot again, even those stored; the earlier answers stay, the newest is analyzed.")
+@click.option("--retry-invalid", is_flag=True,
+              help="Ask again only the slots whose newest stored answer gave no rating (rating -1), as a new "
+                   "generation: the earlier answers stay, the newest is analyzed.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary line.")
 @store_option
 @guard
@@ -62,8 +65,8 @@ def record(backend: str, backend_options: tuple[str, ...], model: str | None, mo
            repetitions: int | None, temperature: float | None, max_tokens: int | None, long_max_tokens: int | None,
            max_attempts: int | None, top_logprobs: int | None, no_seed: bool, extra_body: str | None, variant: str,
            concurrency: int, rpm: float | None, timeout: float, max_retries: int, breaker: int, flush_rows: int,
-           flush_seconds: float, plan_only: bool, replay_only: bool, refresh: bool, quiet: bool,
-           store_dir: str | None) -> None:
+           flush_seconds: float, plan_only: bool, replay_only: bool, refresh: bool, retry_invalid: bool,
+           quiet: bool, store_dir: str | None) -> None:
     """Send every request of the protocol that the store does not hold yet; store each completion.
 
     Re-running is free (cached replay) and a crash loses at most the batch in flight. Planning,
@@ -72,10 +75,12 @@ def record(backend: str, backend_options: tuple[str, ...], model: str | None, mo
     from ..recorder.backends.registry import RecordOptions
     from ..recorder.session import RecordMode, Session, run_session
 
-    if plan_only + replay_only + refresh > 1:
-        raise ToolkitError("--plan, --replay-only and --refresh are different record modes: choose one")
+    if plan_only + replay_only + refresh + retry_invalid > 1:
+        raise ToolkitError("--plan, --replay-only, --refresh and --retry-invalid are different record modes: "
+                           "choose one")
     record_mode = (RecordMode.PLAN if plan_only else RecordMode.REPLAY_ONLY if replay_only
-                   else RecordMode.REFRESH if refresh else RecordMode.NEW)
+                   else RecordMode.REFRESH if refresh else RecordMode.RETRY_INVALID if retry_invalid
+                   else RecordMode.NEW)
     protocol = {"temperature": temperature, "repetitions": repetitions, "max_tokens": max_tokens,
                 "long_max_tokens": long_max_tokens, "max_attempts": max_attempts, "top_logprobs": top_logprobs,
                 "send_seed": False if no_seed else None, "extra_body": extra_body}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Collection
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -131,9 +132,11 @@ def _check_compatible(existing: RunManifest | None, template: RunManifest) -> No
                            "instrument; record under another --variant label")
 
 
-def prepare(store: Store, plan: Plan, instrument: Instrument, backend_name: str, variant: str) -> RunManifest:
+def prepare(store: Store, plan: Plan, instrument: Instrument, backend_name: str, variant: str,
+            only: Collection[str] | None = None) -> RunManifest:
     """Fill ``plan.cached`` / ``plan.to_send`` against the store; nothing is sent, and no
-    backend is needed (the plan carries the endpoint identity)."""
+    backend is needed (the plan carries the endpoint identity). ``only``: the request keys that
+    may be sent at all (`record --retry-invalid`); the other slots count as cached."""
     try:
         check_run_fields(plan.model, variant, plan.protocol.temperature, plan.protocol.mode)
     except ValueError as exc:
@@ -141,20 +144,21 @@ def prepare(store: Store, plan: Plan, instrument: Instrument, backend_name: str,
     template = run_template(plan, instrument, backend_name, variant)
     _check_compatible(store.get_run(template.run_id), template)
     have = existing_keys(store, template.run_id)
-    plan.to_send = [s for s in plan.slots if s.key not in have]
+    plan.to_send = [s for s in plan.slots if s.key not in have and (only is None or s.key in only)]
     plan.cached = len(plan.slots) - len(plan.to_send)
     return template
 
 
 def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *, variant: str,
            concurrency: int = 4, flush_rows: int = 1000, flush_seconds: float = 5.0,
-           progress: bool = True, breaker: int = DEFAULT_BREAKER) -> RecordSummary:
+           progress: bool = True, breaker: int = DEFAULT_BREAKER,
+           only: Collection[str] | None = None) -> RecordSummary:
     """Send the slots the store lacks and store each answer. The recording stops early, keeping
     every row already answered, on a fatal backend error (refused credentials, unreachable
     endpoint) or after ``breaker`` slots in a row failed with the same error (e.g. a server
     that does not return log-probabilities): sending the rest would fail the same way."""
     t0 = time.monotonic()
-    template = prepare(store, plan, instrument, backend.name, variant)
+    template = prepare(store, plan, instrument, backend.name, variant, only)
     summary = RecordSummary(template.run_id, len(plan.slots), plan.cached, len(plan.to_send))
     if not plan.to_send:
         summary.seconds = time.monotonic() - t0

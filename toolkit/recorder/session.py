@@ -4,7 +4,8 @@ be sent. The command line parses its options into a ``Session`` and prints the `
 
 Record modes follow vcrpy's: ``PLAN`` and ``REPLAY_ONLY`` never send, ``NEW`` sends what the
 store lacks (cached replay), ``REFRESH`` asks every slot again as a new generation (the earlier
-answers stay; analysis reads the newest).
+answers stay; analysis reads the newest), and ``RETRY_INVALID`` asks again, as a new generation,
+only the slots whose newest answer gave no rating.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import ToolkitError
 from ..protocol.instrument import load_instrument
 from ..protocol.personas import load_personas
 from ..protocol.requests import Protocol
@@ -30,6 +32,7 @@ class RecordMode(enum.Enum):
     REPLAY_ONLY = "replay-only"  # send nothing: every slot must be stored (the check for a shipped store)
     NEW = "new"  # send every slot the store lacks
     REFRESH = "refresh"  # ask every slot again, as a new generation
+    RETRY_INVALID = "retry-invalid"  # ask again only the slots whose newest answer gave no rating
 
 
 @dataclass(frozen=True)
@@ -92,9 +95,19 @@ def run_session(store: Store, session: Session, record_mode: RecordMode = Record
 
     plan = plan_for(0)
     template = prepare(store, plan, inst, spec.name, session.variant)
+    only: set[str] | None = None  # RETRY_INVALID: the slots that may be sent
     if record_mode is RecordMode.REFRESH:  # the run is already checked; no key of a new generation is stored
         plan = plan_for(next_generation(existing_keys(store, template.run_id), plan_for))
         plan.to_send, plan.cached = list(plan.slots), 0
+    elif record_mode is RecordMode.RETRY_INVALID:
+        if session.mode == "logprob":
+            raise ToolkitError("--retry-invalid re-asks answers that gave no rating; a logprob run has no ratings "
+                               "(its cells without a digit need a larger --top-logprobs)")
+        invalid = _invalid_slots(store, template.run_id)
+        plan = plan_for(next_generation(existing_keys(store, template.run_id), plan_for))
+        only = {s.key for s in plan.slots
+                if (-1 if s.persona_id is None else s.persona_id, s.item_id, s.repetition) in invalid}
+        prepare(store, plan, inst, spec.name, session.variant, only)
     out = Outcome(template.run_id, record_mode, len(plan.slots), plan.cached, len(plan.to_send))
     if small_top_k(proto, inst) and record_mode is RecordMode.PLAN:
         out.warnings.append(f"--top-logprobs {proto.top_logprobs} lists at most {proto.top_logprobs} tokens: a cell "
@@ -109,7 +122,7 @@ def run_session(store: Store, session: Session, record_mode: RecordMode = Record
     try:
         summary = record(store, plan, inst, backend, variant=session.variant, concurrency=session.concurrency,
                          flush_rows=session.flush_rows, flush_seconds=session.flush_seconds,
-                         progress=session.progress, breaker=opts.breaker)
+                         progress=session.progress, breaker=opts.breaker, only=only)
     finally:
         backend.close()
     out.summary = summary
@@ -119,6 +132,16 @@ def run_session(store: Store, session: Session, record_mode: RecordMode = Record
                             f"top-k list (--top-logprobs {proto.top_logprobs}); the logit method cannot use them: "
                             "record with a larger --top-logprobs under another --variant")
     return out
+
+
+def _invalid_slots(store: Store, run_id: str) -> set[tuple[int, int, int]]:
+    """(persona, item, repetition) of the slots whose newest stored answer has no rating (a self
+    run's persona is -1); none for a run not yet in the store."""
+    if store.get_run(run_id) is None:
+        return set()
+    table = store.read_run(run_id, ["persona_id", "item_id", "repetition", "rating"], generations="newest")
+    rows = zip(*(table[c].to_pylist() for c in ("persona_id", "item_id", "repetition", "rating")))
+    return {(-1 if p is None else p, q, r) for p, q, r, rating in rows if rating is not None and rating < 0}
 
 
 def _describe(s: Slot) -> str:
