@@ -165,11 +165,15 @@ def persona_bootstrap(mu: np.ndarray, sigma: np.ndarray, noise: np.ndarray, G: I
     matrix product for all draws and items at once (exact integer arithmetic in BLAS, see
     numerics.exact_products, so the kernel and thread count cannot change a bit).
     """
-    P = mu.shape[0]
     if draws <= 0:
         return (np.empty((0, G.width)),) * 3
-    return from_sums(exact_products(resample_weights(P, draws, rng), persona_values(mu, sigma, noise,
-                                                                                     mu.mean(axis=0))), P, G)
+    return persona_replicates(resample_weights(mu.shape[0], draws, rng), mu, sigma, noise, G)
+
+
+def persona_replicates(W: np.ndarray, mu: np.ndarray, sigma: np.ndarray, noise: np.ndarray,
+                       G: ItemGroups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """S, sigma_bar and S_corrected of the persona draws ``W`` (multiplicities, draws x P)."""
+    return from_sums(exact_products(W, persona_values(mu, sigma, noise, mu.mean(axis=0))), W.shape[1], G)
 
 
 def persona_values(mu: np.ndarray, sigma: np.ndarray, noise: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -392,7 +396,12 @@ def rerun_bootstrap(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma
     acc = rerun_sums(counts, scale, mu, sigma, draws, rng)
     if acc is None:
         return (np.empty((0, G.width)),) * 3
-    return _replicates(acc[..., 0].T, acc[..., 1].T, acc[..., 2].T, acc[..., 3].T, counts.shape[0], G)
+    return rerun_replicates(acc, counts.shape[0], G)
+
+
+def rerun_replicates(acc: np.ndarray, P: int, G: ItemGroups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """S, sigma_bar and S_corrected from ``rerun_sums`` over P personas."""
+    return _replicates(acc[..., 0].T, acc[..., 1].T, acc[..., 2].T, acc[..., 3].T, P, G)
 
 
 def rerun_sums(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma: np.ndarray, draws: int,
@@ -451,7 +460,7 @@ def estimate(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, *, persona_dr
     sigma_c = corrected_sigma_bar(sig_c.sum(axis=0), included.sum(axis=0), G)
     if persona_draws > 0:
         W = resample_weights(P, persona_draws, rng_persona)
-        S_p, sig_p, Sc_p = from_sums(exact_products(W, persona_values(mu, sigma, noise, mu.mean(axis=0))), P, G)
+        S_p, sig_p, Sc_p = persona_replicates(W, mu, sigma, noise, G)
         both = exact_products(W, np.concatenate([sig_c, included], axis=1))
         sigc_p = corrected_sigma_bar(both[:, : sig_c.shape[1]], both[:, sig_c.shape[1]:], G)
     else:
@@ -460,7 +469,7 @@ def estimate(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, *, persona_dr
     if acc is None:
         S_r = sig_r = Sc_r = sigc_r = np.empty((0, G.width))
     else:
-        S_r, sig_r, Sc_r = _replicates(acc[..., 0].T, acc[..., 1].T, acc[..., 2].T, acc[..., 3].T, P, G)
+        S_r, sig_r, Sc_r = rerun_replicates(acc, P, G)
         sigc_r = corrected_sigma_bar(acc[..., 4].T, included.sum(axis=0), G)
     per_item = (n < 2).sum(axis=0)  # cells left out, per item; then for all items and each group
     excluded = np.r_[per_item.sum(), np.bincount(G.of_items, weights=per_item, minlength=G.n)].astype(np.int64)
