@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ToolkitError
-from ..parallel import DEFAULT_BACKEND
+from ..parallel import DEFAULT_BACKEND, check_workers
 
 if TYPE_CHECKING:
     from ..parallel.pool import Workers
@@ -40,7 +40,7 @@ class AnalysisOptions:
     def __post_init__(self) -> None:
         if self.bootstrap < 0 or self.rerun_bootstrap < 0 or self.permutations < 0:
             raise ToolkitError("bootstrap, rerun bootstrap and permutation counts must be >= 0")
-        self.workers  # noqa: B018  (checks jobs and backend)
+        check_workers(self.jobs, self.backend)
         if not 0 < self.ci_level < 1:
             raise ToolkitError(f"the confidence level must be between 0 and 1, not {self.ci_level}")
         if not 0 < self.min_shared <= 1:

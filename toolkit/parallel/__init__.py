@@ -12,3 +12,13 @@ BACKENDS = ("forkserver", "loky", "threading", "multiprocessing", "dask")
 # script that calls the analysis must then keep its work under `if __name__ == "__main__":`
 # (an unguarded one gets a clear error naming the line); loky needs no such guard.
 DEFAULT_BACKEND = "forkserver"
+
+
+def check_workers(jobs: int, backend: str) -> None:
+    """The one check of a worker setting (Workers, AnalysisOptions), without importing joblib."""
+    from ..errors import ToolkitError
+
+    if jobs < 1:
+        raise ToolkitError(f"jobs must be >= 1, not {jobs}")
+    if backend not in BACKENDS:
+        raise ToolkitError(f"unknown parallel backend {backend!r} (choose from {', '.join(BACKENDS)})")

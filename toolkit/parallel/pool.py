@@ -25,7 +25,7 @@ from joblib.parallel import ParallelBackendBase
 from threadpoolctl import threadpool_limits
 
 from ..errors import ToolkitError, WorkerLost
-from . import BACKENDS, DEFAULT_BACKEND
+from . import DEFAULT_BACKEND, check_workers
 from .forkserver import fork_server, worker_environment
 
 T = TypeVar("T")
@@ -58,10 +58,7 @@ class Workers:
     scheduler: str | None = None  # dask.distributed scheduler address
 
     def __post_init__(self) -> None:
-        if self.jobs < 1:
-            raise ToolkitError(f"jobs must be >= 1, not {self.jobs}")
-        if self.backend not in BACKENDS:
-            raise ToolkitError(f"unknown parallel backend {self.backend!r} (choose from {', '.join(BACKENDS)})")
+        check_workers(self.jobs, self.backend)
 
     def run(self, tasks: list[Any]) -> list[Any]:
         """Run joblib ``delayed`` tasks; one job and no scheduler runs in-process (no pool start-up).
