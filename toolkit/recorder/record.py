@@ -55,10 +55,9 @@ class RecordSummary:
                 f"duplicates dropped {self.duplicates}, {self.seconds:.1f} s")
 
 
-def _with_count(text: str, seen: dict[str, int]) -> str:
+def _with_count(text: str, times: int) -> str:
     """An error line, with how many more slots failed the same way."""
-    more = seen.get(text.split(": ", 1)[-1], 1) - 1 if ": " in text else 0
-    return f"{text} (and {more} more slot(s) with the same error)" if more > 0 else text
+    return f"{text} (and {times - 1} more slot(s) with the same error)" if times > 1 else text
 
 
 def _now() -> str:
@@ -166,22 +165,23 @@ def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *
     store.check_writable()  # before the first paid request: a store that cannot keep answers wastes them
     writer = RunWriter(store, template, instrument, flush_rows=flush_rows, flush_seconds=flush_seconds)
     bar = Progress(len(plan.to_send), plan.cached, enabled=progress)
-    errors: list[str] = []
+    errors: list[tuple[str, str]] = []  # (what makes it distinct, the line shown)
     lock = threading.Lock()
 
     def one(slot: Slot) -> dict[str, Any]:
         return run_slot(backend, instrument, plan, slot, template.run_id)
 
-    seen: dict[str, int] = {}  # each distinct error once, with how many slots it hit
+    seen: dict[str, int] = {}  # each distinct error once (its first line), with how many slots it hit
 
-    def note(text: str, what: str = "") -> None:
+    def note(text: str, error: str | None = None) -> None:
+        """Keep ``text``, unless the same ``error`` (default: the text itself) was kept already."""
         with lock:
-            key = text.split(": ", 1)[1] if what else text
+            key = text if error is None else error
             if key in seen:
                 seen[key] += 1
             elif len(errors) < 5:
                 seen[key] = 1
-                errors.append(text)
+                errors.append((key, text))
 
     last_error, streak = "", 0  # the last slot error, and how many slots in a row failed with it
     queue = iter(plan.to_send)
@@ -210,7 +210,7 @@ def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *
                         row = fut.result()
                     except BackendError as exc:
                         summary.failed += 1
-                        note(f"persona {s.persona_id} item {s.item_id} rep {s.repetition}: {exc}", "slot")
+                        note(f"persona {s.persona_id} item {s.item_id} rep {s.repetition}: {exc}", str(exc))
                         bar.update(ok=False)
                         streak = streak + 1 if str(exc) == last_error else 1
                         last_error = str(exc)
@@ -240,13 +240,13 @@ def record(store: Store, plan: Plan, instrument: Instrument, backend: Backend, *
         summary.not_sent = summary.to_send - summary.sent - summary.failed
     lost = writer.unflushed
     for u in writer.unstorable:
-        note(f"persona {u.persona_id} item {u.item_id} rep {u.repetition}: {u.error}")
+        note(f"persona {u.persona_id} item {u.item_id} rep {u.repetition}: {u.error}", str(u.error))
     for e in writer.flush_errors:
         note(f"a timed flush failed (rows kept for the next one): {e}")
     summary.stored = writer.written
     summary.failed += len(writer.unstorable) + lost
     summary.duplicates = writer.duplicates
     summary.invalid = writer.invalid_written
-    summary.errors = tuple(_with_count(e, seen) for e in errors)
+    summary.errors = tuple(_with_count(text, seen[key]) for key, text in errors)
     summary.seconds = time.monotonic() - t0
     return summary

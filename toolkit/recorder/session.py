@@ -96,17 +96,16 @@ def run_session(store: Store, session: Session, record_mode: RecordMode = Record
     plan = plan_for(0)
     template = prepare(store, plan, inst, spec.name, session.variant)
     only: set[str] | None = None  # RETRY_INVALID: the slots that may be sent
-    if record_mode is RecordMode.REFRESH:  # the run is already checked; no key of a new generation is stored
+    if record_mode in (RecordMode.REFRESH, RecordMode.RETRY_INVALID):  # a new generation, none of it stored
+        retry = record_mode is RecordMode.RETRY_INVALID
+        if retry and session.mode == "logprob":
+            raise ToolkitError("--retry-invalid re-asks answers that gave no rating; a logprob run has no "
+                               "ratings (its cells without a digit need a larger --top-logprobs)")
+        invalid = _invalid_slots(store, template.run_id) if retry else None
         plan = plan_for(next_generation(existing_keys(store, template.run_id), plan_for))
-        plan.to_send, plan.cached = list(plan.slots), 0
-    elif record_mode is RecordMode.RETRY_INVALID:
-        if session.mode == "logprob":
-            raise ToolkitError("--retry-invalid re-asks answers that gave no rating; a logprob run has no ratings "
-                               "(its cells without a digit need a larger --top-logprobs)")
-        invalid = _invalid_slots(store, template.run_id)
-        plan = plan_for(next_generation(existing_keys(store, template.run_id), plan_for))
-        only = {s.key for s in plan.slots
-                if (-1 if s.persona_id is None else s.persona_id, s.item_id, s.repetition) in invalid}
+        if invalid is not None:
+            only = {s.key for s in plan.slots
+                    if (-1 if s.persona_id is None else s.persona_id, s.item_id, s.repetition) in invalid}
         prepare(store, plan, inst, spec.name, session.variant, only)
     out = Outcome(template.run_id, record_mode, len(plan.slots), plan.cached, len(plan.to_send))
     if small_top_k(proto, inst) and record_mode is RecordMode.PLAN:
