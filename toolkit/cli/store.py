@@ -97,13 +97,13 @@ def fetch(name: str, source: str | None, quiet: bool, store_dir: str | None, fmt
     emit(records(results, RESULT_COLUMNS), fmt)
 
 
-def _spec(name: str) -> dict[str, Any]:
-    """An option whose default is the simulator's (ingest.simulate.Spec)."""
+def _spec(name: str, of: str = "Spec") -> dict[str, Any]:
+    """An option whose default is the simulator's (a field of ingest.simulate.Spec or Effect)."""
 
     def default() -> Any:
-        from ..ingest.simulate import Spec
+        from ..ingest import simulate
 
-        return field_default(Spec, name)()
+        return field_default(getattr(simulate, of), name)()
 
     return {"default": None, "cls": LibraryDefault, "library_default": default}
 
@@ -127,18 +127,18 @@ def _spec(name: str) -> dict[str, Any]:
 @click.option("--paired", is_flag=True,
               help="--runs pairs: a 'base' run and an effect run per model, answered by the same personas on the "
                    "same items (compare --paired pairs them), the effect below applied to the second.")
-@click.option("--effect-shift", type=float, default=0.0, show_default=True,
+@click.option("--effect-shift", "shift", type=float, **_spec("shift", "Effect"),
               help="With --paired: every latent mean moves by this many scale points.")
-@click.option("--effect-persona-factor", type=float, default=1.0, show_default=True,
+@click.option("--effect-persona-factor", "persona_factor", type=float, **_spec("persona_factor", "Effect"),
               help="With --paired: the personas' spread around the item centres is multiplied by this.")
-@click.option("--effect-within-factor", type=float, default=1.0, show_default=True,
+@click.option("--effect-within-factor", "within_factor", type=float, **_spec("within_factor", "Effect"),
               help="With --paired: the within-cell spread (one persona's inconsistency) is multiplied by this.")
 @store_option
 @format_option
 @guard
 def simulate(runs: int, personas: int | None, old_personas: int | None, items_from: str | None, seed: int,
-             model_prefix: str, paired: bool, effect_shift: float, effect_persona_factor: float,
-             effect_within_factor: float, store_dir: str | None, fmt: str, **spec_fields: float | None) -> None:
+             model_prefix: str, paired: bool, shift: float | None, persona_factor: float | None,
+             within_factor: float | None, store_dir: str | None, fmt: str, **spec_fields: float | None) -> None:
     """Write simulated runs with known ground truth (provenance `simulated`; never model data).
 
     Prints the run ids; the table, csv and json formats add each run's true S and sigma_bar, and
@@ -151,15 +151,15 @@ def simulate(runs: int, personas: int | None, old_personas: int | None, items_fr
     given = {k: v for k, v in {**spec_fields, "personas": personas or old_personas}.items() if v is not None}
     spec = sim.Spec(**given)  # type: ignore[arg-type]
     store, instrument = open_store(store_dir, write=True), load_instrument(items_from)
+    changes: dict[str, Any] = {"shift": shift, "persona_factor": persona_factor, "within_factor": within_factor}
+    effect = sim.Effect(**{k: v for k, v in changes.items() if v is not None})
     if paired:
-        effect = sim.Effect(shift=effect_shift, persona_factor=effect_persona_factor,
-                            within_factor=effect_within_factor)
         truths = sim.simulate_pairs(store, instrument, pairs=runs, spec=spec, effect=effect, seed=seed,
                                     model_prefix=model_prefix)
         emit(records(truths, ["run_id", "variant", "true_S", "true_sigma_bar", "true_R", "expected_S",
                               "expected_sigma_bar", "expected_R"]), fmt)
         return
-    if (effect_shift, effect_persona_factor, effect_within_factor) != (0.0, 1.0, 1.0):
+    if effect != sim.Effect():
         raise ToolkitError("the --effect-* options describe a paired design: add --paired")
     truths = sim.simulate(store, instrument, runs=runs, spec=spec, seed=seed, model_prefix=model_prefix)
     emit(records(truths, ["run_id", "true_S", "true_sigma_bar"]), fmt)
