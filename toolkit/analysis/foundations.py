@@ -178,23 +178,28 @@ def _covered(runs: list[RunManifest], personas: PersonaFilter) -> list[RunManife
 PROFILE_KINDS = ("self", "set", "persona")
 
 
-def profiles_of(store: Store | None = None, selection: Selection = EVERY_RUN, *, of: str | None = None,
-                personas: PersonaFilter | None = None, on_error: OnError = "raise") -> tuple[str, Result]:
-    """The profiles `toolkit profiles` prints, and which kind: of no-persona runs ("self", the
-    default), of a set of personas ("set", the default when a persona filter is given), or of
-    each persona ("persona")."""
+def profile_kind(of: str | None, personas: PersonaFilter | None) -> str:
+    """Which profiles are asked for: of no-persona runs ("self", the default), of a set of
+    personas ("set", the default when a persona filter is given), or of each persona."""
     filtered = personas is not None and personas != PersonaFilter()
     of = of or ("set" if filtered else "self")
     if of not in PROFILE_KINDS:
         raise ToolkitError(f"profiles of {of!r}? choose from {', '.join(PROFILE_KINDS)}")
-    if of == "self":
-        if filtered:
-            raise ToolkitError("--personas, --persona-ids and --exclude-persona-ids need --of set or persona")
-        return of, profiles(store, selection, on_error=on_error)
+    if of == "self" and filtered:
+        raise ToolkitError("--personas, --persona-ids and --exclude-persona-ids need --of set or persona")
+    return of
+
+
+def profiles_of(store: Store | None = None, selection: Selection = EVERY_RUN, *, of: str | None = None,
+                personas: PersonaFilter | None = None, on_error: OnError = "raise") -> Result:
+    """The profiles `toolkit profiles` prints, of the kind ``profile_kind`` gives."""
+    kind = profile_kind(of, personas)
+    if kind == "self":
+        return profiles(store, selection, on_error=on_error)
     chosen = personas or PersonaFilter()
-    if of == "persona":
-        return of, persona_profiles(store, selection, personas=chosen, on_error=on_error)
-    return of, persona_set_profiles(store, selection, personas=chosen, on_error=on_error)
+    if kind == "persona":
+        return persona_profiles(store, selection, personas=chosen, on_error=on_error)
+    return persona_set_profiles(store, selection, personas=chosen, on_error=on_error)
 
 
 def self_profiles_of_models(store: Store, selection: Selection, models: list[str]) -> pl.DataFrame:

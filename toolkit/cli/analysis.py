@@ -135,18 +135,16 @@ def profiles(selection: Selection, of: str | None, personas_file: str | None, pe
              fmt: str) -> None:
     """Moral-foundation profiles: mean rating and mean within-question std per group, of
     no-persona ("self") runs, of each persona, or over a set of personas (paper Appendix C)."""
-    from ..analysis.foundations import persona_filter, profiles_of, self_profiles_of_models
+    from ..analysis.foundations import persona_filter, profile_kind, profiles_of, self_profiles_of_models
     from ..errors import ToolkitError
 
     filt = persona_filter(personas_file, ints(persona_ids, "--persona-ids"),
                           ints(exclude_persona_ids, "--exclude-persona-ids"))
-    if plot_path and (of or "set") != "set":
+    if plot_path and profile_kind(of, filt) != "set":  # before any work
         raise ToolkitError("--plot draws set profiles: use it with --of set")
     check_plot(plot_path, dpi)
     store = open_store(store_dir)
-    kind, result = profiles_of(store, selection, of=of, personas=filt, on_error="skip")
-    if plot_path and kind != "set":
-        raise ToolkitError("--plot draws set profiles: use it with --of set")
+    result = profiles_of(store, selection, of=of, personas=filt, on_error="skip")
     emit(result.frame, fmt)
     if plot_path and len(result.frame):
         selves = self_profiles_of_models(store, selection, result.frame["model"].unique().to_list())
