@@ -87,15 +87,19 @@ def gather(store: Store, selection: Selection = EVERY_RUN, *, options: AnalysisO
     has already computed (the audit) are passed in and not computed again."""
     runs = selection.resolve(store)
 
-    def ids(*modes: str) -> Selection:
-        return Selection(run_id=[m.run_id for m in runs if m.mode in modes])
+    def of(*modes: str) -> Selection | None:
+        """The selected runs of these modes, or None when there are none."""
+        ids = [m.run_id for m in runs if m.mode in modes]
+        return Selection(run_id=ids) if ids else None
+
+    rated, selves_sel, persona_sel, logprob_sel = of("persona", "logprob"), of("self"), of("persona"), of("logprob")
 
     skipped: list[str] = []
     notes: list[str] = []
     if metrics is None:
         metrics = pl.DataFrame()
-        if ids("persona", "logprob").run_id:
-            analysis = analyze(store, ids("persona", "logprob"), by_group=True, options=options, on_error="skip")
+        if rated is not None:
+            analysis = analyze(store, rated, by_group=True, options=options, on_error="skip")
             metrics, skipped, notes = analysis.frame, [*analysis.skipped], [*analysis.notes]
     if comparison is None:
         variants = set(metrics["variant"]) if len(metrics) else set()
@@ -105,13 +109,13 @@ def gather(store: Store, selection: Selection = EVERY_RUN, *, options: AnalysisO
             comparison, notes = compared.frame, notes + list(compared.skipped)
     if self_profiles is None:
         self_profiles = pl.DataFrame()
-        if ids("self").run_id:
-            selves = profiles(store, ids("self"), on_error="skip")
+        if selves_sel is not None:
+            selves = profiles(store, selves_sel, on_error="skip")
             self_profiles, skipped = selves.frame, skipped + list(selves.skipped)
-    sets = (persona_set_profiles(store, ids("persona"), on_error="skip").frame if ids("persona").run_id
+    sets = (persona_set_profiles(store, persona_sel, on_error="skip").frame if persona_sel is not None
             else pl.DataFrame())
-    curve = (curves(store, ids("logprob"), points=CURVE_POINTS, options=options, on_error="skip").frame
-             if ids("logprob").run_id else pl.DataFrame())
+    curve = (curves(store, logprob_sel, points=CURVE_POINTS, options=options, on_error="skip").frame
+             if logprob_sel is not None else pl.DataFrame())
     desc = selection.describe() or "every run"
     return SiteData(store=store, title=title or f"Report: {store.root.name}", selection={"runs": desc}, runs=runs,
                     metrics=metrics, comparison=comparison, self_profiles=self_profiles, set_profiles=sets,
