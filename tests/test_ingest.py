@@ -295,3 +295,13 @@ def test_show_prints_a_logprob_cells_digit_probabilities_and_top_tokens():
     top = json.loads(first["top_logprobs"])[0]
     assert f"top tokens: {json.dumps(top['token'])} {math.exp(top['logprob']):.3f}" in res.stdout
     assert run_cli("show", "--mode", "self", "--limit", "1").stdout.count("== ") == 1
+
+
+def test_show_labels_digits_by_the_scale_and_survives_an_unreadable_top_list():
+    """The digit labels are the instrument's ratings (a 1-7 scale starts at 1), and a stored
+    top-k list that is not JSON (the row rule does not check it) is said to be so, not a crash."""
+    from toolkit.report.completions import _logprob_lines
+
+    lines = _logprob_lines([-0.5, None, -2.0], "not json", 1)
+    assert lines[0].startswith("digit probabilities: 1: ") and "2: not in top-k" in lines[0] and "3: " in lines[0]
+    assert lines[1] == "top tokens: (the stored list is not readable JSON)"

@@ -41,7 +41,8 @@ def completions(store: Store, runs: list[RunManifest], *, persona: list[int] | N
     for m in runs:
         df = pl.from_arrow(store.read_run(m, SHOW_COLUMNS))
         assert isinstance(df, pl.DataFrame)
-        df = df.with_columns(pl.lit(m.mode).alias("mode"))  # how the row is scored: render says so
+        scale_min = store.instrument(m.instrument["digest"]).scale_min  # the rating the first digit stands for
+        df = df.with_columns(pl.lit(m.mode).alias("mode"), pl.lit(scale_min).alias("scale_min"))  # render reads them
         for col, wanted in (("persona_id", persona), ("item_id", item), ("repetition", repetition)):
             if wanted is not None:
                 df = df.filter(pl.col(col).is_in(wanted))
@@ -76,16 +77,21 @@ def _block(text: str | None) -> list[str]:
     return [f"  {line}" for line in text.splitlines()] or ['  ""']
 
 
-def _logprob_lines(digits: list[float | None] | None, top: str | None) -> list[str]:
+def _logprob_lines(digits: list[float | None] | None, top: str | None, scale_min: int) -> list[str]:
     """A logprob row for a person: the digits' probabilities (renormalised over the digits, as
-    the logit method uses them) and the first tokens of the server's top-k list."""
+    the logit method uses them) and the first tokens of the server's top-k list (a list that
+    is not readable JSON is said to be so, as a request is shown raw: the row rule does not
+    check it)."""
     out = []
     if digits:
         L = np.array([np.nan if v is None else v for v in digits], dtype=np.float64)[None, :]
         probs = digit_probabilities(L)[0]
         out.append("digit probabilities: " + ", ".join(
-            f"{k}: {'not in top-k' if np.isnan(L[0, k]) else f'{p:.3f}'}" for k, p in enumerate(probs)))
-    listed = parse_json(top) if top else None
+            f"{scale_min + k}: {'not in top-k' if np.isnan(L[0, k]) else f'{p:.3f}'}" for k, p in enumerate(probs)))
+    try:
+        listed = parse_json(top) if top else None
+    except (TypeError, ValueError):
+        return out + ["top tokens: (the stored list is not readable JSON)"]
     if isinstance(listed, list) and listed:
         from ..numerics import exp
 
@@ -109,7 +115,7 @@ def render(df: pl.DataFrame) -> str:
         finish = f", finish reason {r['finish_reason']}" if r["finish_reason"] else ""
         if r.get("mode") == "logprob":  # no sampled rating: the digits' probabilities are the answer
             out.append(f"logprob cell: scored from the stored digit log-probabilities, not from a rating{finish}")
-            out += _logprob_lines(r["digit_logprobs"], r["top_logprobs"])
+            out += _logprob_lines(r["digit_logprobs"], r["top_logprobs"], r["scale_min"])
         else:
             rating = "no valid rating" if r["rating"] == -1 else str(r["rating"])
             out.append(f"rating {rating} (after {r['failures']} failed attempt(s){finish})")
