@@ -1,10 +1,12 @@
 """Bias of the published sigma_bar and R, and of their c4-corrected companions, against the
-generating model's within-cell SD (``toolkit simulate``'s ``true_sigma_bar``).
+generating model's within-cell SD (``toolkit simulate``'s ``true_sigma_bar``); and of S and
+S_corrected against the spread of the cells' true means (``true_S``).
 
     python benchmarks/bench_bias.py [--runs 20] [--personas 100]
 
 Prints, per repetitions a cell and share of unparseable answers, the mean relative error over
-the runs of sigma_bar, sigma_bar_corrected, R and R_corrected (R against 1 / true_sigma_bar).
+the runs of sigma_bar, sigma_bar_corrected, R and R_corrected (R against 1 / true_sigma_bar),
+S and S_corrected.
 docs/statistics.md quotes its output.
 """
 
@@ -30,7 +32,7 @@ def main() -> None:
     inst = load_instrument()
     options = AnalysisOptions(bootstrap=0, rerun_bootstrap=0)
     t0 = time.perf_counter()
-    print("n   invalid  sigma_bar  sigma_bar_corrected  R        R_corrected")
+    print("n   invalid  sigma_bar  sigma_bar_corrected  R        R_corrected  S        S_corrected")
     with tempfile.TemporaryDirectory() as tmp:
         for n in (3, 5, 10):
             for invalid in (0.0, 0.2):
@@ -38,15 +40,17 @@ def main() -> None:
                 truths = {t.run_id: t for t in simulate(store, inst, runs=args.runs, seed=n, spec=Spec(
                     personas=args.personas, repetitions=n, invalid_share=invalid))}
                 frame = analyze(store, options=options, corrected=True).frame
-                err = dict.fromkeys(("sigma_bar", "sigma_bar_corrected", "R", "R_corrected"), 0.0)
+                err = dict.fromkeys(("sigma_bar", "sigma_bar_corrected", "R", "R_corrected", "S", "S_corrected"), 0.0)
                 for row in frame.iter_rows(named=True):
                     true = truths[row["run_id"]].true_sigma_bar
+                    for k in ("S", "S_corrected"):
+                        err[k] += (row[k] / truths[row["run_id"]].true_S - 1) / len(frame)
                     for k in ("sigma_bar", "sigma_bar_corrected"):
                         err[k] += (row[k] / true - 1) / len(frame)
                     for k in ("R", "R_corrected"):
                         err[k] += (row[k] * true - 1) / len(frame)
                 print(f"{n:<3d} {invalid:<8.1f} {err['sigma_bar']:+9.1%}  {err['sigma_bar_corrected']:+19.1%}  "
-                      f"{err['R']:+7.1%}  {err['R_corrected']:+11.1%}")
+                      f"{err['R']:+7.1%}  {err['R_corrected']:+11.1%}  {err['S']:+7.1%}  {err['S_corrected']:+11.1%}")
     print(f"({args.runs} runs of {args.personas} personas each; {time.perf_counter() - t0:.1f} s)")
 
 

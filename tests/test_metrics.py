@@ -61,16 +61,18 @@ def test_hand_worked_case():
 
 def test_corrected_susceptibility_hand_worked():
     """S_corrected by hand on HAND: per item, the across-persona variance of the cell means minus
-    the mean over personas of s^2/n (0 for a single answer), floored at 0, square-rooted."""
+    the mean over personas of s^2/n (for a single answer, the item's pooled s^2 of the cells
+    with two or more answers), floored at 0, square-rooted."""
     c = counts_of(HAND)
     n, mu, sigma = cell_moments(c, np.arange(6))
     G = group_matrix([0, 1], 2)
     _, _, S_corr = point_estimates(mu, sigma, G, repetition_noise(n, sigma))
     # item 1: means 10/3, 2, 2 (ddof=1 variance 16/27); s^2/n = 1/9, 1/3, 0 -> mean 4/27; sqrt(12/27) = 2/3
     want_1 = 2 / 3
-    # item 2: means 5, 0, 14/3; s^2/n = 0, 0 (n = 1), 1/9 -> mean 1/27
+    # item 2: means 5, 0, 14/3; s^2 = 0 (n = 2), 1/3 (n = 3): pooled 1/6, the noise of the
+    # one-answer cell of persona 1; s^2/n = 0, 1/6, 1/9 -> mean 5/54
     var_2 = statistics.variance([5, 0, 14 / 3])
-    want_2 = max(var_2 - (1 / 9) / 3, 0.0) ** 0.5
+    want_2 = max(var_2 - 5 / 54, 0.0) ** 0.5
     assert S_corr[1] == pytest.approx(want_1, rel=1e-13)
     assert S_corr[2] == pytest.approx(want_2, rel=1e-13)
     assert S_corr[0] == pytest.approx((want_1 + want_2) / 2, rel=1e-13)

@@ -135,10 +135,23 @@ def corrected_sigma_bar(sums: np.ndarray, included: np.ndarray, G: ItemGroups) -
 
 
 def repetition_noise(n: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """sigma_pq^2 / n_pq, the variance finite repetitions add to a cell mean (0 when n < 2:
-    a single answer says nothing about it)."""
+    """sigma_pq^2 / n_pq, the variance finite repetitions add to a cell mean.
+
+    A cell with one valid answer has a mean as noisy as a single answer, but no SD of its own:
+    counting its noise as 0 (as S_corrected once did) leaves that noise in the persona spread
+    and biases S_corrected high. Such a cell (on a (personas, items) grid) gets its item's
+    pooled within-cell variance, the mean sigma^2 of the item's cells with two or more answers
+    (an unbiased estimate of sigma^2, so of the noise of a one-answer mean); 0 when the item
+    has no such cell. Cells with no answer add nothing."""
+    n = np.asarray(n)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n >= 2, sigma * sigma / n, 0.0)
+        noise = np.where(n >= 2, sigma * sigma / n, 0.0)
+        one = n == 1
+        if n.ndim == 2 and one.any():
+            counted = n >= 2
+            pooled = np.where(counted, sigma * sigma, 0.0).sum(axis=0) / counted.sum(axis=0)
+            noise = np.where(one, np.where(np.isfinite(pooled), pooled, 0.0)[None, :], noise)
+    return np.asarray(noise)
 
 
 def corrected_tau(var: np.ndarray, noise_mean: np.ndarray) -> np.ndarray:
@@ -424,7 +437,9 @@ def rerun_sums(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma: np.
     flat = counts.reshape(-1, K)
     distinct = (flat > 0).sum(axis=1)
     fixed = (distinct < 2).reshape(P, Q)
-    const = _cell_stats(np.where(fixed, mu - centre, 0.0), np.where(fixed, sigma, 0.0), 0).sum(axis=0)  # (Q, 4)
+    const = _cell_stats(np.where(fixed, mu - centre, 0.0), np.where(fixed, sigma, 0.0), 0).sum(axis=0)  # (Q, 5)
+    # a fixed cell's noise: 0 for n >= 2 (its SD is 0), the item's pooled variance for n = 1
+    const[:, 3] = np.where(fixed, repetition_noise(counts.sum(axis=2), sigma), 0.0).sum(axis=0)
     acc = np.repeat(const[:, None, :], draws, axis=1)  # (Q, draws, 4)
     var_idx = np.flatnonzero(distinct >= 2)
     if var_idx.size:
