@@ -4,6 +4,7 @@ demo store, reads it from any folder, and never writes inside site-packages."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -28,9 +29,14 @@ def test_the_package_list_covers_every_package_in_the_tree():
 
 
 def test_wheel_install_reads_the_demo_store_and_never_writes_into_the_package(tmp_path):
+    # built from a copy: setuptools leaves a build/ folder in the tree it builds, and a stale one
+    # (from an older layout) would be packed into the next wheel of the checkout
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache"))
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(wheels), str(ROOT)], check=True, capture_output=True)
+                    str(wheels), str(source)], check=True, capture_output=True)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"

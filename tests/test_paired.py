@@ -320,3 +320,72 @@ def test_t_quantile_and_the_expansion_against_scipy():
         want = np.sqrt(units / (units - 1)) * stats.t.ppf(0.975, units - 1) / stats.norm.ppf(0.975)
         assert expansion(units, 0.95) == pytest.approx(want, rel=2e-5)
     assert expansion(2, 0.95) == 1.0 and 1 < expansion(1000, 0.95) < 1.002
+
+
+def _direct_corrected_sigma(counts, G):
+    """sigma_bar_corrected by its definition, independently: per group, the mean over the cells
+    with two or more answers of the ddof=1 SD over c4(n), c4 from scipy's gamma function."""
+    from scipy.special import gammaln
+
+    n = counts.sum(axis=2)
+    s1 = (counts * SCALE).sum(axis=2)
+    s2 = (counts * SCALE * SCALE).sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sd = np.sqrt(np.maximum(s2 - s1 * s1 / n, 0) / (n - 1))
+        c4 = np.sqrt(2 / (n - 1)) * np.exp(gammaln(n / 2) - gammaln((n - 1) / 2))
+    ok = n >= 2
+    val = np.where(ok, sd / np.where(ok, c4, 1), 0.0)
+    groups = np.asarray(G.of_items)
+    out = [val[:, ok.any(axis=0)].sum() / ok.sum()]
+    out += [val[:, groups == g].sum() / ok[:, groups == g].sum() for g in range(G.n)]
+    return np.array(out)
+
+
+def test_corrected_companions_of_a_paired_comparison():
+    """compare_pair(corrected=True) leaves the four published metrics' bits alone and adds
+    sigma_bar_corrected and R_corrected whose values, bootstrap SEs and permutation p-values
+    equal a direct recomputation from the resampled count tensors (c4 from scipy here)."""
+    a, b = _pair(P=12)
+    a[0, 1] = 0
+    a[0, 1, 3] = 1  # a one-answer cell: left out of the corrected sigma_bar
+    G = ItemGroups([0, 0, 1, 1], 2)
+    opts = AnalysisOptions(bootstrap=40, permutations=30, ci_method="percentile")
+    plain = compare_pair(a, b, SCALE, G, opts, (np.random.default_rng(1), np.random.default_rng(2)), True)
+    both = compare_pair(a, b, SCALE, G, opts, (np.random.default_rng(1), np.random.default_rng(2)), True,
+                        corrected=True)
+    assert both.metrics == METRICS + ("sigma_bar_corrected", "R_corrected")
+    for field in ("baseline", "estimate", "delta_se", "ci_low", "ci_high", "p_value"):
+        np.testing.assert_array_equal(getattr(both, field)[:4], getattr(plain, field))
+    np.testing.assert_allclose(both.baseline[4], _direct_corrected_sigma(a, G), rtol=1e-12)
+    np.testing.assert_allclose(both.estimate[5], 1 / _direct_corrected_sigma(b, G), rtol=1e-12)
+    P = a.shape[0]
+    idx = np.random.default_rng(1).integers(0, P, size=(40, P))
+    direct = np.array([_direct_corrected_sigma(b[i], G) - _direct_corrected_sigma(a[i], G) for i in idx])
+    np.testing.assert_allclose(both.delta_se[4], direct.std(axis=0, ddof=1), rtol=1e-9)
+    swap = np.random.default_rng(2).integers(0, 2, size=(30, P)).astype(bool)
+    observed = _direct_corrected_sigma(b, G) - _direct_corrected_sigma(a, G)
+    extreme = 0
+    for s in swap:
+        swapped_a, swapped_b = np.where(s[:, None, None], b, a), np.where(s[:, None, None], a, b)
+        d = _direct_corrected_sigma(swapped_b, G) - _direct_corrected_sigma(swapped_a, G)
+        extreme = extreme + (np.abs(d) >= np.abs(observed) * (1 - 1e-9))
+    np.testing.assert_array_equal(both.p_value[4], (1 + extreme) / 31)
+
+
+def test_cli_compare_corrected_agrees_with_analyze_corrected(tmp_path):
+    store = _sim_store(tmp_path)
+    common = ["--store", str(store.root), "--format", "csv", "--bootstrap", "200", "--permutations", "200"]
+    res = run_cli("compare", "--paired", "--corrected", *common)
+    assert res.returncode == 0, res.stderr
+    df = pl.read_csv(io.StringIO(res.stdout))
+    assert df["metric"].to_list() == list(METRICS) + ["sigma_bar_corrected", "R_corrected"]
+    plain = pl.read_csv(io.StringIO(run_cli("compare", "--paired", *common).stdout))
+    assert df.head(4).equals(plain)
+    an = pl.read_csv(io.StringIO(run_cli("analyze", "--corrected", "--store", str(store.root), "--format", "csv",
+                                         "--bootstrap", "10", "--rerun-bootstrap", "5").stdout))
+    for metric in ("sigma_bar_corrected", "R_corrected"):
+        row = df.filter(pl.col("metric") == metric).row(0, named=True)
+        assert row["baseline"] == an.filter(pl.col("variant") == "base")[metric][0]
+        assert row["estimate"] == an.filter(pl.col("variant") == "insecure-code")[metric][0]
+    refused = run_cli("compare", "--corrected", *common)
+    assert refused.returncode != 0 and "--corrected applies to --paired" in refused.stderr

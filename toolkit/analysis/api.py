@@ -27,7 +27,7 @@ from .logit import curve_frames as curves_for
 from .logit import load_logprobs, temperature_grid
 from .metrics import instrument_groups
 from .options import DEFAULT, AnalysisOptions
-from .paired import METRICS, PairResult, compare_pair
+from .paired import PairResult, compare_pair
 from .result import OnError, Result, collector, result
 from .scoring import score_units
 from .seeds import rng_for
@@ -300,7 +300,7 @@ def pairing(base: RunCounts, base_ids: np.ndarray, other: RunCounts, other_ids: 
 
 
 def _pair_task(base: RunCounts, base_ids: np.ndarray, other: RunCounts, other_ids: np.ndarray,
-               common: np.ndarray | None, options: AnalysisOptions) -> PairResult:
+               common: np.ndarray | None, options: AnalysisOptions, corrected: bool) -> PairResult:
     """One comparison, paired on ``common`` (``pairing``'s verdict) or as independent samples;
     seeds come from both runs' content."""
     paired = common is not None
@@ -309,11 +309,12 @@ def _pair_task(base: RunCounts, base_ids: np.ndarray, other: RunCounts, other_id
     b = other.counts[np.isin(other.persona_ids, b_ids)]
     content = f"{base.input_digest}|{other.input_digest}|{'paired' if paired else 'unpaired'}"
     rngs = (rng_for(content, "compare", options.seed, "bootstrap"), rng_for(content, "compare", options.seed, "test"))
-    return compare_pair(a, b, base.instrument.scale, instrument_groups(base.instrument), options, rngs, paired)
+    return compare_pair(a, b, base.instrument.scale, instrument_groups(base.instrument), options, rngs, paired,
+                        corrected)
 
 
-def _pair_chunk(jobs: list[tuple[Any, ...]], options: AnalysisOptions) -> list[PairResult]:
-    return [_pair_task(a, a_ids, b, b_ids, common, options) for a, a_ids, b, b_ids, common in jobs]
+def _pair_chunk(jobs: list[tuple[Any, ...]], options: AnalysisOptions, corrected: bool) -> list[PairResult]:
+    return [_pair_task(a, a_ids, b, b_ids, common, options, corrected) for a, a_ids, b, b_ids, common in jobs]
 
 
 def paired_compare(
@@ -324,11 +325,13 @@ def paired_compare(
     family: Callable[[str], str] = strip_variant_suffix,
     by_group: bool = False,
     unpaired: bool = False,
+    corrected: bool = False,
     options: AnalysisOptions = DEFAULT,
     on_error: OnError = "raise",
 ) -> Result:
     """Each run against the baseline-variant run of its family at its temperature: for S,
-    sigma_bar, R and S_corrected the difference with its bootstrap SE, a ``ci_level`` interval
+    sigma_bar, R and S_corrected (with ``corrected``, also sigma_bar_corrected and R_corrected,
+    as `analyze --corrected` computes them) the difference with its bootstrap SE, a ``ci_level`` interval
     (BCa or percentile), a two-sided permutation p-value and, across the groups of one metric,
     Holm-adjusted p-values. Runs answered by the same personas are compared paired (on the
     personas both retain); otherwise, or with ``unpaired``, as independent samples, and the
@@ -352,14 +355,14 @@ def paired_compare(
         common, how = pairing(base_rc, base_ids, rc, ids, unpaired, options)
         jobs_in.append((base_rc, base_ids, rc, ids, common))
         meta.append((family(m.model), m, base_rc.manifest, ["all"] + rc.instrument.groups, how))
-    tasks = [delayed(_pair_chunk)(c, options) for c in chunks(jobs_in, options.jobs)]
+    tasks = [delayed(_pair_chunk)(c, options, corrected) for c in chunks(jobs_in, options.jobs)]
     results = [r for part in options.workers.run(tasks) for r in part]
     rows = []
     for (fam, m, bm, names, how), res in zip(meta, results):
         width = len(names) if by_group else 1
-        holm_p = np.stack([holm(res.p_value[k, :width]) for k in range(len(METRICS))])
+        holm_p = np.stack([holm(res.p_value[k, :width]) for k in range(len(res.metrics))])
         for g in range(width):
-            for k, metric in enumerate(METRICS):
+            for k, metric in enumerate(res.metrics):
                 rows.append({
                     "family": fam, "model": m.model, "variant": m.variant, "group": names[g], "metric": metric,
                     "baseline": res.baseline[k, g], "estimate": res.estimate[k, g], "delta": res.delta[k, g],

@@ -13,7 +13,8 @@ Unpaired (different persona sets): each run is resampled on its own, and the tes
 persona labels between the pooled runs.
 
 Every statistic is a function of per-item sums over personas of (mu - c), (mu - c)^2, sigma
-and sigma^2/n, so bootstrap draws, jackknife leave-one-outs and permutations are all matrix
+and sigma^2/n (and, for the corrected companions, sigma / c4(n) and whether a cell has two
+answers), so bootstrap draws, jackknife leave-one-outs and permutations are all matrix
 products with integer weights (numerics.exact_products: the same bits on any machine).
 """
 
@@ -28,7 +29,9 @@ from .intervals import acceleration, bca_interval, expanded, expansion, percenti
 from .metrics import (
     ItemGroups,
     cell_moments,
+    corrected_sigma_bar,
     from_sums,
+    inverse_c4,
     persona_values,
     point_estimates,
     repetition_noise,
@@ -37,12 +40,14 @@ from .metrics import (
 from .options import AnalysisOptions
 
 METRICS = ("S", "sigma_bar", "R", "S_corrected")
+CORRECTED = ("sigma_bar_corrected", "R_corrected")  # compared on request (`compare --corrected`)
 TIE = 1e-12  # relative slack when counting permutation statistics "at least as extreme"
 
 
 @dataclass
 class PairResult:
-    """Everything about one comparison, per metric (axis 0, METRICS order) and group (axis 1)."""
+    """Everything about one comparison, per metric (axis 0: METRICS, then CORRECTED when asked
+    for) and group (axis 1)."""
 
     baseline: np.ndarray  # (4, G) baseline run's values on the compared personas
     estimate: np.ndarray  # (4, G) other run's values
@@ -55,6 +60,10 @@ class PairResult:
     p_value: np.ndarray
     paired: bool
     personas: tuple[int, int]
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return METRICS + CORRECTED if self.baseline.shape[0] > len(METRICS) else METRICS
 
     @property
     def delta(self) -> np.ndarray:
@@ -72,11 +81,26 @@ def unit_values(counts: np.ndarray, scale: np.ndarray, centre: np.ndarray) -> np
     return persona_values(mu, sigma, repetition_noise(n, sigma), centre)
 
 
+def _units(moments: tuple[np.ndarray, np.ndarray, np.ndarray], centre: np.ndarray, corrected: bool) -> np.ndarray:
+    """(P, 4Q) persona values, or (P, 6Q) with the corrected blocks sigma / c4(n) and n >= 2."""
+    n, mu, sigma = moments
+    X = persona_values(mu, sigma, repetition_noise(n, sigma), centre)
+    if not corrected:
+        return X
+    return np.concatenate([X, sigma * inverse_c4(n), (n >= 2).astype(np.float64)], axis=1)
+
+
 def metrics_from_sums(sums: np.ndarray, P: int, G: ItemGroups) -> np.ndarray:
-    """(4, ..., G) values of METRICS from (..., 4Q) sums over P personas."""
-    S, sig, S_corr = from_sums(sums, P, G)
+    """(4, ..., G) values of METRICS from (..., 4Q) sums over P personas; (6, ..., G) with
+    CORRECTED from (..., 6Q) sums (``_units`` with ``corrected``)."""
+    Q = len(G.of_items)
+    S, sig, S_corr = from_sums(sums[..., : 4 * Q], P, G)
     with np.errstate(divide="ignore"):
-        return np.stack([S, sig, 1.0 / sig, S_corr])
+        values = [S, sig, 1.0 / sig, S_corr]
+        if sums.shape[-1] > 4 * Q:
+            sig_c = corrected_sigma_bar(sums[..., 4 * Q : 5 * Q], sums[..., 5 * Q :], G)
+            values += [sig_c, 1.0 / sig_c]
+        return np.stack(values)
 
 
 def point_metrics(counts: np.ndarray, scale: np.ndarray, G: ItemGroups) -> np.ndarray:
@@ -84,23 +108,34 @@ def point_metrics(counts: np.ndarray, scale: np.ndarray, G: ItemGroups) -> np.nd
     return _metrics_of(cell_moments(counts, scale), G)
 
 
-def _metrics_of(moments: tuple[np.ndarray, np.ndarray, np.ndarray], G: ItemGroups) -> np.ndarray:
+def _metrics_of(moments: tuple[np.ndarray, np.ndarray, np.ndarray], G: ItemGroups,
+                X: np.ndarray | None = None) -> np.ndarray:
+    """The point values as `analyze` computes them; CORRECTED too when ``X`` has their blocks
+    (their sums over personas are what `analyze --corrected` divides)."""
     n, mu, sigma = moments
     S, sig, S_corr = point_estimates(mu, sigma, G, repetition_noise(n, sigma))
     with np.errstate(divide="ignore"):
-        return np.stack([S, sig, 1.0 / sig, S_corr])
+        values = [S, sig, 1.0 / sig, S_corr]
+        Q = mu.shape[1]
+        if X is not None and X.shape[1] > 4 * Q:
+            sums = X.sum(axis=0)
+            sig_c = corrected_sigma_bar(sums[4 * Q : 5 * Q], sums[5 * Q :], G)
+            values += [sig_c, 1.0 / sig_c]
+        return np.stack(values)
 
 
 def compare_pair(base: np.ndarray, other: np.ndarray, scale: np.ndarray, G: ItemGroups, options: AnalysisOptions,
-                 rngs: tuple[np.random.Generator, np.random.Generator], paired: bool) -> PairResult:
+                 rngs: tuple[np.random.Generator, np.random.Generator], paired: bool,
+                 corrected: bool = False) -> PairResult:
     """Compare two count tensors (P, Q, K). ``paired``: the rows are the same personas in order.
-    ``rngs``: the bootstrap and the permutation streams."""
+    ``rngs``: the bootstrap and the permutation streams. ``corrected``: also CORRECTED, from the
+    same draws and permutations (the first four metrics are the same bits either way)."""
     rng_boot, rng_perm = rngs
     ma, mb = cell_moments(base, scale), cell_moments(other, scale)  # (n, mu, sigma) of each run, once
     centre = np.concatenate([ma[1], mb[1]]).mean(axis=0)  # one centre for both: permuted rows mix them
-    Xa, Xb = (persona_values(mu, sigma, repetition_noise(n, sigma), centre) for n, mu, sigma in (ma, mb))
+    Xa, Xb = _units(ma, centre, corrected), _units(mb, centre, corrected)
     Pa, Pb = Xa.shape[0], Xb.shape[0]
-    est_a, est_b = _metrics_of(ma, G), _metrics_of(mb, G)
+    est_a, est_b = _metrics_of(ma, G, Xa), _metrics_of(mb, G, Xb)
     B = options.bootstrap
     if paired:
         W = resample_weights(Pa, B, rng_boot)
@@ -168,7 +203,7 @@ def _permutation_p(Xa: np.ndarray, Xb: np.ndarray, G: ItemGroups, draws: int, rn
     """Two-sided p-value of every metric's difference, (1 + #{|d*| >= |d|}) / (1 + draws)."""
     Pa, Pb = Xa.shape[0], Xb.shape[0]
     if draws <= 0:
-        return np.full((len(METRICS), G.width), np.nan)
+        return np.full((metrics_from_sums(Xa.sum(axis=0), Pa, G).shape[0], G.width), np.nan)
     total_a, total_b = Xa.sum(axis=0), Xb.sum(axis=0)
     if paired:
         swap = rng.integers(0, 2, size=(draws, Pa)).astype(np.float64)

@@ -78,13 +78,15 @@ def analyze(selection: Selection, by: str, corrected: bool, columns: str | None,
                    "run, group and metric; runs of the same personas are resampled together.")
 @click.option("--unpaired", is_flag=True, help="With --paired: treat the two runs as independent samples anyway.")
 @click.option("--wide", is_flag=True, help="With --paired: also the Δ% intervals, persona counts and run ids.")
+@click.option("--corrected", is_flag=True, help="With --paired: also sigma_bar_corrected and R_corrected (as "
+              "`analyze --corrected` computes them), from the same draws and permutations.")
 @COLUMNS_OPTION
 @store_option
 @format_option
 @guard
 @analysis_options(tests=True)
 def compare(selection: Selection, baseline: str, by: str, summary: bool, paired: bool, unpaired: bool, wide: bool,
-            columns: str | None, options: AnalysisOptions, store_dir: str | None, fmt: str) -> None:
+            corrected: bool, columns: str | None, options: AnalysisOptions, store_dir: str | None, fmt: str) -> None:
     """Change of S, R and sigma_bar against the baseline variant of each model: relative change
     (%) with propagated SEs, or with --paired the difference with an interval and a test."""
     import functools
@@ -98,7 +100,7 @@ def compare(selection: Selection, baseline: str, by: str, summary: bool, paired:
         if summary or columns:
             raise ToolkitError("--summary and --columns do not apply to --paired (--wide adds its other columns)")
         result = api.paired_compare(store, selection, baseline=baseline, by_group=by == "group", unpaired=unpaired,
-                                    options=options, on_error="skip")
+                                    corrected=corrected, options=options, on_error="skip")
         emit(result.frame if wide else result.frame.select(api.PAIRED_COLUMNS), fmt)
         if fmt == "table" and len(result.frame):
             click.echo(api.PAIRED_READING)
@@ -106,6 +108,8 @@ def compare(selection: Selection, baseline: str, by: str, summary: bool, paired:
             click.echo(f"note: {note}", err=True)
         finish(result)
         return
+    if corrected:
+        raise ToolkitError("--corrected applies to --paired (or --unpaired) comparisons")
     result = api.compare_runs(store, selection, baseline=baseline, by_group=by == "group", options=options)
     if summary:
         emit(api.compare_summary(result.frame, baseline=baseline), fmt)
