@@ -1,121 +1,139 @@
-"""Coverage of the paired intervals and size of the permutation test against ground truth
-(issue 13, item 7).
+"""Coverage of every interval `compare --paired --corrected` prints, and the size and power of
+its permutation test, over a grid of designs (issue 27).
 
-Pairs of runs are drawn from toolkit.ingest.simulate's PairSpec: each pair draws its own personas, and
-both runs of a pair are answered by those personas (run B's cells: latent means moved by
---shift, within-cell spread times --within-factor). The truth is the generating model's value
-(simulate.pair_truth: exact expected sample sds over 20,000 personas). For each scenario the
-table gives, per metric, the share of pairs whose interval covers the true difference and the
-share the permutation test rejects at 0.05; for comparison, the coverage of the published
-rule applied to two runs (difference +- z * hypot of each run's persona+rerun SE).
+Pairs of runs are drawn from the generating model of `toolkit simulate --paired`
+(``simulate.PairSpec`` and ``pair_distributions``, the same definition): each pair draws its
+own personas, who answer both runs; run B carries one of four effects (none, a shift of every
+latent mean, the persona spread x1.3, the within-cell SD x1.3). For each design P personas x
+n repetitions x effect, the table gives the share of pairs whose 95% BCa interval (the
+default) covers the true difference of each metric, and the share the permutation test
+rejects at 0.05 (under "no change": the test's size).
 
-    python benchmarks/bench_coverage.py [--pairs 1000] [--personas 100] [--items 30] [--repetitions 10]
+The truth is the generating model's (one large draw of personas, shared by A and B, so "no
+change" is exactly 0), for what each metric estimates:
 
-Prints a markdown table; --jobs spreads the pairs over processes (results do not depend on it).
+- S, sigma_bar and R, the published metrics: their expected values with n repetitions a cell
+  (as ``simulate.truth_metrics``: S from the spread of the cells' sample means, sigma_bar the
+  mean expected ddof=1 sample SD, exact over every outcome of n answers);
+- S_corrected: the spread of the cells' true means;
+- sigma_bar_corrected and R_corrected: the cells' population SD (and its inverse). c4(n) is
+  exact for normal answers only, so on a 6-point scale a little bias remains (docs/
+  statistics.md); the two ``(own)`` columns measure the same intervals against what the
+  companions average to at n (E[s] / c4(n)), which separates that bias from calibration.
+
+    python benchmarks/bench_coverage.py [--pairs 400] [--personas 25,50,100] [--repetitions 3,5,10]
+
+Prints a markdown table and the wall time; --jobs spreads the pairs over processes (results do
+not depend on it: every pair's seeds come from its design and index).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from itertools import pairwise
 
 import numpy as np
 from joblib import Parallel, delayed
 
-from toolkit.analysis.metrics import ItemGroups, bootstrap_se, estimate
+from toolkit.analysis.metrics import ItemGroups, c4
 from toolkit.analysis.options import AnalysisOptions
-from toolkit.analysis.paired import METRICS, compare_pair
-from toolkit.ingest.simulate import PairSpec, pair_counts, pair_truth
+from toolkit.analysis.paired import CORRECTED, METRICS, compare_pair
+from toolkit.ingest.simulate import Effect, PairSpec, expected_sd, pair_counts
 
 SCALE = np.arange(6)
+ITEMS = 30
+EFFECTS = {"no change": Effect(), "shift +0.3": Effect(shift=0.3), "persona spread x1.3": Effect(persona_factor=1.3),
+           "within-cell SD x1.3": Effect(within_factor=1.3)}
+NAMES = METRICS + CORRECTED + tuple(f"{m} (own)" for m in CORRECTED)
 
 
-def _published_rule(a: np.ndarray, b: np.ndarray, G: ItemGroups, level: float, rng: np.random.Generator):
-    """Interval of B - A from each run's own SEs (persona and rerun bootstraps in quadrature)."""
-    from scipy.special import ndtri  # imported here: a ufunc imported into __main__ does not pickle to workers
+def truth(n: int, effect: Effect, personas: int, sd_personas: int) -> np.ndarray:
+    """True B - A of every column of NAMES (overall), for n repetitions a cell."""
+    spec = PairSpec(items=ITEMS, repetitions=n, effect=effect)
+    scale = SCALE.astype(np.float64)
+    values = []
+    for probs in spec.distributions(scale, np.random.default_rng(12345), personas):
+        mean_all = (probs * scale).sum(axis=-1)
+        var_all = (probs * (scale * scale)).sum(axis=-1) - mean_all * mean_all
+        spread = np.var(mean_all, axis=0, ddof=1)  # as simulate.truth_metrics, without its costly E[s] part
+        S, S_corr = float(np.sqrt(spread + var_all.mean(axis=0) / n).mean()), float(np.sqrt(spread).mean())
+        few = probs[:sd_personas]  # the SD truths average 30 x sd_personas cells: plenty, and the exact E[s] is costly
+        mean = (few * scale).sum(axis=-1)
+        population_sd = float(np.sqrt(np.maximum((few * (scale * scale)).sum(axis=-1) - mean * mean, 0.0)).mean())
+        sample_sd = float(expected_sd(few, n, SCALE).mean())
+        own = sample_sd / c4(n)
+        values.append([S, sample_sd, 1 / sample_sd, S_corr, population_sd, 1 / population_sd, own, 1 / own])
+    return np.asarray(values[1]) - np.asarray(values[0])
 
-    z = ndtri((1 + level) / 2)
+
+def pairs(P: int, n: int, effect: Effect, start: int, stop: int, options: AnalysisOptions, seed: int,
+          true: np.ndarray) -> np.ndarray:
+    """Per pair: (covered per NAMES column, rejected at 0.05 per metric)."""
+    spec = PairSpec(personas=P, items=ITEMS, repetitions=n, effect=effect)
+    G = ItemGroups(np.zeros(ITEMS, dtype=np.int64), 1)
     out = []
-    for_est = [estimate(x, SCALE, G, persona_draws=2000, rerun_draws=400, rng_persona=rng, rng_rerun=rng)
-               for x in (a, b)]
-    for name in ("S", "sigma"):
-        ses = [np.hypot(bootstrap_se(getattr(e, f"{name}_persona")), bootstrap_se(getattr(e, f"{name}_rerun")))
-               for e in for_est]
-        vals = [e.S if name == "S" else e.sigma_bar for e in for_est]
-        d, se = vals[1] - vals[0], np.hypot(*ses)
-        out.append((d - z * se, d + z * se))
-    (s_lo, s_hi), (g_lo, g_hi) = out
-    sig = [e.sigma_bar for e in for_est]
-    sig_se = [np.hypot(bootstrap_se(e.sigma_persona), bootstrap_se(e.sigma_rerun)) for e in for_est]
-    r = [1 / s for s in sig]
-    r_se = np.hypot(*[se / s**2 for se, s in zip(sig_se, sig)])
-    d_r = r[1] - r[0]
-    return {"S": (s_lo, s_hi), "sigma_bar": (g_lo, g_hi), "R": (d_r - z * r_se, d_r + z * r_se)}
-
-
-def _pairs(spec: PairSpec, start: int, stop: int, options: AnalysisOptions, truth: np.ndarray, seed: int,
-           published: bool) -> np.ndarray:
-    """Per pair: covered (bca, percentile, published rule) and rejected, per metric (overall group)."""
-    G = ItemGroups(np.zeros(spec.items, dtype=np.int64), 1)
-    rows = []
     for i in range(start, stop):
-        rng = np.random.default_rng([seed, i])
-        a, b = pair_counts(spec, SCALE, rng)
-        row = []
-        for method in ("bca", "percentile"):
-            res = compare_pair(a, b, SCALE, G, options.but(ci_method=method),
-                               (np.random.default_rng([seed, i, 1]), np.random.default_rng([seed, i, 2])), True)
-            row.append((res.ci_low[:, 0] <= truth) & (truth <= res.ci_high[:, 0]))
-        rej = res.p_value[:, 0] <= 0.05
-        pub = np.full(len(METRICS), np.nan)
-        if published:
-            intervals = _published_rule(a, b, G, options.ci_level, np.random.default_rng([seed, i, 3]))
-            for k, m in enumerate(METRICS):
-                if m in intervals:
-                    lo, hi = intervals[m]
-                    pub[k] = float(lo[0] <= truth[k] <= hi[0])
-        rows.append(np.stack([row[0], row[1], pub, rej]))
-    return np.array(rows)
+        a, b = pair_counts(spec, SCALE, np.random.default_rng([seed, i]))
+        res = compare_pair(a, b, SCALE, G, options, (np.random.default_rng([seed, i, 1]),
+                                                     np.random.default_rng([seed, i, 2])), True, corrected=True)
+        low, high = res.ci_low[:, 0], res.ci_high[:, 0]
+        low, high = np.r_[low, low[4:]], np.r_[high, high[4:]]  # the companions once more, against "own"
+        covered = (low <= true) & (true <= high)
+        out.append(np.r_[covered, res.p_value[:, 0] <= 0.05])
+    return np.asarray(out, dtype=np.float64)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--pairs", type=int, default=1000)
-    ap.add_argument("--personas", type=int, default=100)
-    ap.add_argument("--items", type=int, default=30)
-    ap.add_argument("--repetitions", type=int, default=10)
-    ap.add_argument("--bootstrap", type=int, default=2000)
-    ap.add_argument("--permutations", type=int, default=2000)
-    ap.add_argument("--within-factor", type=float, default=1.3, help="Scenario 2: within-cell spread of run B.")
-    ap.add_argument("--shift", type=float, default=0.0, help="Scenario 2: latent shift of run B.")
-    ap.add_argument("--no-published", action="store_true", help="Skip the published-rule column (faster).")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", type=int, default=400)
+    ap.add_argument("--personas", default="25,50,100")
+    ap.add_argument("--repetitions", default="3,5,10")
+    ap.add_argument("--bootstrap", type=int, default=1000)
+    ap.add_argument("--permutations", type=int, default=1000)
+    ap.add_argument("--truth-personas", type=int, default=20_000)
+    ap.add_argument("--truth-sd-personas", type=int, default=2_000)
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
     options = AnalysisOptions(bootstrap=args.bootstrap, permutations=args.permutations)
-    base = dict(personas=args.personas, items=args.items, repetitions=args.repetitions)
-    scenarios = [("no change", PairSpec(**base)),
-                 (f"within x{args.within_factor}, shift {args.shift}",
-                  PairSpec(**base, within_factor=args.within_factor, shift=args.shift))]
-    print(f"{args.pairs} pairs per scenario, {args.personas} personas x {args.items} items x {args.repetitions} "
-          f"repetitions, {args.bootstrap} bootstrap draws, {args.permutations} permutations, 95% intervals\n")
-    print("| scenario | metric | true delta | BCa coverage | percentile coverage | published-rule coverage "
-          "| rejected at 0.05 |")
-    print("|---|---|---|---|---|---|---|")
-    for s, (name, spec) in enumerate(scenarios):
-        t0 = time.perf_counter()
-        truth = pair_truth(spec, SCALE, np.zeros(spec.items, dtype=np.int64), 1, seed=10_000 + s)[:, 0]
-        bounds = np.linspace(0, args.pairs, 4 * args.jobs + 1).astype(int)
-        parts = Parallel(n_jobs=args.jobs)(delayed(_pairs)(spec, lo, hi, options, truth, s, not args.no_published)
-                                           for lo, hi in pairwise(bounds.tolist()))
-        res = np.concatenate(parts)  # (pairs, 4, metrics)
-        with np.errstate(invalid="ignore"):
-            share = np.nanmean(res, axis=0)
-        for k, metric in enumerate(METRICS):
-            pub = "—" if np.isnan(res[:, 2, k]).all() else f"{100 * share[2, k]:.1f}%"
-            print(f"| {name} | {metric} | {truth[k]:+.4f} | {100 * share[0, k]:.1f}% | {100 * share[1, k]:.1f}% | "
-                  f"{pub} | {100 * share[3, k]:.1f}% |")
-        print(f"<!-- {name}: {time.perf_counter() - t0:.0f} s -->")
+    Ps = [int(p) for p in args.personas.split(",")]
+    ns = [int(n) for n in args.repetitions.split(",")]
+    t0 = time.perf_counter()
+    designs = [(P, n, name) for n in ns for name in EFFECTS for P in Ps]
+    truths = dict(zip([(n, name) for n in ns for name in EFFECTS], Parallel(n_jobs=args.jobs)(
+        delayed(truth)(n, EFFECTS[name], args.truth_personas, args.truth_sd_personas) for n in ns for name in EFFECTS)))
+    t_truth = time.perf_counter() - t0
+    chunk = max(1, args.pairs // 4)
+    tasks = [(d, lo, min(args.pairs, lo + chunk)) for d in designs for lo in range(0, args.pairs, chunk)]
+    parts = Parallel(n_jobs=args.jobs)(
+        delayed(pairs)(P, n, EFFECTS[name], lo, hi, options, 1_000 * P + 10 * n + list(EFFECTS).index(name),
+                       truths[(n, name)]) for (P, n, name), lo, hi in tasks)
+    results: dict[tuple[int, int, str], list[np.ndarray]] = {d: [] for d in designs}
+    for ((d, _, _), part) in zip(tasks, parts):
+        results[d].append(part)
+    print(f"{args.pairs} pairs per design, {ITEMS} items, {args.bootstrap} bootstrap draws, {args.permutations} "
+          f"permutations; 95% BCa intervals (expanded for P), permutation test at 0.05; truth over "
+          f"{args.truth_personas} personas ({args.truth_sd_personas} for the SD truths)\n")
+    cols = " | ".join(NAMES)
+    print(f"| P | n | effect | {cols} | rejected at 0.05: " + ", ".join(METRICS + CORRECTED) + " |")
+    print("|---" * (4 + len(NAMES)) + "|")
+    worst: dict[str, list[float]] = {m: [] for m in NAMES}
+    sizes = []
+    for d in designs:
+        share = np.concatenate(results[d]).mean(axis=0)
+        cover, reject = share[: len(NAMES)], share[len(NAMES):]
+        for m, c in zip(NAMES, cover):
+            worst[m].append(c)
+        if d[2] == "no change":
+            sizes.extend(reject.tolist())
+        print(f"| {d[0]} | {d[1]} | {d[2]} | " + " | ".join(f"{100 * c:.1f}" for c in cover) + " | "
+              + " / ".join(f"{100 * r:.1f}" for r in reject) + " |")
+    print("\nRange over the designs (coverage %; within 95 ± 2 is the target):\n")
+    for m, cs in worst.items():
+        outside = sum(abs(c - 0.95) > 0.02 for c in cs)
+        print(f"- {m}: {100 * min(cs):.1f}–{100 * max(cs):.1f}, {outside} of {len(cs)} designs outside")
+    print(f"- permutation size under no change: {100 * min(sizes):.1f}–{100 * max(sizes):.1f}% "
+          f"({sum(abs(s - 0.05) > 0.015 for s in sizes)} of {len(sizes)} outside 5 ± 1.5)")
+    print(f"\n(truths {t_truth:.0f} s; total {time.perf_counter() - t0:.0f} s with --jobs {args.jobs})")
 
 
 if __name__ == "__main__":

@@ -15,13 +15,13 @@ from toolkit.analysis.intervals import acceleration, bca_interval, holm, percent
 from toolkit.analysis.metrics import ItemGroups
 from toolkit.analysis.options import AnalysisOptions
 from toolkit.analysis.paired import METRICS, compare_pair, point_metrics
-from toolkit.ingest.simulate import PairSpec, pair_counts, pair_truth
+from toolkit.ingest.simulate import Effect, PairSpec, pair_counts, pair_truth
 
 SCALE = np.arange(6)
 
 
 def _pair(P=9, Q=4, seed=0):
-    spec = PairSpec(personas=P, items=Q, repetitions=5, within_factor=1.4, shift=0.3)
+    spec = PairSpec(personas=P, items=Q, repetitions=5, effect=Effect(within_factor=1.4, shift=0.3))
     return pair_counts(spec, SCALE, np.random.default_rng(seed))
 
 
@@ -44,11 +44,21 @@ def test_replicates_and_permutations_equal_direct_recomputation(paired):
     deltas = np.array(deltas)  # (B, 4, G)
     np.testing.assert_allclose(res.delta_se, deltas.std(axis=0, ddof=1), rtol=1e-9)
     # the percentile interval, widened about the estimate as a t interval is (Hesterberg's expanded
-    # percentile interval): sqrt(P/(P-1)) t_{P-1} / z, from scipy here
+    # percentile interval): sqrt(P/(P-1)) t_{P-1} / z, from scipy here; and further where the
+    # jackknife SE (personas left out one at a time, recomputed directly) exceeds the bootstrap's
     from scipy import stats
 
     observed = point_metrics(b, SCALE, G) - point_metrics(a, SCALE, G)
-    wider = np.sqrt(P / (P - 1)) * stats.t.ppf(0.95, P - 1) / stats.norm.ppf(0.95)
+    keep = [np.delete(np.arange(P), i) for i in range(P)]
+    if paired:
+        loo = [np.array([point_metrics(b[k], SCALE, G) - point_metrics(a[k], SCALE, G) for k in keep])]
+    else:
+        loo = [np.array([point_metrics(b, SCALE, G) - point_metrics(a[k], SCALE, G) for k in keep]),
+               np.array([point_metrics(b[k], SCALE, G) - point_metrics(a, SCALE, G) for k in keep])]
+    jack_var = sum((P - 1) / P * ((x - x.mean(axis=0)) ** 2).sum(axis=0) for x in loo)
+    ratio = np.maximum(1.0, np.sqrt(jack_var) / deltas.std(axis=0, ddof=1))
+    assert (ratio > 1).any()  # the case this data exercises
+    wider = np.sqrt(P / (P - 1)) * stats.t.ppf(0.95, P - 1) / stats.norm.ppf(0.95) * ratio
     for got, q in ((res.ci_low, 5), (res.ci_high, 95)):
         np.testing.assert_allclose(got, observed + wider * (np.percentile(deltas, q, axis=0) - observed), rtol=2e-4)
 
@@ -121,7 +131,7 @@ def test_calibration_against_the_generating_model():
     assert np.all(truth == 0)
     r = METRICS.index("R")
     assert 0.90 <= cov[r, 0] <= 0.99 and 0.01 <= rej[r, 0] <= 0.10
-    shifted = PairSpec(personas=60, items=12, repetitions=6, within_factor=1.25)
+    shifted = PairSpec(personas=60, items=12, repetitions=6, effect=Effect(within_factor=1.25))
     cov, rej, truth = _coverage(shifted, 200, opts, seed=2)
     assert truth[r, 0] < 0
     assert 0.90 <= cov[r, 0] <= 0.99 and rej[r, 0] > 0.5

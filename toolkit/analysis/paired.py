@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..numerics import exact_products
-from .intervals import acceleration, bca_interval, expanded, expansion, percentile_interval
+from .intervals import acceleration, bca_interval, expanded, percentile_interval, widening
 from .metrics import (
     ItemGroups,
     cell_moments,
@@ -148,11 +148,13 @@ def compare_pair(base: np.ndarray, other: np.ndarray, scale: np.ndarray, G: Item
     with np.errstate(invalid="ignore", divide="ignore"):
         pct_rep = 100.0 * delta_rep / rep_a
     delta, pct = est_b - est_a, 100.0 * (est_b - est_a) / est_a
-    wider = expansion(min(Pa, Pb), options.ci_level)  # the bootstrap's small-sample narrowness (intervals.py)
-    delta_int = _interval(expanded(delta_rep, delta[:, None], wider), delta,
-                          _jackknife(Xa, Xb, G, paired, pct=False), options)
-    pct_int = _interval(expanded(pct_rep, pct[:, None], wider), pct, _jackknife(Xa, Xb, G, paired, pct=True),
-                        options)
+    units = min(Pa, Pb)
+    jk_delta, jk_pct = _jackknife(Xa, Xb, G, paired, pct=False), _jackknife(Xa, Xb, G, paired, pct=True)
+    # widened for the bootstrap's narrowness with few personas and for a spread's spread (intervals.widening)
+    wider = widening(delta_rep, delta, jk_delta, units, options.ci_level)
+    delta_int = _interval(expanded(delta_rep, delta[:, None], wider), delta, jk_delta, options)
+    pct_int = _interval(expanded(pct_rep, pct[:, None], widening(pct_rep, pct, jk_pct, units, options.ci_level)),
+                        pct, jk_pct, options)
     p = _permutation_p(Xa, Xb, G, options.permutations, rng_perm, paired)
     return PairResult(est_a, est_b, _se(delta_rep), *delta_int, _se(pct_rep), *pct_int, p, paired, (Pa, Pb))
 

@@ -108,32 +108,45 @@ def discretised(latent: np.ndarray, spread_within: float, scale: np.ndarray) -> 
     return np.asarray(dens / dens.sum(axis=-1, keepdims=True))
 
 
+def pair_distributions(centre: np.ndarray, z: np.ndarray, spread_within: float, effect: Effect,
+                       scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cells of a paired design, (P, Q, K) each: personas whose latent means sit ``z``
+    (already scaled by the persona spread) from the items' centres answer run A; run B is the
+    same personas with ``effect`` applied. The one definition `simulate --paired`, the
+    coverage benchmark and the truths share."""
+    probs_a = discretised(centre[None, :] + z, spread_within, scale)
+    probs_b = discretised(centre[None, :] + effect.shift + effect.persona_factor * z,
+                          spread_within * effect.within_factor, scale)
+    return probs_a, probs_b
+
+
 @dataclass(frozen=True)
 class PairSpec:
-    """Two runs answered by the same personas: run B's cells are run A's with the latent means
-    moved by ``shift`` and the within-cell spread multiplied by ``within_factor`` (1 and 0: no
-    change). Item centres are fixed by ``item_seed``: they are part of the generating model."""
+    """A paired design for benchmarks: ``personas`` drawn afresh for each pair, both runs on
+    ``items`` items whose centres are fixed by ``item_seed`` (part of the generating model), run
+    B with ``effect`` applied (`simulate --paired` draws the centres per pair instead)."""
 
     personas: int = 100
     items: int = 30
     repetitions: int = 10
     spread_personas: float = 0.8
     spread_within: float = 0.6
-    within_factor: float = 1.0
-    shift: float = 0.0
+    effect: Effect = Effect()
     item_seed: int = 0
 
     def centres(self, scale: np.ndarray) -> np.ndarray:
         return np.random.default_rng(self.item_seed).uniform(scale[0] + 1.0, scale[-1] - 1.0, size=self.items)
 
+    def distributions(self, scale: np.ndarray, rng: np.random.Generator,
+                      personas: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        z = self.spread_personas * rng.standard_normal((personas or self.personas, self.items))
+        return pair_distributions(self.centres(scale), z, self.spread_within, self.effect, scale)
+
 
 def pair_counts(spec: PairSpec, scale: np.ndarray, rng: np.random.Generator,
                 personas: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One simulated pair of (P, Q, K) count tensors, row p the same persona in both."""
-    P = personas or spec.personas
-    latent = spec.centres(scale)[None, :] + spec.spread_personas * rng.standard_normal((P, spec.items))
-    probs_a = discretised(latent, spec.spread_within, scale)
-    probs_b = discretised(latent + spec.shift, spec.spread_within * spec.within_factor, scale)
+    probs_a, probs_b = spec.distributions(np.asarray(scale, dtype=np.float64), rng, personas)
     return (rng.multinomial(spec.repetitions, probs_a).astype(np.int64),
             rng.multinomial(spec.repetitions, probs_b).astype(np.int64))
 
@@ -258,11 +271,9 @@ def simulate_pairs(store: Store, instrument: Instrument, *, pairs: int, spec: Sp
         z = spec.spread_personas * rng.standard_normal((spec.personas, len(instrument.items)))
         population = _population(f"simulated population of {model_prefix}-{i:0{width}d}", params)
         model = f"{model_prefix}-{i:0{width}d}"
-        for variant, latent, within in (
-                ("base", centre[None, :] + z, spec.spread_within),
-                (effect.variant, centre[None, :] + effect.shift + effect.persona_factor * z,
-                 spec.spread_within * effect.within_factor)):
-            probs = discretised(latent, within, scale)
+        for variant, probs, within in zip(("base", effect.variant),
+                                          pair_distributions(centre, z, spec.spread_within, effect, scale),
+                                          (spec.spread_within, spec.spread_within * effect.within_factor)):
             run_spec = Spec(**{**spec.__dict__, "variant": variant, "spread_within": within})
             run_id = _commit(store, instrument, model, run_spec, {**params, "variant": variant},
                              _draw(probs, run_spec, instrument, rng), personas=population)
@@ -326,11 +337,7 @@ def pair_truth(spec: PairSpec, scale: np.ndarray, groups: np.ndarray, n_groups: 
     """The generating model's true B - A of S, sigma_bar, R and S_corrected per group, (4, G),
     over one large draw of personas shared by A and B (so no change gives exactly 0)."""
     scale = np.asarray(scale)
-    rng = np.random.default_rng(seed)
-    latent = spec.centres(scale.astype(np.float64))[None, :] + spec.spread_personas * rng.standard_normal(
-        (personas, spec.items))
-    probs_a = discretised(latent, spec.spread_within, scale.astype(np.float64))
-    probs_b = discretised(latent + spec.shift, spec.spread_within * spec.within_factor, scale.astype(np.float64))
+    probs_a, probs_b = spec.distributions(scale.astype(np.float64), np.random.default_rng(seed), personas)
     n = spec.repetitions
     after = truth_metrics(probs_b, n, scale, groups, n_groups)
     return np.asarray(after - truth_metrics(probs_a, n, scale, groups, n_groups))
