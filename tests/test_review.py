@@ -39,7 +39,7 @@ def test_bundle_verify_draft_audit_loop_on_the_embedded_store(demo_bundle, tmp_p
                       "--decimals", "4", "--by", "group", "--out", str(claims), *FAST)
     assert drafted.returncode == 0, drafted.stderr
     doc = json.loads(claims.read_text())
-    assert doc["format"] == "toolkit-claims/1" and len(doc["claims"]) == 6 * 4  # logprob run: all + 5 groups
+    assert doc["format"] == "toolkit-claims/2" and len(doc["claims"]) == 6 * 4  # logprob run: all + 5 groups
     # the drafted numbers are the analysis rounded: checked against an independent analyze csv
     csv = pl.read_csv(run_cli("analyze", "--by", "group", "--format", "csv", "--store", str(DEMO), *FAST)
                       .stdout.encode())

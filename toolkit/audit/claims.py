@@ -33,12 +33,18 @@ from ..errors import ToolkitError
 from ..hashing import parse_json
 from ..numerics import fmean
 
-FORMAT = "toolkit-claims/1"
+FORMAT = "toolkit-claims/2"  # /2 adds where, expr and excluded; /1 files load unchanged
+FORMATS = ("toolkit-claims/1", FORMAT)
 RUN_METRICS = {"S", "S_se", "R", "R_se", "sigma_bar", "sigma_bar_se", "delta_S_pct", "delta_R_pct",
-               "delta_sigma_bar_pct", "excess_R_pp", "excess_S_pp"}
+               "delta_sigma_bar_pct", "excess_R_pp", "excess_S_pp", "excess_sigma_bar_pp"}
 SELF_METRICS = {"profile_mean", "profile_std"}
+# mean_cv_X: over the variant's models, the coefficient of variation (population SD / mean) of X
+# across the groups (foundations), as the paper defines it
 VARIANT_METRICS = {"mean_delta_S_pct", "mean_delta_R_pct", "mean_delta_sigma_bar_pct", "mean_excess_R_pp",
-                   "mean_excess_S_pp"}
+                   "mean_excess_S_pp", "mean_excess_sigma_bar_pp", "mean_cv_S", "mean_cv_sigma_bar", "mean_cv_R"}
+# numbers a paper prints about data no run holds (judge scores, attempt counts): only ever UNVERIFIABLE
+EXTERNAL_METRICS = {"alignment", "alignment_se", "coherence", "coherence_se", "failed_attempts", "count"}
+EXPR = "expr"  # the metric of a claim checked by its ``expr`` (toolkit/audit/expr.py)
 RANGE_METRICS = {"min_S", "max_S", "min_R", "max_R"}  # over the claim's ``models``, e.g. "0.66 <= S <= 0.83"
 SE_OF = {"S": "S_se", "R": "R_se", "sigma_bar": "sigma_bar_se"}
 CLAIM_COLUMNS = ["id", "table", "model", "variant", "group", "metric", "printed", "recomputed", "diff", "diff_units",
@@ -65,6 +71,8 @@ class Claim:
     unverifiable: str | None = None
     models: tuple[str, ...] | None = None
     reason: str | None = None  # why a tolerance wider than the printed number is right (required then)
+    where: tuple[str, ...] = ()  # the LaTeX labels where the paper prints it (`claims coverage`)
+    expr: str | None = None  # an ordinal or derived claim (metric "expr"): expr.py's grammar
 
     @property
     def value(self) -> float:
@@ -72,7 +80,9 @@ class Claim:
 
     @property
     def unit(self) -> float:
-        """One unit of the last printed digit."""
+        """One unit of the last printed digit (1 for a statement, which prints no number)."""
+        if not self.printed:
+            return 1.0
         exponent = Decimal(self.printed.lstrip("+")).as_tuple().exponent
         return 10.0 ** int(exponent)
 
@@ -85,6 +95,18 @@ class Claim:
         return tol
 
 
+@dataclass(frozen=True)
+class Exclusion:
+    """Printed numbers that are not results (a year, a sample size, a hyper-parameter, a list
+    number), with the reason: matched by value (``printed``, any when absent), by ``where``
+    (labels; anywhere when absent) and by table ``column``."""
+
+    reason: str
+    printed: str | None = None
+    where: tuple[str, ...] = ()
+    column: int | None = None
+
+
 @dataclass
 class ClaimSet:
     source: str
@@ -93,6 +115,7 @@ class ClaimSet:
     baseline: str
     claims: list[Claim]
     display_names: dict[str, str] = field(default_factory=dict)
+    excluded: list[Exclusion] = field(default_factory=list)
 
 
 def is_claims_file(path: Path) -> bool:
@@ -101,7 +124,7 @@ def is_claims_file(path: Path) -> bool:
         doc = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(doc, dict) and doc.get("format") == FORMAT
+    return isinstance(doc, dict) and doc.get("format") in FORMATS
 
 
 def load_claims(name_or_path: str | Path) -> ClaimSet:
@@ -118,7 +141,7 @@ def load_claims(name_or_path: str | Path) -> ClaimSet:
         raw = parse_json(data.decode("utf-8"))
     except ValueError as exc:
         raise ToolkitError(f"malformed claims file: {exc}", path=source) from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT or not isinstance(raw.get("claims"), list):
+    if not isinstance(raw, dict) or raw.get("format") not in FORMATS or not isinstance(raw.get("claims"), list):
         raise ToolkitError(f"malformed claims file: expected format {FORMAT!r} with a 'claims' list", path=source)
     for key in ("paper", "dataset", "baseline"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
@@ -134,7 +157,17 @@ def load_claims(name_or_path: str | Path) -> ClaimSet:
         except (TypeError, ValueError, InvalidOperation, AttributeError) as exc:
             raise ToolkitError(f"malformed {where}: {exc}", path=source) from None
         known = RUN_METRICS | SELF_METRICS | VARIANT_METRICS | RANGE_METRICS
-        if claim.metric not in known:
+        if claim.metric == EXPR or claim.expr is not None:
+            _check_expr(claim, where, source)
+            claims.append(claim)
+            if claim.id in seen:
+                raise ToolkitError(f"{where}: duplicate claim id", path=source)
+            seen.add(claim.id)
+            continue
+        if claim.metric in EXTERNAL_METRICS and not claim.unverifiable:
+            raise ToolkitError(f"{where}: {claim.metric} is not in any run: such a claim is UNVERIFIABLE and says why",
+                               path=source)
+        if claim.metric not in known | EXTERNAL_METRICS:
             raise ToolkitError(f"{where}: unknown metric {claim.metric!r}", path=source)
         if claim.metric in VARIANT_METRICS | RANGE_METRICS and claim.model is not None:
             raise ToolkitError(f"{where}: {claim.metric} is not a claim about one model; set model to null",
@@ -142,7 +175,7 @@ def load_claims(name_or_path: str | Path) -> ClaimSet:
         if (claim.metric in RANGE_METRICS) != bool(claim.models):
             raise ToolkitError(f"{where}: a models list goes with (and only with) {', '.join(sorted(RANGE_METRICS))}",
                                path=source)
-        if claim.metric not in VARIANT_METRICS | RANGE_METRICS and not claim.model:
+        if claim.metric not in VARIANT_METRICS | RANGE_METRICS and not claim.model and not claim.unverifiable:
             raise ToolkitError(f"{where}: {claim.metric} needs a model", path=source)
         if claim.metric.startswith(("excess", "mean_excess")) and not claim.control:
             raise ToolkitError(f"{where}: an excess claim needs a control variant", path=source)
@@ -151,11 +184,64 @@ def load_claims(name_or_path: str | Path) -> ClaimSet:
         seen.add(claim.id)
         claims.append(claim)
     return ClaimSet(source, str(raw.get("paper") or ""), str(raw.get("dataset") or ""),
-                    str(raw.get("baseline", "base")), claims, dict(raw.get("display_names", {})))
+                    str(raw.get("baseline", "base")), claims, dict(raw.get("display_names", {})),
+                    _exclusions(raw.get("excluded", []), source))
+
+
+def _labels(value: object, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise TypeError(f"{what!r} must be a label or a list of labels")
+
+
+def _exclusions(raw: object, source: str) -> list[Exclusion]:
+    if not isinstance(raw, list):
+        raise ToolkitError("malformed claims file: 'excluded' must be a list", path=source)
+    out = []
+    for i, e in enumerate(raw):
+        try:
+            if not isinstance(e, dict) or set(e) - {"printed", "where", "column", "reason"}:
+                raise TypeError("an exclusion is an object with printed, where, column and reason")
+            if not isinstance(e.get("reason"), str) or not e["reason"].strip():
+                raise TypeError("an exclusion needs its reason")
+            printed = e.get("printed")
+            if printed is not None and (not isinstance(printed, str) or not math.isfinite(float(printed))):
+                raise TypeError(f"printed {printed!r} must be a number written as a string")
+            column = e.get("column")
+            if column is not None and (isinstance(column, bool) or not isinstance(column, int) or column < 1):
+                raise TypeError("column must be a whole number from 1")
+            if printed is None and not e.get("where"):
+                raise TypeError("an exclusion of every number anywhere says nothing: give printed or where")
+            out.append(Exclusion(e["reason"], printed, _labels(e.get("where"), "where"), column))
+        except (TypeError, ValueError) as exc:
+            raise ToolkitError(f"malformed exclusion #{i}: {exc}", path=source) from None
+    return out
+
+
+def _check_expr(claim: Claim, where: str, source: str) -> None:
+    """An expression claim: metric "expr", a parsable expression, and a printed number exactly
+    when the expression is a value (a statement prints none of its own)."""
+    from .expr import ExprError, is_statement, parse
+
+    if claim.metric != EXPR or not claim.expr:
+        raise ToolkitError(f"{where}: an expression claim has metric {EXPR!r} and an 'expr'", path=source)
+    try:
+        node = parse(claim.expr, frozenset(RUN_METRICS | SELF_METRICS | VARIANT_METRICS))
+    except ExprError as exc:
+        raise ToolkitError(f"{where}: expr {claim.expr!r}: {exc}", path=source) from None
+    if is_statement(node) == bool(claim.printed):
+        raise ToolkitError(f"{where}: " + ("a statement (a comparison) prints no number: leave 'printed' empty"
+                                           if claim.printed else "a value expression needs the 'printed' number"),
+                           path=source)
 
 
 _TEXT_FIELDS = {"id": False, "table": False, "variant": False, "metric": False, "printed": False, "group": False,
-                "mode": False, "model": True, "control": True, "dataset": True, "unverifiable": True, "reason": True}
+                "mode": False, "model": True, "control": True, "dataset": True, "unverifiable": True, "reason": True,
+                "expr": True}
 _NUMBER_FIELDS = ("tolerance", "rel_tolerance", "within_se", "temperature")
 MAX_WITHIN_SE = 3.0  # "within k SEs" beyond this needs a reason
 
@@ -167,12 +253,12 @@ def _typed_claim(c: object) -> Claim:
     is refused unless the claim gives its ``reason``."""
     if not isinstance(c, dict):
         raise TypeError("a claim is a JSON object")
-    unknown = set(c) - set(_TEXT_FIELDS) - set(_NUMBER_FIELDS) - {"models"}
+    unknown = set(c) - set(_TEXT_FIELDS) - set(_NUMBER_FIELDS) - {"models", "where"}
     if unknown:
         raise TypeError(f"unknown field {sorted(unknown)[0]!r}")
     for key, optional in _TEXT_FIELDS.items():
         if key not in c:
-            if not optional and key not in ("group", "mode"):
+            if not optional and key not in ("group", "mode") and not (key == "printed" and c.get("expr")):
                 raise TypeError(f"missing field {key!r}")
             continue
         if not (isinstance(c[key], str) or (optional and c[key] is None)):
@@ -186,7 +272,10 @@ def _typed_claim(c: object) -> Claim:
     models = c.get("models")
     if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) for m in models)):
         raise TypeError("'models' must be a list of model names")
-    claim = Claim(**{**c, "models": tuple(models) if models else None})
+    claim = Claim(**{**c, "models": tuple(models) if models else None, "where": _labels(c.get("where"), "where"),
+                     "printed": c.get("printed", "")})
+    if claim.expr is not None and not claim.printed:
+        return claim  # a statement: nothing printed to check a tolerance against
     value = float(claim.printed)
     Decimal(claim.printed.lstrip("+"))
     if not math.isfinite(value):
@@ -208,8 +297,8 @@ def check_against_runs(claims: ClaimSet, runs: set[tuple[str, str, str]]) -> Non
     """Every claim the dataset checks must refer to a run (model, variant, mode) or variant it has."""
     variants = {v for _, v, _ in runs}
     for c in claims.claims:
-        if c.unverifiable or (c.dataset and c.dataset != claims.dataset):
-            continue
+        if c.unverifiable or c.expr is not None or (c.dataset and c.dataset != claims.dataset):
+            continue  # an expression names its runs inside; a missing one fails it with the reason
         if c.metric in VARIANT_METRICS:
             ok = c.variant in variants and (c.control is None or c.control in variants)
         else:
@@ -231,11 +320,15 @@ def evaluate_claims(claims: ClaimSet, *, metrics: pl.DataFrame, comparison: pl.D
                     excess: dict[str, pl.DataFrame], profiles: pl.DataFrame, family: Callable[[str], str],
                     within_se: float | None = None) -> pl.DataFrame:
     rows = []
+    frames = (metrics, comparison, summary, excess, profiles, family)
     for c in claims.claims:
         if c.unverifiable:
             rows.append(unverifiable_row(c, c.unverifiable))
             continue
-        value, se = _recompute(c, metrics, comparison, summary, excess, profiles, family)
+        if c.expr is not None and not c.printed:
+            rows.append(_statement_row(c, frames))
+            continue
+        value, se = _expr_value(c, frames) if c.expr is not None else _recompute(c, *frames)
         diff = value - c.value if value is not None else None
         k = c.within_se if c.within_se is not None else within_se
         allowed = c.allowed()
@@ -274,6 +367,71 @@ def unverifiable_row(c: Claim, reason: str) -> dict[str, Any]:
             "diff_se": None, "tolerance": c.allowed(), "status": "UNVERIFIABLE", "note": reason}
 
 
+def _lookup(frames: tuple[Any, ...]) -> Callable[[Any], list[float]]:
+    """Resolve an expression's metric reference against the audit's frames: one value, or
+    for model="*" one per model of the variant."""
+    metrics, comparison = frames[0], frames[1]
+
+    def values(ref: Any) -> list[float]:
+        keys = dict(ref.keys)
+        base = {"id": "expr", "table": "", "model": keys.get("model"), "variant": keys.get("variant", ""),
+                "metric": ref.metric, "printed": "0", "group": keys.get("group", "all"), "control": keys.get("control"),
+                "temperature": float(keys["temperature"]) if "temperature" in keys else None}
+        if base["model"] == "*":
+            source = comparison if ref.metric.startswith("delta") else metrics
+            models = sorted(set(source.filter(pl.col("variant") == base["variant"])["model"]))
+            found = [_recompute(Claim(**{**base, "model": m}), *frames)[0] for m in models]
+            return [v for v in found if v is not None]
+        value = _recompute(Claim(**base), *frames)[0]
+        return [] if value is None or math.isnan(value) else [float(value)]
+
+    return values
+
+
+def _expr_value(c: Claim, frames: tuple[Any, ...]) -> tuple[float | None, float | None]:
+    from .expr import ExprError, evaluate, parse
+
+    try:
+        value = evaluate(parse(c.expr or "", frozenset(RUN_METRICS | SELF_METRICS | VARIANT_METRICS)), _lookup(frames))
+    except ExprError:
+        return None, None
+    return float(value), None
+
+
+def _statement_row(c: Claim, frames: tuple[Any, ...]) -> dict[str, Any]:
+    """A comparison claim: PASS when it holds, FAIL (with both sides evaluated) when not."""
+    from .expr import ExprError, described, evaluate, parse
+
+    node = parse(c.expr or "", frozenset(RUN_METRICS | SELF_METRICS | VARIANT_METRICS))
+    lookup = _lookup(frames)
+    try:
+        holds, note = bool(evaluate(node, lookup)), described(node, lookup)
+        note = f"{note}: {'holds' if holds else 'does not hold'}"
+    except ExprError as exc:
+        holds, note = False, f"cannot be evaluated: {exc}"
+    return {"id": c.id, "table": c.table, "model": c.model, "variant": c.variant, "group": c.group,
+            "metric": c.metric, "printed": c.expr, "recomputed": None, "diff": None, "diff_units": None,
+            "diff_se": None, "tolerance": None, "status": "PASS" if holds else "FAIL", "note": note}
+
+
+def _excess_metric(metric: str) -> str:
+    """The metric an excess claim is about: excess_sigma_bar_pp -> sigma_bar."""
+    return metric.removeprefix("mean_").removeprefix("excess_").removesuffix("_pp")
+
+
+def _mean_cv(metrics: pl.DataFrame, variant: str, metric: str) -> float | None:
+    """Over the variant's models, the mean of each model's population coefficient of variation
+    (SD with divisor n, over the mean) of ``metric`` across its groups other than "all"."""
+    sub = metrics.filter((pl.col("variant") == variant) & (pl.col("group") != "all"))
+    cvs = []
+    for _, part in sorted(sub.group_by("model"), key=lambda kv: str(kv[0])):
+        vals = part[metric].to_list()
+        mean = fmean(vals)
+        spread = math.sqrt(math.fsum((v - mean) * (v - mean) for v in vals) / len(vals))
+        cvs.append(spread / mean)
+    return fmean(cvs) if cvs else None
+
+
 def _recompute(c: Claim, metrics: pl.DataFrame, comparison: pl.DataFrame, summary: pl.DataFrame,
                excess: dict[str, pl.DataFrame], profiles: pl.DataFrame,
                family: Callable[[str], str]) -> tuple[float | None, float | None]:
@@ -289,8 +447,10 @@ def _recompute(c: Claim, metrics: pl.DataFrame, comparison: pl.DataFrame, summar
         extreme: Any = sub[metric].min() if which == "min" else sub[metric].max()
         return float(extreme), None
     if c.metric in VARIANT_METRICS:
+        if c.metric.startswith("mean_cv_"):
+            return _mean_cv(metrics, c.variant, c.metric.removeprefix("mean_cv_")), None
         if c.metric.startswith("mean_excess"):
-            frame = excess.get(f"{c.variant}|{c.control}|{c.metric.split('_')[2]}")
+            frame = excess.get(f"{c.variant}|{c.control}|{_excess_metric(c.metric)}")
             if frame is None or frame.is_empty():
                 return None, None
             sub = frame.filter(pl.col("group") == c.group)
@@ -298,7 +458,7 @@ def _recompute(c: Claim, metrics: pl.DataFrame, comparison: pl.DataFrame, summar
         r = _row(summary, variant=c.variant, group=c.group)
         return (None, None) if r is None else (r[c.metric], None)
     if c.metric.startswith("excess"):
-        frame = excess.get(f"{c.variant}|{c.control}|{c.metric.split('_')[1]}")
+        frame = excess.get(f"{c.variant}|{c.control}|{_excess_metric(c.metric)}")
         if frame is None or c.model is None:
             return None, None
         r = _row(frame, family=family(c.model), group=c.group)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -22,16 +23,25 @@ def claims_output(result: AuditResult, fmt: str, all_claims: bool = False) -> st
     not a plain PASS, or with ``all_claims`` every claim; JSON always holds them all."""
     table = result.table
     if fmt == "json":
-        doc = {"dataset": result.dataset.name, "paper": result.dataset.paper, "counts": result.counts,
-               "passed": result.passed,
-               "claims": [dict(row) for row in table.iter_rows(named=True)]}
+        doc: dict[str, Any] = {"dataset": result.dataset.name, "paper": result.dataset.paper, "counts": result.counts,
+                               "passed": result.passed,
+                               "claims": [dict(row) for row in table.iter_rows(named=True)]}
+        if result.coverage is not None:
+            cov = result.coverage
+            doc["coverage"] = {"source": cov.source, "counts": cov.counts, "unverifiable_reasons": cov.reasons(),
+                               "summary": cov.summary(),
+                               "unaccounted": [{"line": a.number.line, "where": a.number.where, "value": a.number.value}
+                                               for a in cov.unaccounted]}
         return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
     shown = table.select("id", "table", "printed", "recomputed", "diff_units", "diff_se", "status", "note")
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
     paper = f" ({result.dataset.paper})" if result.dataset.paper else ""
-    head = f"audit {result.dataset.name}{paper}: {counts}\n"
+    head = f"audit {result.dataset.name}{paper}: {counts}\n" + coverage_line(result)
     if not all_claims:
-        shown = shown.filter(pl.col("status") != "PASS")
+        # UNVERIFIABLE claims share a few reasons: one line per reason, not one per claim
+        reasons = table.filter(pl.col("status") == "UNVERIFIABLE").group_by("note", maintain_order=True).len()
+        head = "".join(f"  UNVERIFIABLE {n}: {why}\n" for why, n in reasons.iter_rows()) + head
+        shown = shown.filter(~pl.col("status").is_in(["PASS", "UNVERIFIABLE"]))
         head += ("(the claims that are not PASS are listed above; --all lists every claim)\n" if len(shown) else
                  "(every claim PASS; --all lists them)\n")
         if not len(shown):
@@ -40,6 +50,13 @@ def claims_output(result: AuditResult, fmt: str, all_claims: bool = False) -> st
         return f"**{head.strip()}**\n\n" + format_frame(shown, "markdown")
     notes = "".join(f"  {cid}: {note}\n" for cid, note in shown.select("id", "note").iter_rows() if note)
     return format_frame(shown.drop("note"), "table") + notes + head
+
+
+def coverage_line(result: AuditResult) -> str:
+    """The paper's printed numbers against the claims, when the audit had its LaTeX."""
+    if result.coverage is None:
+        return ""
+    return f"coverage of {result.coverage.source}: {result.coverage.summary()}\n"
 
 
 def check_lines(result: AuditResult) -> str:
@@ -136,7 +153,8 @@ def _audit_body(result: AuditResult, tables: dict[str, pl.DataFrame], counts: st
     shown = result.table.select("id", "table", "printed", "recomputed", "diff_units", "diff_se", "status", "note")
     d = result.dataset
     return (f"<p>{H.esc(d.title)}. {H.esc(_source_line(result))}</p>"
-            f"<p><strong>{counts}</strong> (claims file: <code>{H.esc(result.claims.source)}</code>; "
+            + (f"<p>Coverage: {H.esc(coverage_line(result).strip())}</p>" if result.coverage is not None else "")
+            + f"<p><strong>{counts}</strong> (claims file: <code>{H.esc(result.claims.source)}</code>; "
             'files: <a href="claims.json">claims.json</a>, <a href="tables.tex">tables.tex</a>, '
             f'<a href="report.md">report.md</a>; figures on the <a href="index.html">overview</a>)</p>{tabs}'
             f"<h2>Claims</h2>{H.table(shown, table_id='claims', status='status')}")

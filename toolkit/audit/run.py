@@ -27,6 +27,7 @@ from ..errors import StoreCorrupt, ToolkitError
 from ..store import Store
 from ..store.query import EVERY_RUN, Selection
 from .claims import STATUSES, ClaimSet, check_against_runs, claims_frame, evaluate_claims, load_claims, unverifiable_row
+from .coverage import Coverage, coverage
 from .explain import Candidates, explain
 
 
@@ -44,6 +45,7 @@ class AuditResult:
     files: list[Any] = field(default_factory=list[Any])  # (DatasetFile, local path)
     skipped: list[str] = field(default_factory=list)  # runs that could not be analyzed, with the reason
     notes: list[str] = field(default_factory=list)  # what the audit could not use to explain a failure
+    coverage: Coverage | None = None  # the paper's printed numbers against the claims, when its LaTeX is at hand
 
     @property
     def counts(self) -> dict[str, int]:
@@ -89,7 +91,7 @@ def _analyse(store: Store, baseline: str, options: AnalysisOptions, skipped: lis
     for a in variants:
         for b in variants:
             if a != b:
-                for metric in ("R", "S"):
+                for metric in ("R", "S", "sigma_bar"):
                     excesses[f"{a}|{b}|{metric}"] = excess(comparison, a, b, metric)
     has_self = any(m.mode == "self" and (not self_models or m.model in self_models) for m in store.runs())
     prof = pl.DataFrame()
@@ -112,9 +114,12 @@ def _candidates(frames: _Frames, labels: dict[str, str] | None = None) -> Candid
 
 def audit(name: str | Dataset, *, source: str | Path | None = None, claims: str | Path | None = None,
           store: Store | None = None, options: AnalysisOptions = DEFAULT, within_se: float | None = None,
-          progress: bool = True, others: Mapping[str, str | Path] | None = None) -> AuditResult:
+          progress: bool = True, others: Mapping[str, str | Path] | None = None,
+          paper_source: str | Path | None = None) -> AuditResult:
     """Audit a catalogued dataset. ``others`` maps another catalogued dataset to a folder with
-    its files, for the claims that quote it; without it those claims are UNVERIFIABLE."""
+    its files, for the claims that quote it; without it those claims are UNVERIFIABLE.
+    ``paper_source``: the paper's LaTeX, for the coverage of its printed numbers (default: a
+    ``paper/main.tex`` in the ``source`` folder, when there is one)."""
     dataset = name if isinstance(name, Dataset) else get_dataset(name)
     claim_set = load_claims(claims or dataset.claims)
     check_against_runs(claim_set, dataset.runs())  # bad claims fail before any file is touched
@@ -150,7 +155,15 @@ def audit(name: str | Dataset, *, source: str | Path | None = None, claims: str 
         table = explain(table, own, Candidates(extra, extra.head(0), pl.DataFrame(), dict(versions)))
     table = pl.concat([table, _cross_dataset(claim_set, dataset.name, others or {}, options, within_se)])
     return AuditResult(dataset, claim_set, store, table, frames.metrics, frames.comparison, frames.summary,
-                       frames.profiles, frames.paired, files, skipped, notes)
+                       frames.profiles, frames.paired, files, skipped, notes,
+                       _coverage(paper_source, source, claim_set))
+
+
+def _coverage(paper_source: str | Path | None, source: str | Path | None, claim_set: ClaimSet) -> Coverage | None:
+    """The coverage of the paper's LaTeX, given or found beside the data (paper/main.tex)."""
+    if paper_source is None and source is not None and (Path(source) / "paper" / "main.tex").is_file():
+        paper_source = Path(source) / "paper" / "main.tex"
+    return coverage(paper_source, claim_set) if paper_source is not None else None
 
 
 def _cross_dataset(claim_set: ClaimSet, home: str, others: Mapping[str, str | Path], options: AnalysisOptions,
@@ -175,7 +188,8 @@ def _cross_dataset(claim_set: ClaimSet, home: str, others: Mapping[str, str | Pa
 
 
 def audit_store(store: Store, claims: str | Path, *, options: AnalysisOptions = DEFAULT,
-                within_se: float | None = None, label: str | None = None) -> AuditResult:
+                within_se: float | None = None, label: str | None = None,
+                paper_source: str | Path | None = None) -> AuditResult:
     """Check a claims file against any store (or opened bundle): no catalogue entry needed.
     Claims quoting a catalogued dataset are UNVERIFIABLE here (audit that dataset to check them)."""
     claim_set = load_claims(claims)
@@ -190,14 +204,15 @@ def audit_store(store: Store, claims: str | Path, *, options: AnalysisOptions = 
     described = Dataset(name=name, title=claim_set.paper or f"claims {claim_set.source}", paper=claim_set.paper or "",
                         repository=str(store.root), commit="", claims=claim_set.source, files=())
     return AuditResult(described, claim_set, store, pl.concat([table, claims_frame(quoted)]), frames.metrics,
-                       frames.comparison, frames.summary, frames.profiles, frames.paired, [], skipped)
+                       frames.comparison, frames.summary, frames.profiles, frames.paired, [], skipped,
+                       coverage=_coverage(paper_source, None, claim_set))
 
 
 @contextmanager
 def audit_session(name: str | None, *, store: str | None = None, claims: str | Path | None = None,
                   source: str | Path | None = None, options: AnalysisOptions = DEFAULT,
                   within_se: float | None = None, others: Mapping[str, str | Path] | None = None,
-                  progress: bool = True) -> Iterator[AuditResult]:
+                  progress: bool = True, paper_source: str | Path | None = None) -> Iterator[AuditResult]:
     """What `toolkit audit` and `toolkit check` run. With ``name``, a catalogued audit: its files
     fetched into ``store`` (a folder), else into a temporary store removed when the block ends.
     Without it, the audit of ``store`` (a folder or a bundle) against the ``claims`` file."""
@@ -209,9 +224,9 @@ def audit_session(name: str | None, *, store: str | None = None, claims: str | P
         if others:
             raise ToolkitError("--with checks catalogued datasets a catalogued audit quotes: give the dataset NAME")
         yield audit_store(open_store(store), claims, options=options, within_se=within_se,
-                          label=Path(store).stem if store else None)
+                          label=Path(store).stem if store else None, paper_source=paper_source)
         return
     with tempfile.TemporaryDirectory(prefix=f"audit-{name}-") as tmp:
         target = open_store(store or str(Path(tmp) / "store"), write=True)
         yield audit(name, source=source, claims=claims, store=target, options=options, within_se=within_se,
-                    progress=progress, others=others)
+                    progress=progress, others=others, paper_source=paper_source)

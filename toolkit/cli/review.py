@@ -60,11 +60,14 @@ def _audit_exit(result: AuditResult) -> None:
 @WITHIN_SE
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @click.option("--store", "store_dir", type=click.Path(), default=None, help=AUDIT_STORE_HELP)
+@click.option("--paper", "paper_source", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The paper's LaTeX source: the report then counts which of its printed numbers the claims "
+                   "check (default: paper/main.tex in the --from folder, when there is one).")
 @guard
 @analysis_options(scheduler=False)
 def audit(name: str | None, source: str | None, claims: str | None, others: tuple[str, ...], report_dir: str | None,
           all_claims: bool, summary: bool, figure_format: str, dpi: float | None, within_se: float | None, fmt: str,
-          options: AnalysisOptions, store_dir: str | None) -> None:
+          options: AnalysisOptions, store_dir: str | None, paper_source: str | None) -> None:
     """Verify a paper's claims against raw data: PASS / WITHIN-SE / FAIL / UNVERIFIABLE per number,
     and for a FAIL, the run or file version that reproduces the printed value when there is one.
 
@@ -76,7 +79,7 @@ def audit(name: str | None, source: str | None, claims: str | None, others: tupl
 
     folders = key_values(others, "--with", "NAME=DIR (a catalogued dataset and a folder with its files)")
     with audit_session(name, store=store_dir, claims=claims, source=source, options=options, within_se=within_se,
-                       others=folders, progress=fmt == "table" and not summary) as result:
+                       others=folders, progress=fmt == "table" and not summary, paper_source=paper_source) as result:
         click.echo(check_lines(result) if summary else claims_output(result, fmt, all_claims), nl=False)
         if report_dir:
             folder = write_report(result, report_dir, figure_format, options, dpi)
@@ -105,7 +108,7 @@ def check(claims: str, within_se: float | None, options: AnalysisOptions, store_
 
 @click.group()
 def claims() -> None:
-    """Claims files (toolkit-claims/1): the numbers a paper prints, checked by `audit` and `check`."""
+    """Claims files (toolkit-claims/2): the numbers a paper prints, checked by `audit` and `check`."""
 
 
 @claims.command("draft")
@@ -132,6 +135,42 @@ def claims_draft(selection: Selection, metric_names: str, decimals: int, by: str
                            metrics=[m.strip() for m in metric_names.split(",") if m.strip()], baseline=baseline,
                            by_group=by == "group", options=options)
     click.echo(f"claims: {out_file} ({count} claims)")
+
+
+@claims.command("coverage")
+@click.option("--source", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The paper's LaTeX source (main.tex).")
+@click.option("--claims", "claims_file", required=True, help="The claims file (a path, or a shipped file's name).")
+@click.option("--all", "all_numbers", is_flag=True, help="List every printed number with its state, not only the "
+              "unaccounted ones.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@guard
+def claims_coverage(source: str, claims_file: str, all_numbers: bool, fmt: str) -> None:
+    """Which numbers the paper prints the claims file accounts for: claimed (by id),
+    unverifiable (with the reason), excluded (with the reason) or unaccounted. Exit 1 when any
+    printed number is unaccounted (docs/claims.md)."""
+    import json
+
+    from ..audit.claims import load_claims
+    from ..audit.coverage import coverage, unaccounted_lines
+
+    cov = coverage(source, load_claims(claims_file))
+    if fmt == "json":
+        doc = {"source": cov.source, "counts": cov.counts, "summary": cov.summary(),
+               "numbers": [{"line": a.number.line, "where": a.number.where, "kind": a.number.kind,
+                            "row": a.number.row, "column": a.number.column, "value": a.number.value,
+                            "unit": a.number.unit, "state": a.state, "by": a.by} for a in cov.numbers]}
+        click.echo(json.dumps(doc, indent=1, ensure_ascii=False))
+    else:
+        if all_numbers:
+            for a in cov.numbers:
+                n = a.number
+                click.echo(f"{n.line}\t{n.where}\t{n.value}{n.unit}\t{a.state}\t{a.by}")
+        else:
+            click.echo(unaccounted_lines(cov), nl=False)
+        click.echo(f"coverage: {cov.summary()}")
+    if cov.unaccounted:
+        raise SystemExit(1)
 
 
 @click.command()
