@@ -1,8 +1,8 @@
 """Claims files (data): the numbers a paper prints, and how each is checked.
 
-Format ``toolkit-claims/1`` (JSON)::
+Format ``toolkit-claims/2`` (JSON; files of format 1 load unchanged)::
 
-    {"format": "toolkit-claims/1", "paper": "...", "dataset": "...", "baseline": "base",
+    {"format": "toolkit-claims/2", "paper": "...", "dataset": "...", "baseline": "base",
      "display_names": {"gpt-4o": "GPT-4o"},
      "claims": [{"id": "T1-gpt-4o-base-S", "table": "Table 1 (S)", "model": "gpt-4o",
                  "variant": "base", "group": "all", "metric": "S", "printed": "0.79"}]}
@@ -14,7 +14,9 @@ difference is inside k recomputed standard errors (for a relative change, the SE
 from the two values' SEs). Optional fields: ``temperature`` (when a model has runs at several),
 ``dataset`` (the claim is checked against another catalogued dataset, which the audit needs at
 hand) and ``unverifiable`` (the reason no published data can check it: it is counted, never
-silently left out). docs/claims.md describes the format.
+silently left out). Format 2 adds ``where`` (the LaTeX labels a number is printed at, for
+`claims coverage`), ``expr`` (ordinal and derived claims, expr.py) and the top-level
+``excluded`` list. docs/claims.md describes the format.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ class ClaimSet:
 
 
 def is_claims_file(path: Path) -> bool:
-    """A claims file (``format`` toolkit-claims/1): the only file ``claims draft`` replaces."""
+    """A claims file (``format`` toolkit-claims/1 or /2): the only file ``claims draft`` replaces."""
     try:
         doc = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
