@@ -120,6 +120,8 @@ def test_report_folder(audited):
         delta_r = line.split("|")[5]
         assert delta_r.strip().startswith("-") and "[-" in delta_r and ", -" in delta_r
     assert json.loads((report / "claims.json").read_text())["counts"]["FAIL"] == 0
+    page = (report / "audit.html").read_text()
+    assert "Coverage: coverage of " in page and "858 numbers printed, 472 checked" in page and "0 unaccounted" in page
     assert 'href="audit.html"' in html and "PASS" in html  # the overview links the claims page with its counts
 
 
