@@ -142,6 +142,8 @@ def widening(replicates: np.ndarray, estimate: np.ndarray, jackknives: list[np.n
     intervals covered 90-93% where sigma_bar's covered 95%; benchmarks/bench_coverage.py),
     while the jackknife's conservative variance does not; where the two agree (sigma_bar, R)
     it changes nothing."""
+    if replicates.shape[1] < 2:
+        return np.full((replicates.shape[0], 1, replicates.shape[2]), expansion(units, level))
     boot = np.std(replicates, axis=1, ddof=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = jackknife_se(*jackknives) / boot

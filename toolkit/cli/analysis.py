@@ -191,14 +191,24 @@ def diagnose(selection: Selection, by: str, baseline: str, plot_path: str | None
               help="Target power of the smallest detectable change (mde_pct).")
 @click.option("--sims", type=int, default=200, show_default=True, help="Pseudo-studies per size.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--simulate", "simulate", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="Also the power simulated with N paired studies per size and change, drawn from the run's "
+                   "fitted generating model with the change planted, each tested by compare --paired's "
+                   "permutation test (sim_power_* columns).")
+@click.option("--permutations", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="With --simulate: permutations of each simulated study's test.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --simulate: worker processes (results do not depend on it).")
 @store_option
 @format_option
 @guard
 def power(selection: Selection, metric: str, deltas: str, persona_counts: str, repetition_counts: str, alpha: float,
-          target: float, sims: int, seed: int, store_dir: str | None, fmt: str) -> None:
+          target: float, sims: int, seed: int, simulate: int, permutations: int, jobs: int, store_dir: str | None,
+          fmt: str) -> None:
     """How many personas and repetitions detect a change of X% with power 0.8? From one stored
     persona run: paired pseudo-studies resampled from its own cells give the SE of a difference
-    at each size; the power is the two-sided normal test's."""
+    at each size; the power is the two-sided normal test's. --simulate N adds the power of the
+    permutation test itself on N simulated studies per size and change."""
     from ..analysis.options import AnalysisOptions
     from ..analysis.power import CAVEATS
     from ..analysis.power import power as run_power
@@ -207,8 +217,9 @@ def power(selection: Selection, metric: str, deltas: str, persona_counts: str, r
                    deltas=number_list(deltas, float, "--deltas", "numbers") or [],
                    personas=ints(persona_counts, "--persona-counts") or [],
                    repetitions=ints(repetition_counts, "--repetition-counts") or [], alpha=alpha, target=target,
-                   sims=sims, options=AnalysisOptions(seed=seed)), fmt)
-    if metric in CAVEATS:
+                   sims=sims, simulate=simulate,
+                   options=AnalysisOptions(seed=seed, permutations=permutations, jobs=jobs)), fmt)
+    if metric in CAVEATS and not simulate:
         click.echo(f"note: {CAVEATS[metric]}", err=True)
 
 
