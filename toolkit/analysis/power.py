@@ -38,7 +38,6 @@ import numpy as np
 import polars as pl
 
 from ..errors import ToolkitError
-from ..ingest.simulate import Effect, pair_distributions
 from ..parallel.pool import chunks
 from ..store import Store
 from ..store.query import EVERY_RUN, Selection
@@ -50,6 +49,7 @@ from .metrics import (
     inverse_c4,
     repetition_noise,
 )
+from .model import Effect, pair_distributions
 from .options import DEFAULT, AnalysisOptions
 from .paired import METRICS, compare_pair, point_metrics
 from .seeds import rng_for

@@ -18,7 +18,7 @@ fingerprints), with endpoint ``simulator`` and provenance ``simulated:...`` on e
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,9 +26,10 @@ import polars as pl
 import pyarrow as pa
 
 from .. import __version__
+from ..analysis.model import Effect as Effect  # re-exported: simulate_pairs takes one
+from ..analysis.model import discretised, pair_distributions
 from ..errors import ToolkitError
 from ..hashing import canonical_json, request_keys, sha256_text
-from ..numerics import exp
 from ..protocol.instrument import Instrument
 from ..store import ROW_SCHEMA, Store
 from ..store.manifest import new_run
@@ -71,23 +72,6 @@ class Truth:
     expected_R: float = float("nan")
 
 
-@dataclass(frozen=True)
-class Effect:
-    """What differs between the two runs of a simulated pair, which share their personas (the same
-    latent draws) and item centres: every latent mean moves by ``shift`` scale points, the
-    personas' spread around the item centres is multiplied by ``persona_factor`` and the
-    within-cell spread by ``within_factor`` (0, 1, 1: no effect)."""
-
-    shift: float = 0.0
-    persona_factor: float = 1.0
-    within_factor: float = 1.0
-    variant: str = "effect"
-
-    def check(self) -> None:
-        if not (self.persona_factor >= 0 and self.within_factor >= 0) or self.variant in ("", "base"):
-            raise ToolkitError("effect factors must be >= 0, and the effect variant a name other than 'base'")
-
-
 def cell_distributions(instrument: Instrument, spec: Spec, rng: np.random.Generator) -> np.ndarray:
     """(P, Q, K) rating probabilities of every cell."""
     scale = instrument.scale.astype(np.float64)
@@ -95,29 +79,6 @@ def cell_distributions(instrument: Instrument, spec: Spec, rng: np.random.Genera
     centre = rng.uniform(scale[0] + 1.0, scale[-1] - 1.0, size=Q)
     latent = centre[None, :] + spec.spread_personas * rng.standard_normal((spec.personas, Q))
     return discretised(latent, spec.spread_within, scale)
-
-
-def discretised(latent: np.ndarray, spread_within: float, scale: np.ndarray) -> np.ndarray:
-    """Rating probabilities of cells with these latent means: a normal of sd ``spread_within``
-    put onto the scale points (all mass on the nearest point when the spread is 0)."""
-    if spread_within == 0:
-        nearest = np.abs(latent[..., None] - scale).argmin(axis=-1)
-        return np.asarray(np.eye(len(scale))[nearest])
-    z = (scale - latent[..., None]) / spread_within
-    dens = exp(-0.5 * (z * z))  # the portable exp: np.exp's last bits differ by CPU
-    return np.asarray(dens / dens.sum(axis=-1, keepdims=True))
-
-
-def pair_distributions(centre: np.ndarray, z: np.ndarray, spread_within: float, effect: Effect,
-                       scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The cells of a paired design, (P, Q, K) each: personas whose latent means sit ``z``
-    (already scaled by the persona spread) from the items' centres answer run A; run B is the
-    same personas with ``effect`` applied. The one definition `simulate --paired`, the
-    coverage benchmark and the truths share."""
-    probs_a = discretised(centre[None, :] + z, spread_within, scale)
-    probs_b = discretised(centre[None, :] + effect.shift + effect.persona_factor * z,
-                          spread_within * effect.within_factor, scale)
-    return probs_a, probs_b
 
 
 @dataclass(frozen=True)
@@ -131,7 +92,7 @@ class PairSpec:
     repetitions: int = 10
     spread_personas: float = 0.8
     spread_within: float = 0.6
-    effect: Effect = Effect()
+    effect: Effect = field(default_factory=Effect)
     item_seed: int = 0
 
     def centres(self, scale: np.ndarray) -> np.ndarray:
