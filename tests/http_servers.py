@@ -26,8 +26,10 @@ class Behaviour:
     """Per-request script: the n-th POST (counted from 0) gets ``plan[n % len(plan)]``, or with
     ``repeat=False`` ``plan[n]`` and "ok" once the plan is used up."""
 
-    def __init__(self, plan=("ok",), delay: float = 0.0, repeat: bool = True):
+    def __init__(self, plan=("ok",), delay: float = 0.0, repeat: bool = True, usage: bool = False):
         self.plan = list(plan)
+        self.usage = usage  # report llama.cpp-style token usage, logged in ``sent_usage``
+        self.sent_usage: list[tuple[int, int, int]] = []
         self.repeat = repeat
         self.delay = delay
         self.count = 0
@@ -100,7 +102,17 @@ def make_handler(behaviour: Behaviour):
                                                     "top_logprobs": top}]}}
             else:
                 choice = {"message": {"role": "assistant", "content": answer_for(body)}, "finish_reason": "stop"}
-            return self._json(200, {"id": "x", "object": "chat.completion", "choices": [choice]})
+            reply = {"id": "x", "object": "chat.completion", "choices": [choice]}
+            if behaviour.usage:
+                prompt = len(json.dumps(body["messages"])) // 4 + 1
+                completion = len(str(choice["message"]["content"]).split()) + 1
+                cached = prompt // 2 if body.get("seed", 0) % 2 else 0
+                with behaviour.lock:
+                    behaviour.sent_usage.append((prompt, completion, cached))
+                reply["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                                  "total_tokens": prompt + completion,
+                                  "prompt_tokens_details": {"cached_tokens": cached}}
+            return self._json(200, reply)
 
         def _hostile(self, action, body):
             """Replies an attacker or a broken server might send (see tests/test_integrity.py)."""

@@ -54,5 +54,6 @@ def test_a_format_1_store_reads_as_is_and_compact_migrates_it(tmp_path):
 
     for m in store.runs():
         schema = pq.read_schema(store.object_path(m.segments[0].object))
-        assert schema.metadata[b"toolkit.schema_version"] == b"2"
+        assert schema.metadata[b"toolkit.schema_version"] == b"3"
         assert str(schema.field("request_key").type) == "fixed_size_binary[32]"
+        assert {"prompt_tokens", "completion_tokens", "cached_tokens"} <= set(schema.names)

@@ -298,6 +298,7 @@ def test_fingerprint_matches_its_definition_row_by_row(tmp_path):
         "top_logprobs": [None, '{"3": -0.1}', None, None, "", None],
         "finish_reason": ["stop", None, "length", None, None, None],
         "latency_s": [None] * n, "collected_at": [None] * n, "provenance": ["p"] * n, "source_line": [None] * n,
+        "prompt_tokens": [None] * n, "completion_tokens": [12, None, 3, 4, 5, 6], "cached_tokens": [None] * n,
     }).cast(ROW_SCHEMA)
     man = types.SimpleNamespace(run_id="r", model="m", variant="v", temperature=0.5, mode="persona",
                                 instrument={"digest": "i"})

@@ -63,6 +63,6 @@ def test_runs_table_says_valid_share_does_not_apply_to_logprob_runs():
     csv = pl.read_csv(io.StringIO(run_cli("runs", *demo, "--format", "csv").stdout))
     assert csv.filter(pl.col("mode") == "logprob")["valid_share"].to_list() == [None]
     assert csv.filter(pl.col("mode") == "self")["valid_share"].to_list() == [0.9]  # 135 of 150 (independent count)
-    assert len(csv.columns) == 10  # every column, full fingerprint
+    assert len(csv.columns) == 13  # every column (tokens included), full fingerprint
     shown = run_cli("show", *demo, "--run-id", "mfq30/base/SmolLM2-135M-Instruct/T1.0/logprob", "--limit", "1").stdout
     assert "scored from the stored digit log-probabilities" in shown and "no valid rating" not in shown

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import ToolkitError
 from .options import MODE_CHOICE, guard, key_values, number_list, open_store, store_option
+
+if TYPE_CHECKING:
+    from ..recorder.cost import Prices
 
 
 @click.command()
@@ -46,7 +50,13 @@ from .options import MODE_CHOICE, guard, key_values, number_list, open_store, st
               help="Stop after this many connection failures in a row, or slots failing with the same error.")
 @click.option("--flush-rows", type=int, default=1000, show_default=True, help="Flush a segment every N rows...")
 @click.option("--flush-seconds", type=float, default=5.0, show_default=True, help="...or every S seconds.")
-@click.option("--plan", "plan_only", is_flag=True, help="Send nothing: print how many requests are cached / to send.")
+@click.option("--plan", "plan_only", is_flag=True, help="Send nothing: print how many requests are cached / to send, "
+              "and the tokens (and, with prices, the dollars) they are expected to cost.")
+@click.option("--prices", "prices_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="With --plan: a JSON price table {\"input_per_million\": ..., \"output_per_million\": ..., "
+                   "\"cached_input_per_million\": ...} in dollars.")
+@click.option("--input-price", type=float, default=None, help="With --plan: dollars per million prompt tokens.")
+@click.option("--output-price", type=float, default=None, help="With --plan: dollars per million completion tokens.")
 @click.option("--dry-run", "plan_only", is_flag=True, hidden=True)
 @click.option("--replay-only", "--offline", "replay_only", is_flag=True,
               help="Send nothing: exit 0 when the store holds every slot of the plan, else list the missing ones "
@@ -65,7 +75,8 @@ def record(backend: str, backend_options: tuple[str, ...], model: str | None, mo
            repetitions: int | None, temperature: float | None, max_tokens: int | None, long_max_tokens: int | None,
            max_attempts: int | None, top_logprobs: int | None, no_seed: bool, extra_body: str | None, variant: str,
            concurrency: int, rpm: float | None, timeout: float, max_retries: int, breaker: int, flush_rows: int,
-           flush_seconds: float, plan_only: bool, replay_only: bool, refresh: bool, retry_invalid: bool,
+           flush_seconds: float, plan_only: bool, prices_file: str | None, input_price: float | None,
+           output_price: float | None, replay_only: bool, refresh: bool, retry_invalid: bool,
            quiet: bool, store_dir: str | None) -> None:
     """Send every request of the protocol that the store does not hold yet; store each completion.
 
@@ -92,9 +103,12 @@ def record(backend: str, backend_options: tuple[str, ...], model: str | None, mo
                                       endpoint_label=endpoint_label, rpm=rpm, timeout=timeout,
                                       max_retries=max_retries, breaker=breaker,
                                       extra=key_values(backend_options, "-o/--backend-option")))
+    prices = _prices(prices_file, input_price, output_price, plan_only)
     out = run_session(open_store(store_dir, write=True), session, record_mode)
     if record_mode is RecordMode.PLAN:
         click.echo(f"run {out.run_id}\nplanned {out.planned}\ncached {out.cached}\nto_send {out.to_send}")
+        for line in out.estimate.lines(prices) if out.estimate is not None else []:
+            click.echo(line)
     elif record_mode is RecordMode.REPLAY_ONLY:
         if out.ok:
             click.echo(f"run {out.run_id}: all {out.planned} slot(s) stored")
@@ -118,6 +132,22 @@ def record(backend: str, backend_options: tuple[str, ...], model: str | None, mo
                    "and a new `record` sends only what is missing", err=True)
     if not out.ok:
         sys.exit(1)
+
+
+def _prices(path: str | None, input_price: float | None, output_price: float | None, planning: bool) -> Prices | None:
+    """The price table of --prices, or of --input-price and --output-price (both or neither)."""
+    from ..recorder.cost import Prices
+
+    given = path is not None or input_price is not None or output_price is not None
+    if given and not planning:
+        raise ToolkitError("--prices, --input-price and --output-price go with --plan")
+    if path is not None:
+        if input_price is not None or output_price is not None:
+            raise ToolkitError("give --prices FILE or --input-price/--output-price, not both")
+        return Prices.from_file(path)
+    if (input_price is None) != (output_price is None):
+        raise ToolkitError("--input-price and --output-price go together")
+    return None if input_price is None or output_price is None else Prices(input_price, output_price)
 
 
 @click.command()

@@ -23,6 +23,7 @@ from ..protocol.instrument import Instrument
 from ..store import ROW_SCHEMA, RunManifest
 from ..store.manifest import new_run
 from ..store.rows import first_problem
+from ..store.schema import TOKEN_COLUMNS
 from . import SOURCE_FORMATS, long_format
 from .base import SourceFormat
 from .source import Source, first_bad, open_source, read_source
@@ -185,6 +186,7 @@ def store_rows(rows: pl.DataFrame, manifest: RunManifest, *, provenance: str,
         pl.lit(provenance).alias("provenance"),
         pl.lit(None, dtype=pl.String).alias("finish_reason"),
         pl.lit(None, dtype=pl.Float64).alias("latency_s"),
+        *(pl.lit(None, dtype=pl.Int64).alias(name) for name in TOKEN_COLUMNS if name not in rows.columns),
     )
     if "attempts" not in out.columns:
         out = out.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias("attempts"))

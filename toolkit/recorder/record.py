@@ -24,7 +24,7 @@ from ..protocol.instrument import Instrument
 from ..store import RunManifest, Store
 from ..store.manifest import check_run_fields, new_run
 from ..store.rows import row_problem
-from .backends.base import DEFAULT_BREAKER, Backend, BackendError, FatalBackendError
+from .backends.base import DEFAULT_BREAKER, Backend, BackendError, FatalBackendError, Usage
 from .plan import Plan, Slot
 from .progress import Progress
 from .writer import RunWriter, existing_keys
@@ -80,24 +80,27 @@ def run_slot(backend: Backend, instrument: Instrument, plan: Plan, slot: Slot, r
             raise BackendError(f"the reply cannot be analysed: {problem}")
         row.update(response=d.top_text, rating=instrument.extract_rating(d.top_text), failures=0,
                    digit_logprobs=d.logprobs, top_logprobs=d.top_logprobs_json, finish_reason=d.finish_reason,
-                   latency_s=d.latency_s, collected_at=_now())
+                   latency_s=d.latency_s, collected_at=_now(), **d.usage.columns())
         return _served_as(row, d.served_model)
     failed: list[str] = []
     latency = 0.0
+    usage = Usage(0, 0, 0)  # summed over the slot's attempts: every one was paid for
     for attempt in range(proto.max_attempts):
         g = backend.generate(slot.messages, temperature=proto.temperature, max_tokens=proto.max_tokens,
                              seed=slot.seed + attempt)
         latency += g.latency_s
+        usage += g.usage
         rating = instrument.extract_rating(g.text)
         if rating != -1:
             row.update(response=g.text, rating=rating, failures=attempt, attempts=failed or None,
-                       finish_reason=g.finish_reason, latency_s=latency, collected_at=_now())
+                       finish_reason=g.finish_reason, latency_s=latency, collected_at=_now(), **usage.columns())
             return _served_as(row, g.served_model)
         failed.append(g.text)
     g = backend.generate(slot.messages, temperature=proto.temperature, max_tokens=proto.long_max_tokens,
                          seed=slot.seed + proto.max_attempts)
     row.update(response=g.text, rating=instrument.extract_rating(g.text), failures=proto.max_attempts,
-               attempts=failed, finish_reason=g.finish_reason, latency_s=latency + g.latency_s, collected_at=_now())
+               attempts=failed, finish_reason=g.finish_reason, latency_s=latency + g.latency_s, collected_at=_now(),
+               **(usage + g.usage).columns())
     return _served_as(row, g.served_model)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..hashing import parse_json
 from ..protocol.requests import PROTOCOL_DEFAULTS
-from .backends.base import Backend
+from .backends.base import Backend, Usage
 
 
 def _handler(backend: Backend, model_name: str) -> type[BaseHTTPRequestHandler]:
@@ -53,6 +53,7 @@ def _handler(backend: Backend, model_name: str) -> type[BaseHTTPRequestHandler]:
                 return
             seed = int(req.get("seed") or 0)
             choice: dict[str, Any] = {"index": 0}
+            used: Usage
             if req.get("logprobs"):
                 d = backend.digit_logprobs(messages, list(range(10)), seed=seed)
                 asked = int(req.get("top_logprobs") or PROTOCOL_DEFAULTS["top_logprobs"])
@@ -60,13 +61,18 @@ def _handler(backend: Backend, model_name: str) -> type[BaseHTTPRequestHandler]:
                 choice.update(message={"role": "assistant", "content": d.top_text}, finish_reason="length",
                               logprobs={"content": [{"token": d.top_text, "logprob": top[0]["logprob"],
                                                      "top_logprobs": top}]})
+                used = d.usage
             else:
                 g = backend.generate(messages, temperature=float(req.get("temperature", 1.0)),
                                      max_tokens=int(req.get("max_tokens") or 16), seed=seed)
                 choice.update(message={"role": "assistant", "content": g.text}, finish_reason=g.finish_reason)
-            self._send(200, {"id": f"chatcmpl-{time.time_ns()}", "object": "chat.completion",
-                             "created": int(time.time()),
-                             "model": model_name, "choices": [choice]})
+                used = g.usage
+            reply: dict[str, Any] = {"id": f"chatcmpl-{time.time_ns()}", "object": "chat.completion",
+                                     "created": int(time.time()), "model": model_name, "choices": [choice]}
+            if used.prompt is not None and used.completion is not None:  # as llama.cpp and vLLM report it
+                reply["usage"] = {"prompt_tokens": used.prompt, "completion_tokens": used.completion,
+                                  "total_tokens": used.prompt + used.completion}
+            self._send(200, reply)
 
     return Handler
 

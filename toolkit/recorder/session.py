@@ -20,6 +20,7 @@ from ..protocol.personas import load_personas
 from ..protocol.requests import Protocol
 from ..store import Store
 from .backends.registry import RecordOptions, check_extra, get_backend, parse_extra_body
+from .cost import Estimate, estimate
 from .plan import Plan, Slot, build_plan, next_generation, small_top_k
 from .record import RecordSummary, prepare, record
 from .writer import existing_keys
@@ -65,6 +66,7 @@ class Outcome:
     summary: RecordSummary | None = None  # when something was sent
     missing: list[str] = field(default_factory=list)  # REPLAY_ONLY: the first missing slots, described
     warnings: list[str] = field(default_factory=list)
+    estimate: Estimate | None = None  # PLAN: the tokens the slots to send will cost (cost.py)
 
     @property
     def ok(self) -> bool:
@@ -115,7 +117,10 @@ def run_session(store: Store, session: Session, record_mode: RecordMode = Record
     if record_mode is RecordMode.REPLAY_ONLY:
         out.missing = [_describe(s) for s in plan.to_send[:MISSING_SHOWN]]
         return out
-    if record_mode is RecordMode.PLAN or not plan.to_send:  # cached replay: nothing to connect to or load
+    if record_mode is RecordMode.PLAN:
+        out.estimate = estimate(store, plan, template.run_id, inst.digest, session.mode)
+        return out
+    if not plan.to_send:  # cached replay: nothing to connect to or load
         return out
     backend = spec.make(opts)
     try:

@@ -162,11 +162,15 @@ def comparison_view(comparison: pl.DataFrame, baseline: str = "base") -> pl.Data
 
 def runs_view(runs: pl.DataFrame) -> pl.DataFrame:
     """`runs` for a person: the run id (which names model, variant, temperature and mode), its
-    rows, the share of valid ratings where a run has ratings, and a short fingerprint."""
+    rows, the share of valid ratings where a run has ratings, the tokens it cost where the
+    server reported them, and a short fingerprint."""
     return runs.select(
         "run_id", "rows",
         pl.when(pl.col("mode") == "logprob").then(pl.lit("n/a: digit probabilities"))
         .otherwise((pl.col("valid_share") * 100).round(2).cast(pl.String) + "%").alias("valid ratings"),
+        pl.when(pl.col("prompt_tokens").is_null() & pl.col("completion_tokens").is_null()).then(pl.lit("—"))
+        .otherwise(pl.col("prompt_tokens").cast(pl.String).fill_null("?") + " / "
+                   + pl.col("completion_tokens").cast(pl.String).fill_null("?")).alias("tokens in / out"),
         "segments", (pl.col("fingerprint").str.slice(0, 12) + "…").alias("fingerprint"))
 
 

@@ -11,8 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+# Added in version 3: what the server reported the slot's requests cost, summed over every
+# attempt of the slot (failed ones are paid for too); null when it did not say, and in every
+# row of an older segment.
+TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "cached_tokens")
 VERSION_KEY = b"toolkit.schema_version"
 
 
@@ -36,6 +40,7 @@ def _fields(request_key_type: pa.DataType) -> list[pa.Field]:
         pa.field("collected_at", pa.string()),  # ISO-8601 as the source gave it
         pa.field("provenance", pa.string(), nullable=False),
         pa.field("source_line", pa.int64()),  # line in the imported file, null when recorded
+        *(pa.field(name, pa.int64()) for name in TOKEN_COLUMNS),  # version 3
     ]
 
 
@@ -91,10 +96,25 @@ def to_disk(table: pa.Table) -> pa.Table:
     return table.set_column(i, DISK_SCHEMA.field("request_key"), raw).cast(DISK_SCHEMA)
 
 
-def to_current(table: pa.Table, version: int) -> pa.Table:
-    """Rows read from a segment of any supported version -> the in-memory form."""
+def columns_on_disk(version: int, wanted: list[str] | None) -> list[str] | None:
+    """The columns to read from a segment of ``version``: what it has of ``wanted``."""
+    if version >= 3:
+        return wanted
+    have = [c for c in ROW_SCHEMA.names if c not in TOKEN_COLUMNS]
+    return [c for c in (wanted or ROW_SCHEMA.names) if c in have]
+
+
+def to_current(table: pa.Table, version: int, wanted: list[str] | None = None) -> pa.Table:
+    """Rows read from a segment of any supported version -> the in-memory form, with the
+    ``wanted`` columns (default all) in that order; a column a version lacks is null."""
     if version not in READABLE_VERSIONS:
         raise ValueError(f"segment schema version {version} is not one this release reads {READABLE_VERSIONS}")
+    if version < 3:
+        for name in TOKEN_COLUMNS:
+            if (wanted is None or name in wanted) and name not in table.column_names:
+                table = table.append_column(ROW_SCHEMA.field(name), pa.nulls(table.num_rows, pa.int64()))
+        if wanted is not None:
+            table = table.select(wanted)
     if version >= 2 and "request_key" in table.column_names:
         i = table.schema.get_field_index("request_key")
         import polars as pl  # here, not at the top: analysis workers read the store without polars

@@ -46,7 +46,7 @@ from .manifest import (
     SegmentRef,
     manifest_filename,
 )
-from .schema import ROW_SCHEMA, to_current, to_disk, version_of
+from .schema import ROW_SCHEMA, columns_on_disk, to_current, to_disk, version_of
 
 ENV_VAR = "TOOLKIT_STORE"
 DEFAULT_DIRNAME = "parquet"
@@ -267,8 +267,8 @@ class Store:
         try:
             reader = pq.ParquetFile(pa.BufferReader(data))
             version = version_of(reader.schema_arrow)
-            table = reader.read(columns=columns)
-            return to_current(table, version)
+            table = reader.read(columns=columns_on_disk(version, columns))
+            return to_current(table, version, columns)
         except (pa.ArrowException, ValueError, OSError) as exc:
             raise StoreCorrupt(f"segment {digest} cannot be read: {exc}", path=str(self.object_path(digest))) \
                 from None

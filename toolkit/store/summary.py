@@ -5,7 +5,9 @@ from __future__ import annotations
 import polars as pl
 import pyarrow.compute as pc
 
+from .manifest import RunManifest
 from .query import EVERY_RUN, Selection
+from .schema import TOKEN_COLUMNS
 from .store import Store
 
 
@@ -23,9 +25,16 @@ def run_table(store: Store, selection: Selection = EVERY_RUN) -> pl.DataFrame:
             "run_id": m.run_id, "model": m.model, "variant": m.variant, "temperature": m.temperature,
             "mode": m.mode, "rows": m.rows, "fingerprint": m.fingerprint,
             "valid_share": valid_share, "segments": len(m.segments),
-            "instrument": m.instrument["name"],
+            "instrument": m.instrument["name"], **_tokens(store, m),
         })
     schema = {"run_id": pl.String, "model": pl.String, "variant": pl.String, "temperature": pl.Float64,
               "mode": pl.String, "rows": pl.Int64, "fingerprint": pl.String, "valid_share": pl.Float64,
-              "segments": pl.Int64, "instrument": pl.String}
+              "segments": pl.Int64, "instrument": pl.String, **dict.fromkeys(TOKEN_COLUMNS, pl.Int64)}
     return pl.DataFrame(rows, schema=schema)
+
+
+def _tokens(store: Store, m: RunManifest) -> dict[str, int | None]:
+    """Tokens the run cost, summed over every stored row of every generation (each was paid
+    for); null for a count no row reports (runs recorded before schema version 3, imports)."""
+    t = store.read_run(m, list(TOKEN_COLUMNS), generations="all")
+    return {c: (pc.sum(t[c]).as_py() if t[c].null_count < len(t) else None) for c in TOKEN_COLUMNS}

@@ -8,7 +8,7 @@ details stay inside the backend; the recorder only sees results or a ``BackendEr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -25,11 +25,31 @@ DEFAULT_BREAKER = 5  # consecutive connection failures (or identical slot errors
 
 
 @dataclass
+class Usage:
+    """Tokens the server says a request cost (None: it did not say, or said nonsense)."""
+
+    prompt: int | None = None
+    completion: int | None = None
+    cached: int | None = None
+
+    def __add__(self, other: Usage) -> Usage:
+        """Summed over a slot's attempts: a count is known only when every attempt reported it."""
+        def both(a: int | None, b: int | None) -> int | None:
+            return None if a is None or b is None else a + b
+        return Usage(both(self.prompt, other.prompt), both(self.completion, other.completion),
+                     both(self.cached, other.cached))
+
+    def columns(self) -> dict[str, int | None]:
+        return {"prompt_tokens": self.prompt, "completion_tokens": self.completion, "cached_tokens": self.cached}
+
+
+@dataclass
 class Generation:
     text: str
     finish_reason: str | None
     latency_s: float
     served_model: str | None = None  # the model name the server says answered, when it says
+    usage: Usage = field(default_factory=Usage)
 
 
 @dataclass
@@ -40,6 +60,7 @@ class DigitLogprobs:
     latency_s: float
     finish_reason: str | None = "length"
     served_model: str | None = None
+    usage: Usage = field(default_factory=Usage)
 
 
 class Backend(Protocol):

@@ -19,7 +19,7 @@ from typing import Any, cast
 from ...errors import ToolkitError
 from ...hashing import sha256_file
 from ...protocol.requests import PROTOCOL_DEFAULTS
-from .base import DigitLogprobs, Generation
+from .base import DigitLogprobs, Generation, Usage
 
 
 def model_digest(path: Path) -> str:
@@ -96,7 +96,8 @@ class LocalBackend:
                 ids = torch.tensor([[nxt]])
                 attn = torch.cat([attn, torch.ones((1, 1), dtype=attn.dtype)], dim=1)
             text = str(self.tokenizer.decode(out_ids, skip_special_tokens=True))
-            return Generation(text, finish, time.perf_counter() - t0)
+            used = Usage(int(inputs["input_ids"].shape[1]), len(out_ids) + (finish == "stop"), 0)
+            return Generation(text, finish, time.perf_counter() - t0, usage=used)
 
     def _digits(self, scale: Sequence[int]) -> dict[int, list[int]]:
         if self._digit_ids is None:
@@ -115,14 +116,15 @@ class LocalBackend:
         digit_ids = self._digits(scale)
         with self._lock, torch.no_grad():
             t0 = time.perf_counter()
-            out = self.model(**self._inputs(messages))
+            inputs = self._inputs(messages)
+            out = self.model(**inputs)
             logp = torch.log_softmax(out.logits[0, -1].double(), dim=-1)
             values = [float(torch.logsumexp(logp[digit_ids[r]], dim=0)) if digit_ids[r] else None for r in scale]
             top = torch.topk(logp, self.top_logprobs)
             listed = [{"token": self.tokenizer.decode([int(i)]), "logprob": float(v)}
                       for v, i in zip(top.values, top.indices)]
             return DigitLogprobs(values, str(listed[0]["token"]), json.dumps(listed, ensure_ascii=False),
-                                 time.perf_counter() - t0)
+                                 time.perf_counter() - t0, usage=Usage(int(inputs["input_ids"].shape[1]), 1, 0))
 
     def close(self) -> None:
         pass

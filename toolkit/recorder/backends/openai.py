@@ -34,7 +34,15 @@ from ...errors import ToolkitError
 from ...hashing import parse_json
 from ...protocol.requests import PROTOCOL_DEFAULTS
 from ...store.rows import LOGPROB_SLACK, MAX_RESPONSE_BYTES
-from .base import DEFAULT_BREAKER, BackendError, DigitLogprobs, FatalBackendError, Generation, digits_from_top
+from .base import (
+    DEFAULT_BREAKER,
+    BackendError,
+    DigitLogprobs,
+    FatalBackendError,
+    Generation,
+    Usage,
+    digits_from_top,
+)
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 DEFAULT_MAX_REPLY_BYTES = MAX_RESPONSE_BYTES  # one limit for every reply; a chat completion of 64 tokens is a few kB
@@ -283,7 +291,8 @@ class OpenAIBackend:
             payload["seed"] = seed
         body, latency = self._post(payload)
         choice = body["choices"][0]
-        return Generation(choice["message"]["content"], choice.get("finish_reason"), latency, _served(body))
+        return Generation(choice["message"]["content"], choice.get("finish_reason"), latency, _served(body),
+                          usage_of(body))
 
     def digit_logprobs(self, messages: Sequence[dict[str, Any]], scale: Sequence[int], *, seed: int) -> DigitLogprobs:
         payload: dict[str, Any] = {**self.extra_body, "model": self.model, "messages": list(messages),
@@ -313,7 +322,29 @@ class OpenAIBackend:
         best = max(top, key=lambda e: e[1])[0]  # the most likely token, not the one the server sampled
         return DigitLogprobs(digits_from_top(top, scale), best,
                              json.dumps([{"token": t, "logprob": lp} for t, lp in top], ensure_ascii=False), latency,
-                             choice.get("finish_reason"), _served(body))
+                             choice.get("finish_reason"), _served(body), usage_of(body))
 
     def close(self) -> None:
         self.client.close()
+
+
+MAX_TOKENS_REPORTED = 1 << 40  # a count beyond this is not a count
+
+
+def usage_of(body: dict[str, Any]) -> Usage:
+    """The ``usage`` object of an OpenAI-style reply (llama.cpp and vLLM send the same):
+    prompt_tokens, completion_tokens and prompt_tokens_details.cached_tokens. A missing or
+    malformed count is unknown (None), never a failed request: the answer was paid for and is
+    kept; only the accounting is incomplete."""
+    usage = body.get("usage")
+    if not isinstance(usage, dict):
+        return Usage()
+
+    def count(value: object) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_TOKENS_REPORTED:
+            return None
+        return value
+
+    details = usage.get("prompt_tokens_details")
+    cached = count(details.get("cached_tokens")) if isinstance(details, dict) else None
+    return Usage(count(usage.get("prompt_tokens")), count(usage.get("completion_tokens")), cached)
