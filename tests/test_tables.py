@@ -17,14 +17,16 @@ def test_default_analyze_table_fits_120_columns_and_matches_the_csv(em_store):
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert max(len(line) for line in lines) <= 120
-    assert lines[0].split() == ["model", "variant", "T", "group", "S", "±", "SE", "R", "±", "SE", "S_corr", "P×items"]
+    assert lines[0].split() == ["model", "variant", "T", "mode", "group", "S", "±", "SE", "R", "±", "SE", "S_corr",
+                                "P×items"]
     csv = pl.read_csv(io.StringIO(run_cli("analyze", *store, "--format", "csv").stdout))
     assert csv.width == 22 and len(lines) == 2 + csv.height
     first = csv.row(0, named=True)
     cells = lines[2].split()
-    s, s_se = float(cells[4]), float(cells[6])
-    assert s == pytest.approx(first["S"], abs=0.5 * 10 ** -len(cells[4].split(".")[1]))
-    assert s_se == pytest.approx(first["S_se"], abs=0.5 * 10 ** -len(cells[6].split(".")[1]))
+    assert cells[3] == "persona" and first["run_id"].endswith("/persona")  # a logprob run would say so
+    s, s_se = float(cells[5]), float(cells[7])
+    assert s == pytest.approx(first["S"], abs=0.5 * 10 ** -len(cells[5].split(".")[1]))
+    assert s_se == pytest.approx(first["S_se"], abs=0.5 * 10 ** -len(cells[7].split(".")[1]))
     assert cells[2] == "0.1" and cells[-1] == f"{first['personas']}×{first['items']}"
     picked = run_cli("analyze", *store, "--columns", "model,group,R")
     assert picked.stdout.splitlines()[0].split() == ["model", "group", "R"]

@@ -16,6 +16,7 @@ import polars as pl
 from ..errors import ToolkitError
 from ..formats import OUTPUT_FORMATS
 from ..numerics import decimal_exponent
+from ..store.manifest import mode_of
 
 
 def _human(value: Any, digits: int) -> str:
@@ -112,20 +113,22 @@ def _pm(value: float | None, se: float | None, decimals: int) -> str:
 
 
 def metrics_view(metrics: pl.DataFrame) -> pl.DataFrame:
-    """`analyze` for a person: model, variant, T, group, S ± SE, R ± SE, S_corrected and the
+    """`analyze` for a person: model, variant, T, mode (a persona run and a logprob run of one
+    model are otherwise two alike rows), group, S ± SE, R ± SE, S_corrected and the
     personas × items behind them, each at a precision its size needs. The full frame (every
     SE part, repetition counts, run id) stays in --format csv/json, or --columns. P is personas."""
     rows = []
     for r in metrics.iter_rows(named=True):
         rows.append({
-            "model": r["model"], "variant": r["variant"], "T": f"{r['temperature']:g}", "group": r["group"],
+            "model": r["model"], "variant": r["variant"], "T": f"{r['temperature']:g}",
+            "mode": mode_of(r["run_id"]) if r.get("run_id") else "", "group": r["group"],
             "S ± SE": _pm(r["S"], r["S_se"], 3),
             "R ± SE": _pm(r["R"], r["R_se"], 2),
             "S_corr": _pm(r.get("S_corrected"), None, 3),
             "P×items": f"{r['personas']}×{r['items']}",
         })
-    return pl.DataFrame(rows, schema=dict.fromkeys(["model", "variant", "T", "group", "S ± SE", "R ± SE", "S_corr",
-                                                    "P×items"], pl.String))
+    return pl.DataFrame(rows, schema=dict.fromkeys(["model", "variant", "T", "mode", "group", "S ± SE", "R ± SE",
+                                                    "S_corr", "P×items"], pl.String))
 
 
 def corrected_view(metrics: pl.DataFrame) -> pl.DataFrame:

@@ -35,6 +35,11 @@ def make_run_id(model: str, variant: str, temperature: float, mode: str, instrum
     return f"{instrument}/{variant}/{model}/T{format_temperature(temperature)}/{mode}"
 
 
+def mode_of(run_id: str) -> str:
+    """The mode a run id names (its last part, ``make_run_id``'s layout)."""
+    return run_id.rsplit("/", 1)[-1]
+
+
 def format_temperature(t: float) -> str:
     return repr(float(t))
 
