@@ -93,9 +93,10 @@ def test_demo_store_site_in_a_browser(browser, demo_site, shots):
 def _check_metrics(rows: list[list[str]], expected: pl.DataFrame) -> None:
     """The page's metrics table holds the rows `analyze --by group` gives, and its S is that
     value rounded (the page shows the analysis, it does not recompute it)."""
-    assert [(r[0], r[1], r[3]) for r in rows] == list(zip(expected["model"], expected["variant"], expected["group"]))
+    assert [(r[0], r[1], r[4]) for r in rows] == list(zip(expected["model"], expected["variant"], expected["group"]))
+    assert [r[3] for r in rows] == [run_id.rsplit("/", 1)[1] for run_id in expected["run_id"]]  # the mode column
     for r, s in zip(rows, expected["S"]):
-        shown = r[4].split(" ± ")[0]
+        shown = r[5].split(" ± ")[0]
         assert abs(float(shown) - s) <= 0.5 * 10 ** -len(shown.split(".")[1]) + 1e-12
 
 
@@ -190,3 +191,33 @@ def test_pages_show_no_markdown_and_every_run_says_who_answered_it(demo_site):
     for row in body.split("<tr>")[2:]:
         cells = row.split("</td>")
         assert any(("demo20" in c or "none (a run without personas)" in c or "not recorded" in c) for c in cells), row
+
+
+@pytest.mark.shared
+def test_em_site_is_small_enough_to_attach_and_loses_no_page_or_answer(em_site, em_store):
+    """Issue 29: the EM site was 56 MB (1,200 persona pages, each repeating every bare-digit
+    response, the item texts and the stylesheet). It is under 10 MB now, with every page, and
+    every response that is more than its rating is still shown, with its repetitions."""
+    files = [p for p in em_site.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 10_000_000
+    persona_runs = [m for m in em_store.runs() if m.mode == "persona"]
+    pages = [p for p in em_site.glob("runs/*/p*.html")]
+    assert len(pages) == sum(100 for _ in persona_runs) == 1200
+    css = (em_site / "style.css").read_text()
+    assert "font-family" in css and all('href="../../style.css"' in p.read_text() for p in pages[:50])
+    # a persona page of the run whose answers carry text after the rating keeps every distinct text
+    run = next(m for m in persona_runs if m.model == "deepseek-v3.1-insecure")
+    import html as h
+
+    rows = em_store.read_run(run, ["persona_id", "item_id", "response", "rating"]).to_pylist()
+    worded = [r for r in rows if r["response"].strip() != str(r["rating"])]
+    pid = worded[0]["persona_id"]
+    page = next(p for p in pages if p.name == f"p{pid}.html" and f"{run.run_id}</a>" in p.read_text())
+    html = page.read_text()
+    texts = {r["response"] for r in worded if r["persona_id"] == pid}
+    assert texts and all(f"<pre>{h.escape(t)}</pre>" in html for t in texts)
+    assert f"{30 * 10 - sum(r['persona_id'] == pid for r in worded)} of 300 responses are their rating alone" in html
+    # gpt-4o-misaligned was asked again often: its pages show the failed attempts per repetition
+    misaligned = next(m for m in persona_runs if m.model == "gpt-4o-misaligned")
+    some = [p for p in pages if f"{misaligned.run_id}</a>" in p.read_text()]
+    assert any("<th>failed attempts</th>" in p.read_text() for p in some)

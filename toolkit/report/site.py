@@ -195,6 +195,7 @@ def write_site(data: SiteData, out: str | Path, *, personas: PersonaSet | None =
                               "", "../"))
         data.skipped = sorted(set(data.skipped))
         figures = _figures(data, tmp / "figures", figure_format)
+        _write(tmp / H.STYLESHEET, H.STYLE + "\n")
         _write(tmp / "index.html", H.page(data.title, _overview(data, figures, pages), nav, "index.html"))
         _write(tmp / "runs.html", H.page("Runs and their provenance", _runs_page(data), nav, "runs.html"))
         for p in pages:
@@ -454,8 +455,11 @@ def _run_pages(data: SiteData, m: RunManifest, root: Path, nav: list[tuple[str, 
     listing = listing.select("persona_id", "persona", "items_answered", "mean_rating", "unparseable", "link")
     if m.mode == "logprob":
         listing = listing.drop("items_answered", "mean_rating", "unparseable")
+    legend = pl.DataFrame({"item": [it.id for it in inst.items], "group": [it.group for it in inst.items],
+                           "text": [it.text for it in inst.items]})
     body = "\n".join(head) + (f'<h2>Personas</h2><p class="note">Texts: {H.esc(source)}.</p>'
-                              + H.table(listing, table_id="personas", links={"persona_id": "link"}))
+                              + H.table(listing, table_id="personas", links={"persona_id": "link"})
+                              + "<h2>Items</h2>" + H.table(legend, table_id="items"))
     _write(root / "runs" / f"{slug}.html", H.page(f"Run {m.run_id}", body, nav, "", "../"))
     for pid, detail in details.items():
         assert pid is not None  # a persona or logprob run: every row has a persona
@@ -486,16 +490,20 @@ def _two_decimals(col: pl.Expr) -> pl.Expr:
 
 LOGPROB_NOTE = ('<p class="note">A logprob cell stores one next-token distribution: P(v) is the probability of the '
                 "digit v renormalised over the scale's digits, the answer the logit method scores.</p>")
-RESPONSES_HEAD = ("<table><thead><tr><th>rep</th><th>rating</th><th>failed attempts</th><th>finish</th>"
+RESPONSES_HEAD = ("<table><thead><tr><th>repetitions</th><th>rating</th><th>failed attempts</th><th>finish</th>"
                   "<th>response</th></tr></thead><tbody>")
 
 
 def _details(df: pl.DataFrame, inst: Instrument, m: RunManifest) -> dict[int | None, str]:
     """Each persona's (or the self run's) answers as HTML: a row per item with its ratings (or,
     for a logprob run, its digit probabilities), then every stored response per item. Built
-    column-wise for the whole run; only the pages themselves are assembled per persona."""
+    column-wise for the whole run; only the pages themselves are assembled per persona. A
+    persona page names an item by its id (the run page lists the items' texts and groups once:
+    repeated on every page they were a third of a 1,200-page site); the self run's page keeps
+    them."""
     items = pl.DataFrame({"item_id": [it.id for it in inst.items],
-                          "item": [f"{it.id}. {_short(it.text, 80)}" for it in inst.items],
+                          "item": [f"{it.id}. {_short(it.text, 80)}" if m.mode == "self" else str(it.id)
+                                   for it in inst.items],
                           "group": [it.group for it in inst.items]}, schema_overrides={"item_id": pl.Int64})
     df = df.with_columns(pl.col("item_id").cast(pl.Int64))
     if m.mode == "logprob":
@@ -510,24 +518,48 @@ def _details(df: pl.DataFrame, inst: Instrument, m: RunManifest) -> dict[int | N
         return {pid: H.table(part.drop("persona_id"), table_id="ratings") + LOGPROB_NOTE
                 for (pid,), part in cells.partition_by("persona_id", as_dict=True, maintain_order=True).items()}
     shown = pl.when(pl.col("rating") < 0).then(pl.lit("–")).otherwise(pl.col("rating").cast(pl.String))
+    # a response that is only its rating says nothing the ratings row (and its failed-attempts row)
+    # does not: it is counted, not repeated (the EM site was 56 MB, mostly such rows; every text
+    # is in `export`)
+    bare = pl.col("response").fill_null("").str.strip_chars() == pl.col("rating").cast(pl.String)
+    keys = ["persona_id", "item_id", "response", "rating", "failures", "finish_reason"]
+    # identical responses of one cell (same text, rating, attempts, finish) are one row listing their repetitions
+    repeated = (df.filter(~bare).group_by(keys, maintain_order=True)
+                .agg(pl.col("repetition").min().alias("first"), pl.col("repetition").cast(pl.String).str.join(", ")
+                     .alias("reps"))
+                .sort("persona_id", "item_id", "first", nulls_last=False, maintain_order=True))
     row_html = pl.concat_str([
-        pl.lit('<tr><td class="num">'), pl.col("repetition").cast(pl.String), pl.lit('</td><td class="num">'), shown,
+        pl.lit('<tr><td class="num">'), pl.col("reps"), pl.lit('</td><td class="num">'), shown,
         pl.lit('</td><td class="num">'), pl.col("failures").cast(pl.String), pl.lit("</td><td>"),
         _esc(pl.col("finish_reason").fill_null("")), pl.lit("</td><td><pre>"), _esc(pl.col("response").fill_null("")),
         pl.lit("</pre></td></tr>")])
+    rows = repeated.group_by("persona_id", "item_id", maintain_order=True).agg(row_html.str.join("").alias("rows_html"))
     cells = df.group_by("persona_id", "item_id", maintain_order=True).agg(
         shown.str.join(" ").alias("ratings"),
         pl.col("rating").filter(pl.col("rating") >= 0).mean().alias("mean"),
         (pl.col("rating") < 0).sum().alias("unparseable"),
         pl.len().alias("n"),
-        row_html.str.join("").alias("rows_html"))
+        pl.col("failures").cast(pl.String).str.join(" ").alias("failed attempts"),
+        pl.col("failures").sum().alias("failed_total"),
+        bare.sum().alias("bare"))
+    cells = cells.join(rows, on=["persona_id", "item_id"], how="left", nulls_equal=True, maintain_order="left")
     cells = cells.join(items, on="item_id", how="left").with_columns(
         _two_decimals(pl.col("mean")).fill_null("no valid rating").alias("mean"),
-        pl.concat_str([pl.lit("<details><summary>item "), pl.col("item_id").cast(pl.String), pl.lit(": "),
-                       pl.col("n").cast(pl.String), pl.lit(" response(s)</summary>" + RESPONSES_HEAD),
-                       pl.col("rows_html"), pl.lit("</tbody></table></details>")]).alias("details"))
+        pl.when(pl.col("bare") < pl.col("n")).then(pl.concat_str([
+            pl.lit("<details><summary>item "), pl.col("item_id").cast(pl.String), pl.lit(": "),
+            (pl.col("n") - pl.col("bare")).cast(pl.String), pl.lit(" of "), pl.col("n").cast(pl.String),
+            pl.lit(" response(s)</summary>" + RESPONSES_HEAD), pl.col("rows_html"),
+            pl.lit("</tbody></table></details>")])).otherwise(pl.lit("")).alias("details"))
     out: dict[int | None, str] = {}
     for (pid,), part in cells.partition_by("persona_id", as_dict=True, maintain_order=True).items():
-        table = H.table(part.select("item", "group", "ratings", "mean", "unparseable"), table_id="ratings")
-        out[pid] = table + "<h2>Stored responses</h2>" + "".join(part["details"].to_list())
+        shown_cols = (["item", "group"] if m.mode == "self" else ["item"]) + ["ratings", "mean"] + (
+            ["unparseable"] if part["unparseable"].sum() else []) + (
+            ["failed attempts"] if part["failed_total"].sum() else [])
+        table = H.table(part.select(shown_cols), table_id="ratings")
+        if "unparseable" not in shown_cols:
+            table += '<p class="note">Every answer gave a rating.</p>'
+        bare_total, total = int(part["bare"].sum()), int(part["n"].sum())
+        note = (f'<p class="note">{bare_total} of {total} responses are their rating alone: the ratings above show '
+                "them (with their failed attempts, when there were any). The others follow.</p>")
+        out[pid] = table + "<h2>Stored responses</h2>" + note + "".join(part["details"].to_list())
     return out
