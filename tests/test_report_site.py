@@ -201,7 +201,7 @@ def test_em_site_is_small_enough_to_attach_and_loses_no_page_or_answer(em_site, 
     files = [p for p in em_site.rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) < 10_000_000
     persona_runs = [m for m in em_store.runs() if m.mode == "persona"]
-    pages = [p for p in em_site.glob("runs/*/p*.html")]
+    pages = list(em_site.glob("runs/*/p*.html"))
     assert len(pages) == sum(100 for _ in persona_runs) == 1200
     css = (em_site / "style.css").read_text()
     assert "font-family" in css and all('href="../../style.css"' in p.read_text() for p in pages[:50])
