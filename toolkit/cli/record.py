@@ -56,6 +56,12 @@ if TYPE_CHECKING:
               help="With --plan: a JSON price table {\"input_per_million\": ..., \"output_per_million\": ..., "
                    "\"cached_input_per_million\": ...} in dollars.")
 @click.option("--input-price", type=float, default=None, help="With --plan: dollars per million prompt tokens.")
+@click.option("--batch-file", type=click.Path(dir_okay=False), default=None,
+              help="Send nothing: write the requests still needed as an OpenAI-format batch file (submit it to "
+                   "the provider's Batch API, or to vLLM's run_batch).")
+@click.option("--batch-results", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A provider's batch output file (repeatable): store every slot it answers; with --batch-file, "
+                   "the retries and the unanswered requests go into the next batch file.")
 @click.option("--output-price", type=float, default=None, help="With --plan: dollars per million completion tokens.")
 @click.option("--dry-run", "plan_only", is_flag=True, hidden=True)
 @click.option("--replay-only", "--offline", "replay_only", is_flag=True,
@@ -76,8 +82,8 @@ def record(backend: str, backend_options: tuple[str, ...], model: str | None, mo
            max_attempts: int | None, top_logprobs: int | None, no_seed: bool, extra_body: str | None, variant: str,
            concurrency: int, rpm: float | None, timeout: float, max_retries: int, breaker: int, flush_rows: int,
            flush_seconds: float, plan_only: bool, prices_file: str | None, input_price: float | None,
-           output_price: float | None, replay_only: bool, refresh: bool, retry_invalid: bool,
-           quiet: bool, store_dir: str | None) -> None:
+           output_price: float | None, batch_file: str | None, batch_results: tuple[str, ...], replay_only: bool,
+           refresh: bool, retry_invalid: bool, quiet: bool, store_dir: str | None) -> None:
     """Send every request of the protocol that the store does not hold yet; store each completion.
 
     Re-running is free (cached replay) and a crash loses at most the batch in flight. Planning,
@@ -86,12 +92,13 @@ def record(backend: str, backend_options: tuple[str, ...], model: str | None, mo
     from ..recorder.backends.registry import RecordOptions
     from ..recorder.session import RecordMode, Session, run_session
 
-    if plan_only + replay_only + refresh + retry_invalid > 1:
-        raise ToolkitError("--plan, --replay-only, --refresh and --retry-invalid are different record modes: "
-                           "choose one")
+    batch = batch_file is not None or bool(batch_results)
+    if plan_only + replay_only + refresh + retry_invalid + batch > 1:
+        raise ToolkitError("--plan, --replay-only, --refresh, --retry-invalid and --batch-file/--batch-results are "
+                           "different record modes: choose one")
     record_mode = (RecordMode.PLAN if plan_only else RecordMode.REPLAY_ONLY if replay_only
                    else RecordMode.REFRESH if refresh else RecordMode.RETRY_INVALID if retry_invalid
-                   else RecordMode.NEW)
+                   else RecordMode.BATCH if batch else RecordMode.NEW)
     protocol = {"temperature": temperature, "repetitions": repetitions, "max_tokens": max_tokens,
                 "long_max_tokens": long_max_tokens, "max_attempts": max_attempts, "top_logprobs": top_logprobs,
                 "send_seed": False if no_seed else None, "extra_body": extra_body}
@@ -99,6 +106,7 @@ def record(backend: str, backend_options: tuple[str, ...], model: str | None, mo
         backend=backend, mode=mode, instrument=instrument, personas=personas, limit_personas=limit_personas,
         items=number_list(items, int, "--items", "item ids"), protocol=protocol, variant=variant,
         concurrency=concurrency, flush_rows=flush_rows, flush_seconds=flush_seconds, progress=not quiet,
+        batch_file=batch_file, batch_results=tuple(batch_results),
         backend_options=RecordOptions(model=model, model_path=model_path, base_url=base_url, api_key_env=api_key_env,
                                       endpoint_label=endpoint_label, rpm=rpm, timeout=timeout,
                                       max_retries=max_retries, breaker=breaker,
@@ -109,6 +117,17 @@ def record(backend: str, backend_options: tuple[str, ...], model: str | None, mo
         click.echo(f"run {out.run_id}\nplanned {out.planned}\ncached {out.cached}\nto_send {out.to_send}")
         for line in out.estimate.lines(prices) if out.estimate is not None else []:
             click.echo(line)
+    elif record_mode is RecordMode.BATCH and out.batch is not None:
+        b = out.batch
+        click.echo(f"run {out.run_id}: planned {out.planned}, cached {out.cached}, stored from the batch results "
+                   f"{b.stored}, still to send {len(b.pending)}"
+                   + (f" (written to {batch_file})" if batch_file and b.pending else "")
+                   + (f"; the results report {b.provider_failed} request(s) failed or expired (asked again)"
+                      if b.provider_failed else ""))
+        if b.pending and not batch_file:
+            click.echo("note: give --batch-file FILE to write the requests still needed", err=True)
+        for key, error in list(b.failed.items())[:5]:
+            click.echo(f"  failed: slot {key[:12]}…: {error}", err=True)
     elif record_mode is RecordMode.REPLAY_ONLY:
         if out.ok:
             click.echo(f"run {out.run_id}: all {out.planned} slot(s) stored")

@@ -20,6 +20,7 @@ from ..protocol.personas import load_personas
 from ..protocol.requests import Protocol
 from ..store import Store
 from .backends.registry import RecordOptions, check_extra, get_backend, parse_extra_body
+from .batch import Collected, collect, read_results, write_requests
 from .cost import Estimate, estimate
 from .plan import Plan, Slot, build_plan, next_generation, small_top_k
 from .record import RecordSummary, prepare, record
@@ -34,6 +35,7 @@ class RecordMode(enum.Enum):
     NEW = "new"  # send every slot the store lacks
     REFRESH = "refresh"  # ask every slot again, as a new generation
     RETRY_INVALID = "retry-invalid"  # ask again only the slots whose newest answer gave no rating
+    BATCH = "batch"  # send nothing: store what batch results answer, write the rest as a batch file
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Session:
     flush_rows: int = 1000
     flush_seconds: float = 5.0
     progress: bool = True
+    batch_file: str | None = None  # BATCH: where the next batch's requests go
+    batch_results: tuple[str, ...] = ()  # BATCH: a provider's batch output files
 
 
 @dataclass
@@ -67,12 +71,15 @@ class Outcome:
     missing: list[str] = field(default_factory=list)  # REPLAY_ONLY: the first missing slots, described
     warnings: list[str] = field(default_factory=list)
     estimate: Estimate | None = None  # PLAN: the tokens the slots to send will cost (cost.py)
+    batch: Collected | None = None  # BATCH: what the results stored, and the requests still to send
 
     @property
     def ok(self) -> bool:
         """Exit 0 or 1: every slot stored (REPLAY_ONLY), no slot failed (a recording)."""
         if self.mode is RecordMode.REPLAY_ONLY:
             return self.to_send == 0
+        if self.mode is RecordMode.BATCH:
+            return self.batch is not None and not self.batch.failed
         return self.summary is None or not (self.summary.failed or self.summary.stopped)
 
 
@@ -120,6 +127,9 @@ def run_session(store: Store, session: Session, record_mode: RecordMode = Record
     if record_mode is RecordMode.PLAN:
         out.estimate = estimate(store, plan, template.run_id, inst.digest, session.mode)
         return out
+    if record_mode is RecordMode.BATCH:
+        out.batch = _batch(store, session, spec.make(opts), plan, inst)
+        return out
     if not plan.to_send:  # cached replay: nothing to connect to or load
         return out
     backend = spec.make(opts)
@@ -136,6 +146,24 @@ def run_session(store: Store, session: Session, record_mode: RecordMode = Record
                             f"top-k list (--top-logprobs {proto.top_logprobs}); the logit method cannot use them: "
                             "record with a larger --top-logprobs under another --variant")
     return out
+
+
+def _batch(store: Store, session: Session, backend: Any, plan: Plan, inst: Any) -> Collected:
+    """Store what the batch results answer; write the requests still needed as a batch file."""
+    from .backends.openai import OpenAIBackend
+
+    if not isinstance(backend, OpenAIBackend):
+        backend.close()
+        raise ToolkitError("batch recording needs an OpenAI-compatible backend (--backend openai): the batch "
+                           "file format is OpenAI's")
+    try:
+        results = read_results(list(session.batch_results))
+        got = collect(store, plan, inst, backend, results, variant=session.variant)
+    finally:
+        backend.close()
+    if session.batch_file is not None:
+        write_requests(session.batch_file, got.pending)
+    return got
 
 
 def _invalid_slots(store: Store, run_id: str) -> set[tuple[int, int, int]]:

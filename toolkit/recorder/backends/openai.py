@@ -24,7 +24,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -178,6 +178,9 @@ class OpenAIBackend:
         self.breaker = breaker  # consecutive connection failures, over all threads, that mean "down"
         self._down = 0
         self._tripped: str | None = None
+        # where a request's body goes: the server, or (record --batch-results) a lookup in a
+        # provider's batch output that raises for a request it does not hold (recorder/batch.py)
+        self.send: Callable[[dict[str, Any]], tuple[dict[str, Any], float]] = self._post
 
     def _sleep_before_retry(self, attempt: int, retry_after: float | None) -> None:
         with self._lock:
@@ -232,15 +235,11 @@ class OpenAIBackend:
             raise _Retryable(f"the reply is not valid UTF-8 (byte {exc.start})") from None
         try:
             body = parse_json(text)
-            choice = body["choices"][0]
-            content = choice["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
+        except ValueError:
             raise _Retryable("malformed response body (not a chat completion)") from None
-        if not isinstance(content, str) and not (content is None and payload.get("logprobs")):
-            raise _Retryable("malformed response body (message content is not text)")
-        finish = choice.get("finish_reason")
-        if finish is not None and not isinstance(finish, str):
-            raise _Retryable("malformed response body (finish_reason is not text)")
+        problem = chat_body_problem(body, payload)
+        if problem is not None:
+            raise _Retryable(problem)
         return body, latency
 
     def _reachable(self) -> None:
@@ -283,24 +282,35 @@ class OpenAIBackend:
                 self._sleep_before_retry(attempt, retry_after)
         raise BackendError(f"gave up after {self.max_retries + 1} attempts: {self.redact(last)}")
 
-    def generate(self, messages: Sequence[dict[str, Any]], *, temperature: float, max_tokens: int,
-                 seed: int) -> Generation:
+    def chat_payload(self, messages: Sequence[dict[str, Any]], *, temperature: float, max_tokens: int,
+                     seed: int) -> dict[str, Any]:
+        """The body of one chat request: what is sent live, and what a batch file holds."""
         payload: dict[str, Any] = {**self.extra_body, "model": self.model, "messages": list(messages),
                                    "temperature": temperature, "max_tokens": max_tokens}
         if self.send_seed:
             payload["seed"] = seed
-        body, latency = self._post(payload)
-        choice = body["choices"][0]
-        return Generation(choice["message"]["content"], choice.get("finish_reason"), latency, _served(body),
-                          usage_of(body))
+        return payload
 
-    def digit_logprobs(self, messages: Sequence[dict[str, Any]], scale: Sequence[int], *, seed: int) -> DigitLogprobs:
+    def logprob_payload(self, messages: Sequence[dict[str, Any]], *, seed: int) -> dict[str, Any]:
+        """The body of one next-token log-probability request (live and batch)."""
         payload: dict[str, Any] = {**self.extra_body, "model": self.model, "messages": list(messages),
                                    "max_tokens": 1, "temperature": 1.0, "logprobs": True,
                                    "top_logprobs": self.top_logprobs}
         if self.send_seed:
             payload["seed"] = seed
-        body, latency = self._post(payload)
+        return payload
+
+    def generate(self, messages: Sequence[dict[str, Any]], *, temperature: float, max_tokens: int,
+                 seed: int) -> Generation:
+        payload = self.chat_payload(messages, temperature=temperature, max_tokens=max_tokens, seed=seed)
+        body, latency = self.send(payload)
+        choice = body["choices"][0]
+        return Generation(choice["message"]["content"], choice.get("finish_reason"), latency, _served(body),
+                          usage_of(body))
+
+    def digit_logprobs(self, messages: Sequence[dict[str, Any]], scale: Sequence[int], *, seed: int) -> DigitLogprobs:
+        payload = self.logprob_payload(messages, seed=seed)
+        body, latency = self.send(payload)
         choice = body["choices"][0]
         try:
             first = choice["logprobs"]["content"][0]
@@ -326,6 +336,22 @@ class OpenAIBackend:
 
     def close(self) -> None:
         self.client.close()
+
+
+def chat_body_problem(body: object, payload: dict[str, Any]) -> str | None:
+    """What is wrong with a chat-completion body for ``payload`` (None: nothing): the one check
+    of a live reply and of a batch output line."""
+    try:
+        choice = body["choices"][0]  # type: ignore[index]
+        content = choice["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return "malformed response body (not a chat completion)"
+    if not isinstance(content, str) and not (content is None and payload.get("logprobs")):
+        return "malformed response body (message content is not text)"
+    finish = choice.get("finish_reason") if isinstance(choice, dict) else None
+    if finish is not None and not isinstance(finish, str):
+        return "malformed response body (finish_reason is not text)"
+    return None
 
 
 MAX_TOKENS_REPORTED = 1 << 40  # a count beyond this is not a count

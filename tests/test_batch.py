@@ -1,0 +1,135 @@
+"""Recording through a provider's batch API by file (issue 29): `record --batch-file` writes the
+requests, a provider answers them (here: the real scripted HTTP server on 127.0.0.1, asked line
+by line as a batch runner would), `record --batch-results` stores them and writes the retries as
+the next batch. The store ends with the same fingerprint as a live recording of the same answers."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from conftest import run_cli
+from http_servers import Behaviour, start
+from toolkit.hashing import canonical_json, sha256_text
+from toolkit.store import Store
+
+SLICE = ["--limit-personas", "3", "--items", "1,2,3,4", "--repetitions", "3", "--temperature", "0.7"]
+
+
+def rec(store, url, *extra):
+    return run_cli("record", "--backend", "openai", "--model", "m", "--base-url", url, "--endpoint-label", "provider",
+                   "--store", str(store), "--quiet", *SLICE, *extra)
+
+
+def provider(url: str, requests_file, results_file, fail: set[int] = frozenset()) -> list[dict]:
+    """Answer a batch input file as the Batch API does: one output line per request, in any
+    order; the line numbers in ``fail`` come back expired."""
+    lines = [json.loads(line) for line in requests_file.read_text().splitlines()]
+    out = []
+    with httpx.Client() as client:
+        for i, req in enumerate(lines):
+            if i in fail:
+                out.append({"id": f"r{i}", "custom_id": req["custom_id"], "response": None,
+                            "error": {"code": "batch_expired", "message": "This request could not be executed"}})
+                continue
+            body = client.post(url + "/chat/completions", json=req["body"]).json()
+            out.append({"id": f"r{i}", "custom_id": req["custom_id"],
+                        "response": {"status_code": 200, "request_id": f"q{i}", "body": body}, "error": None})
+    results_file.write_text("\n".join(json.dumps(o) for o in reversed(out)) + "\n")  # order is not kept
+    return lines
+
+
+def test_batch_rounds_store_what_live_recording_stores(tmp_path):
+    behaviour = Behaviour()
+    server, url = start(behaviour)
+    try:
+        live = tmp_path / "live"
+        assert rec(live, url).returncode == 0
+        asked_live = behaviour.count
+        store = tmp_path / "batch"
+        first = tmp_path / "b0.jsonl"
+        wrote = rec(store, url, "--batch-file", str(first))
+        assert wrote.returncode == 0, wrote.stderr
+        assert behaviour.count == asked_live  # writing a batch file sends nothing
+        lines = [json.loads(line) for line in first.read_text().splitlines()]
+        assert len(lines) == 36 and all(line["url"] == "/v1/chat/completions" and line["method"] == "POST"
+                                        for line in lines)
+        assert all(line["custom_id"] == sha256_text(canonical_json(line["body"])) for line in lines)
+        rounds, current, every = 0, first, []
+        while current.read_text().strip():
+            results = tmp_path / f"r{rounds}.jsonl"
+            asked = provider(url, current, results)
+            every += ["--batch-results", str(results)]  # a slot is stored once all its attempts are answered
+            nxt = tmp_path / f"b{rounds + 1}.jsonl"
+            res = rec(store, url, *every, "--batch-file", str(nxt))
+            assert res.returncode == 0, res.stderr
+            answers = [json.loads(line) for line in results.read_text().splitlines()]
+            unparseable = {a["custom_id"] for a in answers
+                           if a["response"]["body"]["choices"][0]["message"]["content"] == "Well"}
+            follow = [json.loads(line) for line in nxt.read_text().splitlines()] if nxt.read_text() else []
+            # the follow-up batch holds exactly the slots whose answer gave no rating: the next attempt of each
+            by_id = {r["custom_id"]: r["body"] for r in asked}
+            assert sorted(canonical_json(f["body"]["messages"]) for f in follow) == sorted(
+                canonical_json(by_id[c]["messages"]) for c in unparseable)
+            assert all(f["custom_id"] not in by_id for f in follow)  # the next attempt, never the same request
+            rounds, current = rounds + 1, nxt
+        assert rounds >= 2  # some first answers were junk, and asked again in a follow-up batch
+        a, b = Store(live).runs()[0], Store(store).runs()[0]
+        assert (a.run_id, a.rows, a.fingerprint) == (b.run_id, b.rows, b.fingerprint)
+        again = rec(store, url, "--batch-file", str(tmp_path / "none.jsonl"))
+        assert "still to send 0" in again.stdout and (tmp_path / "none.jsonl").read_text() == ""
+    finally:
+        server.shutdown()
+
+
+def test_failed_and_expired_requests_are_asked_again_and_the_rest_is_stored(tmp_path):
+    behaviour = Behaviour()
+    server, url = start(behaviour)
+    try:
+        store = tmp_path / "s"
+        first, results, nxt = tmp_path / "b0.jsonl", tmp_path / "r0.jsonl", tmp_path / "b1.jsonl"
+        assert rec(store, url, "--batch-file", str(first)).returncode == 0
+        asked = provider(url, first, results, fail={0, 5, 9})
+        res = rec(store, url, "--batch-results", str(results), "--batch-file", str(nxt))
+        assert res.returncode == 0, res.stderr
+        assert "3 request(s) failed or expired (asked again)" in res.stdout
+        follow = [json.loads(line)["custom_id"] for line in nxt.read_text().splitlines()]
+        assert {asked[i]["custom_id"] for i in (0, 5, 9)} <= set(follow)  # the same request, asked again
+        missing = rec(store, url, "--replay-only")
+        assert missing.returncode == 1
+        assert f"{len(follow)} of 36 slot(s) missing" in missing.stderr
+    finally:
+        server.shutdown()
+
+
+def test_result_files_are_checked_line_by_line_and_refused_whole(tmp_path):
+    behaviour = Behaviour()
+    server, url = start(behaviour)
+    try:
+        store = tmp_path / "s"
+        first, results = tmp_path / "b0.jsonl", tmp_path / "r0.jsonl"
+        assert rec(store, url, "--batch-file", str(first)).returncode == 0
+        provider(url, first, results)
+        good = results.read_text().splitlines()
+        cases = {
+            "duplicate": (good + [good[0]], "repeats line"),
+            "unknown id": ([json.dumps({**json.loads(good[0]), "custom_id": "0" * 64})] + good[1:],
+                           "answer no request of this plan"),
+            "not an id": ([json.dumps({**json.loads(good[0]), "custom_id": "row-1"})] + good[1:],
+                          "custom_id is not a request key"),
+            "error body": ([json.dumps({**json.loads(good[0]), "response": {"status_code": 200,
+                                                                           "body": {"error": "quota"}}})] + good[1:],
+                           "not a chat completion"),
+            "not json": (good[:3] + ["{broken"] + good[3:], "not a JSON object"),
+        }
+        for name, (lines, message) in cases.items():
+            bad = tmp_path / f"{name}.jsonl"
+            bad.write_text("\n".join(lines) + "\n")
+            res = rec(store, url, "--batch-results", str(bad))
+            assert res.returncode == 2, (name, res.stdout, res.stderr)
+            assert message in res.stderr and "nothing stored" in res.stderr, (name, res.stderr)
+            assert f"{bad}:" in res.stderr  # the file and the line
+            assert Store(store).runs() == [] or Store(store).runs()[0].rows == 0, name
+    finally:
+        server.shutdown()
