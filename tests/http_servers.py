@@ -181,3 +181,108 @@ def start(behaviour: Behaviour):
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_port}/v1"
+
+
+class BatchProvider:
+    """OpenAI's Files and Batches endpoints on 127.0.0.1, answering every batch from the
+    scripted model (``answer_for``): a batch finishes after ``polls`` status requests; request
+    lines whose index is in ``fail`` come back in the error file as expired; ``break_create``
+    makes the next batch creations fail with a 500 (a crash between upload and create)."""
+
+    def __init__(self, polls: int = 1, fail: set[int] = frozenset(), break_create: int = 0):
+        self.polls, self.fail, self.break_create = polls, set(fail), break_create
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.uploads = 0
+        self.created = 0
+        self.lock = threading.Lock()
+
+    def _finish(self, batch: dict) -> None:
+        out, err = [], []
+        for i, line in enumerate(self.files[batch["input_file_id"]].decode().splitlines()):
+            req = json.loads(line)
+            if i in self.fail:
+                err.append({"id": f"e{i}", "custom_id": req["custom_id"], "response": None,
+                            "error": {"code": "batch_expired", "message": "This request could not be executed"}})
+                continue
+            body = {"id": f"c{i}", "object": "chat.completion", "model": req["body"]["model"],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": answer_for(req["body"])},
+                                 "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}}
+            out.append({"id": f"o{i}", "custom_id": req["custom_id"], "response": {"status_code": 200, "body": body},
+                        "error": None})
+        for key, lines in (("output_file_id", out), ("error_file_id", err)):
+            if lines:
+                fid = f"file-{key[0]}{len(self.files)}"
+                self.files[fid] = ("\n".join(json.dumps(x) for x in reversed(lines)) + "\n").encode()
+                batch[key] = fid
+        batch["status"] = "completed"
+
+    def handler(self):
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _json(self, code, obj=None, raw=None):
+                data = raw if raw is not None else json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with provider.lock:
+                    if self.path.endswith("/files"):
+                        boundary = self.headers["Content-Type"].split("boundary=")[1].encode()
+                        part = next(p for p in data.split(b"--" + boundary) if b'name="file"' in p)
+                        content = part.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n", 1)[0]
+                        fid = f"file-in{len(provider.files)}"
+                        provider.files[fid] = content
+                        provider.uploads += 1
+                        return self._json(200, {"id": fid, "object": "file", "purpose": "batch"})
+                    if self.path.endswith("/batches"):
+                        if provider.break_create:
+                            provider.break_create -= 1
+                            return self._json(500, {"error": "try later"})
+                        req = json.loads(data)
+                        if req["input_file_id"] not in provider.files or req["endpoint"] != "/v1/chat/completions":
+                            return self._json(400, {"error": "bad batch"})
+                        bid = f"batch_{len(provider.batches)}"
+                        provider.batches[bid] = {"id": bid, "status": "validating", "polls": 0,
+                                                 "input_file_id": req["input_file_id"]}
+                        provider.created += 1
+                        return self._json(200, {k: v for k, v in provider.batches[bid].items() if k != "polls"})
+                return self._json(404, {"error": "no such endpoint"})
+
+            def do_GET(self):
+                with provider.lock:
+                    parts = self.path.split("/")
+                    if "batches" in parts:
+                        batch = provider.batches.get(parts[-1])
+                        if batch is None:
+                            return self._json(404, {"error": "no such batch"})
+                        batch["polls"] += 1
+                        if batch["status"] != "completed":
+                            if batch["polls"] >= provider.polls:
+                                provider._finish(batch)
+                            else:
+                                batch["status"] = "in_progress"
+                        return self._json(200, {k: v for k, v in batch.items() if k != "polls"})
+                    if parts[-1] == "content" and parts[-2] in provider.files:
+                        return self._json(200, raw=provider.files[parts[-2]])
+                return self._json(404, {"error": "no such file"})
+
+        return Handler
+
+
+def start_provider(provider: BatchProvider):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), provider.handler())
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/v1"

@@ -133,3 +133,68 @@ def test_result_files_are_checked_line_by_line_and_refused_whole(tmp_path):
             assert Store(store).runs() == [] or Store(store).runs()[0].rows == 0, name
     finally:
         server.shutdown()
+
+
+def online(store, url, *extra):
+    return rec(store, url, "--batch", *extra)
+
+
+def test_batch_api_round_trip_resumes_and_matches_a_live_recording(tmp_path):
+    """`record --batch` against a real Files + Batches server: submit, poll until done, collect,
+    follow-up batches for unparseable answers, and the live recording's fingerprint at the end."""
+    from http_servers import BatchProvider, start_provider
+
+    behaviour = Behaviour()
+    live_server, live_url = start(behaviour)
+    provider = BatchProvider(polls=2)
+    server, url = start_provider(provider)
+    try:
+        live = tmp_path / "live"
+        assert rec(live, live_url).returncode == 0
+        store = tmp_path / "batch"
+        first = online(store, url)
+        assert first.returncode == 0, first.stderr
+        assert "batch batch_0 submitted: 36 request(s)" in first.stdout and provider.uploads == 1
+        waiting = online(store, url)  # polled once: still running, nothing uploaded again
+        assert "batch batch_0: in_progress" in waiting.stdout and provider.uploads == 1
+        for _ in range(10):
+            res = online(store, url)
+            assert res.returncode == 0, res.stderr
+            if "still to send 0" in res.stdout and "in_progress" not in res.stdout and "submitted" not in res.stdout:
+                break
+        else:
+            raise AssertionError("the batch recording did not finish")
+        assert provider.created >= 2  # the retries of junk answers went out as follow-up batches
+        a, b = Store(live).runs()[0], Store(store).runs()[0]
+        assert (a.run_id, a.rows, a.fingerprint) == (b.run_id, b.rows, b.fingerprint)
+        rows = Store(store).read_run(b).to_pylist()
+        assert all(r["prompt_tokens"] == 10 * (1 + r["failures"]) for r in rows)  # the batch usage, summed
+    finally:
+        server.shutdown()
+        live_server.shutdown()
+
+
+def test_a_crash_between_upload_and_create_resumes_without_a_second_upload(tmp_path):
+    from http_servers import BatchProvider, start_provider
+
+    provider = BatchProvider(polls=2, break_create=1, fail={2, 7})
+    server, url = start_provider(provider)
+    try:
+        store = tmp_path / "s"
+        crashed = online(store, url)
+        assert crashed.returncode == 1 and "HTTP 500" in crashed.stderr
+        assert "run the same command again" in crashed.stderr
+        assert provider.uploads == 1 and provider.created == 0
+        again = online(store, url)
+        assert again.returncode == 0, again.stderr
+        assert provider.uploads == 1 and provider.created == 1  # the uploaded file, batched now
+        assert "batch batch_0: in_progress" in again.stdout
+        done = online(store, url)  # collected: 2 expired requests are asked again in a new batch
+        assert done.returncode == 0, done.stderr
+        assert "the results report 2 request(s) failed or expired" in done.stdout
+        missing = rec(store, url, "--replay-only")
+        assert missing.returncode == 1 and "slot(s) missing" in missing.stderr
+        state = json.loads(next((store / "batches").glob("*.json")).read_text())
+        assert [b["collected"] for b in state["batches"][:1]] == [True]
+    finally:
+        server.shutdown()

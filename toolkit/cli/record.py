@@ -56,6 +56,10 @@ if TYPE_CHECKING:
               help="With --plan: a JSON price table {\"input_per_million\": ..., \"output_per_million\": ..., "
                    "\"cached_input_per_million\": ...} in dollars.")
 @click.option("--input-price", type=float, default=None, help="With --plan: dollars per million prompt tokens.")
+@click.option("--batch", "batch_online", is_flag=True,
+              help="Record through the provider's Batch API (about half the price; answers within a day): submit "
+                   "the requests still needed, and on the next call collect what finished (resumable; nothing is "
+                   "paid twice).")
 @click.option("--batch-file", type=click.Path(dir_okay=False), default=None,
               help="Send nothing: write the requests still needed as an OpenAI-format batch file (submit it to "
                    "the provider's Batch API, or to vLLM's run_batch).")
@@ -82,7 +86,8 @@ def record(backend: str, backend_options: tuple[str, ...], model: str | None, mo
            max_attempts: int | None, top_logprobs: int | None, no_seed: bool, extra_body: str | None, variant: str,
            concurrency: int, rpm: float | None, timeout: float, max_retries: int, breaker: int, flush_rows: int,
            flush_seconds: float, plan_only: bool, prices_file: str | None, input_price: float | None,
-           output_price: float | None, batch_file: str | None, batch_results: tuple[str, ...], replay_only: bool,
+           output_price: float | None, batch_online: bool, batch_file: str | None, batch_results: tuple[str, ...],
+           replay_only: bool,
            refresh: bool, retry_invalid: bool, quiet: bool, store_dir: str | None) -> None:
     """Send every request of the protocol that the store does not hold yet; store each completion.
 
@@ -92,7 +97,10 @@ def record(backend: str, backend_options: tuple[str, ...], model: str | None, mo
     from ..recorder.backends.registry import RecordOptions
     from ..recorder.session import RecordMode, Session, run_session
 
-    batch = batch_file is not None or bool(batch_results)
+    if batch_online and (batch_file is not None or batch_results):
+        raise ToolkitError("--batch submits and collects through the provider; --batch-file and --batch-results are "
+                           "the same by hand: choose one")
+    batch = batch_online or batch_file is not None or bool(batch_results)
     if plan_only + replay_only + refresh + retry_invalid + batch > 1:
         raise ToolkitError("--plan, --replay-only, --refresh, --retry-invalid and --batch-file/--batch-results are "
                            "different record modes: choose one")
@@ -106,7 +114,7 @@ def record(backend: str, backend_options: tuple[str, ...], model: str | None, mo
         backend=backend, mode=mode, instrument=instrument, personas=personas, limit_personas=limit_personas,
         items=number_list(items, int, "--items", "item ids"), protocol=protocol, variant=variant,
         concurrency=concurrency, flush_rows=flush_rows, flush_seconds=flush_seconds, progress=not quiet,
-        batch_file=batch_file, batch_results=tuple(batch_results),
+        batch_file=batch_file, batch_results=tuple(batch_results), batch_online=batch_online,
         backend_options=RecordOptions(model=model, model_path=model_path, base_url=base_url, api_key_env=api_key_env,
                                       endpoint_label=endpoint_label, rpm=rpm, timeout=timeout,
                                       max_retries=max_retries, breaker=breaker,
@@ -124,7 +132,12 @@ def record(backend: str, backend_options: tuple[str, ...], model: str | None, mo
                    + (f" (written to {batch_file})" if batch_file and b.pending else "")
                    + (f"; the results report {b.provider_failed} request(s) failed or expired (asked again)"
                       if b.provider_failed else ""))
-        if b.pending and not batch_file:
+        if out.online is not None:
+            if out.online.submitted:
+                click.echo(f"batch {out.online.submitted} submitted: {out.online.submitted_requests} request(s)")
+            for batch_id, status in out.online.in_flight:
+                click.echo(f"batch {batch_id}: {status} (run the same command again to collect it)")
+        elif b.pending and not batch_file:
             click.echo("note: give --batch-file FILE to write the requests still needed", err=True)
         for key, error in list(b.failed.items())[:5]:
             click.echo(f"  failed: slot {key[:12]}…: {error}", err=True)

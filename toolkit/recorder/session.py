@@ -19,14 +19,22 @@ from ..protocol.instrument import load_instrument
 from ..protocol.personas import load_personas
 from ..protocol.requests import Protocol
 from ..store import Store
+from .backends.base import BackendError
 from .backends.registry import RecordOptions, check_extra, get_backend, parse_extra_body
 from .batch import Collected, collect, read_results, write_requests
+from .batch_api import Online, run_online
 from .cost import Estimate, estimate
 from .plan import Plan, Slot, build_plan, next_generation, small_top_k
 from .record import RecordSummary, prepare, record
 from .writer import existing_keys
 
 MISSING_SHOWN = 20  # --replay-only names this many missing slots, then counts the rest
+
+
+class BatchUnavailable(ToolkitError):
+    """The provider's batch endpoints failed a step; the state so far is saved (exit 1)."""
+
+    exit_code = 1
 
 
 class RecordMode(enum.Enum):
@@ -58,6 +66,7 @@ class Session:
     progress: bool = True
     batch_file: str | None = None  # BATCH: where the next batch's requests go
     batch_results: tuple[str, ...] = ()  # BATCH: a provider's batch output files
+    batch_online: bool = False  # BATCH: through the provider's Files and Batches endpoints (batch_api.py)
 
 
 @dataclass
@@ -72,6 +81,7 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
     estimate: Estimate | None = None  # PLAN: the tokens the slots to send will cost (cost.py)
     batch: Collected | None = None  # BATCH: what the results stored, and the requests still to send
+    online: Online | None = None  # BATCH online: the batches in flight and the one submitted now
 
     @property
     def ok(self) -> bool:
@@ -128,7 +138,7 @@ def run_session(store: Store, session: Session, record_mode: RecordMode = Record
         out.estimate = estimate(store, plan, template.run_id, inst.digest, session.mode)
         return out
     if record_mode is RecordMode.BATCH:
-        out.batch = _batch(store, session, spec.make(opts), plan, inst)
+        _batch(store, session, spec.make(opts), plan, inst, template.run_id, out)
         return out
     if not plan.to_send:  # cached replay: nothing to connect to or load
         return out
@@ -148,8 +158,8 @@ def run_session(store: Store, session: Session, record_mode: RecordMode = Record
     return out
 
 
-def _batch(store: Store, session: Session, backend: Any, plan: Plan, inst: Any) -> Collected:
-    """Store what the batch results answer; write the requests still needed as a batch file."""
+def _batch(store: Store, session: Session, backend: Any, plan: Plan, inst: Any, run_id: str, out: Outcome) -> None:
+    """Store what batch results answer and write (or, online, submit) the requests still needed."""
     from .backends.openai import OpenAIBackend
 
     if not isinstance(backend, OpenAIBackend):
@@ -157,13 +167,20 @@ def _batch(store: Store, session: Session, backend: Any, plan: Plan, inst: Any) 
         raise ToolkitError("batch recording needs an OpenAI-compatible backend (--backend openai): the batch "
                            "file format is OpenAI's")
     try:
-        results = read_results(list(session.batch_results))
-        got = collect(store, plan, inst, backend, results, variant=session.variant)
+        if session.batch_online:
+            try:
+                out.online = run_online(store, plan, inst, backend, run_id, variant=session.variant)
+            except BackendError as exc:
+                raise BatchUnavailable(f"batch API: {exc}; every step so far is kept (batches/ in the store): "
+                                       "run the same command again") from None
+            out.batch = out.online.collected
+            return
+        out.batch = collect(store, plan, inst, backend, read_results(list(session.batch_results)),
+                            variant=session.variant)
     finally:
         backend.close()
     if session.batch_file is not None:
-        write_requests(session.batch_file, got.pending)
-    return got
+        write_requests(session.batch_file, out.batch.pending)
 
 
 def _invalid_slots(store: Store, run_id: str) -> set[tuple[int, int, int]]:
