@@ -196,9 +196,14 @@ def _possible_ids(plan: Plan, backend: OpenAIBackend) -> set[str]:
     return ids
 
 
-def write_requests(path: str | Path, payloads: list[dict[str, Any]]) -> int:
-    """The batch input file (atomic): one request line per payload, in plan order."""
+def request_lines(payloads: list[dict[str, Any]]) -> bytes:
+    """A batch input file's bytes: one request line per payload, in plan order."""
     lines = [json.dumps({"custom_id": custom_id(p), "method": "POST", "url": URL, "body": p},
                         ensure_ascii=False, sort_keys=True) for p in payloads]
-    atomic_write_bytes(Path(path), ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8"))
-    return len(lines)
+    return ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8")
+
+
+def write_requests(path: str | Path, payloads: list[dict[str, Any]]) -> int:
+    """The batch input file (atomic)."""
+    atomic_write_bytes(Path(path), request_lines(payloads))
+    return len(payloads)

@@ -35,7 +35,7 @@ from ..store import Store
 from ..store.atomic import atomic_write_bytes
 from .backends.base import BackendError
 from .backends.openai import OpenAIBackend
-from .batch import URL, Collected, collect, custom_id, read_results
+from .batch import URL, Collected, collect, custom_id, read_results, request_lines
 from .plan import Plan
 
 STATE_FORMAT = "toolkit-batches/1"
@@ -158,10 +158,7 @@ def run_online(store: Store, plan: Plan, instrument: Instrument, backend: OpenAI
     fresh = [p for p in got.pending if custom_id(p) not in waiting]
     out = Online(got, in_flight=in_flight)
     if fresh:
-        lines = [json.dumps({"custom_id": custom_id(p), "method": "POST", "url": URL, "body": p},
-                            ensure_ascii=False, sort_keys=True) for p in fresh]
-        data = ("\n".join(lines) + "\n").encode("utf-8")
-        entry = {"input_file_id": api.upload(data, f"{quote(run_id, safe='')}.jsonl"), "batch_id": None,
+        entry = {"input_file_id": api.upload(request_lines(fresh), f"{quote(run_id, safe='')}.jsonl"), "batch_id": None,
                  "ids": [custom_id(p) for p in fresh], "status": "uploaded"}
         state["batches"].append(entry)
         _save(path, state)  # before the batch is created: a crash now resumes without a second upload
