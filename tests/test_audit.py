@@ -51,18 +51,27 @@ def audited(tmp_path_factory):
     return res, report
 
 
-def test_audit_passes_every_claim(audited):
+# The two claims the paper's own data contradict: Appendix A bounds the failed attempts per slot
+# by 0.01 for these runs, and their `failures` column averages 0.99 and 0.016 (GPT-4o-insecure's
+# 0.54, from the same column, reproduces: the column is what the text counts).
+KNOWN_FAILS = {"text-failed-attempts-deepseek-v3.1-insecure-at-most-0.01": "0.9876 <= 0.01: does not hold",
+               "text-failed-attempts-gpt-4o-secure-at-most-0.01": "0.01563 <= 0.01: does not hold"}
+
+
+def test_audit_passes_every_claim_but_the_two_its_data_contradict(audited):
     res, _ = audited
-    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.returncode == 1, res.stderr[-2000:]  # a FAIL is an exit 1, by design
     doc = json.loads(res.stdout)
     claims = doc["claims"]
-    assert len(claims) == 738 and doc["counts"]["FAIL"] == 0
+    assert len(claims) == 748 and doc["counts"]["FAIL"] == 2
+    assert {c["id"]: c["note"] for c in claims if c["status"] == "FAIL"} == KNOWN_FAILS
+    assert next(c for c in claims if c["id"] == "text-failed-attempts-gpt-4o-insecure")["status"] == "PASS"
     for c in claims:
         assert {"id", "table", "model", "variant", "metric", "printed", "recomputed", "status", "note"} <= c.keys()
-        assert c["status"] in ("PASS", "WITHIN-SE", "UNVERIFIABLE")
+        assert c["status"] in ("PASS", "WITHIN-SE", "UNVERIFIABLE") or c["id"] in KNOWN_FAILS
     # the numbers §4.1 quotes from the benchmark of arXiv 2511.08565 are counted, not left out
     unverifiable = [c for c in claims if c["status"] == "UNVERIFIABLE"]
-    assert doc["counts"]["UNVERIFIABLE"] == len(unverifiable) == 293
+    assert doc["counts"]["UNVERIFIABLE"] == len(unverifiable) == 291
     quoted = [c for c in unverifiable if c["table"].startswith("Section 4.1")]
     assert len(quoted) == 6 and all("costa2025-benchmark" in c["note"] and "--with costa2025-benchmark=DIR" in c["note"]
                                     and c["recomputed"] is None for c in quoted)
@@ -72,10 +81,10 @@ def test_audit_passes_every_claim(audited):
     # every number the paper's LaTeX prints is accounted for
     cov = doc["coverage"]
     assert cov["counts"]["unaccounted"] == 0 and cov["unaccounted"] == []
-    assert sum(cov["counts"].values()) == 858 and cov["counts"]["claimed"] == 472
+    assert sum(cov["counts"].values()) == 858 and cov["counts"]["claimed"] == 474
     # the ordinal and derived claims of the text hold
     statements = {c["id"]: c for c in claims if c["metric"] == "expr"}
-    assert len(statements) == 8 and all(c["status"] == "PASS" for c in statements.values())
+    assert len(statements) == 19 and all(c["status"] == "PASS" for k, c in statements.items() if k not in KNOWN_FAILS)
     assert "holds" in statements["ordinal-gpt-4o-twice-band"]["note"]
     tables = {c["table"] for c in claims}
     assert {"Table 1 (S)", "Table 2 (R)", "Table 3 (self profiles)", "Table 4 (R per foundation)",
@@ -90,14 +99,14 @@ def test_audit_passes_every_claim(audited):
 @pytest.mark.shared
 def test_terminal_view_lists_counts_and_only_the_claims_that_are_not_pass(tmp_path):
     res = run_cli("audit", "costa2026-em", "--from", str(EM), "--store", str(tmp_path / "s"), "--jobs", "2")
-    assert res.returncode == 0, res.stderr[-1000:]
+    assert res.returncode == 1, res.stderr[-1000:]
     lines = res.stdout.splitlines()
-    assert lines[-3].startswith("audit costa2026-em") and "FAIL 0" in lines[-3]
+    assert lines[-3].startswith("audit costa2026-em") and "FAIL 2" in lines[-3]
     assert lines[-2].startswith("coverage of ") and lines[-2].endswith(", 0 unaccounted")
     listed = [line for line in lines[2:-3] if line.strip() and not line.startswith("  ")]
-    assert listed and all(" PASS" not in line and "UNVERIFIABLE" not in line for line in listed)  # the WITHIN-SE
+    assert listed and all(" PASS" not in line and "UNVERIFIABLE" not in line for line in listed)  # WITHIN-SE, FAIL
     reasons = [line for line in lines if line.startswith("  UNVERIFIABLE ")]  # one line per reason, not per claim
-    assert 3 <= len(reasons) <= 6 and sum(int(r.split()[1].rstrip(":")) for r in reasons) == 293
+    assert 3 <= len(reasons) <= 6 and sum(int(r.split()[1].rstrip(":")) for r in reasons) == 291
 
 
 def test_report_folder(audited):
@@ -119,9 +128,9 @@ def test_report_folder(audited):
     for line in insecure:
         delta_r = line.split("|")[5]
         assert delta_r.strip().startswith("-") and "[-" in delta_r and ", -" in delta_r
-    assert json.loads((report / "claims.json").read_text())["counts"]["FAIL"] == 0
+    assert json.loads((report / "claims.json").read_text())["counts"]["FAIL"] == 2
     page = (report / "audit.html").read_text()
-    assert "Coverage: coverage of " in page and "858 numbers printed, 472 checked" in page and "0 unaccounted" in page
+    assert "Coverage: coverage of " in page and "858 numbers printed, 474 checked" in page and "0 unaccounted" in page
     assert 'href="audit.html"' in html and "PASS" in html  # the overview links the claims page with its counts
 
 
@@ -129,10 +138,10 @@ def test_audit_page_is_a_page_of_the_report_site(audited, browser):
     _, report = audited
     browser.events.clear()
     browser.open((report / "audit.html").as_uri())
-    assert browser.evaluate("document.querySelectorAll('#claims tbody tr').length") == 738
+    assert browser.evaluate("document.querySelectorAll('#claims tbody tr').length") == 748
     statuses = browser.evaluate("Array.from(document.querySelectorAll('#claims tbody tr td:nth-last-child(2)'))"
                                 ".map(c => c.textContent)")
-    assert set(statuses) == {"PASS", "WITHIN-SE", "UNVERIFIABLE"}
+    assert set(statuses) == {"PASS", "WITHIN-SE", "FAIL", "UNVERIFIABLE"}
     browser.open(browser.evaluate("document.querySelector('nav a').href"))  # back to the overview
     assert browser.evaluate("document.querySelectorAll('#metrics tbody tr').length") == 72
     assert browser.problems() == []

@@ -38,14 +38,15 @@ from ..numerics import fmean
 FORMAT = "toolkit-claims/2"  # /2 adds where, expr and excluded; /1 files load unchanged
 FORMATS = ("toolkit-claims/1", FORMAT)
 RUN_METRICS = {"S", "S_se", "R", "R_se", "sigma_bar", "sigma_bar_se", "delta_S_pct", "delta_R_pct",
-               "delta_sigma_bar_pct", "excess_R_pp", "excess_S_pp", "excess_sigma_bar_pp"}
+               "delta_sigma_bar_pct", "excess_R_pp", "excess_S_pp", "excess_sigma_bar_pp",
+               "mean_failures"}  # mean_failures: failed attempts per slot, over the run's rows
 SELF_METRICS = {"profile_mean", "profile_std"}
 # mean_cv_X: over the variant's models, the coefficient of variation (population SD / mean) of X
 # across the groups (foundations), as the paper defines it
 VARIANT_METRICS = {"mean_delta_S_pct", "mean_delta_R_pct", "mean_delta_sigma_bar_pct", "mean_excess_R_pp",
                    "mean_excess_S_pp", "mean_excess_sigma_bar_pp", "mean_cv_S", "mean_cv_sigma_bar", "mean_cv_R"}
 # numbers a paper prints about data no run holds (judge scores, attempt counts): only ever UNVERIFIABLE
-EXTERNAL_METRICS = {"alignment", "alignment_se", "coherence", "coherence_se", "failed_attempts", "count"}
+EXTERNAL_METRICS = {"alignment", "alignment_se", "coherence", "coherence_se", "count"}
 EXPR = "expr"  # the metric of a claim checked by its ``expr`` (toolkit/audit/expr.py)
 RANGE_METRICS = {"min_S", "max_S", "min_R", "max_R"}  # over the claim's ``models``, e.g. "0.66 <= S <= 0.83"
 SE_OF = {"S": "S_se", "R": "R_se", "sigma_bar": "sigma_bar_se"}
@@ -235,10 +236,8 @@ def _check_expr(claim: Claim, where: str, source: str) -> None:
         node = parse(claim.expr, frozenset(RUN_METRICS | SELF_METRICS | VARIANT_METRICS))
     except ExprError as exc:
         raise ToolkitError(f"{where}: expr {claim.expr!r}: {exc}", path=source) from None
-    if is_statement(node) == bool(claim.printed):
-        raise ToolkitError(f"{where}: " + ("a statement (a comparison) prints no number: leave 'printed' empty"
-                                           if claim.printed else "a value expression needs the 'printed' number"),
-                           path=source)
+    if not is_statement(node) and not claim.printed:
+        raise ToolkitError(f"{where}: a value expression needs the 'printed' number", path=source)
 
 
 _TEXT_FIELDS = {"id": False, "table": False, "variant": False, "metric": False, "printed": False, "group": False,
@@ -327,7 +326,7 @@ def evaluate_claims(claims: ClaimSet, *, metrics: pl.DataFrame, comparison: pl.D
         if c.unverifiable:
             rows.append(unverifiable_row(c, c.unverifiable))
             continue
-        if c.expr is not None and not c.printed:
+        if c.expr is not None and _is_statement(c):
             rows.append(_statement_row(c, frames))
             continue
         value, se = _expr_value(c, frames) if c.expr is not None else _recompute(c, *frames)
@@ -400,6 +399,12 @@ def _expr_value(c: Claim, frames: tuple[Any, ...]) -> tuple[float | None, float 
     return float(value), None
 
 
+def _is_statement(c: Claim) -> bool:
+    from .expr import is_statement, parse
+
+    return is_statement(parse(c.expr or "", frozenset(RUN_METRICS | SELF_METRICS | VARIANT_METRICS)))
+
+
 def _statement_row(c: Claim, frames: tuple[Any, ...]) -> dict[str, Any]:
     """A comparison claim: PASS when it holds, FAIL (with both sides evaluated) when not."""
     from .expr import ExprError, described, evaluate, parse
@@ -412,7 +417,7 @@ def _statement_row(c: Claim, frames: tuple[Any, ...]) -> dict[str, Any]:
     except ExprError as exc:
         holds, note = False, f"cannot be evaluated: {exc}"
     return {"id": c.id, "table": c.table, "model": c.model, "variant": c.variant, "group": c.group,
-            "metric": c.metric, "printed": c.expr, "recomputed": None, "diff": None, "diff_units": None,
+            "metric": c.metric, "printed": c.printed or c.expr, "recomputed": None, "diff": None, "diff_units": None,
             "diff_se": None, "tolerance": None, "status": "PASS" if holds else "FAIL", "note": note}
 
 

@@ -74,7 +74,7 @@ def _analyse(store: Store, baseline: str, options: AnalysisOptions, skipped: lis
         metrics = pl.DataFrame(schema=ANALYZE_SCHEMA)  # a store of self runs: profiles alone
     else:
         analysis = analyze(store, sel, by_group=True, options=options, on_error="skip")
-        metrics = analysis.frame
+        metrics = _with_failures(store, analysis.frame)
         skipped += analysis.skipped
     has_baseline = (metrics["variant"] == baseline).any() and (metrics["variant"] != baseline).any()
     comparison = metrics.head(0)
@@ -100,6 +100,22 @@ def _analyse(store: Store, baseline: str, options: AnalysisOptions, skipped: lis
         prof = selves.frame
         skipped += selves.skipped
     return _Frames(metrics, comparison, summary, prof, pairs, excesses)
+
+
+def _with_failures(store: Store, metrics: pl.DataFrame) -> pl.DataFrame:
+    """The metrics with each run's mean failed attempts per slot (``mean_failures``, over the
+    rows the analysis reads): a number papers print about their recording protocol."""
+    import pyarrow.compute as pc
+
+    means = {}
+    for run_id in metrics["run_id"].unique().to_list():
+        m = store.get_run(run_id)
+        if m is None or not m.rows:
+            continue
+        failures = store.read_run(m, ["failures"], generations="newest")["failures"]
+        means[run_id] = float(pc.mean(failures).as_py() or 0.0)
+    return metrics.with_columns(pl.col("run_id").replace_strict(means, default=None, return_dtype=pl.Float64)
+                                .alias("mean_failures"))
 
 
 def _evaluate(claim_set: ClaimSet, frames: _Frames, within_se: float | None) -> pl.DataFrame:
