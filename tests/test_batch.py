@@ -83,56 +83,51 @@ def test_batch_rounds_store_what_live_recording_stores(tmp_path):
         server.shutdown()
 
 
-def test_failed_and_expired_requests_are_asked_again_and_the_rest_is_stored(tmp_path):
-    behaviour = Behaviour()
-    server, url = start(behaviour)
-    try:
-        store = tmp_path / "s"
-        first, results, nxt = tmp_path / "b0.jsonl", tmp_path / "r0.jsonl", tmp_path / "b1.jsonl"
-        assert rec(store, url, "--batch-file", str(first)).returncode == 0
-        asked = provider(url, first, results, fail={0, 5, 9})
-        res = rec(store, url, "--batch-results", str(results), "--batch-file", str(nxt))
-        assert res.returncode == 0, res.stderr
-        assert "3 request(s) failed or expired (asked again)" in res.stdout
-        follow = [json.loads(line)["custom_id"] for line in nxt.read_text().splitlines()]
-        assert {asked[i]["custom_id"] for i in (0, 5, 9)} <= set(follow)  # the same request, asked again
-        missing = rec(store, url, "--replay-only")
-        assert missing.returncode == 1
-        assert f"{len(follow)} of 36 slot(s) missing" in missing.stderr
-    finally:
-        server.shutdown()
+def first_round(store, url, tmp_path, fail=frozenset()):
+    """`record --batch-file` for the whole plan, answered by the provider: (requests, results file)."""
+    first, results = tmp_path / "b0.jsonl", tmp_path / "r0.jsonl"
+    assert rec(store, url, "--batch-file", str(first)).returncode == 0
+    return provider(url, first, results, fail=fail), results
 
 
-def test_result_files_are_checked_line_by_line_and_refused_whole(tmp_path):
-    behaviour = Behaviour()
-    server, url = start(behaviour)
-    try:
-        store = tmp_path / "s"
-        first, results = tmp_path / "b0.jsonl", tmp_path / "r0.jsonl"
-        assert rec(store, url, "--batch-file", str(first)).returncode == 0
-        provider(url, first, results)
-        good = results.read_text().splitlines()
-        cases = {
-            "duplicate": (good + [good[0]], "repeats line"),
-            "unknown id": ([json.dumps({**json.loads(good[0]), "custom_id": "0" * 64})] + good[1:],
-                           "answer no request of this plan"),
-            "not an id": ([json.dumps({**json.loads(good[0]), "custom_id": "row-1"})] + good[1:],
-                          "custom_id is not a request key"),
-            "error body": ([json.dumps({**json.loads(good[0]), "response": {"status_code": 200,
-                                                                           "body": {"error": "quota"}}})] + good[1:],
-                           "not a chat completion"),
-            "not json": (good[:3] + ["{broken"] + good[3:], "not a JSON object"),
-        }
-        for name, (lines, message) in cases.items():
-            bad = tmp_path / f"{name}.jsonl"
-            bad.write_text("\n".join(lines) + "\n")
-            res = rec(store, url, "--batch-results", str(bad))
-            assert res.returncode == 2, (name, res.stdout, res.stderr)
-            assert message in res.stderr and "nothing stored" in res.stderr, (name, res.stderr)
-            assert f"{bad}:" in res.stderr  # the file and the line
-            assert Store(store).runs() == [] or Store(store).runs()[0].rows == 0, name
-    finally:
-        server.shutdown()
+def test_failed_and_expired_requests_are_asked_again_and_the_rest_is_stored(server, tmp_path):
+    _, url = server  # the conftest fixture: a scripted server on 127.0.0.1, shut down after the test
+    store, nxt = tmp_path / "s", tmp_path / "b1.jsonl"
+    asked, results = first_round(store, url, tmp_path, fail={0, 5, 9})
+    res = rec(store, url, "--batch-results", str(results), "--batch-file", str(nxt))
+    assert res.returncode == 0, res.stderr
+    assert "3 request(s) failed or expired (asked again)" in res.stdout
+    follow = [json.loads(line)["custom_id"] for line in nxt.read_text().splitlines()]
+    assert {asked[i]["custom_id"] for i in (0, 5, 9)} <= set(follow)  # the same request, asked again
+    missing = rec(store, url, "--replay-only")
+    assert missing.returncode == 1
+    assert f"{len(follow)} of 36 slot(s) missing" in missing.stderr
+
+
+def test_result_files_are_checked_line_by_line_and_refused_whole(server, tmp_path):
+    _, url = server
+    store = tmp_path / "s"
+    _, results = first_round(store, url, tmp_path)
+    good = results.read_text().splitlines()
+    cases = {
+        "duplicate": (good + [good[0]], "repeats line"),
+        "unknown id": ([json.dumps({**json.loads(good[0]), "custom_id": "0" * 64})] + good[1:],
+                       "answer no request of this plan"),
+        "not an id": ([json.dumps({**json.loads(good[0]), "custom_id": "row-1"})] + good[1:],
+                      "custom_id is not a request key"),
+        "error body": ([json.dumps({**json.loads(good[0]), "response": {"status_code": 200,
+                                                                       "body": {"error": "quota"}}})] + good[1:],
+                       "not a chat completion"),
+        "not json": (good[:3] + ["{broken"] + good[3:], "not a JSON object"),
+    }
+    for name, (lines, message) in cases.items():
+        bad = tmp_path / f"{name}.jsonl"
+        bad.write_text("\n".join(lines) + "\n")
+        res = rec(store, url, "--batch-results", str(bad))
+        assert res.returncode == 2, (name, res.stdout, res.stderr)
+        assert message in res.stderr and "nothing stored" in res.stderr, (name, res.stderr)
+        assert f"{bad}:" in res.stderr  # the file and the line
+        assert Store(store).runs() == [] or Store(store).runs()[0].rows == 0, name
 
 
 def online(store, url, *extra):
@@ -196,5 +191,40 @@ def test_a_crash_between_upload_and_create_resumes_without_a_second_upload(tmp_p
         assert missing.returncode == 1 and "slot(s) missing" in missing.stderr
         state = json.loads(next((store / "batches").glob("*.json")).read_text())
         assert [b["collected"] for b in state["batches"][:1]] == [True]
+    finally:
+        server.shutdown()
+
+
+def test_batch_outputs_never_overwrite_foreign_files_or_land_in_a_store(server, tmp_path):
+    _, url = server
+    store = tmp_path / "s"
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("my own notes\n")
+    refused = rec(store, url, "--batch-file", str(notes))
+    assert refused.returncode == 2 and "was not written by this command" in refused.stderr
+    assert notes.read_text() == "my own notes\n" and not (store / "runs").exists()
+    _, results = first_round(store, url, tmp_path)  # the store now holds a run
+    inside = rec(store, url, "--batch-results", str(results), "--batch-file", str(store / "b.jsonl"))
+    assert inside.returncode == 2 and "inside the store" in inside.stderr and not (store / "b.jsonl").exists()
+    assert not (store / "runs").exists() or Store(store).runs()[0].rows == 0  # refused before collecting
+    again = rec(store, url, "--batch-results", str(results), "--batch-file", str(tmp_path / "b0.jsonl"))
+    assert again.returncode == 0, again.stderr  # its own earlier file is replaced
+
+
+def test_a_damaged_batch_state_is_one_clear_error(tmp_path):
+    from http_servers import BatchProvider, start_provider
+
+    provider = BatchProvider(polls=5)
+    server, url = start_provider(provider)
+    try:
+        store = tmp_path / "s"
+        assert online(store, url).returncode == 0
+        state = next((store / "batches").glob("*.json"))
+        doc = json.loads(state.read_text())
+        doc["batches"][0]["results"] = ["../../../etc/passwd"]
+        state.write_text(json.dumps(doc))
+        res = online(store, url)
+        assert res.returncode == 2 and "batch state entry #0: results is not a list of file names" in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1 and provider.uploads == 1
     finally:
         server.shutdown()

@@ -31,7 +31,7 @@ def acceleration(*jackknives: np.ndarray) -> np.ndarray:
         num = num + (u2 * u).sum(axis=0)
         den = den + u2.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        a = num / (6.0 * (den * np.sqrt(den)))  # not den**1.5: np.power's kernel differs by CPU
+        a = num / (6.0 * (den * np.sqrt(den)))  # den^(3/2) as den * sqrt(den): sqrt is correctly rounded everywhere
     return np.where(np.isfinite(a), a, 0.0)
 
 

@@ -32,6 +32,7 @@ from ..hashing import canonical_json, parse_json, sha256_text
 from ..protocol.instrument import Instrument
 from ..store import Store
 from ..store.atomic import atomic_write_bytes
+from ..store.output import check_output_file
 from .backends.base import BackendError
 from .backends.openai import OpenAIBackend, chat_body_problem
 from .plan import Plan
@@ -203,7 +204,25 @@ def request_lines(payloads: list[dict[str, Any]]) -> bytes:
     return ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8")
 
 
+def is_request_file(path: Path) -> bool:
+    """A batch input file this command wrote (empty, or every line a request line): the only
+    file ``--batch-file`` replaces."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        docs = [parse_json(line) for line in lines if line.strip()]
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return all(isinstance(d, dict) and set(d) == {"custom_id", "method", "url", "body"} for d in docs)
+
+
+def batch_file_target(path: str | Path, store: Store | None = None) -> Path:
+    """Where ``--batch-file`` may write: outside any store (``store`` too, even before its first
+    run makes it look like one), new or a batch input file of ours (checked before anything is
+    collected, so a refused path costs nothing)."""
+    return check_output_file(path, ours=is_request_file, writing=None if store is None else store.root)
+
+
 def write_requests(path: str | Path, payloads: list[dict[str, Any]]) -> int:
     """The batch input file (atomic)."""
-    atomic_write_bytes(Path(path), request_lines(payloads))
+    atomic_write_bytes(batch_file_target(path), request_lines(payloads))
     return len(payloads)

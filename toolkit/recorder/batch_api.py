@@ -116,7 +116,31 @@ def _load(path: Path) -> dict[str, Any]:
         raise ToolkitError(f"the batch state cannot be read: {exc}", path=str(path)) from None
     if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT or not isinstance(doc.get("batches"), list):
         raise ToolkitError(f"not a batch state file ({STATE_FORMAT})", path=str(path))
+    for i, entry in enumerate(doc["batches"]):
+        problem = _entry_problem(entry)
+        if problem is not None:
+            raise ToolkitError(f"batch state entry #{i}: {problem}", path=str(path))
     return doc
+
+
+def _entry_problem(entry: object) -> str | None:
+    """The schema of one submitted batch in the state file (None: it holds)."""
+    if not isinstance(entry, dict):
+        return "not an object"
+    if not isinstance(entry.get("input_file_id"), str) or not entry["input_file_id"]:
+        return "input_file_id is not a file id"
+    if entry.get("batch_id") is not None and not isinstance(entry["batch_id"], str):
+        return "batch_id is neither null nor a batch id"
+    ids = entry.get("ids", [])
+    if not isinstance(ids, list) or not all(isinstance(c, str) and len(c) == 64 for c in ids):
+        return "ids is not a list of request keys"
+    results = entry.get("results", [])
+    if not isinstance(results, list) or not all(isinstance(r, str) and r == Path(r).name and r.endswith(".jsonl")
+                                                and not r.startswith(".") for r in results):
+        return "results is not a list of file names in the batch folder"
+    if not isinstance(entry.get("collected", False), bool):
+        return "collected is not true or false"
+    return None
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from ..protocol.requests import Protocol
 from ..store import Store
 from .backends.base import BackendError
 from .backends.registry import RecordOptions, check_extra, get_backend, parse_extra_body
-from .batch import Collected, collect, read_results, write_requests
+from .batch import Collected, batch_file_target, collect, read_results, write_requests
 from .batch_api import Online, run_online
 from .cost import Estimate, estimate
 from .plan import Plan, Slot, build_plan, next_generation, small_top_k
@@ -166,6 +166,12 @@ def _batch(store: Store, session: Session, backend: Any, plan: Plan, inst: Any, 
         backend.close()
         raise ToolkitError("batch recording needs an OpenAI-compatible backend (--backend openai): the batch "
                            "file format is OpenAI's")
+    if session.batch_file is not None:
+        try:
+            batch_file_target(session.batch_file, store)
+        except ToolkitError:
+            backend.close()
+            raise
     try:
         if session.batch_online:
             try:

@@ -32,19 +32,24 @@ def store_root_of(path: Path) -> Path | None:
     return None
 
 
-def refuse_inside_store(path: str | Path) -> Path:
-    """``path`` as a Path, or a ToolkitError (exit 2) when it lies at or inside a store."""
+def refuse_inside_store(path: str | Path, writing: Path | None = None) -> Path:
+    """``path`` as a Path, or a ToolkitError (exit 2) when it lies at or inside a store, or
+    inside ``writing``, the store the command writes to (a store even before its first run)."""
     out = Path(path)
     root = store_root_of(out)
+    if root is None and writing is not None:
+        here, mine = out.expanduser().absolute(), writing.expanduser().absolute()
+        root = mine if here == mine or mine in here.parents else None
     if root is not None:
         raise ToolkitError(f"{out}: inside the store at {root}; write outputs outside any store (a file there "
                            "would break it)")
     return out
 
 
-def check_output_file(path: str | Path, *, ours: Callable[[Path], bool]) -> Path:
-    """A file output: outside any store, and either new or a file ``ours`` recognises."""
-    out = refuse_inside_store(path)
+def check_output_file(path: str | Path, *, ours: Callable[[Path], bool], writing: Path | None = None) -> Path:
+    """A file output: outside any store (and outside ``writing``, the store the command writes
+    to), and either new or a file ``ours`` recognises."""
+    out = refuse_inside_store(path, writing)
     if out.is_dir():
         raise ToolkitError(f"{out} is a folder; give a file name")
     if out.exists() and not ours(out):
