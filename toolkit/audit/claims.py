@@ -21,6 +21,7 @@ silently left out). Format 2 adds ``where`` (the LaTeX labels a number is printe
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ import polars as pl
 from ..errors import ToolkitError
 from ..hashing import parse_json
 from ..numerics import fmean
+from .expr import ExprError, Node, described, evaluate, is_statement, parse
 
 FORMAT = "toolkit-claims/2"  # /2 adds where, expr and excluded; /1 files load unchanged
 FORMATS = ("toolkit-claims/1", FORMAT)
@@ -159,29 +161,10 @@ def load_claims(name_or_path: str | Path) -> ClaimSet:
             claim = _typed_claim(c)
         except (TypeError, ValueError, InvalidOperation, AttributeError) as exc:
             raise ToolkitError(f"malformed {where}: {exc}", path=source) from None
-        known = RUN_METRICS | SELF_METRICS | VARIANT_METRICS | RANGE_METRICS
         if claim.metric == EXPR or claim.expr is not None:
             _check_expr(claim, where, source)
-            claims.append(claim)
-            if claim.id in seen:
-                raise ToolkitError(f"{where}: duplicate claim id", path=source)
-            seen.add(claim.id)
-            continue
-        if claim.metric in EXTERNAL_METRICS and not claim.unverifiable:
-            raise ToolkitError(f"{where}: {claim.metric} is not in any run: such a claim is UNVERIFIABLE and says why",
-                               path=source)
-        if claim.metric not in known | EXTERNAL_METRICS:
-            raise ToolkitError(f"{where}: unknown metric {claim.metric!r}", path=source)
-        if claim.metric in VARIANT_METRICS | RANGE_METRICS and claim.model is not None:
-            raise ToolkitError(f"{where}: {claim.metric} is not a claim about one model; set model to null",
-                               path=source)
-        if (claim.metric in RANGE_METRICS) != bool(claim.models):
-            raise ToolkitError(f"{where}: a models list goes with (and only with) {', '.join(sorted(RANGE_METRICS))}",
-                               path=source)
-        if claim.metric not in VARIANT_METRICS | RANGE_METRICS and not claim.model and not claim.unverifiable:
-            raise ToolkitError(f"{where}: {claim.metric} needs a model", path=source)
-        if claim.metric.startswith(("excess", "mean_excess")) and not claim.control:
-            raise ToolkitError(f"{where}: an excess claim needs a control variant", path=source)
+        else:
+            _check_metric(claim, where, source)
         if claim.id in seen:
             raise ToolkitError(f"{where}: duplicate claim id", path=source)
         seen.add(claim.id)
@@ -189,6 +172,26 @@ def load_claims(name_or_path: str | Path) -> ClaimSet:
     return ClaimSet(source, str(raw.get("paper") or ""), str(raw.get("dataset") or ""),
                     str(raw.get("baseline", "base")), claims, dict(raw.get("display_names", {})),
                     _exclusions(raw.get("excluded", []), source))
+
+
+def _check_metric(claim: Claim, where: str, source: str) -> None:
+    """A metric claim: a known metric, with the model, models list and control it needs."""
+    known = RUN_METRICS | SELF_METRICS | VARIANT_METRICS | RANGE_METRICS
+    if claim.metric in EXTERNAL_METRICS and not claim.unverifiable:
+        raise ToolkitError(f"{where}: {claim.metric} is not in any run: such a claim is UNVERIFIABLE and says why",
+                           path=source)
+    if claim.metric not in known | EXTERNAL_METRICS:
+        raise ToolkitError(f"{where}: unknown metric {claim.metric!r}", path=source)
+    if claim.metric in VARIANT_METRICS | RANGE_METRICS and claim.model is not None:
+        raise ToolkitError(f"{where}: {claim.metric} is not a claim about one model; set model to null",
+                           path=source)
+    if (claim.metric in RANGE_METRICS) != bool(claim.models):
+        raise ToolkitError(f"{where}: a models list goes with (and only with) {', '.join(sorted(RANGE_METRICS))}",
+                           path=source)
+    if claim.metric not in VARIANT_METRICS | RANGE_METRICS and not claim.model and not claim.unverifiable:
+        raise ToolkitError(f"{where}: {claim.metric} needs a model", path=source)
+    if claim.metric.startswith(("excess", "mean_excess")) and not claim.control:
+        raise ToolkitError(f"{where}: an excess claim needs a control variant", path=source)
 
 
 def _labels(value: object, what: str) -> tuple[str, ...]:
@@ -225,15 +228,20 @@ def _exclusions(raw: object, source: str) -> list[Exclusion]:
     return out
 
 
+@functools.lru_cache(maxsize=1024)
+def expression(text: str) -> Node:
+    """A claim's parsed expression: parsed once (at load), reused when it is checked."""
+    return parse(text, frozenset(RUN_METRICS | SELF_METRICS | VARIANT_METRICS))
+
+
 def _check_expr(claim: Claim, where: str, source: str) -> None:
     """An expression claim: metric "expr", a parsable expression, and a printed number exactly
     when the expression is a value (a statement prints none of its own)."""
-    from .expr import ExprError, is_statement, parse
 
     if claim.metric != EXPR or not claim.expr:
         raise ToolkitError(f"{where}: an expression claim has metric {EXPR!r} and an 'expr'", path=source)
     try:
-        node = parse(claim.expr, frozenset(RUN_METRICS | SELF_METRICS | VARIANT_METRICS))
+        node = expression(claim.expr)
     except ExprError as exc:
         raise ToolkitError(f"{where}: expr {claim.expr!r}: {exc}", path=source) from None
     if not is_statement(node) and not claim.printed:
@@ -390,26 +398,23 @@ def _lookup(frames: tuple[Any, ...]) -> Callable[[Any], list[float]]:
 
 
 def _expr_value(c: Claim, frames: tuple[Any, ...]) -> tuple[float | None, float | None]:
-    from .expr import ExprError, evaluate, parse
 
     try:
-        value = evaluate(parse(c.expr or "", frozenset(RUN_METRICS | SELF_METRICS | VARIANT_METRICS)), _lookup(frames))
+        value = evaluate(expression(c.expr or ""), _lookup(frames))
     except ExprError:
         return None, None
     return float(value), None
 
 
 def _is_statement(c: Claim) -> bool:
-    from .expr import is_statement, parse
 
-    return is_statement(parse(c.expr or "", frozenset(RUN_METRICS | SELF_METRICS | VARIANT_METRICS)))
+    return is_statement(expression(c.expr or ""))
 
 
 def _statement_row(c: Claim, frames: tuple[Any, ...]) -> dict[str, Any]:
     """A comparison claim: PASS when it holds, FAIL (with both sides evaluated) when not."""
-    from .expr import ExprError, described, evaluate, parse
 
-    node = parse(c.expr or "", frozenset(RUN_METRICS | SELF_METRICS | VARIANT_METRICS))
+    node = expression(c.expr or "")
     lookup = _lookup(frames)
     try:
         holds, note = bool(evaluate(node, lookup)), described(node, lookup)

@@ -121,19 +121,19 @@ class _Parser:
             raise ExprError(f"unexpected {self.peek()[1]!r} at character {self.peek()[2]}")
         return node
 
-    def statement(self) -> Node:
-        args = [self.either()]
-        while self.peek()[1] == "or":
+    def joined(self, word: str, part: Callable[[], Node]) -> Node:
+        """part (word part)*: one Logic node for two or more parts."""
+        args = [part()]
+        while self.peek()[1] == word:
             self.take()
-            args.append(self.either())
-        return args[0] if len(args) == 1 else Logic("or", tuple(args))
+            args.append(part())
+        return args[0] if len(args) == 1 else Logic(word, tuple(args))
+
+    def statement(self) -> Node:
+        return self.joined("or", self.either)
 
     def either(self) -> Node:
-        args = [self.both()]
-        while self.peek()[1] == "and":
-            self.take()
-            args.append(self.both())
-        return args[0] if len(args) == 1 else Logic("and", tuple(args))
+        return self.joined("and", self.both)
 
     def both(self) -> Node:
         if self.peek()[1] == "not":
