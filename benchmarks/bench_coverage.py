@@ -36,6 +36,7 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from toolkit.analysis.metrics import ItemGroups, c4
+from toolkit.analysis.model import population_truths
 from toolkit.analysis.options import AnalysisOptions
 from toolkit.analysis.paired import CORRECTED, METRICS, compare_pair
 from toolkit.ingest.simulate import Effect, PairSpec, expected_sd, pair_counts
@@ -52,14 +53,11 @@ def truth(n: int, effect: Effect, personas: int, sd_personas: int) -> np.ndarray
     spec = PairSpec(items=ITEMS, repetitions=n, effect=effect)
     scale = SCALE.astype(np.float64)
     values = []
+    one = ItemGroups(np.zeros(ITEMS, dtype=np.int64), 1)
     for probs in spec.distributions(scale, np.random.default_rng(12345), personas):
-        mean_all = (probs * scale).sum(axis=-1)
-        var_all = (probs * (scale * scale)).sum(axis=-1) - mean_all * mean_all
-        spread = np.var(mean_all, axis=0, ddof=1)  # as simulate.truth_metrics, without its costly E[s] part
-        S, S_corr = float(np.sqrt(spread + var_all.mean(axis=0) / n).mean()), float(np.sqrt(spread).mean())
+        S, S_corr, _ = population_truths(probs, n, scale, one)[:, 0]
         few = probs[:sd_personas]  # the SD truths average 30 x sd_personas cells: plenty, and the exact E[s] is costly
-        mean = (few * scale).sum(axis=-1)
-        population_sd = float(np.sqrt(np.maximum((few * (scale * scale)).sum(axis=-1) - mean * mean, 0.0)).mean())
+        population_sd = float(population_truths(few, n, scale, one)[2, 0])
         sample_sd = float(expected_sd(few, n, SCALE).mean())
         own = sample_sd / c4(n)
         values.append([S, sample_sd, 1 / sample_sd, S_corr, population_sd, 1 / population_sd, own, 1 / own])

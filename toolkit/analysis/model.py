@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import ToolkitError
 from ..numerics import exp
+from .metrics import ItemGroups
 
 
 @dataclass(frozen=True)
@@ -54,3 +55,16 @@ def pair_distributions(centre: np.ndarray, z: np.ndarray, spread_within: float, 
     probs_b = discretised(centre[None, :] + effect.shift + effect.persona_factor * z,
                           spread_within * effect.within_factor, scale)
     return probs_a, probs_b
+
+
+def population_truths(probs: np.ndarray, n: int, scale: np.ndarray, G: ItemGroups) -> np.ndarray:
+    """(3, G) population values of personas with these cell distributions: S with n repetitions a
+    cell (the spread of the cells' sample means: true spread plus sigma^2/n), S_corrected (the
+    spread of the cells' true means) and the mean population SD of a cell. The one definition
+    the simulator's truths, the coverage benchmark and `power --simulate` share."""
+    s = np.asarray(scale, dtype=np.float64)
+    m = (probs * s).sum(axis=-1)
+    v = (probs * (s * s)).sum(axis=-1) - m * m
+    spread = np.var(m, axis=0, ddof=1)
+    return np.stack([G.means(np.sqrt(spread + v.mean(axis=0) / n)), G.means(np.sqrt(spread)),
+                     G.means(np.sqrt(np.maximum(v, 0.0)).mean(axis=0))])

@@ -49,7 +49,7 @@ from .metrics import (
     inverse_c4,
     repetition_noise,
 )
-from .model import Effect, pair_distributions
+from .model import Effect, pair_distributions, population_truths
 from .options import DEFAULT, AnalysisOptions
 from .paired import METRICS, compare_pair, point_metrics
 from .seeds import rng_for
@@ -128,15 +128,11 @@ TRUTH_PERSONAS = 4000  # personas of the fixed draw the effect sizes are solved 
 
 def _change(fitted: Fitted, effect: Effect, metric: str, n: int, z: np.ndarray, scale: np.ndarray) -> float:
     """Relative change of ``metric`` (population values at n repetitions) that ``effect`` makes."""
-    values = []
-    s = np.asarray(scale, dtype=np.float64)
-    for probs in pair_distributions(fitted.centre, z, fitted.spread_within, effect, s):
-        m = (probs * s).sum(axis=-1)
-        v = np.maximum((probs * (s * s)).sum(axis=-1) - m * m, 0.0)
-        spread = np.var(m, axis=0, ddof=1)
-        values.append({"S": float(np.sqrt(spread + v.mean(axis=0) / n).mean()),
-                       "S_corrected": float(np.sqrt(spread).mean()),
-                       "sigma_bar": float(np.sqrt(v).mean())}[metric if metric != "R" else "sigma_bar"])
+    row = ("S", "S_corrected", "sigma_bar").index(metric if metric != "R" else "sigma_bar")
+    one = ItemGroups(np.zeros(z.shape[1], dtype=np.int64), 1)
+    values = [float(population_truths(probs, n, scale, one)[row, 0])
+              for probs in pair_distributions(fitted.centre, z, fitted.spread_within, effect,
+                                              np.asarray(scale, dtype=np.float64))]
     ratio = values[1] / values[0]
     return 1.0 / ratio - 1.0 if metric == "R" else ratio - 1.0
 

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from .. import __version__
 from ..analysis.model import Effect as Effect  # re-exported: simulate_pairs takes one
-from ..analysis.model import discretised, pair_distributions
+from ..analysis.model import discretised, pair_distributions, population_truths
 from ..errors import ToolkitError
 from ..hashing import canonical_json, request_keys, sha256_text
 from ..protocol.instrument import Instrument
@@ -284,13 +284,9 @@ def truth_metrics(probs: np.ndarray, n: int, scale: np.ndarray, groups: np.ndarr
     from ..analysis.metrics import ItemGroups
 
     G = ItemGroups(groups, n_groups)
-    s = scale.astype(np.float64)
-    m = (probs * s).sum(axis=-1)
-    v = (probs * (s * s)).sum(axis=-1) - m * m
-    spread = np.var(m, axis=0, ddof=1)
-    S = G.means(np.sqrt(spread + v.mean(axis=0) / n))
+    S, S_corrected, _ = population_truths(probs, n, scale, G)
     sigma_bar = G.means(expected_sd(probs, n, scale).mean(axis=0))
-    return np.stack([S, sigma_bar, 1.0 / sigma_bar, G.means(np.sqrt(spread))])
+    return np.stack([S, sigma_bar, 1.0 / sigma_bar, S_corrected])
 
 
 def pair_truth(spec: PairSpec, scale: np.ndarray, groups: np.ndarray, n_groups: int, personas: int = 20_000,
