@@ -44,9 +44,9 @@ from ..store.query import EVERY_RUN, Selection
 from .metrics import (
     ItemGroups,
     cell_moments,
-    corrected_tau,
     instrument_groups,
     inverse_c4,
+    point_estimates,
     repetition_noise,
 )
 from .model import Effect, pair_distributions, population_truths
@@ -113,8 +113,8 @@ class Fitted:
         n, mu, sigma = cell_moments(counts, scale)
         s = np.asarray(scale, dtype=np.float64)
         centre = np.clip(mu.mean(axis=0), s[0], s[-1])
-        noise = repetition_noise(n, sigma).mean(axis=0)
-        spread = float(corrected_tau(np.var(mu, axis=0, ddof=1), noise).mean())
+        one = ItemGroups(np.zeros(mu.shape[1], dtype=np.int64), 1)
+        spread = float(point_estimates(mu, sigma, one, repetition_noise(n, sigma))[2][0])  # S_corrected
         counted = n >= 2
         within = float((sigma * inverse_c4(n))[counted].mean()) if counted.any() else 0.0
         return cls(centre, spread, within)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 import pyarrow.compute as pc
 
@@ -46,21 +47,19 @@ class Prices:
             raw = parse_json(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             raise ToolkitError(f"cannot read the price table: {exc}", path=str(path)) from None
-        if not isinstance(raw, dict) or set(raw) - {"input_per_million", "output_per_million",
-                                                     "cached_input_per_million"}:
+        keys = ("input_per_million", "output_per_million", "cached_input_per_million")
+        if not isinstance(raw, dict) or set(raw) - set(keys):
             raise ToolkitError("a price table is an object with input_per_million, output_per_million and optionally "
                                "cached_input_per_million", path=str(path))
-        try:
-            values = {k: raw.get(k) for k in ("input_per_million", "output_per_million", "cached_input_per_million")}
-            if any(isinstance(v, bool) or (v is not None and not isinstance(v, (int, float))) for v in values.values()):
-                raise TypeError
-            if values["input_per_million"] is None or values["output_per_million"] is None:
-                raise TypeError
-        except TypeError:
-            raise ToolkitError("prices must be numbers (input_per_million and output_per_million required)",
-                               path=str(path)) from None
-        return cls(float(values["input_per_million"]), float(values["output_per_million"]),
-                   None if values["cached_input_per_million"] is None else float(values["cached_input_per_million"]))
+        given, out, cached = (raw.get(k) for k in keys)
+        if _is_number(given) and _is_number(out) and (cached is None or _is_number(cached)):
+            return cls(float(given), float(out), None if cached is None else float(cached))
+        raise ToolkitError("prices must be numbers (input_per_million and output_per_million required)",
+                           path=str(path))
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
