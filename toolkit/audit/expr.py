@@ -148,19 +148,19 @@ class _Parser:
             terms.append(self.sum())
         return terms[0] if not ops else Compare(tuple(terms), tuple(ops))
 
-    def sum(self) -> Node:
-        node = self.product()
-        while self.peek()[1] in ("+", "-"):
+    def left(self, ops: tuple[str, ...], part: Callable[[], Node]) -> Node:
+        """part (op part)*, grouped from the left: a - b - c is (a - b) - c."""
+        node = part()
+        while self.peek()[1] in ops:
             op = self.take()[1]
-            node = Op(op, (node, self.product()))
+            node = Op(op, (node, part()))
         return node
 
+    def sum(self) -> Node:
+        return self.left(("+", "-"), self.product)
+
     def product(self) -> Node:
-        node = self.unary()
-        while self.peek()[1] in ("*", "/"):
-            op = self.take()[1]
-            node = Op(op, (node, self.unary()))
-        return node
+        return self.left(("*", "/"), self.unary)
 
     def unary(self) -> Node:
         kind, value, pos = self.peek()
