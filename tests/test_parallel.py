@@ -175,7 +175,7 @@ from toolkit.store import Store
 
 
 def main():
-    print(analyze(Store(sys.argv[1]), options=AnalysisOptions(jobs=2, backend="forkserver",
+    print(analyze(Store(sys.argv[1]), options=AnalysisOptions(jobs=2, backend="forkserver", cache=False,
                                                               bootstrap=20, rerun_bootstrap=5)).frame.height)
 """
 

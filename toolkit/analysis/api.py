@@ -20,6 +20,7 @@ from ..numerics import fmean, fstd
 from ..parallel.pool import chunks
 from ..store import RunManifest, Store
 from ..store.query import EVERY_RUN, Selection
+from .cache import AnalysisCache
 from .cells import RunCounts
 from .foundations import persona_profiles, persona_set_profiles, profiles  # noqa: F401  (the API)
 from .intervals import holm
@@ -44,6 +45,7 @@ ANALYZE_SCHEMA = dict(zip(ANALYZE_COLUMNS, [pl.String, pl.String, pl.Float64, pl
 CORRECTED_COLUMNS = ["sigma_bar_corrected", "sigma_bar_corrected_se", "R_corrected", "R_corrected_se",
                      "cells_excluded"]  # analyze(corrected=True): the bias-corrected companions (metrics.py)
 CORRECTED_SCHEMA = {c: pl.Int64 if c == "cells_excluded" else pl.Float64 for c in CORRECTED_COLUMNS}
+ROW_SCHEMA = ANALYZE_SCHEMA | CORRECTED_SCHEMA  # what scoring.metric_rows gives, and the cache keeps
 DEFAULT_VARIANT_SUFFIXES = ("-misaligned", "-insecure", "-secure")
 
 
@@ -80,20 +82,32 @@ def analyze(
         logit_rows = logit_rows.with_columns(pl.lit(None, t).alias(c) for c, t in CORRECTED_SCHEMA.items())
     if not runs:
         return result(logit_rows, problems)
-    units = family_units(all_runs, runs, options.retention, largest=None if options.jobs == 1 else 8)
-    root = str(store.root.resolve())  # workers may start in another folder
-    tasks = [delayed(score_units)(root, part, by_group, options) for part in chunks(units, options.jobs)]
-    done = {result[0]: result[1:] for part in options.workers.run(tasks) for result in part}
-    rows = []
+    cache = AnalysisCache(store, all_runs, options, ROW_SCHEMA) if options.cache else None
+    hits = cache.lookup(runs) if cache else {}
+    misses = [m for m in runs if m.run_id not in hits]
+    done: dict[str, Any] = {}
+    if misses:  # every group is scored, so that one cache entry serves --by group and not
+        units = family_units(all_runs, misses, options.retention, largest=None if options.jobs == 1 else 8)
+        root = str(store.root.resolve())  # workers may start in another folder
+        tasks = [delayed(score_units)(root, part, True, options) for part in chunks(units, options.jobs)]
+        done = {result[0]: result[1:] for part in options.workers.run(tasks) for result in part}
+    frames = []
     for m in runs:  # the selection's order, whatever the units' order
-        run_rows, note, refusal = done[m.run_id]
+        if m.run_id in hits:
+            got = hits[m.run_id]
+            frame, note, refusal = got.frame, got.note, (got.refusal, None) if got.refusal else None
+        else:
+            run_rows, note, refusal = done[m.run_id]
+            frame = pl.DataFrame(run_rows, schema=ROW_SCHEMA) if run_rows else pl.DataFrame(schema=ROW_SCHEMA)
+            if cache is not None and (refusal is None or refusal[1] is None):  # a read error is not a result
+                cache.save(m, frame, note, refusal[0] if refusal else None)
         if refusal is not None:
             skip(problems, *refusal)
         if note:
             notes.append(note)
-        rows += run_rows
-    sampled = (pl.DataFrame(rows, schema_overrides={"median_reps": pl.Float64}).select(columns) if rows
-               else pl.DataFrame(schema=schema))
+        frames.append(frame)
+    sampled = pl.concat(frames) if frames else pl.DataFrame(schema=ROW_SCHEMA)
+    sampled = (sampled if by_group else sampled.filter(pl.col("group") == "all")).select(columns)
     return result(pl.concat([sampled, logit_rows]) if len(logit_rows) else sampled, problems, notes)
 
 

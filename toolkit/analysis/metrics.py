@@ -282,7 +282,7 @@ def uniform_words(rng: np.random.Generator, shape: tuple[int, ...], total: int) 
     mult = _U64 // total
     raw = rng.bit_generator.random_raw(int(np.prod(shape))).reshape(shape)
     limit = mult * total
-    if limit < _U64:
+    if limit < _U64 and raw.size and int(raw.max()) >= limit:  # rare: one pass, no mask, when none is
         bad = raw >= np.uint64(limit)
         while bad.any():
             raw[bad] = rng.bit_generator.random_raw(int(bad.sum()))
@@ -311,8 +311,17 @@ class ExactCells:
         c_used = np.take_along_axis(pats, used, axis=1)
         tables = [alias_table(tuple(row)) for row in c_used.tolist()]
         self.mult = _U64 // (self.size * self.total)
-        self.keep = np.concatenate([k for k, _ in tables]) * np.uint64(self.mult)
+        self.width = np.uint64(self.mult * self.total)
+        # bucket j keeps itself when the word's remainder (word - j*width) is below keep[j]*mult,
+        # that is when the word is below keep[j]*mult + j*width: one comparison, no remainder.
+        # The largest such bound is size*width <= 2**64 - ... < 2**64 unless size*total is a
+        # power of 2, which no composition count times n**n is for n <= EXACT_MAX_N (checked).
+        keep = np.concatenate([k for k, _ in tables])
+        offsets = np.tile(np.arange(self.size, dtype=np.uint64), len(tables)) * self.width
+        assert self.size * self.mult * self.total < _U64, "bucket bounds must fit 64 bits"
+        self.bound = keep * np.uint64(self.mult) + offsets
         self.alias = np.concatenate([a for _, a in tables]) + np.repeat(np.arange(len(tables)) * self.size, self.size)
+        self.base_words = self.base.astype(np.uint64)
         vals = np.asarray(scale, dtype=np.int64)[used]
         s1 = comp @ vals.T  # (M, patterns), integer
         s2 = comp @ (vals * vals).T
@@ -327,13 +336,11 @@ class ExactCells:
     def draw(self, lo: int, hi: int, draws: int, rng: np.random.Generator) -> np.ndarray:
         """Outcome indices into ``mean`` and ``sd`` for cells lo:hi, (hi - lo, draws)."""
         words = uniform_words(rng, (hi - lo, draws), self.size * self.total)
-        width = np.uint64(self.mult * self.total)
-        bucket = words // width
-        words -= bucket * width  # the remainder, uniform on [0, L*T) whatever the bucket
-        at = bucket.astype(np.intp)
-        at += self.base[lo:hi, None]
-        keep = words < np.take(self.keep, at, mode="clip")
-        return np.asarray(np.where(keep, at, np.take(self.alias, at, mode="clip")))
+        at = words // self.width  # the bucket, then where the cell's pattern's buckets start
+        at += self.base_words[lo:hi, None]
+        at_ = at.view(np.int64)  # < 2**63: the tables are far smaller
+        keep = words < np.take(self.bound, at_, mode="clip")
+        return np.asarray(np.where(keep, at_, np.take(self.alias, at_, mode="clip")))
 
     def values(self, lo: int, hi: int, draws: int, rng: np.random.Generator) -> np.ndarray:
         """(mu - centre, its square, sigma, sigma^2/n) of each resample: (hi - lo, draws, 4)."""
@@ -455,7 +462,7 @@ def rerun_sums(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma: np.
                 b = min(hi - lo, a + step)
                 vals = sampler.values(a, b, draws, rng)
                 q = items[a:b]
-                edges = np.flatnonzero(np.r_[True, q[1:] != q[:-1], True])
+                edges = np.flatnonzero(np.concatenate(([True], q[1:] != q[:-1], [True])))
                 for s, e in pairwise(edges.tolist()):
                     # A reduction over the first axis adds rows in order, each element on
                     # its own: the same bits for any SIMD width (tests/test_metrics.py).

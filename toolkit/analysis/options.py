@@ -4,7 +4,7 @@ parameters repeated through every analysis signature.
 Only ``retention`` (which personas a run keeps) changes a point estimate. ``seed`` and the
 draw counts change the bootstrap replicates (reproducibly: streams derive from the data and
 the seed, never from time);
-``jobs``, ``backend`` and ``scheduler`` change nothing but the speed.
+``jobs``, ``backend``, ``scheduler`` and ``cache`` change nothing but the speed.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class AnalysisOptions:
     permutations: int = 2000  # permutation-test draws of a paired comparison
     retention: str = "family"  # which complete personas a run keeps (selection.retained_personas)
     min_shared: float = 0.8  # a comparison is paired only when the runs share this share of their personas
+    cache: bool = True  # read and write the store's results cache (analysis/cache.py); False recomputes
 
     def __post_init__(self) -> None:
         if self.bootstrap < 0 or self.rerun_bootstrap < 0 or self.permutations < 0:

@@ -18,15 +18,16 @@ from .options import AnalysisOptions
 MIN_PERSONAS_FOR_INTERSECTION = 50
 
 
-def _family(m: RunManifest) -> tuple[Any, ...]:
+def family_key(m: RunManifest) -> tuple[Any, ...]:
+    """A run's family: same model, variant, mode and instrument, at any temperature."""
     return (m.model, m.variant, m.mode, m.instrument["digest"])
 
 
 def sibling_runs(all_runs: list[RunManifest], selected: list[RunManifest]) -> list[RunManifest]:
     """Every run of the selected runs' families (same model, variant, mode and instrument at
     any temperature): retention intersects their valid personas."""
-    wanted = {_family(m) for m in selected}
-    return [m for m in all_runs if _family(m) in wanted]
+    wanted = {family_key(m) for m in selected}
+    return [m for m in all_runs if family_key(m) in wanted]
 
 
 def retained_personas(loaded: list[RunCounts], selected: set[str], rule: str = "family") -> dict[str, np.ndarray]:
@@ -40,7 +41,7 @@ def retained_personas(loaded: list[RunCounts], selected: set[str], rule: str = "
     """
     families: dict[tuple[Any, ...], list[RunCounts]] = defaultdict(list)
     for rc in loaded:
-        families[_family(rc.manifest)].append(rc)
+        families[family_key(rc.manifest)].append(rc)
     out: dict[str, np.ndarray] = {}
     for members in families.values():
         valid = {rc.manifest.run_id: rc.persona_ids[rc.valid_personas] for rc in members}
@@ -156,10 +157,10 @@ def family_units(all_runs: list[RunManifest], runs: list[RunManifest], rule: str
         return [([m], [m.run_id]) for m in runs]
     family_of: dict[tuple[Any, ...], list[RunManifest]] = defaultdict(list)
     for m in all_runs:
-        family_of[_family(m)].append(m)
+        family_of[family_key(m)].append(m)
     chosen: dict[tuple[Any, ...], list[RunManifest]] = defaultdict(list)
     for m in runs:
-        chosen[_family(m)].append(m)
+        chosen[family_key(m)].append(m)
     units: list[Unit] = []
     for key, members in chosen.items():
         step = largest or len(members)

@@ -137,6 +137,7 @@ def audit(name: str | Dataset, *, source: str | Path | None = None, claims: str 
     ``paper_source``: the paper's LaTeX, for the coverage of its printed numbers (default: a
     ``paper/main.tex`` in the ``source`` folder, when there is one)."""
     dataset = name if isinstance(name, Dataset) else get_dataset(name)
+    options = options.but(cache=False)  # an audit recomputes every number from the hashed rows
     claim_set = load_claims(claims or dataset.claims)
     check_against_runs(claim_set, dataset.runs())  # bad claims fail before any file is touched
     store = store or Store(Path(tempfile.mkdtemp(prefix=f"audit-{dataset.name}-")) / "store")
@@ -209,6 +210,7 @@ def audit_store(store: Store, claims: str | Path, *, options: AnalysisOptions = 
     """Check a claims file against any store (or opened bundle): no catalogue entry needed.
     Claims quoting a catalogued dataset are UNVERIFIABLE here (audit that dataset to check them)."""
     claim_set = load_claims(claims)
+    options = options.but(cache=False)  # never a cached number, whoever wrote the store or bundle
     skipped: list[str] = []
     frames = _analyse(store, claim_set.baseline, options, skipped)
     own = [c for c in claim_set.claims if not c.dataset]

@@ -134,7 +134,7 @@ def analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool 
     line and exit 2."""
     fields = ["bootstrap", *(["rerun_bootstrap"] if rerun else []), "seed", "jobs", "backend", "retention",
               *(["scheduler"] if scheduler else []), *(["ci_level", "ci_method", "permutations", "min_shared"]
-                                                       if tests else [])]
+                                                       if tests else []), "cache"]
 
     def deco(f: F) -> F:
         @functools.wraps(f)
@@ -153,8 +153,10 @@ def analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool 
                 fork_server(trusted_main=True)  # it imports the analysis while this process does the same
             return f(*args, options=options, **kwargs)
 
-        opts = []
-        for name in fields:
+        opts = [click.option("--no-cache", "cache", flag_value=False, default=None,
+                             help="Neither read nor write the store's results cache: compute everything again "
+                                  "(the output is the same bytes).")]
+        for name in fields[:-1]:
             flag, kind, text = ANALYSIS_HELP[name]
             extra = {"envvar": "TOOLKIT_DASK_SCHEDULER"} if name == "scheduler" else {}
             decls = [flag, "-j"] if name == "jobs" else [flag]

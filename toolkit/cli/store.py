@@ -226,16 +226,22 @@ def export(selection: Selection, out_dir: str, fmt: str, store_dir: str | None) 
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), required=True, help="The bundle file to write.")
 @click.option("--personas", "personas_file", default=None,
               help="Also carry this persona file (recorded runs' own shipped sets are carried anyway).")
+@click.option("--with-cache", "with_cache", is_flag=True,
+              help="Also carry the results-cache entries computed from these runs alone, so that the reviewer's "
+                   "`analyze` and `report` need not recompute them (`toolkit verify BUNDLE` recomputes them; "
+                   "`audit` never reads them).")
 @store_option
 @guard
-def bundle(selection: Selection, out_file: str, personas_file: str | None, store_dir: str | None) -> None:
+def bundle(selection: Selection, out_file: str, personas_file: str | None, with_cache: bool,
+           store_dir: str | None) -> None:
     """Write the selected runs (manifests, segments, instruments, persona files) as one file with
     a digest over its contents: what an author hands to a reviewer."""
     from ..store.bundle import persona_payloads, write_bundle
 
     store = open_store(store_dir)
     chosen = selection.resolve(store, empty_ok=True)
-    info = write_bundle(store, chosen, out_file, personas=persona_payloads(chosen, personas_file))
+    info = write_bundle(store, chosen, out_file, personas=persona_payloads(chosen, personas_file),
+                        cache=with_cache)
     click.echo(f"bundle: {info.path} ({len(info.runs)} runs, {len(info.members)} members, digest {info.digest})")
 
 
@@ -249,6 +255,7 @@ def verify(bundle: str | None, store_dir: str | None) -> None:
     With a BUNDLE file: also every member against the bundle's index and the index against its
     digest (the first damaged member is named)."""
     from ..errors import StoreCorrupt
+    from ..store import Problem
     from ..store.bundle import open_bundle
 
     digest = ""
@@ -264,13 +271,20 @@ def verify(bundle: str | None, store_dir: str | None) -> None:
         store = open_store(store_dir)
         where = str(store.root)
     problems = store.verify()
+    from ..analysis.cache import recheck
+
+    checked, unreached, wrong = recheck(store) if not problems else (0, 0, [])
+    problems += [Problem(f"cache entry {name}", why) for name, why in wrong]
     for p in problems:
         click.echo(f"PROBLEM {p}")
     if problems:
         click.echo(f"verify: {len(problems)} problem(s) in {where}", err=True)
         sys.exit(1)
     n = len(store.runs()) if store.runs_dir.is_dir() else 0
-    click.echo(f"verify: ok ({where}: {n} runs{digest})" if bundle else f"verify: ok ({n} runs) in {where}")
+    cached = (f", {checked} results-cache entries recomputed" + (f" ({unreached} no run reaches)" if unreached else "")
+              if checked or unreached else "")
+    click.echo(f"verify: ok ({where}: {n} runs{digest}{cached})" if bundle
+               else f"verify: ok ({n} runs{cached}) in {where}")
 
 
 @click.command()
@@ -285,6 +299,8 @@ def compact(run_id: str | None, grace: float, store_dir: str | None) -> None:
     for before, m in store.compact_runs(run_id):
         click.echo(f"{m.run_id}: {before} segment(s) -> 1, fingerprint {m.fingerprint[:16]}… unchanged")
     click.echo(f"removed {len(store.gc(grace))} unreferenced object(s)")
+    pruned = store.prune_cache()
+    click.echo(f"removed {pruned} results-cache {'entry' if pruned == 1 else 'entries'} no run reaches")
 
 
 @click.command("rm")

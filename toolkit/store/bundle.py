@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import io
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -30,6 +31,7 @@ from .. import __version__
 from ..errors import StoreCorrupt, ToolkitError
 from ..hashing import canonical_json, parse_json, sha256_bytes
 from .atomic import atomic_write_bytes
+from .cache import ResultCache, decode, encode
 from .manifest import DIGEST_RE, RunManifest, manifest_filename
 from .output import check_output_file
 from .store import Store
@@ -63,9 +65,10 @@ def _member(name: str, data: bytes) -> tuple[zipfile.ZipInfo, bytes]:
 
 
 def write_bundle(store: Store, runs: list[RunManifest], out: str | Path, *,
-                 personas: dict[str, bytes] | None = None) -> BundleInfo:
+                 personas: dict[str, bytes] | None = None, cache: bool = False) -> BundleInfo:
     """Write ``runs`` of ``store`` (each segment's hash checked as it is read) as a bundle.
-    ``personas`` maps a persona set's digest to its file's bytes."""
+    ``personas`` maps a persona set's digest to its file's bytes; with ``cache``, the
+    results-cache entries computed from these runs alone (intact ones) travel too."""
     out = check_output_file(out, ours=is_bundle)
     if not runs:
         raise ToolkitError("nothing to bundle: the selection holds no run")
@@ -79,6 +82,11 @@ def write_bundle(store: Store, runs: list[RunManifest], out: str | Path, *,
         files[f"store/instruments/{digest}.json"] = (store.instruments_dir / f"{digest}.json").read_bytes()
     for digest, data in (personas or {}).items():
         files[f"personas/{digest}.json"] = data
+    if cache:
+        carried = {m.fingerprint for m in runs if m.fingerprint}
+        for path, entry in ResultCache(store.root).entries():
+            if entry is not None and set(entry.runs) <= carried:
+                files[f"store/cache/{path.parent.name}/{path.name}"] = encode(entry)
     members = {name: {"bytes": len(data), "sha256": sha256_bytes(data)} for name, data in sorted(files.items())}
     digest = sha256_bytes(canonical_json(members).encode("utf-8"))
     run_ids = sorted(m.run_id for m in runs)
@@ -104,6 +112,8 @@ def _run_bytes(store: Store, m: RunManifest) -> tuple[RunManifest, dict[str, byt
 # ``write_bundle`` writes them), so no member can unpack to more than the bundle's own bytes.
 MAX_INDEX_BYTES = 64 << 20
 MAX_SMALL_MEMBER = 16 << 20  # a manifest, an instrument or a persona file
+MAX_CACHE_MEMBER = 64 << 20  # a results-cache entry (one run's rows: a few kB)
+CACHE_MEMBER = re.compile(r"^store/cache/([0-9a-f]{2})/\1[0-9a-f]{62}\.entry$")
 _CHUNK = 1 << 20
 
 
@@ -192,13 +202,28 @@ def _read_checked(zf: zipfile.ZipFile, root: Path, where: str) -> BundleInfo:
         if name in segment_sizes:
             if size != segment_sizes[name]:
                 raise StoreCorrupt(f"member {name} does not have the size its run's manifest gives it", path=where)
+        elif CACHE_MEMBER.match(name):
+            if size > MAX_CACHE_MEMBER:
+                raise StoreCorrupt(f"member {name} is larger than a results-cache entry can be", path=where)
         elif name in instruments or name.startswith("personas/"):
             if size > MAX_SMALL_MEMBER:
                 raise StoreCorrupt(f"member {name} is larger than an instrument or persona file can be", path=where)
         else:
             raise StoreCorrupt(f"member {name} is named by no run in the bundle", path=where)
-        _copy(zf, by_name[name], members[name], _target(root, name), where, keep=False)
+        data = _copy(zf, by_name[name], members[name], _target(root, name), where, keep=bool(CACHE_MEMBER.match(name)))
+        if CACHE_MEMBER.match(name):
+            _check_carried(data, name, {m.fingerprint for m in manifests}, where)
     return BundleInfo(Path(where), index["digest"], runs, members)
+
+
+def _check_carried(data: bytes, name: str, fingerprints: set[str], where: str) -> None:
+    """A carried results-cache entry must be intact and computed from runs the bundle holds."""
+    try:
+        entry = decode(data, Path(name).name.removesuffix(".entry"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StoreCorrupt(f"member {name} is not a results-cache entry ({exc})", path=where) from None
+    if not set(entry.runs) <= fingerprints:
+        raise StoreCorrupt(f"member {name} is a results-cache entry of runs the bundle does not hold", path=where)
 
 
 def _index(zf: zipfile.ZipFile, entry: zipfile.ZipInfo, where: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:

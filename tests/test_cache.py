@@ -1,0 +1,181 @@
+"""The results cache (store/cache.py, analysis/cache.py): the same bytes out with and without
+it, a hit that reads no row but still checks every hash, keys that move with everything a
+result depends on, and the entry's life: damaged, pruned, carried in a bundle, recomputed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from toolkit.analysis import analyze
+from toolkit.analysis.api import ROW_SCHEMA
+from toolkit.analysis.cache import AnalysisCache
+from toolkit.analysis.options import AnalysisOptions
+from toolkit.errors import StoreCorrupt
+from toolkit.store import Store
+from toolkit.store.cache import ResultCache
+
+SMALL = AnalysisOptions(bootstrap=60, rerun_bootstrap=20)
+
+
+@pytest.fixture(scope="module")
+def master(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cache") / "store"
+    res = run_cli("simulate", "--runs", "3", "--persona-count", "30", "--repetitions", "4", "--invalid-share", "0.05",
+                  "--store", str(root))
+    assert res.returncode == 0, res.stderr
+    return root
+
+
+@pytest.fixture
+def store(master, tmp_path) -> Store:
+    shutil.copytree(master, tmp_path / "s")
+    return Store(tmp_path / "s")
+
+
+def entries(store: Store) -> list[Path]:
+    return list(ResultCache(store.root).files())
+
+
+def cli_analyze(store: Store, *extra: str) -> str:
+    res = run_cli("analyze", "--by", "group", "--corrected", "--format", "csv", "--bootstrap", "60",
+                  "--rerun-bootstrap", "20", *extra, "--store", str(store.root))
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def test_the_output_is_the_same_bytes_cold_warm_and_without_the_cache(store):
+    fresh = cli_analyze(store, "--no-cache")
+    assert entries(store) == []  # --no-cache writes nothing
+    cold = cli_analyze(store)
+    assert len(entries(store)) == 3  # one entry a run
+    warm = cli_analyze(store)
+    assert fresh == cold == warm
+    # one entry serves both the overall rows and --by group, --corrected or not
+    res = run_cli("analyze", "--format", "csv", "--bootstrap", "60", "--rerun-bootstrap", "20", "--store",
+                  str(store.root))
+    again = run_cli("analyze", "--format", "csv", "--bootstrap", "60", "--rerun-bootstrap", "20", "--no-cache",
+                    "--store", str(store.root))
+    assert res.stdout == again.stdout and res.stdout.count("\n") == 4 and len(entries(store)) == 3
+
+
+def test_a_hit_decodes_no_row_and_a_changed_option_is_a_miss(store, monkeypatch):
+    first = analyze(store, by_group=True, options=SMALL).frame
+
+    def no_rows(*args, **kwargs):
+        raise AssertionError("a row was read")
+
+    monkeypatch.setattr(Store, "_read_checked", no_rows)
+    assert analyze(store, by_group=True, options=SMALL).frame.equals(first)
+    for changed in (SMALL.but(seed=1), SMALL.but(bootstrap=61), SMALL.but(rerun_bootstrap=21),
+                    SMALL.but(retention="run")):
+        with pytest.raises(AssertionError, match="a row was read"):
+            analyze(store, options=changed)
+    # what changes nothing but the speed is not in the key
+    assert analyze(store, by_group=True, options=SMALL.but(jobs=2, backend="threading", ci_level=0.9)).frame.equals(
+        first)
+
+
+def test_the_key_holds_the_family_a_retention_reads(store, tmp_path):
+    """Under the family rule a run keeps the personas valid at every temperature of its model:
+    a new run of the family at another temperature changes what it keeps, so its key."""
+    runs = store.runs()
+    before = AnalysisCache(store, runs, SMALL, ROW_SCHEMA).key(runs[0])
+    other = Store(tmp_path / "other")
+    assert run_cli("simulate", "--runs", "1", "--persona-count", "30", "--repetitions", "4", "--temperature", "1.0",
+                   "--store", str(other.root)).returncode == 0
+    sibling = other.runs()[0]
+    assert sibling.model == runs[0].model and sibling.temperature != runs[0].temperature
+    after = AnalysisCache(store, [*runs, sibling], SMALL, ROW_SCHEMA).key(runs[0])
+    by_run = AnalysisCache(store, [*runs, sibling], SMALL.but(retention="run"), ROW_SCHEMA)
+    assert before is not None and after is not None and before[0] != after[0]
+    assert sibling.fingerprint in after[1] and sibling.fingerprint not in before[1]
+    assert by_run.key(runs[0]) == AnalysisCache(store, runs, SMALL.but(retention="run"), ROW_SCHEMA).key(runs[0])
+
+
+def test_a_damaged_entry_is_a_miss_and_is_rewritten(store):
+    first = analyze(store, by_group=True, options=SMALL).frame
+    path = entries(store)[0]
+    good = path.read_bytes()
+    for damage in (good[:-1] + bytes([good[-1] ^ 1]), good[: len(good) // 2], b"", good.replace(b'"kind"', b'"kinx"')):
+        path.write_bytes(damage)
+        res = run_cli("verify", "--store", str(store.root))
+        assert res.returncode == 1 and f"cache entry {path.name}: is damaged" in res.stdout
+        assert analyze(store, by_group=True, options=SMALL).frame.equals(first)
+        assert path.read_bytes() == good  # recomputed, and written again whole
+
+
+def test_a_damaged_segment_fails_as_loudly_with_the_cache_as_without(store):
+    analyze(store, options=SMALL)
+    m = store.runs()[0]
+    seg = store.object_path(m.segments[0].object)
+    data = bytearray(seg.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    seg.chmod(0o644)
+    seg.write_bytes(bytes(data))
+    for options in (SMALL, SMALL.but(cache=False)):
+        with pytest.raises(StoreCorrupt, match="damaged"):
+            analyze(store, options=options)
+
+
+def test_an_entry_holding_other_numbers_is_found_by_verify(store):
+    """An entry is as trustworthy as whoever wrote it (a bundle's author): verify recomputes
+    each one, and a forged number is a problem naming the entry."""
+    analyze(store, by_group=True, options=SMALL)
+    cache = AnalysisCache(store, store.runs(), SMALL, ROW_SCHEMA)
+    m = store.runs()[1]
+    held = cache.lookup([m])[m.run_id]
+    forged = held.frame.with_columns(held.frame["S"] * 1.01)
+    cache.save(m, forged, held.note, held.refusal)
+    assert analyze(store, options=SMALL).frame.filter(run_id=m.run_id)["S"].to_list() == forged["S"][:1].to_list()
+    res = run_cli("verify", "--store", str(store.root))
+    assert res.returncode == 1 and f"results for run {m.run_id} that this toolkit does not compute" in res.stdout
+    # the audit never reads the cache: it recomputes from the hashed rows (toolkit/audit/run.py)
+    assert analyze(store, options=SMALL.but(cache=False)).frame.filter(run_id=m.run_id)["S"][0] == held.frame["S"][0]
+
+
+def test_compact_removes_what_no_run_reaches(store):
+    analyze(store, options=SMALL)
+    analyze(store, options=SMALL.but(seed=5))
+    assert len(entries(store)) == 6
+    gone = store.runs()[0]
+    assert run_cli("rm", gone.run_id, "--store", str(store.root)).returncode == 0
+    res = run_cli("compact", "--store", str(store.root))
+    assert res.returncode == 0 and "removed 2 results-cache entries" in res.stdout
+    left = [e for _, e in ResultCache(store.root).entries()]
+    assert len(left) == 4 and all(e is not None and gone.fingerprint not in e.runs for e in left)
+
+
+def test_a_bundle_carries_the_cache_of_its_runs_and_verify_recomputes_it(store, tmp_path):
+    text = cli_analyze(store)
+    keep = store.runs()[1:]
+    out = tmp_path / "b.zip"
+    ids = ",".join(m.run_id for m in keep)
+    assert run_cli("bundle", "--run-id", ids, "--with-cache", "--out", str(out), "--store",
+                   str(store.root)).returncode == 0
+    import zipfile
+
+    carried = [n for n in zipfile.ZipFile(out).namelist() if n.startswith("store/cache/")]
+    assert len(carried) == 2  # the entries of the bundled runs only
+    res = run_cli("verify", str(out))
+    assert res.returncode == 0 and "2 results-cache entries recomputed" in res.stdout
+    from_bundle = cli_analyze(Store(out))
+    assert from_bundle.splitlines()[1:] == [line for line in text.splitlines()[1:]
+                                            if any(m.run_id in line for m in keep)]
+    plain = tmp_path / "p.zip"
+    assert run_cli("bundle", "--run-id", ids, "--out", str(plain), "--store", str(store.root)).returncode == 0
+    assert not [n for n in zipfile.ZipFile(plain).namelist() if n.startswith("store/cache/")]
+
+
+def test_the_demo_store_gets_no_cache(tmp_path):
+    """Nothing writes into the embedded demo store unless it is named as a target."""
+    from conftest import ROOT
+
+    before = sorted(p.relative_to(ROOT / "parquet") for p in (ROOT / "parquet").rglob("*"))
+    res = run_cli("analyze", "--bootstrap", "20", "--rerun-bootstrap", "5", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.relative_to(ROOT / "parquet") for p in (ROOT / "parquet").rglob("*")) == before
+    assert not (ROOT / "parquet" / "cache").exists()

@@ -1,0 +1,181 @@
+"""What `analyze` keeps in the store's results cache (store/cache.py), and under which key.
+
+A run's analysis rows (every group, every metric and SE, the corrected companions), or why it
+was left out, depend on:
+- its rows and those of every run its retention rule reads (the whole family under "family":
+  the personas it keeps depend on its siblings), named by their fingerprints;
+- the instrument, the retention rule, the draw counts and the seed;
+- the code: the toolkit's version and a digest of its source files, so an edited checkout
+  never reads what another code computed.
+The key needs only manifests, so a hit reads no segment. ``jobs``, the backend and the
+confidence level change nothing here and are not in the key.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from .. import __version__
+from ..errors import ToolkitError
+from ..hashing import sha256_bytes
+from ..store import RunManifest, Store
+from ..store.cache import Entry, ResultCache, cache_key
+from .options import AnalysisOptions
+from .selection import family_key
+
+KIND = "analyze/1"
+
+
+@cache
+def code_digest() -> str:
+    """SHA-256 over the toolkit's source files (path and bytes, in path order): about 2 ms once."""
+    root = Path(__file__).resolve().parents[1]
+    parts = []
+    for path in sorted(root.rglob("*.py")):
+        parts.append(f"{path.relative_to(root).as_posix()}\0{sha256_bytes(path.read_bytes())}")
+    return sha256_bytes("\n".join(parts).encode("utf-8"))
+
+
+def run_token(m: RunManifest) -> list[str] | None:
+    """What names a run's rows in a key; None for a run without a fingerprint (not cached)."""
+    return [m.run_id, m.fingerprint_version, m.fingerprint] if m.fingerprint else None
+
+
+@dataclass
+class Cached:
+    frame: pl.DataFrame  # the run's rows, every group, ANALYZE + CORRECTED columns
+    note: str | None
+    refusal: str | None
+
+
+class AnalysisCache:
+    """Lookups and writes of `analyze` results for one store and one set of options."""
+
+    def __init__(self, store: Store, all_runs: list[RunManifest], options: AnalysisOptions,
+                 schema: dict[str, Any]):
+        self.store = store
+        self.cache = ResultCache(store.root)
+        self.options = options
+        self.schema = pl.Schema(schema)  # what an entry's frame must be to be used
+        self.family: dict[Any, list[RunManifest]] = defaultdict(list)
+        for m in all_runs:
+            self.family[family_key(m)].append(m)
+
+    def reads(self, m: RunManifest) -> list[RunManifest]:
+        """The runs a run's analysis reads: its family under the family retention rule."""
+        return self.family[family_key(m)] if self.options.retention == "family" else [m]
+
+    def key(self, m: RunManifest) -> tuple[str, list[str]] | None:
+        """The entry key of a run's analysis and the fingerprints it depends on; None when a
+        run it depends on has no fingerprint."""
+        reads = self.reads(m)
+        tokens = [run_token(r) for r in reads]
+        own = run_token(m)
+        if own is None or any(t is None for t in tokens):
+            return None
+        o = self.options
+        material = {"kind": KIND, "version": __version__, "code": code_digest(), "run": own,
+                    "reads": sorted(t for t in tokens if t is not None), "instrument": m.instrument.get("digest"),
+                    "retention": o.retention, "bootstrap": o.bootstrap, "rerun_bootstrap": o.rerun_bootstrap,
+                    "seed": o.seed}
+        return cache_key(material), sorted(r.fingerprint for r in reads)
+
+    def lookup(self, runs: list[RunManifest]) -> dict[str, Cached]:
+        """The cached results of these runs. A hit still checks the hashes of every segment it
+        was computed from (about 1 ms a run, no row decoded): a damaged store fails as loudly
+        with the cache as without it; such a run is a miss, and reading it says what is wrong."""
+        out = {}
+        checked: dict[str, bool] = {}
+        for m in runs:
+            k = self.key(m)
+            entry = self.cache.get(k[0]) if k else None
+            if entry is None or entry.kind != KIND:
+                continue
+            if not all(self._intact(r, checked) for r in self.reads(m)):
+                continue
+            try:
+                frame = pl.read_ipc(io.BytesIO(entry.payload))
+            except Exception:  # a payload this polars cannot read is a miss, like any damage
+                continue
+            if frame.schema != self.schema:
+                continue
+            out[m.run_id] = Cached(frame, entry.meta.get("note"), entry.meta.get("refusal"))
+        return out
+
+    def _intact(self, m: RunManifest, checked: dict[str, bool]) -> bool:
+        if m.run_id not in checked:
+            try:
+                self.store.check_bytes(m)
+                checked[m.run_id] = True
+            except ToolkitError:
+                checked[m.run_id] = False
+        return checked[m.run_id]
+
+    def save(self, m: RunManifest, frame: pl.DataFrame, note: str | None, refusal: str | None) -> None:
+        k = self.key(m)
+        if k is None or not self.store.keeps_results:
+            return
+        sink = io.BytesIO()
+        frame.write_ipc(sink, compression="uncompressed")
+        o = self.options
+        meta = {"note": note, "refusal": refusal, "run_id": m.run_id,  # what `verify` recomputes it from
+                "options": {"retention": o.retention, "bootstrap": o.bootstrap, "rerun_bootstrap": o.rerun_bootstrap,
+                            "seed": o.seed}}
+        self.cache.put(Entry(k[0], KIND, tuple(k[1]), meta, sink.getvalue()))
+
+
+def same_values(a: pl.DataFrame, b: pl.DataFrame) -> bool:
+    """Equal schemas and every value the same, floats bit for bit (NaN and -0.0 included)."""
+    if a.schema != b.schema or a.height != b.height:
+        return False
+    for name, dtype in a.schema.items():
+        x, y = a[name], b[name]
+        if dtype.is_float():
+            xs, ys = x.to_numpy(), y.to_numpy()
+            if xs.tobytes() != ys.tobytes():
+                return False
+        elif not x.equals(y, check_names=True):
+            return False
+    return True
+
+
+def recheck(store: Store) -> tuple[int, int, list[tuple[str, str]]]:
+    """Recompute every `analyze` entry of the store's cache that the current code and runs
+    still reach: (entries checked, entries no run or code of now reaches, problems as
+    (entry, what is wrong)). A carried entry (a bundle's) is trusted by nothing else."""
+    from ..store.query import Selection
+    from .api import ROW_SCHEMA, analyze
+
+    runs = store.runs()
+    by_id = {m.run_id: m for m in runs}
+    checked, unreached, problems = 0, 0, []
+    for path, entry in ResultCache(store.root).entries():
+        if entry is None or entry.kind != KIND:
+            continue
+        m = by_id.get(str(entry.meta.get("run_id")))
+        raw = entry.meta.get("options")
+        try:
+            options = AnalysisOptions(**raw) if isinstance(raw, dict) else None
+        except (TypeError, ToolkitError):
+            options = None
+        cache = AnalysisCache(store, runs, options, ROW_SCHEMA) if m is not None and options is not None else None
+        key = cache.key(m) if cache is not None and m is not None else None
+        if cache is None or m is None or options is None or key is None or key[0] != entry.key:
+            unreached += 1
+            continue
+        checked += 1
+        got = analyze(store, Selection(run_id=[m.run_id]), by_group=True, corrected=True,
+                      options=options.but(cache=False), on_error="skip")
+        held = cache.lookup([m]).get(m.run_id)
+        refused = any(line.startswith(f"run {m.run_id}:") for line in got.skipped)
+        if held is None or not same_values(held.frame, got.frame) or bool(held.refusal) != refused:
+            problems.append((path.name, f"holds results for run {m.run_id} that this toolkit does not compute "
+                                        "from its rows"))
+    return checked, unreached, problems
