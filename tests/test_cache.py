@@ -179,3 +179,18 @@ def test_the_demo_store_gets_no_cache(tmp_path):
     assert res.returncode == 0, res.stderr
     assert sorted(p.relative_to(ROOT / "parquet") for p in (ROOT / "parquet").rglob("*")) == before
     assert not (ROOT / "parquet" / "cache").exists()
+
+
+def test_a_second_report_copies_its_parts_and_writes_the_same_bytes(store, tmp_path):
+    from conftest import tree_bytes
+    from toolkit.report.parts import KIND
+
+    args = ["report", "--bootstrap", "60", "--rerun-bootstrap", "20", "--store", str(store.root), "--out"]
+    assert run_cli(*args, str(tmp_path / "r1")).returncode == 0
+    parts = [e for _, e in ResultCache(store.root).entries() if e is not None and e.kind == KIND]
+    assert len(parts) == 4  # three runs' pages and the persona-set profile figure
+    again = run_cli(*args, str(tmp_path / "r2"))
+    fresh = run_cli(*args, str(tmp_path / "r3"), "--no-cache")
+    assert again.returncode == fresh.returncode == 0
+    assert tree_bytes(tmp_path / "r1") == tree_bytes(tmp_path / "r2") == tree_bytes(tmp_path / "r3")
+    assert len(list(ResultCache(store.root).files())) == 3 + 4  # nothing new: every part was a hit

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from joblib import delayed
 
 from ..errors import ToolkitError
 from ..numerics import fmean, fstd
+from ..parallel import delayed
 from ..parallel.pool import chunks
 from ..store import RunManifest, Store
 from ..store.query import EVERY_RUN, Selection

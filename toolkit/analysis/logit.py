@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from joblib import delayed
 
 from ..errors import ToolkitError
 from ..hashing import parse_json
 from ..numerics import exact_products, exp
+from ..parallel import delayed
 from ..protocol.instrument import Instrument
 from ..store import RunManifest, Store
 from .metrics import ItemGroups, instrument_groups, resample_weights

@@ -231,7 +231,7 @@ def power(store: Store | None = None, selection: Selection = EVERY_RUN, *, metri
                  simulate, options.permutations, alpha, metric,
                  rng_for(rc.input_digest, "power-simulate", options.seed, f"{P}x{n}x{d!r}"))
                 for P in personas for n in repetitions for d in deltas]
-        from joblib import delayed
+        from ..parallel import delayed
 
         tasks = [delayed(_simulated_chunk)(c) for c in chunks(jobs, options.jobs)]
         hits = [h for part in options.workers.run(tasks) for h in part]

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from joblib import delayed
 
 from ..errors import ToolkitError
+from ..parallel import delayed
 from ..parallel.pool import chunks
 from ..store import RunManifest, Store
 from .cells import RunCounts, load_counts

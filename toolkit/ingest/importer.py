@@ -155,8 +155,7 @@ def import_files(
     they are saved together at the end, and on any error the segments this import created
     are removed again.
     """
-    from joblib import delayed
-
+    from ..parallel import delayed
     from ..parallel.pool import Workers
 
     inst = instrument if isinstance(instrument, Instrument) else load_instrument(instrument)

@@ -13,16 +13,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import pairwise
-from multiprocessing.context import BaseContext
 from typing import Any, TypeVar, cast
-
-from joblib import Parallel
-from joblib.parallel import ParallelBackendBase
-from threadpoolctl import threadpool_limits
 
 from ..errors import ToolkitError, WorkerLost
 from . import DEFAULT_BACKEND, check_workers
@@ -68,6 +62,13 @@ class Workers:
         if self.backend == "dask" or self.scheduler:
             return _run_dask(tasks, self.jobs, self.scheduler)
         chosen: Any = self.backend if self.jobs != 1 and len(tasks) > 1 else "sequential"
+        if chosen == "sequential":  # in this process, as joblib would run it, without importing joblib
+            return [function(*args, **kwargs) for function, args, kwargs in tasks]
+        from joblib import Parallel
+        from threadpoolctl import threadpool_limits
+
+        from .joblib_backend import ForkServerBackend
+
         if chosen == "forkserver":
             context = fork_server() if threading.current_thread() is threading.main_thread() else None
             chosen = ForkServerBackend(context) if context is not None else "loky"  # forks only from the main thread
@@ -85,7 +86,13 @@ class Workers:
     def stream(self, tasks: Iterable[Any]) -> Iterator[Any]:
         """Results one by one in task order, at most two tasks per worker ahead: memory stays
         bounded by a few results whatever the number of tasks (the import of many files)."""
-        backend = "sequential" if self.jobs == 1 else self.backend
+        if self.jobs == 1:
+            for function, args, kwargs in tasks:
+                yield function(*args, **kwargs)
+            return
+        from joblib import Parallel
+
+        backend = self.backend
         if backend in ("forkserver", "dask"):
             backend = "loky"  # the fork server preloads the analysis, not the readers
         with worker_environment():
@@ -93,63 +100,10 @@ class Workers:
                 tasks)
 
 
-class ForkServerBackend(ParallelBackendBase):  # type: ignore[misc]  # joblib has no type hints
-    """joblib backend: a ``concurrent.futures`` process pool whose workers fork from the fork
-    server (toolkit.workers.fork_server).
-
-    Why not joblib's multiprocessing backend on the same context: when one of its workers dies
-    mid-task (kill -9, the out-of-memory killer), multiprocessing.Pool replaces the worker and
-    waits for the lost task for ever. A ProcessPoolExecutor marks itself broken instead, and
-    the call fails at once (tests/test_parallel.py kills a worker)."""
-
-    supports_retrieve_callback = True
-
-    def __init__(self, context: BaseContext, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.context = context
-        self.pool: ProcessPoolExecutor | None = None
-
-    def effective_n_jobs(self, n_jobs: int) -> int:
-        return max(1, n_jobs)
-
-    def configure(self, n_jobs: int = 1, parallel: Any = None, **_: Any) -> int:
-        self.parallel = parallel
-        n = self.effective_n_jobs(n_jobs)
-        self.pool = ProcessPoolExecutor(n, mp_context=self.context)
-        return n
-
-    def submit(self, func: Any, callback: Any = None) -> Future[Any]:
-        assert self.pool is not None
-        future = self.pool.submit(func)
-        if callback is not None:
-            future.add_done_callback(callback)
-        return future
-
-    def retrieve_result_callback(self, out: Future[Any]) -> Any:
-        return out.result()
-
-    def terminate(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
-
-    def abort_everything(self, ensure_ready: bool = True) -> None:
-        """Stop at once: results still running are not wanted (an error, or Ctrl-C). Idle
-        workers would otherwise wait for work, and the exit of a process that still has
-        children waits with them."""
-        pool, self.pool = self.pool, None
-        if pool is not None:
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
-                process.kill()
-            pool.shutdown(wait=True, cancel_futures=True)
-        if ensure_ready:
-            self.configure(n_jobs=self.parallel.n_jobs, parallel=self.parallel)
-
-
 def _run_dask(tasks: list[Any], jobs: int, scheduler: str | None) -> list[Any]:
     try:
         from dask.distributed import Client
-        from joblib import parallel_config
+        from joblib import Parallel, parallel_config
     except ImportError:
         raise ToolkitError("the dask backend needs the [dask] extra: pip install -e '.[dask]'") from None
     if not scheduler:

@@ -42,6 +42,7 @@ from ..store.output import check_output_folder, marker_text
 from ..store.query import EVERY_RUN, Selection
 from . import html as H
 from .completions import digit_probabilities
+from .parts import Parts, matplotlib_version
 from .tables import comparison_view, metrics_view
 
 MARKER = ".toolkit-report"  # a folder holding it may be replaced by a new report
@@ -185,16 +186,22 @@ def write_site(data: SiteData, out: str | Path, *, personas: PersonaSet | None =
     (tmp / "figures").mkdir(parents=True)
     try:
         nav = [("index.html", "Overview"), ("runs.html", "Runs")] + [(p.file, p.label) for p in pages]
+        parts = Parts(data.store, data.options.cache)
         for m in data.runs:  # first: a run that cannot be read is named on the overview
             try:
-                _run_pages(data, m, tmp, nav, _persona_texts(m, personas, carried))
+                texts = _persona_texts(m, personas, carried)
+                mine, ret = _run_tables(data, m)
+                what = ["run-pages", m.to_json(), nav, texts, mine, ret]
+                made = partial(_run_pages, data, m, nav, texts, mine, ret)
+                for name, body in parts.get(what, [m], made).items():
+                    _write_bytes(tmp / name, body)
             except ToolkitError as exc:
                 data.skipped.append(f"run {m.run_id}: cannot be read: {exc}")
                 _write(tmp / "runs" / f"{run_slug(m.run_id)}.html",
                        H.page(f"Run {m.run_id}", f'<p class="warn">This run cannot be read: {H.esc(exc)}</p>', nav,
                               "", "../"))
         data.skipped = sorted(set(data.skipped))
-        figures = _figures(data, tmp / "figures", figure_format)
+        figures = _figures(data, tmp / "figures", figure_format, parts)
         _write(tmp / H.STYLESHEET, H.STYLE + "\n")
         _write(tmp / "index.html", H.page(data.title, _overview(data, figures, pages), nav, "index.html"))
         _write(tmp / "runs.html", H.page("Runs and their provenance", _runs_page(data), nav, "runs.html"))
@@ -249,22 +256,35 @@ def _written_by_an_older_report(path: Path) -> bool:
 
 
 def _write(path: Path, text: str) -> None:
+    _write_bytes(path, text.encode("utf-8"))
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    path.write_bytes(data)
 
 
-def _figures(data: SiteData, folder: Path, fmt: str) -> dict[str, list[tuple[str, str]]]:
-    """Each section's figures as (src, caption); a figure that cannot be drawn becomes its reason."""
+def _figures(data: SiteData, folder: Path, fmt: str, parts: Parts) -> dict[str, list[tuple[str, str]]]:
+    """Each section's figures as (src, caption); a figure that cannot be drawn becomes its reason.
+    A figure drawn before from the same inputs comes from the results cache (parts.py)."""
     out: dict[str, list[tuple[str, str]]] = {"comparison": [], "profiles": [], "curves": []}
     try:
-        from .figures import plot_bars, plot_curves, plot_profile_comparison, plot_radar
+        from .figures import _DPI, plot_bars, plot_curves, plot_profile_comparison, plot_radar
     except ImportError as exc:  # pragma: no cover - figures.py imports matplotlib lazily
         out["comparison"].append(("", f"figures not drawn: {exc}"))
         return out
 
-    def draw(section: str, name: str, caption: str, fn: Callable[[Path], object]) -> None:
+    def draw(section: str, name: str, caption: str, fn: Callable[[Path], object], *inputs: Any) -> None:
+        path = folder / f"{name}.{fmt}"
+
+        def drawn() -> dict[str, bytes]:
+            fn(path)
+            return {path.name: path.read_bytes()}
+
+        what = ["figure", name, fmt, _DPI[0], matplotlib_version(), data.display, data.baseline, list(inputs)]
         try:
-            fn(folder / f"{name}.{fmt}")
+            for file, body in parts.get(what, data.runs, drawn).items():
+                _write_bytes(folder / file, body)
             out[section].append((f"figures/{name}.{fmt}", caption))
         except ToolkitError as exc:
             out[section].append(("", f"{caption}: not drawn ({exc})"))
@@ -274,17 +294,19 @@ def _figures(data: SiteData, folder: Path, fmt: str) -> dict[str, list[tuple[str
         for metric, name in (("S", "susceptibility"), ("R", "robustness")):
             draw("comparison", f"bars_{metric}", f"Moral {name} {metric} per model and variant (± SE); Δ% from "
                  f"{data.baseline}", partial(plot_bars, data.comparison, metric, display=data.display,
-                                             baseline=data.baseline))
+                                             baseline=data.baseline), data.comparison, metric)
     if len(data.self_profiles):
         draw("profiles", "radar_profiles", "Moral foundations profiles without persona (mean ± within-question std)",
-             lambda p: plot_radar(data.self_profiles, p, family=strip_variant_suffix, display=data.display))
+             lambda p: plot_radar(data.self_profiles, p, family=strip_variant_suffix, display=data.display),
+             data.self_profiles)
     if len(data.set_profiles):
         draw("profiles", "radar_sets", "Profiles over each persona run's retained personas (mean ± across-persona "
              "std), beside the same model's self profile", lambda p: plot_profile_comparison(
-                 data.self_profiles if len(data.self_profiles) else data.set_profiles.head(0), data.set_profiles, p))
+                 data.self_profiles if len(data.self_profiles) else data.set_profiles.head(0), data.set_profiles, p),
+             data.self_profiles, data.set_profiles)
     if len(data.curves):
         draw("curves", "curves", "R(T) and S(T) of the logprob runs (logit method, ± persona-bootstrap SE)",
-             lambda p: plot_curves(data.curves, p))
+             lambda p: plot_curves(data.curves, p), data.curves)
     return out
 
 
@@ -417,8 +439,17 @@ def _persona_texts(m: RunManifest, given: PersonaSet | None,
     return {}, "pass --personas FILE to show the persona texts (imported runs do not carry them)"
 
 
-def _run_pages(data: SiteData, m: RunManifest, root: Path, nav: list[tuple[str, str]],
-               texts: tuple[dict[int, str], str]) -> None:
+def _run_tables(data: SiteData, m: RunManifest) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The run's metrics and retention rows, which its page shows."""
+    mine = data.metrics.filter(pl.col("run_id") == m.run_id) if len(data.metrics) else data.metrics
+    ret = data.retention.filter(pl.col("run_id") == m.run_id) if len(data.retention) else data.retention
+    return mine, ret
+
+
+def _run_pages(data: SiteData, m: RunManifest, nav: list[tuple[str, str]], texts: tuple[dict[int, str], str],
+               mine: pl.DataFrame, ret: pl.DataFrame) -> dict[str, bytes]:
+    """A run's page and its personas' pages, by path in the site."""
+    files: dict[str, str] = {}
     store = data.store
     inst = store.instrument(m.instrument["digest"])
     slug = run_slug(m.run_id)
@@ -433,17 +464,14 @@ def _run_pages(data: SiteData, m: RunManifest, root: Path, nav: list[tuple[str, 
             f"{H.esc(m.instrument['name'])} · {m.rows} rows</p>",
             "<table>" + "".join(f"<tr><th>{H.esc(k)}</th><td>{H.esc(v)}</td></tr>" for k, v in prov.items() if v)
             + f"<tr><th>fingerprint</th><td><code>{H.esc(m.fingerprint)}</code></td></tr></table>"]
-    mine = data.metrics.filter(pl.col("run_id") == m.run_id) if len(data.metrics) else data.metrics
     if len(mine):
         head.append("<h2>Metrics</h2>" + H.table(metrics_view(mine)))
-    ret = data.retention.filter(pl.col("run_id") == m.run_id) if len(data.retention) else data.retention
     if len(ret):
         head.append("<h2>Retention</h2>" + H.table(_applicable(ret.drop("run_id"))))
     details = _details(df, inst, m)
     if m.mode == "self":
         body = "\n".join(head) + "<h2>Ratings per item</h2>" + details.get(None, "")
-        _write(root / "runs" / f"{slug}.html", H.page(f"Run {m.run_id}", body, nav, "", "../"))
-        return
+        return {f"runs/{slug}.html": H.page(f"Run {m.run_id}", body, nav, "", "../").encode("utf-8")}
     per_persona = df.group_by("persona_id", maintain_order=True).agg(
         pl.col("item_id").filter(pl.col("rating") >= 0).n_unique().alias("items_answered"),
         pl.col("rating").filter(pl.col("rating") >= 0).mean().round(2).alias("mean_rating"),
@@ -460,14 +488,14 @@ def _run_pages(data: SiteData, m: RunManifest, root: Path, nav: list[tuple[str, 
     body = "\n".join(head) + (f'<h2>Personas</h2><p class="note">Texts: {H.esc(source)}.</p>'
                               + H.table(listing, table_id="personas", links={"persona_id": "link"})
                               + "<h2>Items</h2>" + H.table(legend, table_id="items"))
-    _write(root / "runs" / f"{slug}.html", H.page(f"Run {m.run_id}", body, nav, "", "../"))
+    files[f"runs/{slug}.html"] = H.page(f"Run {m.run_id}", body, nav, "", "../")
     for pid, detail in details.items():
         assert pid is not None  # a persona or logprob run: every row has a persona
         about = (f"<p><strong>Persona {pid}</strong> of run <a href=\"../{slug}.html\">{H.esc(m.run_id)}</a>"
                  f" ({H.esc(m.model)}, {H.esc(m.variant)}, T = {m.temperature:g}).</p>"
                  f"<blockquote>{H.esc(text.get(pid, 'text not available: ' + source))}</blockquote>")
-        _write(root / "runs" / slug / f"p{pid}.html",
-               H.page(f"Persona {pid} · {m.model}", about + detail, nav, "", "../../"))
+        files[f"runs/{slug}/p{pid}.html"] = H.page(f"Persona {pid} · {m.model}", about + detail, nav, "", "../../")
+    return {name: text.encode("utf-8") for name, text in files.items()}
 
 
 def _short(text: str, width: int = 90) -> str:
