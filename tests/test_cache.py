@@ -16,7 +16,7 @@ from toolkit.analysis.cache import AnalysisCache
 from toolkit.analysis.options import AnalysisOptions
 from toolkit.errors import StoreCorrupt
 from toolkit.store import Store
-from toolkit.store.cache import ResultCache
+from toolkit.store.cache import Entry, ResultCache, cache_key
 
 SMALL = AnalysisOptions(bootstrap=60, rerun_bootstrap=20)
 
@@ -129,7 +129,7 @@ def test_an_entry_holding_other_numbers_is_found_by_verify(store):
     m = store.runs()[1]
     held = cache.lookup([m])[m.run_id]
     forged = held.frame.with_columns(held.frame["S"] * 1.01)
-    cache.save(m, forged, held.note, held.refusal)
+    cache.save([(m, forged, held.note, held.refusal)])
     assert analyze(store, options=SMALL).frame.filter(run_id=m.run_id)["S"].to_list() == forged["S"][:1].to_list()
     res = run_cli("verify", "--store", str(store.root))
     assert res.returncode == 1 and f"results for run {m.run_id} that this toolkit does not compute" in res.stdout
@@ -142,9 +142,12 @@ def test_compact_removes_what_no_run_reaches(store):
     analyze(store, options=SMALL.but(seed=5))
     assert len(entries(store)) == 6
     gone = store.runs()[0]
+    stale = Entry(cache_key("computed by other code"), "analyze/1", (store.runs()[1].fingerprint,),
+                  {"code": "another source tree"}, b"")
+    assert ResultCache(store.root).put(stale)
     assert run_cli("rm", gone.run_id, "--store", str(store.root)).returncode == 0
     res = run_cli("compact", "--store", str(store.root))
-    assert res.returncode == 0 and "removed 2 results-cache entries" in res.stdout
+    assert res.returncode == 0 and "removed 3 results-cache entries" in res.stdout  # 2 of the run, 1 of other code
     left = [e for _, e in ResultCache(store.root).entries()]
     assert len(left) == 4 and all(e is not None and gone.fingerprint not in e.runs for e in left)
 

@@ -91,16 +91,26 @@ def analyze(
         root = str(store.root.resolve())  # workers may start in another folder
         tasks = [delayed(score_units)(root, part, True, options) for part in chunks(units, options.jobs)]
         done = {result[0]: result[1:] for part in options.workers.run(tasks) for result in part}
-    frames = []
+    # the computed rows as one frame (one per run cost 1 ms a run), each run's a slice of it
+    spans: dict[str, tuple[int, int]] = {}
+    computed_rows: list[dict[str, Any]] = []
+    for m in misses:
+        spans[m.run_id] = (len(computed_rows), len(done[m.run_id][0]))
+        computed_rows += done[m.run_id][0]
+    computed = pl.DataFrame(computed_rows, schema=ROW_SCHEMA)
+    outcomes = []
     for m in runs:  # the selection's order, whatever the units' order
         if m.run_id in hits:
             got = hits[m.run_id]
-            frame, note, refusal = got.frame, got.note, (got.refusal, None) if got.refusal else None
+            outcomes.append((got.frame, got.note, (got.refusal, None) if got.refusal else None))
         else:
-            run_rows, note, refusal = done[m.run_id]
-            frame = pl.DataFrame(run_rows, schema=ROW_SCHEMA) if run_rows else pl.DataFrame(schema=ROW_SCHEMA)
-            if cache is not None and (refusal is None or refusal[1] is None):  # a read error is not a result
-                cache.save(m, frame, note, refusal[0] if refusal else None)
+            _, note, refusal = done[m.run_id]
+            outcomes.append((computed.slice(*spans[m.run_id]), note, refusal))
+    if cache is not None:  # a read error is not a result
+        cache.save([(m, frame, note, refusal[0] if refusal else None) for m, (frame, note, refusal)
+                    in zip(runs, outcomes) if m.run_id not in hits and (refusal is None or refusal[1] is None)])
+    frames = []
+    for frame, note, refusal in outcomes:
         if refusal is not None:
             skip(problems, *refusal)
         if note:

@@ -299,7 +299,9 @@ def compact(run_id: str | None, grace: float, store_dir: str | None) -> None:
     for before, m in store.compact_runs(run_id):
         click.echo(f"{m.run_id}: {before} segment(s) -> 1, fingerprint {m.fingerprint[:16]}… unchanged")
     click.echo(f"removed {len(store.gc(grace))} unreferenced object(s)")
-    pruned = store.prune_cache()
+    from ..analysis.cache import code_digest
+
+    pruned = store.prune_cache(code_digest())
     click.echo(f"removed {pruned} results-cache {'entry' if pruned == 1 else 'entries'} no run reaches")
 
 

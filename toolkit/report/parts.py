@@ -89,5 +89,6 @@ class Parts:
                 pass
         files = make()
         if self.write:
-            self.cache.put(Entry(key, KIND, tuple(sorted({m.fingerprint for m in runs})), {}, pack(files)))
+            self.cache.put(Entry(key, KIND, tuple(sorted({m.fingerprint for m in runs})), {"code": code_digest()},
+                                 pack(files)))
         return files

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import ToolkitError
 from ..hashing import canonical_json, sha256_bytes, sha256_text
-from .atomic import TMP_PREFIX, atomic_write_bytes
+from .atomic import TMP_PREFIX, atomic_write_bytes, atomic_write_many
 from .manifest import DIGEST_RE
 
 MAGIC = b"toolkit-cache/1\n"
@@ -105,6 +105,14 @@ class ResultCache:
         except (OSError, ToolkitError):
             return False
 
+    def put_many(self, entries: list[Entry]) -> bool:
+        """``put`` for many entries at once (one sync for all: atomic.atomic_write_many)."""
+        try:
+            atomic_write_many([(self.path(e.key), encode(e)) for e in entries])
+            return True
+        except (OSError, ToolkitError):
+            return False
+
     def files(self) -> Iterator[Path]:
         if self.dir.is_dir():
             for path in sorted(self.dir.glob(f"*/*{SUFFIX}")):
@@ -119,12 +127,13 @@ class ResultCache:
             except (OSError, ValueError, UnicodeDecodeError):
                 yield path, None
 
-    def prune(self, live: set[str]) -> int:
+    def prune(self, live: set[str], code: str | None = None) -> int:
         """Remove entries computed from a run that is no longer in the store (fingerprints
-        ``live``) and damaged ones; the number removed."""
+        ``live``), by other code than ``code`` (their ``meta["code"]``: no key of this code
+        reaches them), and damaged ones; the number removed."""
         removed = 0
         for path, entry in list(self.entries()):
-            if entry is None or not set(entry.runs) <= live:
+            if entry is None or not set(entry.runs) <= live or (code is not None and entry.meta.get("code") != code):
                 path.unlink(missing_ok=True)
                 removed += 1
                 try:

@@ -525,13 +525,13 @@ class Store:
                     removed.append(path.name)
         return removed
 
-    def prune_cache(self) -> int:
-        """Remove results-cache entries no run of the store can reach any more (computed from a
-        run since removed or re-recorded) and damaged ones; how many were removed."""
+    def prune_cache(self, code: str | None = None) -> int:
+        """Remove results-cache entries nothing can reach any more (computed from a run since
+        removed or re-recorded, or by other code than ``code``) and damaged ones; how many."""
         from .cache import ResultCache
 
         with self.collecting():
-            return ResultCache(self.root).prune({m.fingerprint for m in self.runs() if m.fingerprint})
+            return ResultCache(self.root).prune({m.fingerprint for m in self.runs() if m.fingerprint}, code)
 
     def remove_runs(self, run_ids: list[str], *, dry_run: bool = False) -> list[RunManifest]:
         """Remove runs from the store: their manifests go now (under each run's lock), their
