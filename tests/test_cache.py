@@ -191,9 +191,29 @@ def test_a_second_report_copies_its_parts_and_writes_the_same_bytes(store, tmp_p
     args = ["report", "--bootstrap", "60", "--rerun-bootstrap", "20", "--store", str(store.root), "--out"]
     assert run_cli(*args, str(tmp_path / "r1")).returncode == 0
     parts = [e for _, e in ResultCache(store.root).entries() if e is not None and e.kind == KIND]
-    assert len(parts) == 4  # three runs' pages and the persona-set profile figure
+    assert len(parts) == 6  # three runs' pages, the persona-set profile figure, its frame, the retention table
     again = run_cli(*args, str(tmp_path / "r2"))
     fresh = run_cli(*args, str(tmp_path / "r3"), "--no-cache")
     assert again.returncode == fresh.returncode == 0
     assert tree_bytes(tmp_path / "r1") == tree_bytes(tmp_path / "r2") == tree_bytes(tmp_path / "r3")
-    assert len(list(ResultCache(store.root).files())) == 3 + 4  # nothing new: every part was a hit
+    assert len(list(ResultCache(store.root).files())) == 3 + 6  # nothing new: every part was a hit
+
+
+def test_a_report_of_a_damaged_store_is_the_same_with_and_without_the_cache(store, tmp_path):
+    """The cached parts of a run whose segment was damaged since are not used: its page says
+    it cannot be read, as a report without the cache says."""
+    from conftest import tree_bytes
+
+    args = ["report", "--bootstrap", "60", "--rerun-bootstrap", "20", "--store", str(store.root), "--out"]
+    assert run_cli(*args, str(tmp_path / "r1")).returncode == 0
+    m = store.runs()[0]
+    seg = store.object_path(m.segments[0].object)
+    data = bytearray(seg.read_bytes())
+    data[len(data) // 3] ^= 0x04
+    seg.chmod(0o644)
+    seg.write_bytes(bytes(data))
+    cached = run_cli(*args, str(tmp_path / "r2"))
+    fresh = run_cli(*args, str(tmp_path / "r3"), "--no-cache")
+    assert cached.returncode == fresh.returncode and cached.stderr == fresh.stderr
+    assert "damaged" in (tmp_path / "r2" / "index.html").read_text()
+    assert tree_bytes(tmp_path / "r2") == tree_bytes(tmp_path / "r3")

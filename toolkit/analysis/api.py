@@ -67,7 +67,9 @@ def analyze(
     address); the result is bit-identical for any. A run that cannot be analyzed (unreadable,
     too few complete personas) is an error, or with ``on_error="skip"`` left out and named in
     the result. A run recorded on a subset of the items is analyzed on those (``items`` says
-    how many), and the result's notes say so.
+    how many), and the result's notes say so. Each run's rows come from the store's results
+    cache when an earlier call computed them (``options.cache``; analysis/cache.py), the same
+    values bit for bit.
     """
     store = store or Store()
     problems, notes = collector(on_error), []

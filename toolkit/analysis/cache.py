@@ -7,8 +7,9 @@ was left out, depend on:
 - the instrument, the retention rule, the draw counts and the seed;
 - the code: the toolkit's version and a digest of its source files, so an edited checkout
   never reads what another code computed.
-The key needs only manifests, so a hit reads no segment. ``jobs``, the backend and the
-confidence level change nothing here and are not in the key.
+The key needs only manifests, so a hit decodes no row (it checks the segments' hashes, see
+``lookup``). ``jobs``, the backend and the confidence level change nothing here and are not
+in the key.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ KIND = "analyze/1"
 
 @cache
 def code_digest() -> str:
-    """SHA-256 over the toolkit's source files (path and bytes, in path order): about 2 ms once."""
+    """SHA-256 over the toolkit's source files (path and bytes, in path order): 3 ms, once a
+    process. A patch applied in memory (a test's monkeypatch) is not in it: use no cache there."""
     root = Path(__file__).resolve().parents[1]
     parts = []
     for path in sorted(root.rglob("*.py")):

@@ -33,6 +33,7 @@ from .. import __version__
 from ..analysis.api import analyze, compare, curves, strip_variant_suffix
 from ..analysis.foundations import persona_set_profiles, profiles
 from ..analysis.options import DEFAULT, AnalysisOptions
+from ..analysis.result import Result
 from ..analysis.selection import MIN_PERSONAS_FOR_INTERSECTION, retained_counts
 from ..errors import ToolkitError
 from ..protocol.instrument import Instrument
@@ -108,19 +109,26 @@ def gather(store: Store, selection: Selection = EVERY_RUN, *, options: AnalysisO
         if baseline in variants and len(variants) > 1:
             compared = compare(metrics, baseline=baseline, on_error="skip")
             comparison, notes = compared.frame, notes + list(compared.skipped)
+    # what the analyses below read: every run of the store (so the key of each holds them all)
+    parts, every = Parts(store, options.cache), store.runs()
+    settings = [options.retention, options.bootstrap, options.rerun_bootstrap, options.seed]
     if self_profiles is None:
         self_profiles = pl.DataFrame()
         if selves_sel is not None:
-            selves = profiles(store, selves_sel, on_error="skip")
+            selves = parts.result(["profiles", selves_sel.run_id], every,
+                                  partial(profiles, store, selves_sel, on_error="skip"))
             self_profiles, skipped = selves.frame, skipped + list(selves.skipped)
-    sets = (persona_set_profiles(store, persona_sel, on_error="skip").frame if persona_sel is not None
-            else pl.DataFrame())
+    sets = (parts.result(["set-profiles", persona_sel.run_id], every,
+                         partial(persona_set_profiles, store, persona_sel, on_error="skip")).frame
+            if persona_sel is not None else pl.DataFrame())
     curve = (curves(store, logprob_sel, points=CURVE_POINTS, options=options, on_error="skip").frame
              if logprob_sel is not None else pl.DataFrame())
+    retention = parts.result(["retention", [m.run_id for m in runs], settings], every,
+                             lambda: Result(retention_table(store, runs, options))).frame
     desc = selection.describe() or "every run"
     return SiteData(store=store, title=title or f"Report: {store.root.name}", selection={"runs": desc}, runs=runs,
                     metrics=metrics, comparison=comparison, self_profiles=self_profiles, set_profiles=sets,
-                    curves=curve, retention=retention_table(store, runs, options), baseline=baseline,
+                    curves=curve, retention=retention, baseline=baseline,
                     options=options, skipped=sorted(set(skipped)), notes=notes, display=display or {})
 
 
