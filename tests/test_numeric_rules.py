@@ -44,7 +44,8 @@ ALLOWLIST: dict[tuple[str, str], str] = {
     ("toolkit/numerics.py", "_pi.arctan_inv"): "Decimal ** an integer (libmpdec)",
     ("toolkit/numerics.py", "c4"): "4 ** k of Python ints (exact) and Decimal.sqrt (libmpdec)",
     ("toolkit/analysis/metrics.py", "alias_table"): "n ** n of a Python int, exact",
-    ("toolkit/analysis/metrics.py", "_multinomial_weight"): "integer powers of Python ints, exact",
+    ("toolkit/analysis/metrics.py", "_multinomial_weights"):
+        "integer powers of an int64 array, exact (every value below 12**12, far from 2**63)",
     ("toolkit/analysis/metrics.py", "ExactCells.__init__"): "n ** n of a Python int, exact",
     ("toolkit/analysis/metrics.py", "_unique_rows"): "integer powers (Python int, int64 array): exact",
     ("toolkit/analysis/api.py", "pearson"):

@@ -248,7 +248,7 @@ def alias_table(used_counts: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     n, parts = sum(used_counts), len(used_counts)
     comp = compositions(n, parts)
     total, size = n**n, len(comp)
-    mass = [size * _multinomial_weight(n, used_counts, row) for row in comp.tolist()]
+    mass = (size * _multinomial_weights(n, used_counts, comp)).tolist()
     assert sum(mass) == size * total
     keep, alias = [total] * size, list(range(size))
     small = [i for i, m in enumerate(mass) if m < total]
@@ -261,15 +261,15 @@ def alias_table(used_counts: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     return np.array(keep, dtype=np.uint64), np.array(alias, dtype=np.int64)
 
 
-def _multinomial_weight(n: int, counts: tuple[int, ...], outcome: list[int]) -> int:
-    """n!/prod(k_i!) * prod(c_i^k_i): the number of the n**n equally likely resamples (draws of
-    n repetitions with replacement) that give ``outcome`` counts."""
-    w = _FACTORIAL[n]
-    for k in outcome:
-        w //= _FACTORIAL[k]
-    for c, k in zip(counts, outcome):
-        w *= c**k
-    return w
+def _multinomial_weights(n: int, counts: tuple[int, ...], outcomes: np.ndarray) -> np.ndarray:
+    """n!/prod(k_i!) * prod(c_i^k_i) per outcome row: the number of the n**n equally likely
+    resamples (draws of n repetitions with replacement) that give those counts. Integer
+    arithmetic, exact in int64: every factor and product is at most n**n <= 12**12 (and the
+    caller's size * weight at most 5000 * 12**12 < 2**63)."""
+    fact = np.array(_FACTORIAL, dtype=np.int64)
+    coefficient = fact[n] // np.prod(fact[outcomes], axis=1)
+    powers = np.prod(np.array(counts, dtype=np.int64)[None, :] ** outcomes, axis=1)
+    return np.asarray(coefficient * powers)
 
 
 def uniform_words(rng: np.random.Generator, shape: tuple[int, ...], total: int) -> np.ndarray:
