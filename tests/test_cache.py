@@ -217,3 +217,29 @@ def test_a_report_of_a_damaged_store_is_the_same_with_and_without_the_cache(stor
     assert cached.returncode == fresh.returncode and cached.stderr == fresh.stderr
     assert "damaged" in (tmp_path / "r2" / "index.html").read_text()
     assert tree_bytes(tmp_path / "r2") == tree_bytes(tmp_path / "r3")
+
+
+def test_paired_comparisons_are_kept_whole_and_recomputed_when_asked_otherwise(tmp_path, monkeypatch):
+    from toolkit.analysis import paired_compare
+
+    root = tmp_path / "pairs"
+    assert run_cli("simulate", "--runs", "2", "--paired", "--persona-count", "30", "--repetitions", "4",
+                   "--effect-within-factor", "1.3", "--store", str(root)).returncode == 0
+    args = ["compare", "--paired", "--format", "csv", "--bootstrap", "60", "--permutations", "50", "--store", str(root)]
+    cold, warm, fresh = run_cli(*args), run_cli(*args), run_cli(*args, "--no-cache")
+    assert cold.returncode == warm.returncode == fresh.returncode == 0
+    assert cold.stdout == warm.stdout == fresh.stdout and cold.stdout.strip().endswith(",true")
+    options = SMALL.but(permutations=50, bootstrap=60)
+    store = Store(root)
+    first = paired_compare(store, options=options).frame
+
+    def no_rows(*args, **kwargs):
+        raise AssertionError("a row was read")
+
+    monkeypatch.setattr(Store, "_read_checked", no_rows)
+    assert paired_compare(store, options=options).frame.equals(first)
+    for changed in (options.but(permutations=51), options.but(ci_level=0.9), options.but(min_shared=0.5)):
+        with pytest.raises(AssertionError, match="a row was read"):
+            paired_compare(store, options=changed)
+    with pytest.raises(AssertionError, match="a row was read"):
+        paired_compare(store, options=options, family=lambda model: model.split("-")[0])  # a rule no key can hold

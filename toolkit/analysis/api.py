@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from ..parallel import delayed
 from ..parallel.pool import chunks
 from ..store import RunManifest, Store
 from ..store.query import EVERY_RUN, Selection
-from .cache import AnalysisCache
+from .cache import AnalysisCache, Memo
 from .cells import RunCounts
 from .foundations import persona_profiles, persona_set_profiles, profiles  # noqa: F401  (the API)
 from .intervals import holm
@@ -361,11 +362,28 @@ def paired_compare(
     (BCa or percentile), a two-sided permutation p-value and, across the groups of one metric,
     Holm-adjusted p-values. Runs answered by the same personas are compared paired (on the
     personas both retain); otherwise, or with ``unpaired``, as independent samples, and the
-    ``paired`` column says which. See paired.py for the resampling and the test."""
+    ``paired`` column says which. See paired.py for the resampling and the test. The result is
+    kept in the store's results cache (``options.cache``, analysis/cache.py: Memo) when
+    ``family`` is the default rule (another function cannot be part of a key)."""
     store = store or Store()
-    problems = collector(on_error)
     all_runs = store.runs()
     runs = selection.for_modes(("persona",), "compare --paired", store, among=all_runs)
+    compute = partial(_paired_compare, store, all_runs, runs, baseline, family, by_group, unpaired, corrected, options,
+                      on_error)
+    if family is not strip_variant_suffix:
+        return compute()
+    o = options
+    settings = [o.bootstrap, o.rerun_bootstrap, o.seed, o.ci_level, o.ci_method, o.permutations, o.retention,
+                o.min_shared]
+    what = ["compare-paired", sorted(m.run_id for m in runs), baseline, by_group, unpaired, corrected, on_error,
+            settings]
+    return Memo(store, options.cache).result(what, all_runs, compute)
+
+
+def _paired_compare(store: Store, all_runs: list[RunManifest], runs: list[RunManifest], baseline: str,
+                    family: Callable[[str], str], by_group: bool, unpaired: bool, corrected: bool,
+                    options: AnalysisOptions, on_error: OnError) -> Result:
+    problems = collector(on_error)
     loaded = retained_counts(store, runs, all_runs, options, problems)
     if not any(rc.manifest.variant == baseline for rc, _ in loaded):
         raise ToolkitError(f"no run of baseline variant {baseline!r} in the selection")

@@ -14,12 +14,15 @@ in the key.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -29,6 +32,7 @@ from ..hashing import sha256_bytes
 from ..store import RunManifest, Store
 from ..store.cache import Entry, ResultCache, cache_key
 from .options import AnalysisOptions
+from .result import Result
 from .selection import family_key
 
 KIND = "analyze/1"
@@ -50,6 +54,109 @@ def run_token(m: RunManifest) -> list[str] | None:
     return [m.run_id, m.fingerprint_version, m.fingerprint] if m.fingerprint else None
 
 
+class Intact:
+    """Whether a run's segments and instrument still match their hashes, checked once per run
+    (store.check_bytes: no row decoded). What a cached result must pass before it is used, so
+    that a damaged store fails with the cache as it fails without it."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.known: dict[str, bool] = {}
+
+    def __call__(self, m: RunManifest) -> bool:
+        if m.run_id not in self.known:
+            try:
+                self.store.check_bytes(m)
+                self.known[m.run_id] = True
+            except ToolkitError:
+                self.known[m.run_id] = False
+        return self.known[m.run_id]
+
+    def check(self, runs: list[RunManifest]) -> None:
+        """Check many runs on two threads (reading and hashing release the interpreter)."""
+        todo = list({m.run_id: m for m in runs if m.run_id not in self.known}.values())
+        if len(todo) > 8:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(self, todo))
+        for m in todo:
+            self(m)
+
+
+def material_of(value: Any) -> Any:
+    """A key's view of an input: frames by ``frame_digest``, containers item by item, the
+    rest as is (JSON values)."""
+    if isinstance(value, pl.DataFrame):
+        return {"frame": frame_digest(value)}
+    if isinstance(value, dict):
+        return {str(k): material_of(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [material_of(v) for v in value]
+    return value
+
+
+def frame_digest(frame: pl.DataFrame) -> str:
+    """SHA-256 of a frame's values, whatever its memory layout (a slice, a decoded copy):
+    the schema, each column's null mask, numeric values as their bytes (every bit), anything
+    else by Python's repr of its values (exact for strings and floats)."""
+    h = hashlib.sha256(repr(frame.schema).encode("utf-8"))
+    for col in frame.get_columns():
+        h.update(b"\x1e" + col.name.encode("utf-8") + b"\x1f" + col.is_null().to_numpy().tobytes())
+        if col.dtype.is_numeric():
+            h.update(np.ascontiguousarray(col.to_numpy()).tobytes())
+        else:
+            h.update(repr(col.to_list()).encode("utf-8"))
+    return h.hexdigest()
+
+
+class Memo:
+    """Whole results (a frame, the runs left out, notes) of any analysis, cached under a key
+    of what was asked (``what``: JSON values and frames), the code and the fingerprints of
+    ``runs``, the runs it may read (give every run of the store when in doubt: over-wide is
+    safe). Reads with ``use``; writes where the store keeps results; a hit is used only when
+    every one of ``runs`` is ``Intact``."""
+
+    def __init__(self, store: Store, use: bool, kind: str = "memo/1"):
+        self.store = store
+        self.cache = ResultCache(store.root)
+        self.use = use
+        self.write = use and store.keeps_results
+        self.kind = kind
+        self.intact = Intact(store)
+
+    def hit(self, what: Any, runs: list[RunManifest]) -> tuple[str, Entry | None]:
+        key = cache_key({"kind": self.kind, "version": __version__, "code": code_digest(),
+                         "what": material_of(what), "runs": sorted(str(run_token(m)) for m in runs)})
+        entry = self.cache.get(key)
+        if entry is None or entry.kind != self.kind:
+            return key, None
+        self.intact.check(runs)
+        return (key, entry) if all(self.intact(m) for m in runs) else (key, None)
+
+    def keep(self, key: str, runs: list[RunManifest], meta: dict[str, Any], payload: bytes) -> None:
+        if self.write:
+            self.cache.put(Entry(key, self.kind, tuple(sorted({m.fingerprint for m in runs})),
+                                 {"code": code_digest(), **meta}, payload))
+
+    def usable(self, runs: list[RunManifest]) -> bool:
+        return self.use and all(m.fingerprint for m in runs)
+
+    def result(self, what: Any, runs: list[RunManifest], make: Callable[[], Result]) -> Result:
+        """``make()``'s result, from the cache when it was made before from the same runs."""
+        if not self.usable(runs):
+            return make()
+        key, entry = self.hit(what, runs)
+        if entry is not None:
+            try:
+                return Result(decode_frame(entry.payload), tuple(entry.meta["skipped"]), tuple(entry.meta["notes"]))
+            except (KeyError, TypeError, ValueError, pa.ArrowException):
+                pass
+        made = make()
+        self.keep(key, runs, {"skipped": list(made.skipped), "notes": list(made.notes)}, encode_frame(made.frame))
+        return made
+
+
 @dataclass
 class Cached:
     frame: pl.DataFrame  # the run's rows, every group, ANALYZE + CORRECTED columns
@@ -64,6 +171,7 @@ class AnalysisCache:
                  schema: dict[str, Any]):
         self.store = store
         self.cache = ResultCache(store.root)
+        self.intact = Intact(store)
         self.options = options
         self.schema = pl.Schema(schema)  # what an entry's frame must be to be used
         self.keys: dict[str, tuple[str, list[str]] | None] = {}  # by run id, computed once
@@ -106,18 +214,11 @@ class AnalysisCache:
             entry = self.cache.get(k[0]) if k else None
             if entry is not None and entry.kind == KIND:
                 found[m.run_id] = entry
-        needed = list({r.run_id: r for m in runs if m.run_id in found for r in self.reads(m)}.values())
-        if len(needed) > 8:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(2) as pool:
-                intact = dict(zip((r.run_id for r in needed), pool.map(self._intact, needed)))
-        else:
-            intact = {r.run_id: self._intact(r) for r in needed}
+        self.intact.check([r for m in runs if m.run_id in found for r in self.reads(m)])
         out = {}
         for m in runs:
             entry = found.get(m.run_id)
-            if entry is None or not all(intact[r.run_id] for r in self.reads(m)):
+            if entry is None or not all(self.intact(r) for r in self.reads(m)):
                 continue
             try:
                 frame = decode_frame(entry.payload)
@@ -127,13 +228,6 @@ class AnalysisCache:
                 continue
             out[m.run_id] = Cached(frame, entry.meta.get("note"), entry.meta.get("refusal"))
         return out
-
-    def _intact(self, m: RunManifest) -> bool:
-        try:
-            self.store.check_bytes(m)
-            return True
-        except ToolkitError:
-            return False
 
     def save(self, results: list[tuple[RunManifest, pl.DataFrame, str | None, str | None]]) -> None:
         """Keep each (run, rows, note, why it was left out), all written with one sync."""
