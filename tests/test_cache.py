@@ -40,6 +40,15 @@ def entries(store: Store) -> list[Path]:
     return list(ResultCache(store.root).files())
 
 
+def damage_first_segment(store: Store) -> None:
+    """Flip one bit in the middle of the first run's first segment."""
+    seg = store.object_path(store.runs()[0].segments[0].object)
+    data = bytearray(seg.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    seg.chmod(0o644)
+    seg.write_bytes(bytes(data))
+
+
 def cli_analyze(store: Store, *extra: str) -> str:
     res = run_cli("analyze", "--by", "group", "--corrected", "--format", "csv", "--bootstrap", "60",
                   "--rerun-bootstrap", "20", *extra, "--store", str(store.root))
@@ -110,12 +119,7 @@ def test_a_damaged_entry_is_a_miss_and_is_rewritten(store):
 
 def test_a_damaged_segment_fails_as_loudly_with_the_cache_as_without(store):
     analyze(store, options=SMALL)
-    m = store.runs()[0]
-    seg = store.object_path(m.segments[0].object)
-    data = bytearray(seg.read_bytes())
-    data[len(data) // 2] ^= 0x10
-    seg.chmod(0o644)
-    seg.write_bytes(bytes(data))
+    damage_first_segment(store)
     for options in (SMALL, SMALL.but(cache=False)):
         with pytest.raises(StoreCorrupt, match="damaged"):
             analyze(store, options=options)
@@ -206,12 +210,7 @@ def test_a_report_of_a_damaged_store_is_the_same_with_and_without_the_cache(stor
 
     args = ["report", "--bootstrap", "60", "--rerun-bootstrap", "20", "--store", str(store.root), "--out"]
     assert run_cli(*args, str(tmp_path / "r1")).returncode == 0
-    m = store.runs()[0]
-    seg = store.object_path(m.segments[0].object)
-    data = bytearray(seg.read_bytes())
-    data[len(data) // 3] ^= 0x04
-    seg.chmod(0o644)
-    seg.write_bytes(bytes(data))
+    damage_first_segment(store)
     cached = run_cli(*args, str(tmp_path / "r2"))
     fresh = run_cli(*args, str(tmp_path / "r3"), "--no-cache")
     assert cached.returncode == fresh.returncode and cached.stderr == fresh.stderr
