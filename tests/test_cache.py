@@ -16,7 +16,7 @@ from toolkit.analysis.cache import AnalysisCache
 from toolkit.analysis.options import AnalysisOptions
 from toolkit.errors import StoreCorrupt
 from toolkit.store import Store
-from toolkit.store.cache import Entry, ResultCache, cache_key
+from toolkit.store.cache import Entry, ResultCache, cache_key, encode
 
 SMALL = AnalysisOptions(bootstrap=60, rerun_bootstrap=20)
 
@@ -172,6 +172,16 @@ def test_a_bundle_carries_the_cache_of_its_runs_and_verify_recomputes_it(store, 
     from_bundle = cli_analyze(Store(out))
     assert from_bundle.splitlines()[1:] == [line for line in text.splitlines()[1:]
                                             if any(m.run_id in line for m in keep)]
+    from toolkit.analysis.cache import KIND
+    from toolkit.store.cache import CARRIED_KINDS
+
+    assert KIND in CARRIED_KINDS  # the analyze entries are what verify recomputes, and what travels
+    # a bundle carrying an entry verify cannot recompute (a forged report part, say) is refused
+    forged = tmp_path / "forged.zip"
+    part = Entry(cache_key("a forged part"), "report-part/1", (keep[0].fingerprint,), {}, b"{}")
+    rebuild_with(out, forged, f"store/cache/{part.key[:2]}/{part.key}.entry", encode(part))
+    res = run_cli("verify", str(forged))
+    assert res.returncode == 1 and "of a kind a bundle does not carry" in res.stdout + res.stderr
     plain = tmp_path / "p.zip"
     assert run_cli("bundle", "--run-id", ids, "--out", str(plain), "--store", str(store.root)).returncode == 0
     assert not [n for n in zipfile.ZipFile(plain).namelist() if n.startswith("store/cache/")]
@@ -242,3 +252,23 @@ def test_paired_comparisons_are_kept_whole_and_recomputed_when_asked_otherwise(t
             paired_compare(store, options=changed)
     with pytest.raises(AssertionError, match="a row was read"):
         paired_compare(store, options=options, family=lambda model: model.split("-")[0])  # a rule no key can hold
+
+
+def rebuild_with(bundle: Path, out: Path, name: str, data: bytes) -> None:
+    """A copy of ``bundle`` with one more member, listed in a rewritten index with a matching
+    digest: what a hostile author can make, since the digest only proves the list."""
+    import json
+    import zipfile
+
+    from toolkit.hashing import canonical_json, sha256_bytes
+
+    with zipfile.ZipFile(bundle) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    index = json.loads(members.pop("bundle.json"))
+    members[name] = data
+    index["members"][name] = {"bytes": len(data), "sha256": sha256_bytes(data)}
+    index["digest"] = sha256_bytes(canonical_json(index["members"]).encode("utf-8"))
+    with zipfile.ZipFile(out, "w") as zf:
+        zf.writestr("bundle.json", canonical_json(index) + "\n")
+        for n, d in sorted(members.items()):
+            zf.writestr(n, d)

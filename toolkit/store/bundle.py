@@ -31,7 +31,7 @@ from .. import __version__
 from ..errors import StoreCorrupt, ToolkitError
 from ..hashing import canonical_json, parse_json, sha256_bytes
 from .atomic import atomic_write_bytes
-from .cache import ResultCache, decode, encode
+from .cache import CARRIED_KINDS, ResultCache, decode, encode
 from .manifest import DIGEST_RE, RunManifest, manifest_filename
 from .output import check_output_file
 from .store import Store
@@ -68,7 +68,8 @@ def write_bundle(store: Store, runs: list[RunManifest], out: str | Path, *,
                  personas: dict[str, bytes] | None = None, cache: bool = False) -> BundleInfo:
     """Write ``runs`` of ``store`` (each segment's hash checked as it is read) as a bundle.
     ``personas`` maps a persona set's digest to its file's bytes; with ``cache``, the
-    results-cache entries computed from these runs alone (intact ones) travel too."""
+    results-cache entries computed from these runs alone (intact ones, of the kinds `verify`
+    recomputes: CARRIED_KINDS) travel too."""
     out = check_output_file(out, ours=is_bundle)
     if not runs:
         raise ToolkitError("nothing to bundle: the selection holds no run")
@@ -85,7 +86,7 @@ def write_bundle(store: Store, runs: list[RunManifest], out: str | Path, *,
     if cache:
         carried = {m.fingerprint for m in runs if m.fingerprint}
         for path, entry in ResultCache(store.root).entries():
-            if entry is not None and set(entry.runs) <= carried:
+            if entry is not None and entry.kind in CARRIED_KINDS and set(entry.runs) <= carried:
                 files[f"store/cache/{path.parent.name}/{path.name}"] = encode(entry)
     members = {name: {"bytes": len(data), "sha256": sha256_bytes(data)} for name, data in sorted(files.items())}
     digest = sha256_bytes(canonical_json(members).encode("utf-8"))
@@ -222,6 +223,9 @@ def _check_carried(data: bytes, name: str, fingerprints: set[str], where: str) -
         entry = decode(data, Path(name).name.removesuffix(".entry"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise StoreCorrupt(f"member {name} is not a results-cache entry ({exc})", path=where) from None
+    if entry.kind not in CARRIED_KINDS:
+        raise StoreCorrupt(f"member {name} is a results-cache entry of a kind a bundle does not carry "
+                           f"({entry.kind!r}: `verify` cannot recompute it)", path=where)
     if not set(entry.runs) <= fingerprints:
         raise StoreCorrupt(f"member {name} is a results-cache entry of runs the bundle does not hold", path=where)
 
