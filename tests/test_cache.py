@@ -150,8 +150,11 @@ def test_compact_removes_what_no_run_reaches(store):
                   {"code": "another source tree"}, b"")
     assert ResultCache(store.root).put(stale)
     assert run_cli("rm", gone.run_id, "--store", str(store.root)).returncode == 0
-    res = run_cli("compact", "--store", str(store.root))
+    leftover = entries(store)[0].parent / ".tmp-killed-writer"  # what a writer killed mid-write leaves
+    leftover.write_bytes(b"half an entry")
+    res = run_cli("compact", "--grace", "0", "--store", str(store.root))
     assert res.returncode == 0 and "removed 3 results-cache entries" in res.stdout  # 2 of the run, 1 of other code
+    assert not leftover.exists()
     left = [e for _, e in ResultCache(store.root).entries()]
     assert len(left) == 4 and all(e is not None and gone.fingerprint not in e.runs for e in left)
 

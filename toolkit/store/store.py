@@ -515,7 +515,9 @@ class Store:
                     removed.append(path.stem)
             # a writer killed mid-write (kill -9) leaves its temp file; one being written is younger
             # than any sane grace, and held open by its process
-            old = [path for folder in (self.runs_dir, self.instruments_dir, *sorted(self.objects_dir.glob("*")))
+            folders = (self.runs_dir, self.instruments_dir, *sorted(self.objects_dir.glob("*")),
+                       *sorted((self.root / "cache").glob("*")))
+            old = [path for folder in folders
                    for path in (sorted(folder.glob(TMP_PREFIX + "*")) if folder.is_dir() else [])
                    if path.is_file() and now - path.stat().st_mtime >= grace_seconds]
             held = open_files() if old else set()  # /proc is read only when there is something to judge
