@@ -50,6 +50,12 @@ NAMES = METRICS + CORRECTED + tuple(f"{m} (own)" for m in CORRECTED)
 
 def truth(n: int, effect: Effect, personas: int, sd_personas: int) -> np.ndarray:
     """True B - A of every column of NAMES (overall), for n repetitions a cell."""
+    values = truth_values(n, effect, personas, sd_personas)
+    return values[1] - values[0]
+
+
+def truth_values(n: int, effect: Effect, personas: int, sd_personas: int) -> np.ndarray:
+    """The true value of every column of NAMES (overall) in run A and in run B: (2, len(NAMES))."""
     spec = PairSpec(items=ITEMS, repetitions=n, effect=effect)
     scale = SCALE.astype(np.float64)
     values = []
@@ -61,7 +67,7 @@ def truth(n: int, effect: Effect, personas: int, sd_personas: int) -> np.ndarray
         sample_sd = float(expected_sd(few, n, SCALE).mean())
         own = sample_sd / c4(n)
         values.append([S, sample_sd, 1 / sample_sd, S_corr, population_sd, 1 / population_sd, own, 1 / own])
-    return np.asarray(values[1]) - np.asarray(values[0])
+    return np.asarray(values)
 
 
 def pairs(P: int, n: int, effect: Effect, start: int, stop: int, options: AnalysisOptions, seed: int,
