@@ -23,12 +23,14 @@ import numpy as np
 from joblib import Parallel, delayed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_coverage import ITEMS, NAMES, SCALE, truth_values  # the one definition of the designs' truths
+from bench_coverage import ITEMS, SCALE, truth_values  # the one definition of the designs' truths
+from bench_coverage import NAMES as PAIRED_NAMES
 
 from toolkit.analysis.metrics import ItemGroups, bootstrap_se, estimate
 from toolkit.ingest.simulate import Effect, PairSpec, pair_counts
 
 Z = 1.959963984540054  # the 97.5% normal quantile
+NAMES = (*PAIRED_NAMES, "sigma_bar (persona SE)", "R (persona SE)")
 
 
 def single(counts: np.ndarray, bootstrap: int, rerun: int, seed: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +51,8 @@ def single(counts: np.ndarray, bootstrap: int, rerun: int, seed: list[int]) -> t
     values = [float(est.S[0]), sb, 1 / sb, float(est.S_corrected[0]), sc, 1 / sc]
     ses = [se(est.S_persona, est.S_rerun), sb_se, sb_se / (sb * sb), se(est.S_corrected_persona,
            est.S_corrected_rerun), sc_se, sc_se / (sc * sc)]
-    return np.r_[values, values[4:]], np.r_[ses, ses[4:]]
+    persona = float(bootstrap_se(est.sigma_persona)[0])  # the persona bootstrap alone (sigma_bar_se_persona)
+    return np.r_[values, values[4:], sb, 1 / sb], np.r_[ses, ses[4:], persona, persona / (sb * sb)]
 
 
 def runs(P: int, n: int, lo: int, hi: int, bootstrap: int, rerun: int, true: np.ndarray) -> np.ndarray:
@@ -58,7 +61,8 @@ def runs(P: int, n: int, lo: int, hi: int, bootstrap: int, rerun: int, true: np.
     for i in range(lo, hi):
         a, _ = pair_counts(spec, SCALE, np.random.default_rng([P, n, i]))
         value, se = single(a, bootstrap, rerun, [P, n, i])
-        out.append((value - Z * se <= true) & (true <= value + Z * se))
+        truth = np.r_[true, true[1:3]]  # the persona-SE columns estimate sigma_bar and R
+        out.append((value - Z * se <= truth) & (truth <= value + Z * se))
     return np.asarray(out, dtype=np.float64)
 
 
