@@ -275,3 +275,18 @@ def rebuild_with(bundle: Path, out: Path, name: str, data: bytes) -> None:
         zf.writestr("bundle.json", canonical_json(index) + "\n")
         for n, d in sorted(members.items()):
             zf.writestr(n, d)
+
+
+def test_a_whole_result_is_keyed_by_every_manifest_field_an_analysis_may_read(store):
+    """Pairing reads the persona set a manifest records, a run page its provenance: neither is in
+    the rows' fingerprint, so a Memo key holds the whole manifest (a compaction: a miss)."""
+    import dataclasses
+
+    from toolkit.analysis.cache import Memo
+
+    memo = Memo(store, True)
+    m = store.runs()[0]
+    other_set = dataclasses.replace(m, protocol={**m.protocol, "personas": {"digest": "0" * 64}})
+    assert other_set.fingerprint == m.fingerprint
+    assert memo.hit(["x"], [m])[0] != memo.hit(["x"], [other_set])[0]
+    assert memo.hit(["x"], [m])[0] == memo.hit(["x"], [dataclasses.replace(m)])[0]

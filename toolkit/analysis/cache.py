@@ -6,7 +6,8 @@ was left out, depend on:
   the personas it keeps depend on its siblings), named by their fingerprints;
 - the instrument, the retention rule, the draw counts and the seed;
 - the code: the toolkit's version and a digest of its source files, so an edited checkout
-  never reads what another code computed.
+  never reads what another code computed, and numpy's version (its random streams make the
+  bootstrap replicates).
 The key needs only manifests, so a hit decodes no row (it checks the segments' hashes, see
 ``lookup``). ``jobs``, the backend and the confidence level change nothing here and are not
 in the key.
@@ -126,8 +127,8 @@ class Memo:
         self.intact = Intact(store)
 
     def hit(self, what: Any, runs: list[RunManifest]) -> tuple[str, Entry | None]:
-        key = cache_key({"kind": self.kind, "version": __version__, "code": code_digest(),
-                         "what": material_of(what), "runs": sorted(str(run_token(m)) for m in runs)})
+        key = cache_key({"kind": self.kind, "version": __version__, "code": code_digest(), "numpy": np.__version__,
+                         "what": material_of(what), "runs": sorted(manifest_digest(m) for m in runs)})
         entry = self.cache.get(key)
         if entry is None or entry.kind != self.kind:
             return key, None
@@ -155,6 +156,13 @@ class Memo:
         made = make()
         self.keep(key, runs, {"skipped": list(made.skipped), "notes": list(made.notes)}, encode_frame(made.frame))
         return made
+
+
+def manifest_digest(m: RunManifest) -> str:
+    """A run in a ``Memo`` key: its whole manifest (rows by fingerprint, and every field an
+    analysis may read beside them: the persona set that pairing compares, provenance a page
+    shows). A compaction rewrites the segment list, so it costs a miss, never a wrong hit."""
+    return sha256_bytes(m.to_json().encode("utf-8"))
 
 
 @dataclass
@@ -197,7 +205,7 @@ class AnalysisCache:
         if own is None or any(t is None for t in tokens):
             return None
         o = self.options
-        material = {"kind": KIND, "version": __version__, "code": code_digest(), "run": own,
+        material = {"kind": KIND, "version": __version__, "code": code_digest(), "numpy": np.__version__, "run": own,
                     "reads": sorted(t for t in tokens if t is not None), "instrument": m.instrument.get("digest"),
                     "retention": o.retention, "bootstrap": o.bootstrap, "rerun_bootstrap": o.rerun_bootstrap,
                     "seed": o.seed}
