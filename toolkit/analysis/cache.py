@@ -150,7 +150,9 @@ class Memo:
         key, entry = self.hit(what, runs)
         if entry is not None:
             try:
-                return Result(decode_frame(entry.payload), tuple(entry.meta["skipped"]), tuple(entry.meta["notes"]))
+                skipped, notes = entry.meta["skipped"], entry.meta["notes"]
+                if all(isinstance(line, str) for line in [*skipped, *notes]):
+                    return Result(decode_frame(entry.payload), tuple(skipped), tuple(notes))
             except (KeyError, TypeError, ValueError, pa.ArrowException):
                 pass
         made = make()
@@ -232,9 +234,10 @@ class AnalysisCache:
                 frame = decode_frame(entry.payload)
             except Exception:  # a payload this polars cannot read is a miss, like any damage
                 continue
-            if frame.schema != self.schema:
+            note, refusal = entry.meta.get("note"), entry.meta.get("refusal")
+            if frame.schema != self.schema or not all(v is None or isinstance(v, str) for v in (note, refusal)):
                 continue
-            out[m.run_id] = Cached(frame, entry.meta.get("note"), entry.meta.get("refusal"))
+            out[m.run_id] = Cached(frame, note, refusal)
         return out
 
     def save(self, results: list[tuple[RunManifest, pl.DataFrame, str | None, str | None]]) -> None:
@@ -264,7 +267,11 @@ def encode_frame(frame: pl.DataFrame) -> bytes:
 
 
 def decode_frame(payload: bytes) -> pl.DataFrame:
-    frame = pl.from_arrow(pa.ipc.open_stream(payload).read_all())
+    """The frame of ``encode_frame``. The table is validated in full first: a carried entry's
+    bytes are its author's, and a hash proves only that they arrived as written."""
+    table = pa.ipc.open_stream(payload).read_all()
+    table.validate(full=True)
+    frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return frame
 
