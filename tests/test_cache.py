@@ -16,7 +16,7 @@ from toolkit.analysis.cache import AnalysisCache
 from toolkit.analysis.options import AnalysisOptions
 from toolkit.errors import StoreCorrupt
 from toolkit.store import Store
-from toolkit.store.cache import Entry, ResultCache, cache_key, encode
+from toolkit.store.cache import Entry, ResultCache, cache_key, decode, encode
 
 SMALL = AnalysisOptions(bootstrap=60, rerun_bootstrap=20)
 
@@ -185,6 +185,14 @@ def test_a_bundle_carries_the_cache_of_its_runs_and_verify_recomputes_it(store, 
     rebuild_with(out, forged, f"store/cache/{part.key[:2]}/{part.key}.entry", encode(part))
     res = run_cli("verify", str(forged))
     assert res.returncode == 1 and "of a kind a bundle does not carry" in res.stdout + res.stderr
+    # an entry whose bytes match its hash but hold no table: a miss (recomputed), and verify says so
+    name = carried[0]
+    held = decode(zipfile.ZipFile(out).read(name))
+    garbage = tmp_path / "garbage.zip"
+    rebuild_with(out, garbage, name, encode(Entry(held.key, held.kind, held.runs, held.meta, b"not a table")))
+    assert cli_analyze(Store(garbage)) == from_bundle
+    res = run_cli("verify", str(garbage))
+    assert res.returncode == 1 and "that this toolkit does not compute" in res.stdout
     plain = tmp_path / "p.zip"
     assert run_cli("bundle", "--run-id", ids, "--out", str(plain), "--store", str(store.root)).returncode == 0
     assert not [n for n in zipfile.ZipFile(plain).namelist() if n.startswith("store/cache/")]
