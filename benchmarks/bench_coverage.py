@@ -22,6 +22,7 @@ change" is exactly 0), for what each metric estimates:
   companions average to at n (E[s] / c4(n)), which separates that bias from calibration.
 
     python benchmarks/bench_coverage.py [--pairs 400] [--personas 25,50,100] [--repetitions 3,5,10]
+                                        [--null-only]
 
 Prints a markdown table and the wall time; --jobs spreads the pairs over processes (results do
 not depend on it: every pair's seeds come from its design and index).
@@ -97,14 +98,17 @@ def main() -> None:
     ap.add_argument("--truth-personas", type=int, default=20_000)
     ap.add_argument("--truth-sd-personas", type=int, default=2_000)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--null-only", action="store_true",
+                    help="only the 'no change' designs: the test's size (and null coverage) with more pairs")
     args = ap.parse_args()
     options = AnalysisOptions(bootstrap=args.bootstrap, permutations=args.permutations)
+    effects = ["no change"] if args.null_only else list(EFFECTS)
     Ps = [int(p) for p in args.personas.split(",")]
     ns = [int(n) for n in args.repetitions.split(",")]
     t0 = time.perf_counter()
-    designs = [(P, n, name) for n in ns for name in EFFECTS for P in Ps]
-    truths = dict(zip([(n, name) for n in ns for name in EFFECTS], Parallel(n_jobs=args.jobs)(
-        delayed(truth)(n, EFFECTS[name], args.truth_personas, args.truth_sd_personas) for n in ns for name in EFFECTS)))
+    designs = [(P, n, name) for n in ns for name in effects for P in Ps]
+    truths = dict(zip([(n, name) for n in ns for name in effects], Parallel(n_jobs=args.jobs)(
+        delayed(truth)(n, EFFECTS[name], args.truth_personas, args.truth_sd_personas) for n in ns for name in effects)))
     t_truth = time.perf_counter() - t0
     chunk = max(1, args.pairs // 4)
     tasks = [(d, lo, min(args.pairs, lo + chunk)) for d in designs for lo in range(0, args.pairs, chunk)]
