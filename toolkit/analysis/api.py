@@ -88,27 +88,12 @@ def analyze(
     cache = AnalysisCache(store, all_runs, options, ROW_SCHEMA) if options.cache else None
     hits = cache.lookup(runs) if cache else {}
     misses = [m for m in runs if m.run_id not in hits]
-    done: dict[str, Any] = {}
-    if misses:  # every group is scored, so that one cache entry serves --by group and not
-        units = family_units(all_runs, misses, options.retention, largest=None if options.jobs == 1 else 8)
-        root = str(store.root.resolve())  # workers may start in another folder
-        tasks = [delayed(score_units)(root, part, True, options) for part in chunks(units, options.jobs)]
-        done = {result[0]: result[1:] for part in options.workers.run(tasks) for result in part}
-    # the computed rows as one frame (one per run cost 1 ms a run), each run's a slice of it
-    spans: dict[str, tuple[int, int]] = {}
-    computed_rows: list[dict[str, Any]] = []
-    for m in misses:
-        spans[m.run_id] = (len(computed_rows), len(done[m.run_id][0]))
-        computed_rows += done[m.run_id][0]
-    computed = pl.DataFrame(computed_rows, schema=ROW_SCHEMA)
+    fresh = _score(store, all_runs, misses, options)
     outcomes = []
     for m in runs:  # the selection's order, whatever the units' order
-        if m.run_id in hits:
-            got = hits[m.run_id]
-            outcomes.append((got.frame, got.note, (got.refusal, None) if got.refusal else None))
-        else:
-            _, note, refusal = done[m.run_id]
-            outcomes.append((computed.slice(*spans[m.run_id]), note, refusal))
+        got = hits.get(m.run_id)
+        outcomes.append(fresh[m.run_id] if got is None else
+                        (got.frame, got.note, (got.refusal, None) if got.refusal else None))
     if cache is not None:  # a read error is not a result
         cache.save([(m, frame, note, refusal[0] if refusal else None) for m, (frame, note, refusal)
                     in zip(runs, outcomes) if m.run_id not in hits and (refusal is None or refusal[1] is None)])
@@ -122,6 +107,26 @@ def analyze(
     sampled = pl.concat(frames) if frames else pl.DataFrame(schema=ROW_SCHEMA)
     sampled = (sampled if by_group else sampled.filter(pl.col("group") == "all")).select(columns)
     return result(pl.concat([sampled, logit_rows]) if len(logit_rows) else sampled, problems, notes)
+
+
+def _score(store: Store, all_runs: list[RunManifest], runs: list[RunManifest], options: AnalysisOptions,
+           ) -> dict[str, tuple[pl.DataFrame, str | None, tuple[str, ToolkitError | None] | None]]:
+    """Each run read and scored in the workers: its rows for every group (so that one cache
+    entry serves --by group and not), its partial-items note, and why it is left out. The
+    rows of all runs are one frame, each run's a slice of it (a frame per run cost 1 ms a run)."""
+    if not runs:
+        return {}
+    units = family_units(all_runs, runs, options.retention, largest=None if options.jobs == 1 else 8)
+    root = str(store.root.resolve())  # workers may start in another folder
+    tasks = [delayed(score_units)(root, part, True, options) for part in chunks(units, options.jobs)]
+    done = {result[0]: result[1:] for part in options.workers.run(tasks) for result in part}
+    rows: list[dict[str, Any]] = []
+    spans = {}
+    for m in runs:
+        spans[m.run_id] = (len(rows), len(done[m.run_id][0]))
+        rows += done[m.run_id][0]
+    frame = pl.DataFrame(rows, schema=ROW_SCHEMA)
+    return {m.run_id: (frame.slice(*spans[m.run_id]), *done[m.run_id][1:]) for m in runs}
 
 
 def _logprob_point_rows(store: Store, runs: list[RunManifest], by_group: bool, options: AnalysisOptions,
