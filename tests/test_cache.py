@@ -17,6 +17,7 @@ from toolkit.analysis.options import AnalysisOptions
 from toolkit.errors import StoreCorrupt
 from toolkit.store import Store
 from toolkit.store.cache import Entry, ResultCache, cache_key, decode, encode
+from toolkit.store.query import Selection
 
 SMALL = AnalysisOptions(bootstrap=60, rerun_bootstrap=20)
 
@@ -298,3 +299,22 @@ def test_a_whole_result_is_keyed_by_every_manifest_field_an_analysis_may_read(st
     assert other_set.fingerprint == m.fingerprint
     assert memo.hit(["x"], [m])[0] != memo.hit(["x"], [other_set])[0]
     assert memo.hit(["x"], [m])[0] == memo.hit(["x"], [dataclasses.replace(m)])[0]
+
+
+def test_a_power_table_is_kept_whole(store, monkeypatch):
+    from toolkit.analysis.power import power
+
+    m = store.runs()[0]
+    kwargs = dict(personas=(10, 20), repetitions=(3,), deltas=(20,), sims=10)
+    first = power(store, Selection(run_id=[m.run_id]), options=SMALL, **kwargs)
+
+    def no_rows(*args, **kw):
+        raise AssertionError("a row was read")
+
+    monkeypatch.setattr(Store, "_read_checked", no_rows)
+    assert power(store, Selection(run_id=[m.run_id]), options=SMALL, **kwargs).equals(first)
+    for changed in (dict(kwargs, sims=11), dict(kwargs, deltas=(30,))):
+        with pytest.raises(AssertionError, match="a row was read"):
+            power(store, Selection(run_id=[m.run_id]), options=SMALL, **changed)
+    with pytest.raises(AssertionError, match="a row was read"):
+        power(store, Selection(run_id=[m.run_id]), options=SMALL.but(seed=3), **kwargs)

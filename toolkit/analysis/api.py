@@ -377,11 +377,8 @@ def paired_compare(
                       on_error)
     if family is not strip_variant_suffix:
         return compute()
-    o = options
-    settings = [o.bootstrap, o.rerun_bootstrap, o.seed, o.ci_level, o.ci_method, o.permutations, o.retention,
-                o.min_shared]
     what = ["compare-paired", sorted(m.run_id for m in runs), baseline, by_group, unpaired, corrected, on_error,
-            settings]
+            options.numbers()]
     return Memo(store, options.cache).result(what, all_runs, compute)
 
 

@@ -9,7 +9,7 @@ the seed, never from time);
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ToolkitError
@@ -50,6 +50,11 @@ class AnalysisOptions:
             raise ToolkitError(f"unknown retention rule {self.retention!r} (choose from {', '.join(RETENTION)})")
         if self.ci_method not in CI_METHODS:
             raise ToolkitError(f"unknown interval method {self.ci_method!r} (choose from {', '.join(CI_METHODS)})")
+
+    def numbers(self) -> dict[str, Any]:
+        """The fields that can change a number (all but where the work runs and the cache):
+        what a cache key of a whole result holds."""
+        return {k: v for k, v in asdict(self).items() if k not in ("jobs", "backend", "scheduler", "cache")}
 
     def but(self, **changes: Any) -> AnalysisOptions:
         """A copy with some fields changed (validated again)."""

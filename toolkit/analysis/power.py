@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -39,8 +40,9 @@ import polars as pl
 
 from ..errors import ToolkitError
 from ..parallel.pool import chunks
-from ..store import Store
+from ..store import RunManifest, Store
 from ..store.query import EVERY_RUN, Selection
+from .cache import Memo
 from .metrics import (
     ItemGroups,
     cell_moments,
@@ -52,6 +54,7 @@ from .metrics import (
 from .model import Effect, pair_distributions, population_truths
 from .options import DEFAULT, AnalysisOptions
 from .paired import METRICS, compare_pair, point_metrics
+from .result import Result
 from .seeds import rng_for
 from .selection import retained_counts
 
@@ -199,7 +202,8 @@ def power(store: Store | None = None, selection: Selection = EVERY_RUN, *, metri
     (``Fitted``) with the change planted (``effect_for``), and ``sim_power_se`` (the largest
     binomial SE of those shares). The analytic column assumes the difference is normal with
     the null's SE; under a change the permutation test's reference spread widens, which the
-    simulation includes (docs/statistics.md, "Power")."""
+    simulation includes (docs/statistics.md, "Power"). The table is kept in the store's results
+    cache (``options.cache``; analysis/cache.py: Memo)."""
     if metric not in METRICS:
         raise ToolkitError(f"power: unknown metric {metric!r} (choose from {', '.join(METRICS)})")
     if not 0 < alpha < 1 or not 0 < target < 1 or sims < 10:
@@ -212,6 +216,18 @@ def power(store: Store | None = None, selection: Selection = EVERY_RUN, *, metri
     if len(runs) != 1:
         raise ToolkitError(f"power works from one persona run; the selection has {len(runs)} "
                            "(narrow it with --model, --variant, --temperature or --run-id)")
+    if simulate < 0 or (simulate and options.permutations < 1):
+        raise ToolkitError("power: --simulate takes a number of studies >= 1, and the test needs permutations")
+    what = ["power", runs[0].run_id, metric, list(deltas), list(personas), list(repetitions), alpha, target, sims,
+            simulate, options.numbers()]
+    made = partial(_power, store, all_runs, runs, metric, deltas, personas, repetitions, alpha, target, sims,
+                   simulate, options)
+    return Memo(store, options.cache).result(what, all_runs, lambda: Result(made())).frame
+
+
+def _power(store: Store, all_runs: list[RunManifest], runs: list[RunManifest], metric: str, deltas: Sequence[float],
+           personas: Sequence[int], repetitions: Sequence[int], alpha: float, target: float, sims: int, simulate: int,
+           options: AnalysisOptions) -> pl.DataFrame:
     loaded = retained_counts(store, runs, all_runs, options, None)
     rc, ids = loaded[0]
     counts = rc.counts[np.isin(rc.persona_ids, ids)]
@@ -222,8 +238,6 @@ def power(store: Store | None = None, selection: Selection = EVERY_RUN, *, metri
     from ..numerics import normal_quantile_scalar as ndtri
 
     z = float(ndtri(1 - alpha / 2))
-    if simulate < 0 or (simulate and options.permutations < 1):
-        raise ToolkitError("power: --simulate takes a number of studies >= 1, and the test needs permutations")
     sims_of: dict[tuple[int, int, float], float] = {}
     if simulate:
         fitted = Fitted.of(counts, rc.instrument.scale)

@@ -17,6 +17,7 @@ from .options import (
     format_option,
     guard,
     ints,
+    no_cache_option,
     number_list,
     open_store,
     selection_options,
@@ -199,12 +200,13 @@ def diagnose(selection: Selection, by: str, baseline: str, plot_path: str | None
               help="With --simulate: permutations of each simulated study's test.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --simulate: worker processes (results do not depend on it).")
+@no_cache_option
 @store_option
 @format_option
 @guard
 def power(selection: Selection, metric: str, deltas: str, persona_counts: str, repetition_counts: str, alpha: float,
-          target: float, sims: int, seed: int, simulate: int, permutations: int, jobs: int, store_dir: str | None,
-          fmt: str) -> None:
+          target: float, sims: int, seed: int, simulate: int, permutations: int, jobs: int, cache: bool | None,
+          store_dir: str | None, fmt: str) -> None:
     """How many personas and repetitions detect a change of X% with power 0.8? From one stored
     persona run: paired pseudo-studies resampled from its own cells give the SE of a difference
     at each size; the power is the two-sided normal test's. --simulate N adds the power of the
@@ -218,7 +220,8 @@ def power(selection: Selection, metric: str, deltas: str, persona_counts: str, r
                    personas=ints(persona_counts, "--persona-counts") or [],
                    repetitions=ints(repetition_counts, "--repetition-counts") or [], alpha=alpha, target=target,
                    sims=sims, simulate=simulate,
-                   options=AnalysisOptions(seed=seed, permutations=permutations, jobs=jobs)), fmt)
+                   options=AnalysisOptions(seed=seed, permutations=permutations, jobs=jobs, cache=cache is not False)),
+         fmt)
     if metric in CAVEATS and not simulate:
         click.echo(f"note: {CAVEATS[metric]}", err=True)
 

@@ -128,6 +128,11 @@ ANALYSIS_HELP = {
 }
 
 
+no_cache_option = click.option(
+    "--no-cache", "cache", flag_value=False, default=None,
+    help="Neither read nor write the store's results cache: compute everything again (the output is the same bytes).")
+
+
 def analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool = False) -> Callable[[F], F]:
     """The resampling and parallelism options (AnalysisOptions' fields) as one ``options``
     argument. Goes right above the command function, below @guard, so that a bad value is one
@@ -153,9 +158,7 @@ def analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool 
                 fork_server(trusted_main=True)  # it imports the analysis while this process does the same
             return f(*args, options=options, **kwargs)
 
-        opts = [click.option("--no-cache", "cache", flag_value=False, default=None,
-                             help="Neither read nor write the store's results cache: compute everything again "
-                                  "(the output is the same bytes).")]
+        opts = [no_cache_option]
         for name in fields[:-1]:
             flag, kind, text = ANALYSIS_HELP[name]
             extra = {"envvar": "TOOLKIT_DASK_SCHEDULER"} if name == "scheduler" else {}

@@ -111,7 +111,6 @@ def gather(store: Store, selection: Selection = EVERY_RUN, *, options: AnalysisO
             comparison, notes = compared.frame, notes + list(compared.skipped)
     # what the analyses below read: every run of the store (so the key of each holds them all)
     parts, every = Parts(store, options.cache), store.runs()
-    settings = [options.retention, options.bootstrap, options.rerun_bootstrap, options.seed]
     if self_profiles is None:
         self_profiles = pl.DataFrame()
         if selves_sel is not None:
@@ -123,7 +122,7 @@ def gather(store: Store, selection: Selection = EVERY_RUN, *, options: AnalysisO
             if persona_sel is not None else pl.DataFrame())
     curve = (curves(store, logprob_sel, points=CURVE_POINTS, options=options, on_error="skip").frame
              if logprob_sel is not None else pl.DataFrame())
-    retention = parts.result(["retention", [m.run_id for m in runs], settings], every,
+    retention = parts.result(["retention", [m.run_id for m in runs], options.numbers()], every,
                              lambda: Result(retention_table(store, runs, options))).frame
     desc = selection.describe() or "every run"
     return SiteData(store=store, title=title or f"Report: {store.root.name}", selection={"runs": desc}, runs=runs,
