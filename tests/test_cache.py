@@ -318,3 +318,21 @@ def test_a_power_table_is_kept_whole(store, monkeypatch):
             power(store, Selection(run_id=[m.run_id]), options=SMALL, **changed)
     with pytest.raises(AssertionError, match="a row was read"):
         power(store, Selection(run_id=[m.run_id]), options=SMALL.but(seed=3), **kwargs)
+
+
+def test_curves_are_kept_whole(logit_store, tmp_path, monkeypatch):
+    from toolkit.analysis import curves
+
+    store = Store(shutil.copytree(logit_store.root, tmp_path / "logit"))
+    args = ["curves", "--points", "21", "--format", "csv", "--bootstrap", "50", "--store", str(store.root)]
+    cold, warm, fresh = run_cli(*args), run_cli(*args), run_cli(*args, "--no-cache")
+    assert cold.returncode == 0 and cold.stdout == warm.stdout == fresh.stdout and cold.stdout.count("\n") == 22
+    first = curves(store, points=21, options=SMALL).frame
+
+    def no_rows(*args, **kwargs):
+        raise AssertionError("a row was read")
+
+    monkeypatch.setattr(Store, "_read_checked", no_rows)
+    assert curves(store, points=21, options=SMALL).frame.equals(first)
+    with pytest.raises(AssertionError, match="a row was read"):
+        curves(store, points=22, options=SMALL)

@@ -169,13 +169,22 @@ def curves(
     on_error: OnError = "raise",
 ) -> Result:
     """R(T), S(T) and sigma_bar(T) with persona-bootstrap SEs for logprob runs (logit method).
-    A run that cannot be used is an error, or with ``on_error="skip"`` left out and named."""
+    A run that cannot be used is an error, or with ``on_error="skip"`` left out and named. The
+    result is kept in the store's results cache (``options.cache``; analysis/cache.py: Memo)."""
     store = store or Store()
-    problems = collector(on_error)
     temps = temperature_grid(tmin, tmax, points, list(temperatures) if temperatures else None)
+    all_runs = store.runs()
+    runs = selection.for_modes(("logprob",), "curves", store, among=all_runs)
+    what = ["curves", sorted(m.run_id for m in runs), temps.tolist(), by_group, on_error, options.numbers()]
+    return Memo(store, options.cache).result(what, all_runs,
+                                             partial(_curves, store, runs, temps, by_group, options, on_error))
+
+
+def _curves(store: Store, runs: list[RunManifest], temps: np.ndarray, by_group: bool, options: AnalysisOptions,
+            on_error: OnError) -> Result:
+    problems = collector(on_error)
     loaded = []
-    for run in read_runs(selection.for_modes(("logprob",), "curves", store), lambda m: load_logprobs(store, m),
-                         problems):
+    for run in read_runs(runs, lambda m: load_logprobs(store, m), problems):
         if run.persona_ids.size < 2:
             skip(problems, f"run {run.manifest.run_id}: fewer than 2 personas have a digit distribution for every "
                            "item")
