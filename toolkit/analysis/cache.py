@@ -294,13 +294,18 @@ def same_values(a: pl.DataFrame, b: pl.DataFrame) -> bool:
 def recheck(store: Store) -> tuple[int, int, list[tuple[str, str]]]:
     """Recompute every `analyze` entry of the store's cache that the current code and runs
     still reach: (entries checked, entries no run or code of now reaches, problems as
-    (entry, what is wrong)). A carried entry (a bundle's) is trusted by nothing else."""
+    (entry, what is wrong)). A carried entry (a bundle's) is trusted by nothing else. The
+    entries of one set of options are recomputed by one `analyze` call (a run's values do not
+    depend on which other runs are selected: seeds come from its content, retention reads its
+    whole family whatever the selection)."""
+    from ..hashing import canonical_json
     from ..store.query import Selection
     from .api import ROW_SCHEMA, analyze
 
     runs = store.runs()
     by_id = {m.run_id: m for m in runs}
-    checked, unreached, problems = 0, 0, []
+    unreached = 0
+    groups: dict[str, tuple[AnalysisCache, list[tuple[str, RunManifest]]]] = {}
     for path, entry in ResultCache(store.root).entries():
         if entry is None or entry.kind != KIND:
             continue
@@ -310,17 +315,28 @@ def recheck(store: Store) -> tuple[int, int, list[tuple[str, str]]]:
             options = AnalysisOptions(**raw) if isinstance(raw, dict) else None
         except (TypeError, ToolkitError):
             options = None
-        cache = AnalysisCache(store, runs, options, ROW_SCHEMA) if m is not None and options is not None else None
-        key = cache.key(m) if cache is not None and m is not None else None
-        if cache is None or m is None or options is None or key is None or key[0] != entry.key:
+        if m is None or options is None:
             unreached += 1
             continue
-        checked += 1
-        got = analyze(store, Selection(run_id=[m.run_id]), by_group=True, corrected=True,
-                      options=options.but(cache=False), on_error="skip")
-        held = cache.lookup([m]).get(m.run_id)
-        refused = any(line.startswith(f"run {m.run_id}:") for line in got.skipped)
-        if held is None or not same_values(held.frame, got.frame) or bool(held.refusal) != refused:
-            problems.append((path.name, f"holds results for run {m.run_id} that this toolkit does not compute "
-                                        "from its rows"))
+        group = groups.setdefault(canonical_json(raw), (AnalysisCache(store, runs, options, ROW_SCHEMA), []))
+        key = group[0].key(m)
+        if key is None or key[0] != entry.key:
+            unreached += 1
+            continue
+        group[1].append((path.name, m))
+    checked, problems = 0, []
+    for group_cache, members in groups.values():
+        if not members:
+            continue
+        got = analyze(store, Selection(run_id=[m.run_id for _, m in members]), by_group=True, corrected=True,
+                      options=group_cache.options.but(cache=False), on_error="skip")
+        held = group_cache.lookup([m for _, m in members])
+        for name, m in members:
+            checked += 1
+            mine = held.get(m.run_id)
+            refused = any(line.startswith(f"run {m.run_id}:") for line in got.skipped)
+            if mine is None or not same_values(mine.frame, got.frame.filter(run_id=m.run_id)) or \
+                    bool(mine.refusal) != refused:
+                problems.append((name, f"holds results for run {m.run_id} that this toolkit does not compute "
+                                       "from its rows"))
     return checked, unreached, problems
