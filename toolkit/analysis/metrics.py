@@ -306,7 +306,7 @@ class ExactCells:
         comp = compositions(n, used_n)  # (M, nz)
         self.size, self.total = comp.shape[0], n**n
         pats, inv = _unique_rows(cells, n)
-        self.base = inv * self.size  # where each cell's pattern starts in the tables
+        self.base = (inv * self.size).astype(np.uint64)  # where each cell's pattern starts in the tables
         used = np.nonzero(pats)[1].reshape(len(pats), used_n)  # nonzero categories, per pattern
         c_used = np.take_along_axis(pats, used, axis=1)
         tables = [alias_table(tuple(row)) for row in c_used.tolist()]
@@ -314,14 +314,12 @@ class ExactCells:
         self.width = np.uint64(self.mult * self.total)
         # bucket j keeps itself when the word's remainder (word - j*width) is below keep[j]*mult,
         # that is when the word is below keep[j]*mult + j*width: one comparison, no remainder.
-        # The largest such bound is size*width <= 2**64 - ... < 2**64 unless size*total is a
-        # power of 2, which no composition count times n**n is for n <= EXACT_MAX_N (checked).
+        # Every such bound is at most size*width = size*mult*total, below 2**64 (asserted).
         keep = np.concatenate([k for k, _ in tables])
         offsets = np.tile(np.arange(self.size, dtype=np.uint64), len(tables)) * self.width
         assert self.size * self.mult * self.total < _U64, "bucket bounds must fit 64 bits"
         self.bound = keep * np.uint64(self.mult) + offsets
         self.alias = np.concatenate([a for _, a in tables]) + np.repeat(np.arange(len(tables)) * self.size, self.size)
-        self.base_words = self.base.astype(np.uint64)
         vals = np.asarray(scale, dtype=np.int64)[used]
         s1 = comp @ vals.T  # (M, patterns), integer
         s2 = comp @ (vals * vals).T
@@ -337,7 +335,7 @@ class ExactCells:
         """Outcome indices into ``mean`` and ``sd`` for cells lo:hi, (hi - lo, draws)."""
         words = uniform_words(rng, (hi - lo, draws), self.size * self.total)
         at = words // self.width  # the bucket, then where the cell's pattern's buckets start
-        at += self.base_words[lo:hi, None]
+        at += self.base[lo:hi, None]
         at_ = at.view(np.int64)  # < 2**63: the tables are far smaller
         keep = words < np.take(self.bound, at_, mode="clip")
         return np.asarray(np.where(keep, at_, np.take(self.alias, at_, mode="clip")))
