@@ -74,15 +74,17 @@ class Intact:
         return self.known[m.run_id]
 
     def check(self, runs: list[RunManifest]) -> None:
-        """Check many runs on two threads (reading and hashing release the interpreter)."""
+        """Check many runs, on two threads when there are more than a few (reading and hashing
+        release the interpreter)."""
         todo = list({m.run_id: m for m in runs if m.run_id not in self.known}.values())
-        if len(todo) > 8:
-            from concurrent.futures import ThreadPoolExecutor
+        if len(todo) <= 8:
+            for m in todo:
+                self(m)
+            return
+        from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(2) as pool:
-                list(pool.map(self, todo))
-        for m in todo:
-            self(m)
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(self, todo))
 
 
 def material_of(value: Any) -> Any:
@@ -149,12 +151,13 @@ class Memo:
             return make()
         key, entry = self.hit(what, runs)
         if entry is not None:
-            try:
-                skipped, notes = entry.meta["skipped"], entry.meta["notes"]
-                if all(isinstance(line, str) for line in [*skipped, *notes]):
+            skipped, notes = entry.meta.get("skipped"), entry.meta.get("notes")
+            if isinstance(skipped, list) and isinstance(notes, list) and all(
+                    isinstance(line, str) for line in [*skipped, *notes]):
+                try:
                     return Result(decode_frame(entry.payload), tuple(skipped), tuple(notes))
-            except (KeyError, TypeError, ValueError, pa.ArrowException):
-                pass
+                except ValueError:
+                    pass
         made = make()
         self.keep(key, runs, {"skipped": list(made.skipped), "notes": list(made.notes)}, encode_frame(made.frame))
         return made
@@ -206,12 +209,17 @@ class AnalysisCache:
         own = run_token(m)
         if own is None or any(t is None for t in tokens):
             return None
-        o = self.options
         material = {"kind": KIND, "version": __version__, "code": code_digest(), "numpy": np.__version__, "run": own,
                     "reads": sorted(t for t in tokens if t is not None), "instrument": m.instrument.get("digest"),
-                    "retention": o.retention, "bootstrap": o.bootstrap, "rerun_bootstrap": o.rerun_bootstrap,
-                    "seed": o.seed}
+                    **self.settings()}
         return cache_key(material), sorted(r.fingerprint for r in reads)
+
+    def settings(self) -> dict[str, Any]:
+        """The options an `analyze` result depends on: in its key, and in its entry (what
+        `verify` recomputes it with)."""
+        o = self.options
+        return {"retention": o.retention, "bootstrap": o.bootstrap, "rerun_bootstrap": o.rerun_bootstrap,
+                "seed": o.seed}
 
     def lookup(self, runs: list[RunManifest]) -> dict[str, Cached]:
         """The cached results of these runs. A hit still checks the hashes of every segment it
@@ -232,7 +240,7 @@ class AnalysisCache:
                 continue
             try:
                 frame = decode_frame(entry.payload)
-            except Exception:  # a payload this polars cannot read is a miss, like any damage
+            except ValueError:  # a payload that is no table is a miss, like any damage
                 continue
             note, refusal = entry.meta.get("note"), entry.meta.get("refusal")
             if frame.schema != self.schema or not all(v is None or isinstance(v, str) for v in (note, refusal)):
@@ -249,10 +257,8 @@ class AnalysisCache:
         k = self.key(m)
         if k is None:
             return None
-        o = self.options
         meta = {"note": note, "refusal": refusal, "run_id": m.run_id, "code": code_digest(),  # `verify`, `compact`
-                "options": {"retention": o.retention, "bootstrap": o.bootstrap, "rerun_bootstrap": o.rerun_bootstrap,
-                            "seed": o.seed}}
+                "options": self.settings()}
         return Entry(k[0], KIND, tuple(k[1]), meta, encode_frame(frame))
 
 
@@ -267,12 +273,17 @@ def encode_frame(frame: pl.DataFrame) -> bytes:
 
 
 def decode_frame(payload: bytes) -> pl.DataFrame:
-    """The frame of ``encode_frame``. The table is validated in full first: a carried entry's
-    bytes are its author's, and a hash proves only that they arrived as written."""
-    table = pa.ipc.open_stream(payload).read_all()
-    table.validate(full=True)
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
+    """The frame of ``encode_frame``; ValueError when the bytes are no such frame. The table
+    is validated in full first: a carried entry's bytes are its author's, and a hash proves
+    only that they arrived as written."""
+    try:
+        table = pa.ipc.open_stream(payload).read_all()
+        table.validate(full=True)
+        frame = pl.from_arrow(table)
+    except (pa.ArrowException, pl.exceptions.PolarsError) as exc:
+        raise ValueError(f"not an Arrow table: {exc}") from None
+    if not isinstance(frame, pl.DataFrame):
+        raise ValueError("not a table")
     return frame
 
 

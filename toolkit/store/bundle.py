@@ -31,7 +31,7 @@ from .. import __version__
 from ..errors import StoreCorrupt, ToolkitError
 from ..hashing import canonical_json, parse_json, sha256_bytes
 from .atomic import atomic_write_bytes
-from .cache import CARRIED_KINDS, ResultCache, decode, encode
+from .cache import CARRIED_KINDS, SUFFIX, ResultCache, decode, encode
 from .manifest import DIGEST_RE, RunManifest, manifest_filename
 from .output import check_output_file
 from .store import Store
@@ -200,10 +200,11 @@ def _read_checked(zf: zipfile.ZipFile, root: Path, where: str) -> BundleInfo:
         size = members[name]["bytes"]
         if name.startswith("store/runs/"):
             continue
+        carried = bool(CACHE_MEMBER.match(name))
         if name in segment_sizes:
             if size != segment_sizes[name]:
                 raise StoreCorrupt(f"member {name} does not have the size its run's manifest gives it", path=where)
-        elif CACHE_MEMBER.match(name):
+        elif carried:
             if size > MAX_CACHE_MEMBER:
                 raise StoreCorrupt(f"member {name} is larger than a results-cache entry can be", path=where)
         elif name in instruments or name.startswith("personas/"):
@@ -211,8 +212,8 @@ def _read_checked(zf: zipfile.ZipFile, root: Path, where: str) -> BundleInfo:
                 raise StoreCorrupt(f"member {name} is larger than an instrument or persona file can be", path=where)
         else:
             raise StoreCorrupt(f"member {name} is named by no run in the bundle", path=where)
-        data = _copy(zf, by_name[name], members[name], _target(root, name), where, keep=bool(CACHE_MEMBER.match(name)))
-        if CACHE_MEMBER.match(name):
+        data = _copy(zf, by_name[name], members[name], _target(root, name), where, keep=carried)
+        if carried:
             _check_carried(data, name, {m.fingerprint for m in manifests}, where)
     return BundleInfo(Path(where), index["digest"], runs, members)
 
@@ -220,7 +221,7 @@ def _read_checked(zf: zipfile.ZipFile, root: Path, where: str) -> BundleInfo:
 def _check_carried(data: bytes, name: str, fingerprints: set[str], where: str) -> None:
     """A carried results-cache entry must be intact and computed from runs the bundle holds."""
     try:
-        entry = decode(data, Path(name).name.removesuffix(".entry"))
+        entry = decode(data, Path(name).name.removesuffix(SUFFIX))
     except (ValueError, UnicodeDecodeError) as exc:
         raise StoreCorrupt(f"member {name} is not a results-cache entry ({exc})", path=where) from None
     if entry.kind not in CARRIED_KINDS:

@@ -24,7 +24,6 @@ opened read-only, the installed demo store, a read-only disk) is analyzed withou
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,13 +71,14 @@ def decode(data: bytes, key: str | None = None) -> Entry:
     header = json.loads(data[len(MAGIC):end].decode("utf-8"))
     payload = data[end + 1:]
     if not isinstance(header, dict) or not isinstance(header.get("runs"), list) \
-            or not isinstance(header.get("meta"), dict) or not isinstance(header.get("kind"), str):
+            or not isinstance(header.get("meta"), dict) or not isinstance(header.get("kind"), str) \
+            or not isinstance(header.get("key"), str):
         raise ValueError("the header is malformed")
     if key is not None and header.get("key") != key:
         raise ValueError("the header names another key than the file")
     if header.get("payload_bytes") != len(payload) or header.get("payload_sha256") != sha256_bytes(payload):
         raise ValueError("the payload does not match its SHA-256")
-    return Entry(str(header["key"]), header["kind"], tuple(map(str, header["runs"])), header["meta"], payload)
+    return Entry(header["key"], header["kind"], tuple(map(str, header["runs"])), header["meta"], payload)
 
 
 class ResultCache:
@@ -144,11 +144,3 @@ class ResultCache:
                 except OSError:
                     pass
         return removed
-
-    def size(self) -> tuple[int, int]:
-        """Entries and bytes."""
-        count = total = 0
-        for path in self.files():
-            count += 1
-            total += os.path.getsize(path)
-        return count, total

@@ -36,6 +36,7 @@ from ..errors import StoreCorrupt, ToolkitError
 from ..hashing import canonical_json, parse_json, sha256_bytes, sha256_text
 from ..protocol.instrument import Instrument, parse_instrument
 from .atomic import TMP_PREFIX, atomic_write_bytes
+from .cache import ResultCache
 from .generations import GENERATIONS, SLOT, has_repeated_slots, newest_positions, slot_arrays
 from .manifest import (
     DIGEST_RE,
@@ -272,14 +273,19 @@ class Store:
         """A segment's bytes, whose hash was just checked (to copy it into another store)."""
         return self._verified_bytes(digest, run_id)
 
+    def _sized_bytes(self, digest: str, run_id: str | None, size: int | None) -> bytes:
+        """A segment's bytes, their hash checked, and their length when the manifest gives it."""
+        data = self._verified_bytes(digest, run_id)
+        if size is not None and len(data) != size:
+            raise StoreCorrupt(f"run {run_id}: segment {digest} has {len(data)} bytes, its manifest says {size}")
+        return data
+
     def read_segment(self, digest: str, columns: list[str] | None = None, *, run_id: str | None = None,
                      size: int | None = None, encoded: tuple[str, ...] = ()) -> pa.Table:
         """The rows of one segment, from bytes whose hash was just checked. Columns named in
         ``encoded`` come back dictionary-encoded, as written: a column read only to be checked
         (the run id of 30,000 rows is one value) then costs no string per row (3.2 -> 1.0 ms)."""
-        data = self._verified_bytes(digest, run_id)
-        if size is not None and len(data) != size:
-            raise StoreCorrupt(f"run {run_id}: segment {digest} has {len(data)} bytes, its manifest says {size}")
+        data = self._sized_bytes(digest, run_id, size)
         try:
             reader = pq.ParquetFile(pa.BufferReader(data), read_dictionary=list(encoded) or None)
             version = version_of(reader.schema_arrow)
@@ -409,10 +415,7 @@ class Store:
         (the results cache), without decoding a row."""
         self.instrument(m.instrument["digest"])
         for seg in m.segments:
-            data = self._verified_bytes(seg.object, m.run_id)
-            if len(data) != seg.bytes:
-                raise StoreCorrupt(f"run {m.run_id}: segment {seg.object} has {len(data)} bytes, its manifest says "
-                                   f"{seg.bytes}")
+            self._sized_bytes(seg.object, m.run_id, seg.bytes)
 
     def _read_checked(self, m: RunManifest, columns: list[str] | None) -> pa.Table:
         wanted = list(ROW_SCHEMA.names) if columns is None else list(columns)
@@ -530,8 +533,6 @@ class Store:
     def prune_cache(self, code: str | None = None) -> int:
         """Remove results-cache entries nothing can reach any more (computed from a run since
         removed or re-recorded, or by other code than ``code``) and damaged ones; how many."""
-        from .cache import ResultCache
-
         with self.collecting():
             return ResultCache(self.root).prune({m.fingerprint for m in self.runs() if m.fingerprint}, code)
 
@@ -582,8 +583,6 @@ class Store:
                 ok = False
             if not ok:
                 problems.append(Problem(f"instrument {path.name}", "content does not match its digest"))
-        from .cache import ResultCache
-
         for path, entry in ResultCache(self.root).entries():
             if entry is None:
                 problems.append(Problem(f"cache entry {path.name}", "is damaged (`toolkit compact` removes it; "
