@@ -139,7 +139,7 @@ def analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool 
     line and exit 2."""
     fields = ["bootstrap", *(["rerun_bootstrap"] if rerun else []), "seed", "jobs", "backend", "retention",
               *(["scheduler"] if scheduler else []), *(["ci_level", "ci_method", "permutations", "min_shared"]
-                                                       if tests else []), "cache"]
+                                                       if tests else [])]
 
     def deco(f: F) -> F:
         @functools.wraps(f)
@@ -148,7 +148,7 @@ def analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool 
             if old is not None:  # the old name keeps working for one release
                 deprecated("--backend", "--parallel-backend")
                 kwargs["backend"] = kwargs.get("backend") or old
-            given = {k: kwargs.pop(k) for k in fields}
+            given = {k: kwargs.pop(k) for k in [*fields, "cache"]}  # --no-cache: no_cache_option
             from ..analysis.options import AnalysisOptions
 
             options = AnalysisOptions(**{k: v for k, v in given.items() if v is not None})
@@ -159,7 +159,7 @@ def analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool 
             return f(*args, options=options, **kwargs)
 
         opts = [no_cache_option]
-        for name in fields[:-1]:
+        for name in fields:
             flag, kind, text = ANALYSIS_HELP[name]
             extra = {"envvar": "TOOLKIT_DASK_SCHEDULER"} if name == "scheduler" else {}
             decls = [flag, "-j"] if name == "jobs" else [flag]

@@ -78,6 +78,7 @@ class SiteData:
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     display: dict[str, Any] = field(default_factory=dict[str, Any])
+    parts: Parts | None = None  # gather's results-cache view, whose segment checks write_site reuses
 
 
 def gather(store: Store, selection: Selection = EVERY_RUN, *, options: AnalysisOptions = DEFAULT,
@@ -128,7 +129,7 @@ def gather(store: Store, selection: Selection = EVERY_RUN, *, options: AnalysisO
     return SiteData(store=store, title=title or f"Report: {store.root.name}", selection={"runs": desc}, runs=runs,
                     metrics=metrics, comparison=comparison, self_profiles=self_profiles, set_profiles=sets,
                     curves=curve, retention=retention, baseline=baseline,
-                    options=options, skipped=sorted(set(skipped)), notes=notes, display=display or {})
+                    options=options, skipped=sorted(set(skipped)), notes=notes, display=display or {}, parts=parts)
 
 
 def report(store: Store, out: str | Path, selection: Selection = EVERY_RUN, *, options: AnalysisOptions = DEFAULT,
@@ -193,12 +194,12 @@ def write_site(data: SiteData, out: str | Path, *, personas: PersonaSet | None =
     (tmp / "figures").mkdir(parents=True)
     try:
         nav = [("index.html", "Overview"), ("runs.html", "Runs")] + [(p.file, p.label) for p in pages]
-        parts = Parts(data.store, data.options.cache)
+        parts = data.parts or Parts(data.store, data.options.cache)
         for m in data.runs:  # first: a run that cannot be read is named on the overview
             try:
                 texts = _persona_texts(m, personas, carried)
                 mine, ret = _run_tables(data, m)
-                what = ["run-pages", m.to_json(), nav, texts, mine, ret]
+                what = ["run-pages", nav, texts, mine, ret]  # the Memo key holds the run's manifest
                 made = partial(_run_pages, data, m, nav, texts, mine, ret)
                 for name, body in parts.get(what, [m], made).items():
                     _write_bytes(tmp / name, body)
