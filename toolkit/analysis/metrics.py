@@ -303,46 +303,60 @@ class ExactCells:
     def __init__(self, cells: np.ndarray, scale: np.ndarray, centre: float):
         n = int(cells[0].sum())
         used_n = int((cells[0] > 0).sum())
-        comp = compositions(n, used_n)  # (M, nz)
-        self.size, self.total = comp.shape[0], n**n
+        self.size, self.total = compositions(n, used_n).shape[0], n**n
         pats, inv = _unique_rows(cells, n)
         self.base = (inv * self.size).astype(np.uint64)  # where each cell's pattern starts in the tables
         used = np.nonzero(pats)[1].reshape(len(pats), used_n)  # nonzero categories, per pattern
         c_used = np.take_along_axis(pats, used, axis=1)
-        tables = [alias_table(tuple(row)) for row in c_used.tolist()]
+        values = np.asarray(scale, dtype=np.int64)[used]
         self.mult = _U64 // (self.size * self.total)
         self.width = np.uint64(self.mult * self.total)
-        # bucket j keeps itself when the word's remainder (word - j*width) is below keep[j]*mult,
-        # that is when the word is below keep[j]*mult + j*width: one comparison, no remainder.
-        # Every such bound is at most size*width = size*mult*total, below 2**64 (asserted).
-        keep = np.concatenate([k for k, _ in tables])
-        offsets = np.tile(np.arange(self.size, dtype=np.uint64), len(tables)) * self.width
         assert self.size * self.mult * self.total < _U64, "bucket bounds must fit 64 bits"
-        self.bound = keep * np.uint64(self.mult) + offsets
-        self.alias = np.concatenate([a for _, a in tables]) + np.repeat(np.arange(len(tables)) * self.size, self.size)
-        vals = np.asarray(scale, dtype=np.int64)[used]
-        s1 = comp @ vals.T  # (M, patterns), integer
-        s2 = comp @ (vals * vals).T
-        mean = (s1 / n).T.ravel() - centre  # per (pattern, outcome)
-        sd = sample_sd(n, s1, s2).T.ravel()
-        self.stats = _cell_stats(mean, sd, n)  # (patterns x outcomes, 4): one gather per draw
+        tables = [_pattern_table(tuple(c), tuple(v), centre) for c, v in zip(c_used.tolist(), values.tolist())]
+        self.bound = np.concatenate([b for b, _ in tables])
+        self.stats = np.concatenate([s for _, s in tables])  # (patterns x outcomes x 2, 5)
 
     def block(self, draws: int) -> int:
         """Cells drawn at once: RERUN_BLOCK words, so every temporary stays in cache."""
         return max(1, RERUN_BLOCK // draws)
 
     def draw(self, lo: int, hi: int, draws: int, rng: np.random.Generator) -> np.ndarray:
-        """Outcome indices into ``mean`` and ``sd`` for cells lo:hi, (hi - lo, draws)."""
+        """Rows of ``stats`` for cells lo:hi, (hi - lo, draws): 2 * bucket, plus 1 for its alias.
+
+        No select between bucket and alias (a branch per draw that mispredicts half the time):
+        the rows of a bucket's own outcome and of its alias sit side by side in ``stats``."""
         words = uniform_words(rng, (hi - lo, draws), self.size * self.total)
         at = words // self.width  # the bucket, then where the cell's pattern's buckets start
         at += self.base[lo:hi, None]
         at_ = at.view(np.int64)  # < 2**63: the tables are far smaller
-        keep = words < np.take(self.bound, at_, mode="clip")
-        return np.asarray(np.where(keep, at_, np.take(self.alias, at_, mode="clip")))
+        alias = words >= np.take(self.bound, at_, mode="clip")
+        at_ += at_
+        at_ += alias
+        return at_
 
     def values(self, lo: int, hi: int, draws: int, rng: np.random.Generator) -> np.ndarray:
         """(mu - centre, its square, sigma, sigma^2/n) of each resample: (hi - lo, draws, 4)."""
         return np.take(self.stats, self.draw(lo, hi, draws, rng), axis=0, mode="clip")  # indices are in range
+
+
+@cache
+def _pattern_table(counts: tuple[int, ...], values: tuple[int, ...], centre: float) -> tuple[np.ndarray, np.ndarray]:
+    """One pattern's share of the ExactCells tables: per bucket j, the word below which it keeps
+    its own outcome (keep[j] * L + j * L * T, so no remainder is needed; every such bound is
+    below M * L * T < 2**64), and the ``_cell_stats`` rows of its own outcome and of its alias
+    (rows 2j and 2j + 1). Cached: few (counts, ratings) patterns exist, and runs share them."""
+    n, size = sum(counts), comb(sum(counts) + len(counts) - 1, len(counts) - 1)
+    mult = _U64 // (size * n**n)
+    keep, alias = alias_table(counts)
+    bound = keep * np.uint64(mult) + np.arange(size, dtype=np.uint64) * np.uint64(mult * n**n)
+    comp = compositions(n, len(counts))  # (M, nz)
+    vals = np.asarray(values, dtype=np.int64)
+    s1, s2 = comp @ vals, comp @ (vals * vals)
+    stats = _cell_stats(s1 / n - centre, sample_sd(n, s1, s2), n)  # (M, 5)
+    pair = np.stack([stats, stats[alias]], axis=1).reshape(2 * size, stats.shape[1])
+    bound.setflags(write=False)
+    pair.setflags(write=False)
+    return bound, pair
 
 
 class DirectCells:
