@@ -47,6 +47,7 @@ ALLOWLIST: dict[tuple[str, str], str] = {
     ("toolkit/analysis/metrics.py", "_multinomial_weights"):
         "integer powers of an int64 array, exact (every value below 12**12, far from 2**63)",
     ("toolkit/analysis/metrics.py", "ExactCells.__init__"): "n ** n of a Python int, exact",
+    ("toolkit/analysis/metrics.py", "_pattern_table"): "n ** n of a Python int, exact",
     ("toolkit/analysis/metrics.py", "_unique_rows"): "integer powers (Python int, int64 array): exact",
     ("toolkit/analysis/api.py", "pearson"):
         "a library helper on no command's path; its p-value is scipy's (documented there)",

@@ -32,7 +32,8 @@ from numpy.typing import ArrayLike
 SINGLE_MIN_BITS = 16  # float32 BLAS only while every operand keeps at least this many bits
 
 
-def exact_products(W: np.ndarray, X: np.ndarray, *, allow_single: bool = False) -> np.ndarray:
+def exact_products(W: np.ndarray, X: np.ndarray, *, allow_single: bool = False,
+                   row_bound: float | None = None) -> np.ndarray:
     """``W @ X`` for integer-valued ``W`` (bootstrap multiplicities), reproducible everywhere.
 
     Each column of ``X`` is rounded to a fixed-point grid 2**-k_j, with k_j as large as keeps
@@ -43,13 +44,15 @@ def exact_products(W: np.ndarray, X: np.ndarray, *, allow_single: bool = False) 
     column (W's rows sum to at most 2**(24 - SINGLE_MIN_BITS), i.e. up to 256 personas): it
     halves the cost, its rounding of X (~2**-17 of a column's largest value) is far below any
     bootstrap's Monte-Carlo error, and the product comes back as float32 (exact values; the
-    caller continues in float32). Otherwise float64 keeps ~2**-44.
+    caller continues in float32). Otherwise float64 keeps ~2**-44. ``row_bound``: the largest
+    row sum of ``|W|`` when the caller knows it (bootstrap multiplicities of P personas: P),
+    saving a pass over ``W``.
     """
     W = np.asarray(W, dtype=np.float64)
     X = np.asarray(X, dtype=np.float64)
     if W.size == 0 or X.size == 0:
         return np.asarray(W @ X)
-    row_bound = float(np.abs(W).sum(axis=1).max())
+    row_bound = float(np.abs(W).sum(axis=1).max()) if row_bound is None else float(row_bound)
     col_max = np.abs(X).max(axis=0)
     if not (np.isfinite(row_bound) and np.isfinite(col_max).all()):
         raise ValueError("non-finite values in a bootstrap product")

@@ -21,6 +21,7 @@ from ..parallel import delayed
 from ..parallel.pool import chunks
 from ..store import RunManifest, Store
 from ..store.query import EVERY_RUN, Selection
+from . import kernels
 from .cache import AnalysisCache, Memo
 from .cells import RunCounts
 from .foundations import persona_profiles, persona_set_profiles, profiles  # noqa: F401  (the API)
@@ -118,7 +119,8 @@ def _score(store: Store, all_runs: list[RunManifest], runs: list[RunManifest], o
         return {}
     units = family_units(all_runs, runs, options.retention, largest=None if options.jobs == 1 else 8)
     root = str(store.root.resolve())  # workers may start in another folder
-    tasks = [delayed(score_units)(root, part, True, options) for part in chunks(units, options.jobs)]
+    compiled = kernels.worth(-(-len(runs) // options.jobs))  # each process's share of the runs
+    tasks = [delayed(score_units)(root, part, True, options, compiled) for part in chunks(units, options.jobs)]
     done = {result[0]: result[1:] for part in options.workers.run(tasks) for result in part}
     rows: list[dict[str, Any]] = []
     spans = {}

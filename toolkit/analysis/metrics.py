@@ -21,12 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from itertools import combinations, pairwise
-from math import comb
+from math import comb, prod
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..numerics import c4, exact_products, group_means
+from . import kernels
 
 if TYPE_CHECKING:
     from ..protocol.instrument import Instrument
@@ -76,6 +77,9 @@ def sample_sd(n: np.ndarray | int, s1: np.ndarray, s2: np.ndarray) -> np.ndarray
 def resample_weights(P: int, draws: int, rng: np.random.Generator) -> np.ndarray:
     """Persona bootstrap draws as multiplicities: W[b, p] = times persona p is drawn in draw b."""
     idx = rng.integers(0, P, size=(draws, P))
+    count = kernels.multiplicities()
+    if count is not None:
+        return count(idx, P)
     W = np.bincount((idx + P * np.arange(draws)[:, None]).ravel(), minlength=draws * P)
     return W.reshape(draws, P).astype(np.float64)
 
@@ -280,7 +284,7 @@ def uniform_words(rng: np.random.Generator, shape: tuple[int, ...], total: int) 
     L*total (probability < total / 2**64) are drawn again, in order, from the same stream.
     """
     mult = _U64 // total
-    raw = rng.bit_generator.random_raw(int(np.prod(shape))).reshape(shape)
+    raw = rng.bit_generator.random_raw(prod(shape)).reshape(shape)
     limit = mult * total
     if limit < _U64 and raw.size and int(raw.max()) >= limit:  # rare: one pass, no mask, when none is
         bad = raw >= np.uint64(limit)
@@ -320,13 +324,18 @@ class ExactCells:
         """Cells drawn at once: RERUN_BLOCK words, so every temporary stays in cache."""
         return max(1, RERUN_BLOCK // draws)
 
+    def words(self, lo: int, hi: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+        """The uniform words of cells lo:hi, (hi - lo, draws): the bucket is a word's quotient by
+        ``width``, and the bucket keeps its own outcome while the word is below its ``bound``."""
+        return uniform_words(rng, (hi - lo, draws), self.size * self.total)
+
     def draw(self, lo: int, hi: int, draws: int, rng: np.random.Generator) -> np.ndarray:
         """Rows of ``stats`` for cells lo:hi, (hi - lo, draws): 2 * bucket, plus 1 for its alias.
 
         No select between bucket and alias (a branch per draw that mispredicts half the time):
         the rows of a bucket's own outcome and of its alias sit side by side in ``stats``."""
-        words = uniform_words(rng, (hi - lo, draws), self.size * self.total)
-        at = words // self.width  # the bucket, then where the cell's pattern's buckets start
+        words = self.words(lo, hi, draws, rng)
+        at: np.ndarray = words // self.width  # the bucket, then where the cell's pattern's buckets start
         at += self.base[lo:hi, None]
         at_ = at.view(np.int64)  # < 2**63: the tables are far smaller
         alias = words >= np.take(self.bound, at_, mode="clip")
@@ -466,14 +475,19 @@ def rerun_sums(counts: np.ndarray, scale: np.ndarray, mu: np.ndarray, sigma: np.
         order = np.argsort(signature * Q + var_idx % Q, kind="stable")  # by batch, then by item inside it
         var_idx, signature = var_idx[order], signature[order]
         bounds = np.flatnonzero(np.r_[True, signature[1:] != signature[:-1], True])
+        kernel = kernels.rerun_block_sums()  # the same sums compiled, when numba is there and worth it
         for lo, hi in pairwise(bounds.tolist()):
             sampler = cell_sampler(flat[var_idx[lo:hi]], scale, centre)
             items = var_idx[lo:hi] % Q
             step = sampler.block(draws)
             for a in range(0, hi - lo, step):
                 b = min(hi - lo, a + step)
-                vals = sampler.values(a, b, draws, rng)
                 q = items[a:b]
+                if kernel is not None and isinstance(sampler, ExactCells):
+                    words = sampler.words(a, b, draws, rng)
+                    kernel(words, words // sampler.width, sampler.base[a:b], sampler.bound, sampler.stats, q, acc)
+                    continue
+                vals = sampler.values(a, b, draws, rng)
                 edges = np.flatnonzero(np.concatenate(([True], q[1:] != q[:-1], [True])))
                 for s, e in pairwise(edges.tolist()):
                     # A reduction over the first axis adds rows in order, each element on
@@ -494,9 +508,13 @@ def estimate(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, *, persona_dr
     sigma_c = corrected_sigma_bar(sig_c.sum(axis=0), included.sum(axis=0), G)
     if persona_draws > 0:
         W = resample_weights(P, persona_draws, rng_persona)
-        S_p, sig_p, Sc_p = persona_replicates(W, mu, sigma, noise, G)
-        both = exact_products(W, np.concatenate([sig_c, included], axis=1))
-        sigc_p = corrected_sigma_bar(both[:, : sig_c.shape[1]], both[:, sig_c.shape[1]:], G)
+        # one product for every per-persona quantity: exact_products scales each column on its
+        # own, so the columns come out as they would from separate products
+        Q = mu.shape[1]
+        X = np.concatenate([persona_values(mu, sigma, noise, mu.mean(axis=0)), sig_c, included], axis=1)
+        sums = exact_products(W, X, row_bound=P)  # each of W's rows counts P draws
+        S_p, sig_p, Sc_p = from_sums(sums[:, : 4 * Q], P, G)
+        sigc_p = corrected_sigma_bar(sums[:, 4 * Q : 5 * Q], sums[:, 5 * Q :], G)
     else:
         S_p = sig_p = Sc_p = sigc_p = np.empty((0, G.width))
     acc = rerun_sums(counts, scale, mu, sigma, rerun_draws, rng_rerun)

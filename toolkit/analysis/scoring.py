@@ -13,6 +13,7 @@ import numpy as np
 
 from ..protocol.instrument import Instrument
 from ..store import RunManifest, Store
+from . import kernels
 from .metrics import Estimates, ItemGroups, bootstrap_se, estimate, instrument_groups
 from .options import AnalysisOptions
 from .seeds import rng_for
@@ -33,11 +34,14 @@ def metrics_task(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, content: 
     )
 
 
-def score_units(root: str, units: list[Unit], by_group: bool, options: AnalysisOptions) -> list[Any]:
+def score_units(root: str, units: list[Unit], by_group: bool, options: AnalysisOptions,
+                compiled: bool = False) -> list[Any]:
     """A worker's share of ``analyze``: read each unit, apply retention, score. Returns, per
     selected run, (run id, rows, partial-items note, None), or (run id, [], None, (why it is
-    left out, the read error if any))."""
+    left out, the read error if any)). ``compiled``: use the compiled kernels when installed
+    (kernels.worth: the process has enough runs in all to pay for importing them)."""
     store = Store(root)
+    kernels.set_enabled(compiled)
     out: list[Any] = []
     for unit in units:
         kept, refused = read_unit(store, unit, options.retention)

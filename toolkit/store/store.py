@@ -159,6 +159,7 @@ class Store:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_store_path()
         self.carried_personas: dict[str, Path] = {}  # a bundle's persona files, by digest (bundle.open_bundle)
+        self._instruments: dict[str, tuple[bytes, Instrument]] = {}  # checked bytes, parsed (instrument())
 
     # ----- paths -------------------------------------------------------------------------
     @property
@@ -311,16 +312,25 @@ class Store:
             (self.instruments_dir / f"{digest}.json").unlink(missing_ok=True)
 
     def instrument(self, digest: str) -> Instrument:
+        """The instrument of that digest, its file checked against the name. The bytes of the
+        last one checked are kept: the same bytes again (one analysis reads it once per run)
+        are the same instrument, without parsing and hashing them again."""
         path = self.instruments_dir / f"{digest}.json"
         try:
-            raw = parse_json(path.read_text(encoding="utf-8"))
+            data = path.read_bytes()
+            known = self._instruments.get(digest)
+            if known is not None and known[0] == data:
+                return known[1]
+            raw = parse_json(data.decode("utf-8"))
         except FileNotFoundError:
             raise StoreCorrupt(f"instrument {digest} is missing from the store", path=str(path)) from None
         except (ValueError, UnicodeDecodeError, OSError) as exc:
             raise StoreCorrupt(f"instrument {digest} is unreadable: {exc}", path=str(path)) from None
         if sha256_text(canonical_json(raw)) != digest:
             raise StoreCorrupt(f"instrument {digest} is damaged: its content does not match its name", path=str(path))
-        return parse_instrument(raw, str(path))
+        instrument = parse_instrument(raw, str(path))
+        self._instruments[digest] = (data, instrument)
+        return instrument
 
     def check_writable(self) -> None:
         """Prove that every folder a writer uses takes a new file (a read-only mount, a folder

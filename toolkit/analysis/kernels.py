@@ -1,0 +1,155 @@
+"""Compiled inner loops, used when numba is installed (the ``fast`` extra) and the work is large.
+
+The rerun bootstrap spends most of its time in numpy passes over its draws: a gather of each
+draw's alias bound, a comparison, a gather of the outcome's five statistics, then sums over an
+item's cells. numpy makes each a separate pass through memory and a Python call per block and
+per item. ``rerun_block_sums`` does the same per draw in one compiled loop: the same table
+entries are read and the same IEEE additions happen in the same order (a segment's first cell,
+then each next cell, then the segment's total added to the item's running sum), so every bit
+is the same as numpy's (tests/test_kernels.py compares them). There is no multiplication in the
+loop, so no fused multiply-add can change a rounding, whatever the CPU.
+
+Importing numba costs about 0.2 s a process and saves about 5 ms a run, so the kernel is used
+only by a process that analyses at least ``MIN_RUNS`` runs (``worth``); a command on a few
+runs never imports numba. The compiled code is cached on disk by numba (next to this file, or
+in numba's user cache when that is read-only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+MIN_RUNS = 64  # ~0.2 s of import against ~5 ms a run: worth it from about 40 runs
+
+_wanted = False
+_kernels: tuple[Callable[..., None], Callable[[np.ndarray, int], np.ndarray]] | None = None
+_tried = False
+
+
+def worth(runs: int) -> bool:
+    """Whether a process that analyses this many runs should use the kernel: from MIN_RUNS on."""
+    return runs >= MIN_RUNS
+
+
+def set_enabled(on: bool) -> None:
+    """Use the kernel in this process (when numba is installed), or not."""
+    global _wanted
+    _wanted = on
+
+
+def rerun_block_sums() -> Callable[..., None] | None:
+    """The compiled block sum, or None: not wanted in this process, or numba is not installed."""
+    compiled = _compiled()
+    return None if compiled is None else compiled[0]
+
+
+def multiplicities() -> Callable[[np.ndarray, int], np.ndarray] | None:
+    """The compiled count of each row's draws (``_multiplicities``), or None, as above."""
+    compiled = _compiled()
+    return None if compiled is None else compiled[1]
+
+
+def _compiled() -> tuple[Callable[..., None], Callable[[np.ndarray, int], np.ndarray]] | None:
+    global _kernels, _tried
+    if not _wanted:
+        return None
+    if not _tried:
+        _tried = True
+        _kernels = _compile()
+    return _kernels
+
+
+def available() -> bool:
+    """Whether numba can be imported here (the ``fast`` extra)."""
+    import importlib.util
+
+    return importlib.util.find_spec("numba") is not None
+
+
+def _compile() -> tuple[Callable[..., None], Callable[[np.ndarray, int], np.ndarray]] | None:
+    try:
+        import numba
+    except ImportError:
+        return None
+    try:  # numba caches the machine code on disk, where it finds a writable place
+        jit: Any = numba.njit(cache=True, nogil=True, boundscheck=False)
+        return jit(_block_sums), jit(_multiplicities)
+    except RuntimeError:  # no writable cache location: compile in memory, each process
+        jit = numba.njit(nogil=True, boundscheck=False)
+        return jit(_block_sums), jit(_multiplicities)
+
+
+def _multiplicities(idx: np.ndarray, P: int) -> np.ndarray:  # pragma: no cover - runs compiled
+    """W[b, p] = how often p occurs in row b of ``idx`` (draws x P, values in [0, P)), as
+    float64: metrics.resample_weights' bincount, without its (draws x P) offset array. Counts
+    are small integers, exact in any order."""
+    draws, width = idx.shape
+    W = np.zeros((draws, P))
+    for b in range(draws):
+        for j in range(width):
+            W[b, idx[b, j]] += 1.0
+    return W
+
+
+def _block_sums(words: np.ndarray, buckets: np.ndarray, base: np.ndarray, bound: np.ndarray, stats: np.ndarray,
+                items: np.ndarray, acc: np.ndarray) -> None:  # pragma: no cover - runs compiled
+    """Add the resampled statistics of one block of cells to ``acc`` (Q, draws, 5), in place.
+
+    ``words`` (cells, draws) are the uniform words of ExactCells.draw and ``buckets`` their
+    quotients by the bucket width (numpy's division by a constant is faster than the CPU's).
+    Row ``2 * (bucket + base) + (word >= bound)`` of ``stats`` is the drawn outcome's. Cells of
+    one item are contiguous in ``items``; each item's cells are summed in order, starting from
+    the first cell's values, and the sum is added to ``acc``: numpy's ``acc[q] +=
+    np.add.reduce(vals[s:e], axis=0)``. Two draws go through the loop together so that ten
+    independent sums keep the CPU busy; their order of additions is each its own.
+    """
+    cells, draws = words.shape
+    s = 0
+    while s < cells:
+        q = items[s]
+        e = s + 1
+        while e < cells and items[e] == q:
+            e += 1
+        d = 0
+        while d < draws:
+            two = d + 1 < draws
+            p0 = p1 = p2 = p3 = p4 = 0.0
+            r0 = r1 = r2 = r3 = r4 = 0.0
+            for c in range(s, e):
+                at = np.int64(buckets[c, d] + base[c])
+                row = 2 * at + (1 if words[c, d] >= bound[at] else 0)
+                if c == s:
+                    p0, p1, p2, p3, p4 = stats[row, 0], stats[row, 1], stats[row, 2], stats[row, 3], stats[row, 4]
+                else:
+                    p0 += stats[row, 0]
+                    p1 += stats[row, 1]
+                    p2 += stats[row, 2]
+                    p3 += stats[row, 3]
+                    p4 += stats[row, 4]
+                if two:
+                    at = np.int64(buckets[c, d + 1] + base[c])
+                    row = 2 * at + (1 if words[c, d + 1] >= bound[at] else 0)
+                    if c == s:
+                        r0, r1, r2, r3, r4 = stats[row, 0], stats[row, 1], stats[row, 2], stats[row, 3], stats[row, 4]
+                    else:
+                        r0 += stats[row, 0]
+                        r1 += stats[row, 1]
+                        r2 += stats[row, 2]
+                        r3 += stats[row, 3]
+                        r4 += stats[row, 4]
+            acc[q, d, 0] += p0
+            acc[q, d, 1] += p1
+            acc[q, d, 2] += p2
+            acc[q, d, 3] += p3
+            acc[q, d, 4] += p4
+            if two:
+                acc[q, d + 1, 0] += r0
+                acc[q, d + 1, 1] += r1
+                acc[q, d + 1, 2] += r2
+                acc[q, d + 1, 3] += r3
+                acc[q, d + 1, 4] += r4
+            d += 2
+        s = e
