@@ -3,6 +3,11 @@ they pay for their import."""
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -85,3 +90,54 @@ def test_the_kernel_is_wanted_only_for_many_runs():
     assert not kernels.worth(kernels.MIN_RUNS - 1) and kernels.worth(kernels.MIN_RUNS)
     kernels.set_enabled(False)
     assert kernels.rerun_block_sums() is None and kernels.multiplicities() is None
+
+
+SERVER_SCRIPT = '''
+import os, sys
+from pathlib import Path
+
+
+def facts(_):
+    from toolkit.analysis import kernels
+    parent = os.getppid()
+    threads = int(next(line.split()[1] for line in Path(f"/proc/{parent}/status").read_text().splitlines()
+                       if line.startswith("Threads:")))
+    loaded = "numba" in sys.modules and kernels._kernels is not None  # inherited, not loaded here
+    return parent, threads, loaded
+
+
+if __name__ == "__main__":
+    from joblib import delayed
+    from toolkit.parallel.forkserver import fork_server
+    from toolkit.parallel.pool import Workers
+
+    fork_server(trusted_main=True, kernels=True)
+    print(Workers(jobs=2, backend="forkserver").run([delayed(facts)(i) for i in range(4)]))
+'''
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads thread counts from /proc (Linux)")
+def test_a_fork_server_asked_for_the_kernels_loads_them_and_stays_single_threaded(tmp_path):
+    """Many runs: the server loads numba's kernels once, and forking from it stays safe."""
+    require_extra("fast", "numba")
+    script = tmp_path / "server.py"
+    script.write_text(SERVER_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    facts = ast.literal_eval(done.stdout.strip())
+    assert len({parent for parent, _, _ in facts}) == 1
+    assert all(threads == 1 and loaded for _, threads, loaded in facts), facts
+
+
+def test_the_cli_asks_the_server_for_the_kernels_by_the_store_size(tmp_path, monkeypatch):
+    from toolkit.cli.options import _many_runs
+    from toolkit.ingest.simulate import Spec, simulate
+    from toolkit.protocol.instrument import load_instrument
+    from toolkit.store import Store
+
+    require_extra("fast", "numba")
+    store = Store(tmp_path / "store")
+    simulate(store, load_instrument(), runs=4, spec=Spec(personas=5, repetitions=2), seed=1)
+    monkeypatch.setattr(kernels, "MIN_RUNS", 2)
+    assert _many_runs(str(store.root), 2) and not _many_runs(str(store.root), 4)  # 2 runs a worker, then 1
+    assert not _many_runs(str(tmp_path / "nowhere"), 1)  # the command itself reports a missing store

@@ -62,6 +62,21 @@ def _compiled() -> tuple[Callable[..., None], Callable[[np.ndarray, int], np.nda
     return _kernels
 
 
+def warm() -> None:
+    """Load both kernels (numba's import, its machine code from the disk cache) and run them
+    once on a few numbers, leaving them off: a process forked from this one has them ready."""
+    set_enabled(True)
+    compiled = _compiled()
+    set_enabled(False)
+    if compiled is None:
+        return
+    block, count = compiled
+    count(np.zeros((1, 2), dtype=np.int64), 2)
+    words = np.zeros((1, 2), dtype=np.uint64)
+    block(words, words, np.zeros(1, dtype=np.uint64), np.ones(1, dtype=np.uint64), np.zeros((2, 5)),
+          np.zeros(1, dtype=np.int64), np.zeros((1, 2, 5)))
+
+
 def available() -> bool:
     """Whether numba can be imported here (the ``fast`` extra)."""
     import importlib.util

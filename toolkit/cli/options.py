@@ -133,6 +133,22 @@ no_cache_option = click.option(
     help="Neither read nor write the store's results cache: compute everything again (the output is the same bytes).")
 
 
+def _many_runs(store_dir: str | None, jobs: int) -> bool:
+    """Whether the store holds enough runs for the compiled kernels to pay in each of ``jobs``
+    workers (analysis.kernels.worth), counted from its manifest files without reading one: a
+    hint for the fork server only (a selection may take fewer; results are the same bits)."""
+    from ..analysis import kernels
+    from ..store.store import Store, resolve_store
+
+    if not kernels.available():
+        return False
+    try:
+        runs = len(Store(resolve_store(store_dir)).manifest_files())
+    except (ToolkitError, OSError):
+        return False  # the command itself says what is wrong with the store
+    return kernels.worth(-(-runs // jobs))
+
+
 def analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool = False) -> Callable[[F], F]:
     """The resampling and parallelism options (AnalysisOptions' fields) as one ``options``
     argument. Goes right above the command function, below @guard, so that a bad value is one
@@ -155,7 +171,9 @@ def analysis_options(*, rerun: bool = True, scheduler: bool = True, tests: bool 
             if options.jobs > 1 and options.backend == "forkserver" and not options.scheduler:
                 from ..parallel.forkserver import fork_server
 
-                fork_server(trusted_main=True)  # it imports the analysis while this process does the same
+                # it imports the analysis while this process does the same, and the compiled
+                # kernels too when the store holds enough runs for them
+                fork_server(trusted_main=True, kernels=_many_runs(kwargs.get("store_dir"), options.jobs))
             return f(*args, options=options, **kwargs)
 
         opts = [no_cache_option]

@@ -46,6 +46,7 @@ SERVER_ENV = {
 # but fork, this needs a script's work under ``if __name__ == "__main__":``), the scoring code
 # (numpy and arrow, never polars, whose import starts threads) and a warm-up.
 ANALYSIS_PRELOAD = ("__main__", "toolkit.analysis.scoring", "toolkit.analysis.warm")
+KERNELS_PRELOAD = "toolkit.analysis.warm_kernels"  # numba's kernels, when the analysis will use them
 
 
 @contextmanager
@@ -65,7 +66,7 @@ def worker_environment(values: dict[str, str] | None = None, *, override: bool =
                 os.environ[k] = v
 
 
-def fork_server(*, trusted_main: bool = False) -> BaseContext | None:
+def fork_server(*, trusted_main: bool = False, kernels: bool = False) -> BaseContext | None:
     """The multiprocessing context of a fork server that has imported the analysis, started
     now if it is not running; None where there is none (Windows) or it cannot start.
 
@@ -76,7 +77,9 @@ def fork_server(*, trusted_main: bool = False) -> BaseContext | None:
     The server is a fresh interpreter kept at one thread (SERVER_ENV, and no polars), so
     forking it is safe, unlike forking a process whose thread pools may hold a lock (a test
     holds it to one thread). It lives as long as this process. ``trusted_main``: the caller
-    knows the running script is guarded (the CLI), so it is not parsed to check.
+    knows the running script is guarded (the CLI), so it is not parsed to check. ``kernels``:
+    the caller expects an analysis large enough for the compiled kernels (analysis.kernels), so
+    a server started now loads them too (KERNELS_PRELOAD); a server already running is kept.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return None
@@ -93,7 +96,7 @@ def fork_server(*, trusted_main: bool = False) -> BaseContext | None:
     from multiprocessing import forkserver
 
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(ANALYSIS_PRELOAD))  # read when the server starts
+    context.set_forkserver_preload([*ANALYSIS_PRELOAD, *([KERNELS_PRELOAD] if kernels else [])])  # read at start
     try:
         with worker_environment(SERVER_ENV, override=True):
             forkserver.ensure_running()  # returns at once when it runs already

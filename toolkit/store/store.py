@@ -347,7 +347,8 @@ class Store:
                 raise ToolkitError(f"the store cannot be written: {exc.strerror or exc}", path=str(folder)) from None
 
     # ----- manifests ---------------------------------------------------------------------
-    def _manifest_files(self) -> list[Path]:
+    def manifest_files(self) -> list[Path]:
+        """The run manifests' files, sorted (temp files of a writer left out)."""
         if not self.runs_dir.exists():
             return []
         if not self.runs_dir.is_dir():
@@ -356,7 +357,7 @@ class Store:
 
     def runs(self) -> list[RunManifest]:
         """All run manifests, sorted by run id; any unreadable one is StoreCorrupt (exit 1)."""
-        out = [self._load_manifest(p) for p in self._manifest_files()]
+        out = [self._load_manifest(p) for p in self.manifest_files()]
         return sorted(out, key=lambda m: m.run_id)
 
     def _load_manifest(self, path: Path) -> RunManifest:
@@ -598,7 +599,7 @@ class Store:
                 problems.append(Problem(f"cache entry {path.name}", "is damaged (`toolkit compact` removes it; "
                                                                       "analysis never uses it)"))
         try:
-            files = self._manifest_files()
+            files = self.manifest_files()
         except StoreCorrupt as exc:
             return [*problems, Problem(str(self.runs_dir), exc.reason)]
         for path in files:
