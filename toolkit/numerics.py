@@ -147,7 +147,7 @@ def group_means(x: np.ndarray, item_groups: np.ndarray, n_groups: int, axis: int
     axis = axis % x.ndim
     sizes = np.bincount(item_groups, minlength=n_groups)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    if not presorted:
+    if not presorted and not (item_groups[1:] >= item_groups[:-1]).all():  # in group order already: no copy
         x = np.take(x, np.argsort(item_groups, kind="stable"), axis=axis)
     sums = np.add.reduceat(x, starts, axis=axis)
     shape = [1] * x.ndim

@@ -508,13 +508,20 @@ def estimate(counts: np.ndarray, scale: np.ndarray, G: ItemGroups, *, persona_dr
     sigma_c = corrected_sigma_bar(sig_c.sum(axis=0), included.sum(axis=0), G)
     if persona_draws > 0:
         W = resample_weights(P, persona_draws, rng_persona)
-        # one product for every per-persona quantity: exact_products scales each column on its
-        # own, so the columns come out as they would from separate products
-        Q = mu.shape[1]
-        X = np.concatenate([persona_values(mu, sigma, noise, mu.mean(axis=0)), sig_c, included], axis=1)
+        # One product for every per-persona quantity: exact_products scales each column on its
+        # own, so the columns come out as they would from separate products. Items go in group
+        # order (Gs), as the group means would put them, saving them a copy of every replicate.
+        # A cell count of 2+ everywhere (a complete run) makes each draw's count of included
+        # cells P, as the product would give exactly.
+        Q, order = mu.shape[1], G.order
+        Gs = ItemGroups(G.of_items[order], G.n)
+        every = bool(included.all())
+        X = np.concatenate([persona_values(mu[:, order], sigma[:, order], noise[:, order], mu.mean(axis=0)[order]),
+                            sig_c[:, order], *([] if every else [included[:, order]])], axis=1)
         sums = exact_products(W, X, row_bound=P)  # each of W's rows counts P draws
-        S_p, sig_p, Sc_p = from_sums(sums[:, : 4 * Q], P, G)
-        sigc_p = corrected_sigma_bar(sums[:, 4 * Q : 5 * Q], sums[:, 5 * Q :], G)
+        S_p, sig_p, Sc_p = from_sums(sums[:, : 4 * Q], P, Gs)
+        counted = np.full((persona_draws, Q), float(P)) if every else sums[:, 5 * Q :]
+        sigc_p = corrected_sigma_bar(sums[:, 4 * Q : 5 * Q], counted, Gs)
     else:
         S_p = sig_p = Sc_p = sigc_p = np.empty((0, G.width))
     acc = rerun_sums(counts, scale, mu, sigma, rerun_draws, rng_rerun)
