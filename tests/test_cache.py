@@ -336,3 +336,20 @@ def test_curves_are_kept_whole(logit_store, tmp_path, monkeypatch):
     assert curves(store, points=21, options=SMALL).frame.equals(first)
     with pytest.raises(AssertionError, match="a row was read"):
         curves(store, points=22, options=SMALL)
+
+
+def test_the_same_rows_encode_to_the_same_bytes_however_they_were_sliced():
+    """A run's rows are a slice of all runs' rows when many are saved at once, and a frame of
+    their own when one is recomputed: the entry's payload must not depend on which (validity
+    bitmaps of a slice carry its neighbours' bits in their padding)."""
+    import polars as pl
+
+    from toolkit.analysis.cache import decode_frame, encode_frame
+
+    rows = pl.DataFrame({"group": ["all", "Harm/Care", None, "Purity"], "S": [0.5, None, 0.25, 1.0],
+                         "ok": [True, None, False, True], "n": [3, 4, None, 6]})
+    many = pl.concat([rows.reverse(), rows, rows.reverse()], rechunk=True)
+    alone = encode_frame(rows)
+    assert encode_frame(many.slice(4, 4)) == alone == encode_frame(many.to_arrow().slice(4, 4))
+    assert encode_frame(many.slice(5, 3)) == encode_frame(rows.slice(1, 3))
+    assert decode_frame(alone).equals(rows)

@@ -16,6 +16,7 @@ in the key.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -249,23 +250,32 @@ class AnalysisCache:
         return out
 
     def save(self, results: list[tuple[RunManifest, pl.DataFrame, str | None, str | None]]) -> None:
-        """Keep each (run, rows, note, why it was left out), all written with one sync."""
-        if self.store.keeps_results:
-            self.cache.put_many([e for e in (self._entry(*r) for r in results) if e is not None])
+        """Keep each (run, rows, note, why it was left out), all written with one sync. The rows
+        go to Arrow in one conversion, each run's a slice of it (0.25 ms a frame otherwise)."""
+        if not self.store.keeps_results or not results:
+            return
+        table = pl.concat([frame for _, frame, _, _ in results], rechunk=True).to_arrow()
+        starts = itertools.accumulate((frame.height for _, frame, _, _ in results), initial=0)
+        entries = (self._entry(m, table.slice(at, frame.height), note, refusal)
+                   for (m, frame, note, refusal), at in zip(results, starts))
+        self.cache.put_many([e for e in entries if e is not None])
 
-    def _entry(self, m: RunManifest, frame: pl.DataFrame, note: str | None, refusal: str | None) -> Entry | None:
+    def _entry(self, m: RunManifest, rows: pa.Table, note: str | None, refusal: str | None) -> Entry | None:
         k = self.key(m)
         if k is None:
             return None
         meta = {"note": note, "refusal": refusal, "run_id": m.run_id, "code": code_digest(),  # `verify`, `compact`
                 "options": self.settings()}
-        return Entry(k[0], KIND, tuple(k[1]), meta, encode_frame(frame))
+        return Entry(k[0], KIND, tuple(k[1]), meta, encode_frame(rows))
 
 
-def encode_frame(frame: pl.DataFrame) -> bytes:
+def encode_frame(frame: pl.DataFrame | pa.Table) -> bytes:
     """A frame as an Arrow IPC stream (exact: every float's bits kept), by pyarrow: polars'
-    own writer takes 0.5 ms a call through its query engine."""
-    table = frame.to_arrow()
+    own writer takes 0.5 ms a call through its query engine. The rows are copied into fresh
+    buffers first: a slice of a larger table keeps its neighbours' bits in the padding of its
+    validity bitmaps, and the same rows must give the same bytes however they were sliced."""
+    table = frame if isinstance(frame, pa.Table) else frame.to_arrow()
+    table = table.take(np.arange(table.num_rows))
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
