@@ -9,9 +9,10 @@ then each next cell, then the segment's total added to the item's running sum), 
 is the same as numpy's (tests/test_kernels.py compares them). There is no multiplication in the
 loop, so no fused multiply-add can change a rounding, whatever the CPU.
 
-Importing numba costs about 0.2 s a process and saves about 5 ms a run, so the kernel is used
-only by a process that analyses at least ``MIN_RUNS`` runs (``worth``); a command on a few
-runs never imports numba. The compiled code is cached on disk by numba (next to this file, or
+Importing numba and loading the machine code cost about 0.42 s a process (numba imports
+scipy.linalg) and the kernels save about 5.5 ms a run (100 runs in one process: 3.3 -> 3.0 s),
+so they are used only by a process that analyses at least ``MIN_RUNS`` runs (``worth``); a
+command on fewer runs never imports numba. The compiled code is cached on disk by numba (next to this file, or
 in numba's user cache when that is read-only).
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-MIN_RUNS = 64  # ~0.2 s of import against ~5 ms a run: worth it from about 40 runs
+MIN_RUNS = 128  # loading numba costs ~0.42 s a process, the kernels save ~5.5 ms a run: even at ~80
 
 _wanted = False
 _kernels: tuple[Callable[..., None], Callable[[np.ndarray, int], np.ndarray]] | None = None
