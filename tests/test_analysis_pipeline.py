@@ -139,3 +139,22 @@ def test_formula_change_breaks_the_snapshot(pipeline_store, monkeypatch, snapsho
     slipped = format_frame(analyze(pipeline_store, **kwargs).frame, "csv")
     assert slipped != honest
     assert honest == snapshot
+
+
+def test_a_cold_analysis_imports_only_what_it_needs(tmp_path):
+    """The cold start is most of a command on a few runs: `analyze` writing its cache entries
+    and `curves` import neither Arrow's compute module (~40 ms, replaced by store.arrays),
+    numba (only for many runs), scipy, matplotlib nor joblib (one worker runs in-process)."""
+    from toolkit.ingest.simulate import Spec, simulate
+    from toolkit.protocol.instrument import load_instrument
+
+    store = Store(tmp_path / "s")
+    simulate(store, load_instrument(), runs=2, spec=Spec(personas=12, repetitions=3), seed=2)
+    heavy = ("pyarrow.compute", "numba", "scipy", "matplotlib", "joblib")
+    for argv in (["analyze", "--by", "group", "--format", "csv", "--bootstrap", "50", "--rerun-bootstrap", "20",
+                  "--store", str(store.root)], ["curves", "--format", "csv", "--bootstrap", "50", "--points", "5"]):
+        code = (f"import sys\nfrom toolkit.cli import main\ntry:\n    main({argv!r}, standalone_mode=False)\n"
+                f"except SystemExit:\n    pass\nprint([m for m in {heavy!r} if m in sys.modules], file=sys.stderr)")
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+        assert res.returncode == 0 and res.stderr.strip().splitlines()[-1] == "[]", (argv, res.stderr[-2000:])
+    assert len(list((store.root / "cache").rglob("*"))) > 2  # the analysis did write its entries

@@ -348,3 +348,36 @@ def test_old_option_spellings_keep_working_for_one_release_with_a_note(tmp_path)
         assert ("note: --columns is now --column-map" in res.stderr) == (flag == "--columns")
         outs.append(res.stdout.splitlines()[1].split(",")[:3])
     assert outs[0] == outs[1]
+
+
+def test_arrow_columns_read_without_compute_match_arrow_compute():
+    """store.arrays (the read path's ids and checks, without importing pyarrow.compute) against
+    Arrow's own kernels: nulls, slices, several chunks, every integer width."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from toolkit.store.arrays import int64_filled, only
+
+    rng = np.random.default_rng(4)
+    for kind in (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint32()):
+        info = np.iinfo(kind.to_pandas_dtype())
+        values = rng.integers(max(info.min, -(2**62)), min(info.max, 2**62), size=300)
+        nulls = rng.random(300) < 0.2
+        arr = pa.array(values, type=kind, mask=nulls)
+        for column in (arr, arr.slice(7, 200), pa.chunked_array([arr.slice(0, 13), arr.slice(13)]),
+                       pa.chunked_array([arr.slice(3, 50), arr.slice(101, 9)]), pa.chunked_array([], type=kind)):
+            fill = 7 if pa.types.is_unsigned_integer(kind) else -1
+            want = np.asarray(pc.fill_null(column, fill).to_numpy(zero_copy_only=False), dtype=np.int64)
+            got = int64_filled(column, fill)
+            assert got.dtype == np.int64 and np.array_equal(got, want), kind
+    run = pa.chunked_array([pa.array(["a", "a", "a"]).dictionary_encode(), pa.array(["a"]).dictionary_encode()])
+    assert only(run, "a") and not only(run, "b")
+    # a dictionary may list a value no row uses; a row naming another value, a null, no row at all
+    spare = pa.DictionaryArray.from_arrays(pa.array([1, 1], pa.int32()), pa.array(["b", "a"]))
+    other = pa.DictionaryArray.from_arrays(pa.array([1, 0], pa.int32()), pa.array(["b", "a"]))
+    null = pa.DictionaryArray.from_arrays(pa.array([0, None], pa.int32()), pa.array(["a"]))
+    assert only(pa.chunked_array([spare]), "a") and not only(pa.chunked_array([other]), "a")
+    assert not only(pa.chunked_array([null]), "a") and not only(pa.chunked_array([], type=pa.string()), "a")
+    plain = pa.chunked_array([pa.array(["a", "a"])])
+    assert only(plain, "a") and not only(pa.chunked_array([pa.array(["a", "c"])]), "a")

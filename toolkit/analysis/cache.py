@@ -275,7 +275,8 @@ def encode_frame(frame: pl.DataFrame | pa.Table) -> bytes:
     buffers first: a slice of a larger table keeps its neighbours' bits in the padding of its
     validity bitmaps, and the same rows must give the same bytes however they were sliced."""
     table = frame if isinstance(frame, pa.Table) else frame.to_arrow()
-    table = table.take(np.arange(table.num_rows))
+    table = pa.table([pa.concat_arrays(c.chunks) if c.num_chunks else pa.array([], c.type) for c in table.columns],
+                     schema=table.schema)  # fresh buffers (Table.take would import pyarrow.compute: 40 ms)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)

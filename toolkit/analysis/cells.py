@@ -11,11 +11,11 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow.compute as pc
 
 from ..errors import ToolkitError
 from ..protocol.instrument import Instrument
 from ..store import RunManifest, Store
+from ..store.arrays import int64_filled
 from .seeds import input_digest
 
 if TYPE_CHECKING:
@@ -51,8 +51,7 @@ def load_counts(store: Store, manifest: RunManifest) -> RunCounts:
     forked from the fork server never need polars, whose import starts threads)."""
     instrument = store.instrument(manifest.instrument["digest"])
     table = store.read_run(manifest, ["persona_id", "item_id", "rating"], generations="newest")
-    persona, every = (np.asarray(pc.fill_null(table[c], -1).to_numpy(), dtype=np.int64)
-                      for c in ("persona_id", "item_id"))
+    persona, every = (int64_filled(table[c], -1) for c in ("persona_id", "item_id"))
     rating = np.asarray(table["rating"].to_numpy(), dtype=np.int64)
     persona_ids, p_all = _positions(persona)
     item_ids = np.asarray(instrument.item_ids)

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..numerics import exp
+from ..store.arrays import only
 from ..store.generations import has_repeated_slots, slot_arrays
 from .metrics import ItemGroups, estimate
 
@@ -40,7 +40,7 @@ def warm_up(personas: int = 100, items: int = 30, repetitions: int = 10) -> None
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     read = pq.ParquetFile(pa.BufferReader(sink.getvalue())).read(use_threads=False)
-    pc.all(pc.equal(read["run_id"], "warm")).as_py()
+    only(read["run_id"], "warm")
     has_repeated_slots(slot_arrays(read))
     estimate(counts.reshape(personas, items, 6), np.arange(6), ItemGroups(np.arange(items) % 5, 5),
              persona_draws=200, rerun_draws=50, rng_persona=rng, rng_rerun=rng)

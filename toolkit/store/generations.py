@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from .arrays import int64_filled
 
 GENERATIONS = ("all", "newest")
 SLOT = ("persona_id", "item_id", "repetition")
@@ -19,7 +20,7 @@ SLOT = ("persona_id", "item_id", "repetition")
 
 def slot_arrays(table: pa.Table) -> list[np.ndarray]:
     """The (persona, item, repetition) columns as int64 arrays; a self run's null persona is -1."""
-    return [np.asarray(pc.fill_null(table[c], -1).to_numpy(), dtype=np.int64) for c in SLOT]
+    return [int64_filled(table[c], -1) for c in SLOT]
 
 
 def has_repeated_slots(slots: list[np.ndarray]) -> bool:
@@ -37,6 +38,8 @@ def has_repeated_slots(slots: list[np.ndarray]) -> bool:
 def newest_positions(slots: list[np.ndarray], collected_at: pa.ChunkedArray, request_key: pa.ChunkedArray,
                      ) -> np.ndarray:
     """Positions of the newest row of every slot, in slot order."""
+    import pyarrow.compute as pc  # only where a slot holds several answers (record --refresh)
+
     when = np.asarray(pc.fill_null(collected_at, "").to_numpy(zero_copy_only=False), dtype=str)
     key = np.asarray(request_key.to_numpy(zero_copy_only=False), dtype=str)
     order = np.lexsort((key, when, slots[2], slots[1], slots[0]))

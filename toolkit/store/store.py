@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import TypeVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import StoreCorrupt, ToolkitError
 from ..hashing import canonical_json, parse_json, sha256_bytes, sha256_text
 from ..protocol.instrument import Instrument, parse_instrument
+from .arrays import only
 from .atomic import TMP_PREFIX, atomic_write_bytes
 from .cache import ResultCache
 from .generations import GENERATIONS, SLOT, has_repeated_slots, newest_positions, slot_arrays
@@ -145,14 +145,6 @@ def open_store(given: str | Path | None = None, *, write: bool = False) -> Store
                                "`toolkit import BUNDLE --store DIR`")
         return open_bundle(given)[0]
     return Store(resolve_store(given, write=write))
-
-
-def _only(column: pa.ChunkedArray, value: str) -> bool:
-    """Whether every row holds ``value`` (no null): its distinct values, decoded, are just it."""
-    distinct = pc.unique(column)
-    if pa.types.is_dictionary(distinct.type):
-        distinct = distinct.dictionary_decode()
-    return bool(distinct.to_pylist() == [value])
 
 
 class Store:
@@ -439,7 +431,7 @@ class Store:
                 raise StoreCorrupt(f"run {m.run_id}: segment {seg.object} has {t.num_rows} rows, its manifest "
                                    f"says {seg.rows}")
             for col, value in (("run_id", m.run_id), ("instrument", m.instrument["digest"])):
-                if t.num_rows and not _only(t[col], value):
+                if t.num_rows and not only(t[col], value):
                     raise StoreCorrupt(f"run {m.run_id}: segment {seg.object} holds rows of another {col} "
                                        "(a manifest naming another run's segment?)")
             tables.append(t.select(wanted))
@@ -631,7 +623,7 @@ class Store:
             out.append(Problem(name, f"{bad} rows have a request key that does not match their request"))
         if keys.n_unique() != len(keys):
             out.append(Problem(name, "duplicate request keys"))
-        persona_null = pc.sum(pc.is_null(table["persona_id"])).as_py() or 0
+        persona_null = table["persona_id"].null_count
         if (m.mode == "self") != (persona_null == table.num_rows) and table.num_rows:
             out.append(Problem(name, "persona ids do not match the run's mode (null exactly for self runs)"))
         if m.format == "toolkit-run/1":

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import polars as pl
-import pyarrow.compute as pc
 
+from .arrays import int64_filled
 from .manifest import RunManifest
 from .query import EVERY_RUN, Selection
 from .schema import TOKEN_COLUMNS
@@ -19,7 +19,7 @@ def run_table(store: Store, selection: Selection = EVERY_RUN) -> pl.DataFrame:
         valid_share = None  # a logprob run has digit probabilities, not a sampled rating to validate
         if m.mode != "logprob":
             ratings = store.read_run(m, ["rating"], generations="newest")["rating"]  # as analyze counts
-            valid = pc.sum(pc.greater_equal(ratings, 0)).as_py() or 0
+            valid = int((int64_filled(ratings, -1) >= 0).sum())
             valid_share = valid / len(ratings) if len(ratings) else float("nan")
         rows.append({
             "run_id": m.run_id, "model": m.model, "variant": m.variant, "temperature": m.temperature,
@@ -37,4 +37,4 @@ def _tokens(store: Store, m: RunManifest) -> dict[str, int | None]:
     """Tokens the run cost, summed over every stored row of every generation (each was paid
     for); null for a count no row reports (runs recorded before schema version 3, imports)."""
     t = store.read_run(m, list(TOKEN_COLUMNS), generations="all")
-    return {c: (pc.sum(t[c]).as_py() if t[c].null_count < len(t) else None) for c in TOKEN_COLUMNS}
+    return {c: (int(int64_filled(t[c], 0).sum()) if t[c].null_count < len(t) else None) for c in TOKEN_COLUMNS}
