@@ -347,9 +347,11 @@ def test_the_same_rows_encode_to_the_same_bytes_however_they_were_sliced():
     from toolkit.analysis.cache import decode_frame, encode_frame
 
     rows = pl.DataFrame({"group": ["all", "Harm/Care", None, "Purity"], "S": [0.5, None, 0.25, 1.0],
-                         "ok": [True, None, False, True], "n": [3, 4, None, 6]})
+                         "ok": [True, None, False, True], "n": [3, 4, None, 6], "model": ["a", "bb", "ccc", "d"],
+                         "R": [1.5, 2.5, 3.5, 4.5], "full": [True, False, True, True]})
     many = pl.concat([rows.reverse(), rows, rows.reverse()], rechunk=True)
     alone = encode_frame(rows)
     assert encode_frame(many.slice(4, 4)) == alone == encode_frame(many.to_arrow().slice(4, 4))
     assert encode_frame(many.slice(5, 3)) == encode_frame(rows.slice(1, 3))
+    assert encode_frame(many.slice(7, 1)) == encode_frame(rows.slice(3, 1))  # a row with no null at all
     assert decode_frame(alone).equals(rows)

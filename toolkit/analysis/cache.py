@@ -275,12 +275,21 @@ def encode_frame(frame: pl.DataFrame | pa.Table) -> bytes:
     buffers first: a slice of a larger table keeps its neighbours' bits in the padding of its
     validity bitmaps, and the same rows must give the same bytes however they were sliced."""
     table = frame if isinstance(frame, pa.Table) else frame.to_arrow()
-    table = pa.table([pa.concat_arrays(c.chunks) if c.num_chunks else pa.array([], c.type) for c in table.columns],
-                     schema=table.schema)  # fresh buffers (Table.take would import pyarrow.compute: 40 ms)
+    table = pa.table([_fresh(c) for c in table.columns], schema=table.schema)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return bytes(sink.getvalue())
+
+
+def _fresh(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    """A column whose buffers carry nothing of other rows: copied, unless it is floats without a
+    null (Arrow's writer then writes just the slice's values; most of a row's columns are
+    such, and copying all of them cost 0.05 ms a run). Not Table.take: that imports
+    pyarrow.compute (40 ms)."""
+    if column.num_chunks and (column.null_count or not pa.types.is_floating(column.type)):
+        return pa.concat_arrays(column.chunks)
+    return column
 
 
 def decode_frame(payload: bytes) -> pl.DataFrame:
