@@ -6,14 +6,14 @@ item's cells. numpy makes each a separate pass through memory and a Python call 
 per item. ``rerun_block_sums`` does the same per draw in one compiled loop: the same table
 entries are read and the same IEEE additions happen in the same order (a segment's first cell,
 then each next cell, then the segment's total added to the item's running sum), so every bit
-is the same as numpy's (tests/test_kernels.py compares them). There is no multiplication in the
-loop, so no fused multiply-add can change a rounding, whatever the CPU.
+is the same as numpy's (tests/test_kernels.py compares them). No floating-point multiplication
+happens in the loop, so no fused multiply-add can change a rounding, whatever the CPU.
 
 Importing numba and loading the machine code cost about 0.42 s a process (numba imports
 scipy.linalg) and the kernels save about 5.5 ms a run (100 runs in one process: 3.3 -> 3.0 s),
 so they are used only by a process that analyses at least ``MIN_RUNS`` runs (``worth``); a
-command on fewer runs never imports numba. The compiled code is cached on disk by numba (next to this file, or
-in numba's user cache when that is read-only).
+command on fewer runs never imports numba. numba caches the machine code on disk (next to
+this file, or in its user cache where that is read-only).
 """
 
 from __future__ import annotations
