@@ -141,3 +141,20 @@ def test_the_cli_asks_the_server_for_the_kernels_by_the_store_size(tmp_path, mon
     monkeypatch.setattr(kernels, "MIN_RUNS", 2)
     assert _many_runs(str(store.root), 2) and not _many_runs(str(store.root), 4)  # 2 runs a worker, then 1
     assert not _many_runs(str(tmp_path / "nowhere"), 1)  # the command itself reports a missing store
+
+
+def test_a_kernel_numba_cannot_compile_leaves_the_numpy_path(monkeypatch):
+    """Another numba's typing rules must not stop an analysis: the kernels are then off."""
+    require_extra("fast", "numba")
+
+    def untypable(words, buckets, base, bound, stats, items, acc):  # an object numba cannot type
+        acc[0, 0, 0] = len({object(): words})
+
+    monkeypatch.setattr(kernels, "_block_sums", untypable)
+    monkeypatch.setattr(kernels, "_tried", False)
+    monkeypatch.setattr(kernels, "_kernels", None)
+    kernels.set_enabled(True)
+    try:
+        assert kernels.rerun_block_sums() is None and kernels.multiplicities() is None
+    finally:
+        kernels.set_enabled(False)

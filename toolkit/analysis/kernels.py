@@ -64,18 +64,11 @@ def _compiled() -> tuple[Callable[..., None], Callable[[np.ndarray, int], np.nda
 
 
 def warm() -> None:
-    """Load both kernels (numba's import, its machine code from the disk cache) and run them
-    once on a few numbers, leaving them off: a process forked from this one has them ready."""
+    """Load both kernels (numba's import, its machine code from the disk cache, a first call),
+    leaving them off: a process forked from this one has them ready."""
     set_enabled(True)
-    compiled = _compiled()
+    _compiled()
     set_enabled(False)
-    if compiled is None:
-        return
-    block, count = compiled
-    count(np.zeros((1, 2), dtype=np.int64), 2)
-    words = np.zeros((1, 2), dtype=np.uint64)
-    block(words, words, np.zeros(1, dtype=np.uint64), np.ones(1, dtype=np.uint64), np.zeros((2, 5)),
-          np.zeros(1, dtype=np.int64), np.zeros((1, 2, 5)))
 
 
 def available() -> bool:
@@ -86,16 +79,29 @@ def available() -> bool:
 
 
 def _compile() -> tuple[Callable[..., None], Callable[[np.ndarray, int], np.ndarray]] | None:
+    """The compiled kernels after a first call on a few numbers, or None where numba is absent
+    or cannot compile them (another version's typing rules, say): numpy then does the same
+    sums, to the same bits, only slower."""
     try:
         import numba
     except ImportError:
         return None
-    try:  # numba caches the machine code on disk, where it finds a writable place
-        jit: Any = numba.njit(cache=True, nogil=True, boundscheck=False)
-        return jit(_block_sums), jit(_multiplicities)
-    except RuntimeError:  # no writable cache location: compile in memory, each process
-        jit = numba.njit(nogil=True, boundscheck=False)
-        return jit(_block_sums), jit(_multiplicities)
+    try:
+        try:  # numba caches the machine code on disk, where it finds a writable place
+            jit: Any = numba.njit(cache=True, nogil=True, boundscheck=False)
+            block, count = jit(_block_sums), jit(_multiplicities)
+        except RuntimeError:  # no writable cache location: compile in memory, each process
+            jit = numba.njit(nogil=True, boundscheck=False)
+            block, count = jit(_block_sums), jit(_multiplicities)
+        words = np.zeros((1, 3), dtype=np.uint64)
+        acc = np.zeros((1, 3, 5))
+        block(words, words, np.zeros(1, dtype=np.uint64), np.ones(1, dtype=np.uint64), np.ones((2, 5)),
+              np.zeros(1, dtype=np.int64), acc)
+        if not (count(np.zeros((1, 2), dtype=np.int64), 2) == [[2.0, 0.0]]).all() or not (acc == 1.0).all():
+            return None
+    except Exception:  # compilation failed: fall back to numpy (the same numbers)
+        return None
+    return block, count
 
 
 def _multiplicities(idx: np.ndarray, P: int) -> np.ndarray:  # pragma: no cover - runs compiled
