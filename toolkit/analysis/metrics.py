@@ -276,6 +276,12 @@ def _multinomial_weights(n: int, counts: tuple[int, ...], outcomes: np.ndarray) 
     return np.asarray(coefficient * powers)
 
 
+def word_multiple(total: int) -> int:
+    """L = 2**64 // total: a word below L*total has an exactly uniform quotient by L. The one rule
+    for the words, the bucket widths and the bounds of ExactCells (total = outcomes x n**n)."""
+    return _U64 // total
+
+
 def uniform_words(rng: np.random.Generator, shape: tuple[int, ...], total: int) -> np.ndarray:
     """Raw 64-bit words ``r`` uniform on [0, L*total), L = 2**64 // total.
 
@@ -283,7 +289,7 @@ def uniform_words(rng: np.random.Generator, shape: tuple[int, ...], total: int) 
     words: comparisons can be made on ``r`` against thresholds scaled by L. Words at or above
     L*total (probability < total / 2**64) are drawn again, in order, from the same stream.
     """
-    mult = _U64 // total
+    mult = word_multiple(total)
     raw = rng.bit_generator.random_raw(prod(shape)).reshape(shape)
     limit = mult * total
     if limit < _U64 and raw.size and int(raw.max()) >= limit:  # rare: one pass, no mask, when none is
@@ -313,9 +319,9 @@ class ExactCells:
         used = np.nonzero(pats)[1].reshape(len(pats), used_n)  # nonzero categories, per pattern
         c_used = np.take_along_axis(pats, used, axis=1)
         values = np.asarray(scale, dtype=np.int64)[used]
-        self.mult = _U64 // (self.size * self.total)
-        self.width = np.uint64(self.mult * self.total)
-        assert self.size * self.mult * self.total < _U64, "bucket bounds must fit 64 bits"
+        mult = word_multiple(self.size * self.total)
+        self.width = np.uint64(mult * self.total)
+        assert self.size * mult * self.total < _U64, "bucket bounds must fit 64 bits"
         tables = [_pattern_table(tuple(c), tuple(v), centre) for c, v in zip(c_used.tolist(), values.tolist())]
         self.bound = np.concatenate([b for b, _ in tables])
         self.stats = np.concatenate([s for _, s in tables])  # (patterns x outcomes x 2, 5)
@@ -354,11 +360,12 @@ def _pattern_table(counts: tuple[int, ...], values: tuple[int, ...], centre: flo
     its own outcome (keep[j] * L + j * L * T, so no remainder is needed; every such bound is
     below M * L * T < 2**64), and the ``_cell_stats`` rows of its own outcome and of its alias
     (rows 2j and 2j + 1). Cached: few (counts, ratings) patterns exist, and runs share them."""
-    n, size = sum(counts), comb(sum(counts) + len(counts) - 1, len(counts) - 1)
-    mult = _U64 // (size * n**n)
+    n = sum(counts)
+    comp = compositions(n, len(counts))  # (M, nz)
+    size = len(comp)
+    mult = word_multiple(size * n**n)
     keep, alias = alias_table(counts)
     bound = keep * np.uint64(mult) + np.arange(size, dtype=np.uint64) * np.uint64(mult * n**n)
-    comp = compositions(n, len(counts))  # (M, nz)
     vals = np.asarray(values, dtype=np.int64)
     s1, s2 = comp @ vals, comp @ (vals * vals)
     stats = _cell_stats(s1 / n - centre, sample_sd(n, s1, s2), n)  # (M, 5)
