@@ -567,3 +567,36 @@ def test_randomized_single_byte_flips_never_change_a_number_silently(store):
         flips += 1
     assert flips >= 200 and caught >= 150  # most flips hit hashed bytes; none went through silently
     assert store.verify() == []
+
+
+def test_a_segment_whose_columns_have_other_types_is_refused_in_one_line(tmp_path):
+    """A consistent but hostile store: a segment rewritten with persona ids as strings, named by
+    its own hash, its manifest pointing at it. Every reader stops with one line naming the
+    segment and the column (it was an internal error before), exit 1."""
+    import hashlib
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "s"
+    assert run_cli("simulate", "--runs", "1", "--persona-count", "10", "--repetitions", "2", "--store",
+                   str(root)).returncode == 0
+    path = next((root / "runs").glob("*.json"))
+    manifest = json.loads(path.read_text())
+    seg = manifest["segments"][0]
+    table = pq.read_table(root / "objects" / seg["object"][:2] / f"{seg['object']}.parquet")
+    i = table.schema.get_field_index("persona_id")
+    table = table.set_column(i, pa.field("persona_id", pa.string()), table["persona_id"].cast(pa.string()))
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    digest = hashlib.sha256(buf.getvalue()).hexdigest()
+    (root / "objects" / digest[:2]).mkdir(exist_ok=True)
+    (root / "objects" / digest[:2] / f"{digest}.parquet").write_bytes(buf.getvalue())
+    seg.update(object=digest, bytes=len(buf.getvalue()))
+    path.write_text(json.dumps(manifest))
+    for cmd in (["analyze", "--no-cache"], ["verify"], ["export", "--out", str(tmp_path / "out.csv")]):
+        res = run_cli(*cmd, "--store", str(root))
+        assert res.returncode == 1, (cmd, res.stdout, res.stderr)
+        assert "column persona_id holds string, the row format says int32" in res.stdout + res.stderr, cmd
+        assert "internal error" not in res.stderr

@@ -122,4 +122,9 @@ def to_current(table: pa.Table, version: int, wanted: list[str] | None = None) -
         raw = table["request_key"].combine_chunks().cast(pa.binary())
         hexed = pl.Series(raw).bin.encode("hex").to_arrow().cast(pa.string())
         table = table.set_column(i, pa.field("request_key", pa.string(), nullable=False), hexed)
+    for field in table.schema:  # every reader's columns have the format's types, or nothing is read
+        kind = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+        want = ROW_SCHEMA.field(field.name).type if field.name in ROW_SCHEMA.names else kind
+        if kind != want:
+            raise ValueError(f"column {field.name} holds {kind}, the row format says {want}")
     return table
